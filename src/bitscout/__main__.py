@@ -1,0 +1,3 @@
+from bitscout.cli import main
+import sys
+sys.exit(main())

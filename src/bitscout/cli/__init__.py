@@ -1,0 +1,65 @@
+"""The ``bitscout`` command: a thin front end over the Python API.
+
+Each subcommand lives in its own module ``bitscout.cli._<name>`` exposing
+``register(subparsers)``, which adds its parser and sets ``func`` to the function that
+runs it. Errors a user can cause are :class:`bitscout.errors.BitscoutError`: they are
+printed as one plain message (no traceback) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bitscout.errors import BitscoutError
+
+__all__ = ["main", "build_parser"]
+
+# Subcommand modules, in the order `bitscout --help` lists them.
+_COMMANDS = (
+    "check",
+    "train",
+    "quantize",
+    "search",
+    "compare",
+    "report",
+    "export",
+    "verify",
+    "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bitscout",
+        description="Find how few bits a neural network can live with.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"bitscout.cli._{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"bitscout.cli._{name}":
+                raise
+            continue  # a command not built yet is simply not offered
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BitscoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
