@@ -1,0 +1,122 @@
+"""`bitscout check` and the shared config options of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+import warnings
+from pathlib import Path
+
+import pytest
+
+from bitscout import cli
+from bitscout.cli._common import (
+    add_config_argument,
+    add_override_options,
+    config_from_args,
+    config_path_from_args,
+)
+from bitscout.config import BitscoutConfigWarning, load_config
+from bitscout.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _only_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Other subcommands are built elsewhere; `check` must not depend on them.
+    monkeypatch.setattr(cli, "_COMMANDS", ("check",))
+
+
+def _lab(lab_path: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BitscoutConfigWarning)
+        return load_config(lab_path)
+
+
+def test_check_prints_the_resolved_config_and_a_summary(lab_path: Path, capsys) -> None:
+    assert cli.main(["check", str(lab_path)]) == 0
+    out, err = capsys.readouterr()
+
+    config = _lab(lab_path)
+    # The whole output is TOML (the summary is a comment) and means the same config.
+    assert tomllib.loads(out) == tomllib.loads(config.to_toml())
+    assert out.rstrip().splitlines()[-1] == (
+        "# ok: model 'jsc-tiny' on dataset 'jsc'; strategy 'tpe', 20 trials; metrics: "
+        "accuracy (x1, maximize), average_bitwidth (x0.2, minimize); objective: their scaled sum, maximize"
+    )
+    assert err == (
+        f"warning: {lab_path}: log_every_n_steps: ignored "
+        "(a PyTorch Lightning trainer setting; bitscout trains with its own loop)\n"
+    )
+
+
+def test_check_accepts_mases_config_spelling_and_overrides(lab_path: Path, capsys) -> None:
+    assert cli.main(["check", "--config", str(lab_path), "--n-trials", "50", "--sampler", "brute_force"]) == 0
+    out, _ = capsys.readouterr()
+    document = tomllib.loads(out)
+    assert document["search"]["strategy"]["setup"]["n_trials"] == 50
+    assert "strategy 'brute_force', 50 trials" in out.splitlines()[-1]
+
+
+def test_check_of_an_invalid_config_exits_2_with_every_problem(lab_doc: dict, write_toml, capsys) -> None:
+    lab_doc["batch_size"] = 0
+    lab_doc["search"]["strategy"]["setup"]["direction"] = "maximise"
+    path = write_toml(lab_doc)
+
+    assert cli.main(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines()[-3:] == [
+        f"error: 2 problems in {path}:",
+        f"  {path}: batch_size: must be an integer >= 1; got 0",
+        f"  {path}: search.strategy.setup.direction: must be one of 'maximize', 'minimize'; got 'maximise'",
+    ]
+    # The ignored key is still pointed out: it may be what the user got wrong.
+    assert err.splitlines()[0].startswith(f"warning: {path}: log_every_n_steps: ignored")
+
+
+def test_check_with_a_wrong_override_names_the_option(lab_path: Path, capsys) -> None:
+    assert cli.main(["check", str(lab_path), "--n-trials", "0"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: --n-trials: must be an integer >= 1; got 0"
+
+
+def test_check_of_a_config_without_search(write_toml, capsys) -> None:
+    path = write_toml('model = "mlp"\ndataset = "digits"\n')
+    assert cli.main(["check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "# ok: model 'mlp' on dataset 'digits'; no [search] section"
+    assert err == ""
+
+
+def test_check_of_a_missing_file(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "missing.toml"
+    assert cli.main(["check", str(path)]) == 2
+    assert capsys.readouterr().err == f"error: config file not found: {path}\n"
+
+
+def _parser(search: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_config_argument(parser)
+    add_override_options(parser, search=search)
+    return parser
+
+
+def test_config_given_twice_or_not_at_all_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"given twice \(a.toml and --config b.toml\)"):
+        config_path_from_args(_parser().parse_args(["a.toml", "--config", "b.toml"]))
+    with pytest.raises(ConfigError, match="no config file given: pass it as CONFIG or as --config CONFIG"):
+        config_path_from_args(_parser().parse_args([]))
+    assert config_path_from_args(_parser().parse_args(["--config", "b.toml"])) == Path("b.toml")
+
+
+def test_search_options_exist_only_when_asked_for(lab_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        _parser(search=False).parse_args([str(lab_path), "--n-trials", "3"])
+    args = _parser(search=True).parse_args(
+        [str(lab_path), "--n-trials", "3", "--workers", "2", "--study-name", "s", "--load-type", "pt", "--seed", "4"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BitscoutConfigWarning)
+        config = config_from_args(args)
+    setup = config.search.strategy.setup
+    assert (setup.n_trials, setup.workers, setup.study_name, setup.seed) == (3, 2, "s", 4)
+    assert (config.load_type, config.seed) == ("pt", 4)
