@@ -1,0 +1,46 @@
+"""Quantization: number formats, quantized layers and the pure quantize transform.
+
+Formats (:class:`TensorFormat` and its registry, :class:`LayerQuantConfig`,
+:func:`parse_layer_config`, :func:`fake_quantize`) come from
+:mod:`bitscout.quant.formats` and are re-exported here. On top of them:
+
+* :class:`QuantizedLayer`: one generic wrapper that fake-quantizes the operands of any
+  float layer named in a layer map (:data:`DEFAULT_LAYER_MAP`);
+* :class:`Quantizer`: builds candidates of a traced model cheaply, sharing float
+  parameters and caching quantized weights (:class:`QuantizedTensorCache`);
+* :func:`quantize`: the one-shot transform (a ``[passes.quantize]`` section or a
+  per-node mapping); :func:`resolve_pass`: that section as one config per layer.
+"""
+
+from bitscout.quant import formats as _formats
+from bitscout.quant.formats import *  # noqa: F403 (re-exported; the list is formats.__all__)
+from bitscout.quant._modules import (
+    DEFAULT_LAYER_MAP,
+    Operands,
+    OpSpec,
+    QuantizedLayer,
+    QuantizedTensorCache,
+    layer_map_key,
+)
+from bitscout.quant.transform import (
+    QuantizePassLike,
+    Quantizer,
+    format_quant_table,
+    quantize,
+    resolve_pass,
+)
+
+__all__ = [
+    *_formats.__all__,
+    "DEFAULT_LAYER_MAP",
+    "Operands",
+    "OpSpec",
+    "QuantizedLayer",
+    "QuantizedTensorCache",
+    "layer_map_key",
+    "QuantizePassLike",
+    "Quantizer",
+    "format_quant_table",
+    "quantize",
+    "resolve_pass",
+]

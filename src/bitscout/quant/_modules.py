@@ -1,0 +1,263 @@
+"""Quantized layers: one generic wrapper around any float layer of the traced graph.
+
+A layer map (a dict, passed in by the caller) says, for each float module type or
+traced function, how to split a call into its ``data_in``, ``weight`` and ``bias``
+operands (:class:`Operands`) and how to compute the layer from them in float
+(``F.linear``, ``Conv2d._conv_forward``, ``torch.matmul``, ...). The wrapper
+fake-quantizes each operand its :class:`~bitscout.quant.LayerQuantConfig` names and
+runs that float form: one routine for every op type and every format.
+"""
+
+from __future__ import annotations
+
+import operator
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bitscout.graph import FloatOp
+from bitscout.quant.formats import LayerQuantConfig, TensorFormat, fake_quantize
+
+__all__ = [
+    "Operands",
+    "OpSpec",
+    "DEFAULT_LAYER_MAP",
+    "QuantizedLayer",
+    "QuantizedTensorCache",
+    "layer_map_key",
+]
+
+
+class Operands(NamedTuple):
+    """One call of a layer, split into the tensors a format applies to and the rest."""
+
+    data_in: Tensor | None
+    weight: Tensor | None
+    bias: Tensor | None
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """How to run one kind of float layer from its operands.
+
+    Attributes:
+        unpack: ``(float_module, args, kwargs) -> Operands``: the operands of a call.
+        compute: ``(float_module, operands) -> Tensor``: the float layer applied to
+            (possibly quantized) operands; with unquantized operands it must give
+            exactly what the float module gives.
+    """
+
+    unpack: Callable[[nn.Module, tuple[Any, ...], Mapping[str, Any]], Operands]
+    compute: Callable[[nn.Module, Operands], Tensor]
+
+
+def _module_operands(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operands:
+    data_in = args[0] if args else kwargs["input"]
+    return Operands(data_in, module.weight, module.bias)
+
+
+def _relu_module_operands(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operands:
+    return Operands(args[0] if args else kwargs["input"], None, None)
+
+
+@dataclass(frozen=True)
+class _FunctionOperands:
+    """Operands of a traced function held by a FloatOp: the first ``len(names)`` arguments."""
+
+    names: tuple[str, ...]
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operands:
+        rest = dict(kwargs)
+        operands = [args[i] if i < len(args) else rest.pop(name, None) for i, name in enumerate(self.names)]
+        operands += [None] * (3 - len(operands))
+        return Operands(operands[0], operands[1], operands[2], tuple(args[len(self.names) :]), rest)
+
+
+@dataclass(frozen=True)
+class _FunctionCompute:
+    """Calls the FloatOp's function with the (quantized) operands first, then the rest."""
+
+    count: int
+
+    def __call__(self, module: nn.Module, ops: Operands) -> Tensor:
+        return module.fn(*(ops.data_in, ops.weight, ops.bias)[: self.count], *ops.args, **ops.kwargs)
+
+
+def _function_spec(operand_names: tuple[str, ...]) -> OpSpec:
+    return OpSpec(_FunctionOperands(operand_names), _FunctionCompute(len(operand_names)))
+
+
+def _linear(module: nn.Module, ops: Operands) -> Tensor:
+    return F.linear(ops.data_in, ops.weight, ops.bias)
+
+
+def _conv(module: nn.Module, ops: Operands) -> Tensor:
+    # _conv_forward takes the weight and bias as arguments and handles padding modes.
+    return module._conv_forward(ops.data_in, ops.weight, ops.bias)
+
+
+def _relu(module: nn.Module, ops: Operands) -> Tensor:
+    return F.relu(ops.data_in, inplace=module.inplace)
+
+
+# Module-level functions and small classes rather than lambdas, so that a candidate
+# model can be pickled (torch.save) and deep-copied.
+_LINEAR = OpSpec(_module_operands, _linear)
+_CONV = OpSpec(_module_operands, _conv)
+_RELU = OpSpec(_relu_module_operands, _relu)
+_BINARY = _function_spec(("input", "other"))
+
+#: The default layer map: float module type (exact) or traced function -> OpSpec.
+DEFAULT_LAYER_MAP: Mapping[Any, OpSpec] = {
+    nn.Linear: _LINEAR,
+    nn.Conv1d: _CONV,
+    nn.Conv2d: _CONV,
+    nn.ReLU: _RELU,
+    F.linear: _function_spec(("input", "weight", "bias")),
+    torch.matmul: _BINARY,
+    operator.matmul: _BINARY,
+    torch.bmm: _function_spec(("input", "mat2")),
+    operator.add: _BINARY,
+    torch.add: _BINARY,
+    operator.mul: _BINARY,
+    torch.mul: _BINARY,
+    F.relu: _function_spec(("input",)),
+    torch.relu: _function_spec(("input",)),
+}
+
+
+def layer_map_key(module: nn.Module) -> Any:
+    """The layer-map key of a float layer: its function for a FloatOp, else its type."""
+    return module.fn if isinstance(module, FloatOp) else type(module)
+
+
+class _Entry(NamedTuple):
+    source: weakref.ref[Tensor]
+    data_ptr: int
+    version: int
+    quantized: Tensor
+
+
+class QuantizedTensorCache:
+    """Quantized weights and biases, computed once and shared by every candidate.
+
+    An entry is keyed by (layer, tensor role, format) and remembers which parameter it
+    came from (identity, storage address and ``_version``), so an in-place update (an
+    optimizer step, ``load_state_dict``, ``copy_``) or a new parameter recomputes it.
+    Changes made through ``param.data`` bypass the version counter: call :meth:`clear`
+    after such an edit.
+
+    Only parameters are cached, and only when no gradient is wanted for them (eval
+    under ``no_grad``/``inference_mode``, or frozen weights); when autograd needs the
+    weight, it is fake-quantized afresh each call with the straight-through gradient.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, TensorFormat], _Entry] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Entries hold weak references, which cannot be pickled or deep-copied; a copy
+        # starts empty and fills itself again.
+        return {"_entries": {}, "hits": 0, "misses": 0}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def clear(self) -> None:
+        """Forget every cached tensor."""
+        self._entries.clear()
+
+    def quantize(self, layer: str, role: str, tensor: Tensor, fmt: TensorFormat) -> Tensor:
+        """``tensor`` quantized by ``fmt``, from the cache when it is still valid.
+
+        Args:
+            layer: The layer's node name.
+            role: ``"weight"`` or ``"bias"``.
+            tensor: The float tensor.
+            fmt: The format.
+
+        Returns:
+            The quantized tensor (with a straight-through gradient when autograd needs it).
+        """
+        if not isinstance(tensor, nn.Parameter) or (torch.is_grad_enabled() and tensor.requires_grad):
+            return fake_quantize(tensor, fmt)
+        key = (layer, role, fmt)
+        entry = self._entries.get(key)
+        if (
+            entry is not None
+            and entry.source() is tensor
+            and entry.version == tensor._version
+            and entry.data_ptr == tensor.data_ptr()
+        ):
+            self.hits += 1
+            return entry.quantized
+        self.misses += 1
+        # Computed outside inference mode so that the cached tensor can also be used
+        # later by ops that autograd records (frozen weights, activations needing grad).
+        with torch.inference_mode(False), torch.no_grad():
+            quantized = fmt.quantize(tensor)
+        self._entries[key] = _Entry(weakref.ref(tensor), tensor.data_ptr(), tensor._version, quantized)
+        return quantized
+
+
+class QuantizedLayer(nn.Module):
+    """A float layer whose operands are fake-quantized per a LayerQuantConfig.
+
+    The wrapper shares the float layer's parameter and buffer dictionaries, so its
+    ``state_dict`` has the same keys and the very same tensors as the float layer, and
+    nothing is copied.
+
+    Args:
+        name: The layer's node name (the cache key).
+        float_module: The float layer (an ``nn.Linear``, ``nn.Conv2d``, a FloatOp, ...).
+        spec: How to run it from its operands (from the layer map).
+        config: What to quantize and how; a tensor whose format is None stays float.
+        cache: Where quantized weights and biases are kept.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        float_module: nn.Module,
+        spec: OpSpec,
+        config: LayerQuantConfig,
+        cache: QuantizedTensorCache,
+    ) -> None:
+        super().__init__()
+        # Held outside _modules on purpose: registering it would duplicate its
+        # parameters under a second name in the state_dict.
+        self.__dict__["float_module"] = float_module
+        self.__dict__["_parameters"] = float_module._parameters
+        self.__dict__["_buffers"] = float_module._buffers
+        self.layer_name = name
+        self.spec = spec
+        self.config = config
+        self.cache = cache
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        module = self.float_module
+        config = self.config
+        ops = self.spec.unpack(module, args, kwargs)
+        data_in, weight, bias = ops.data_in, ops.weight, ops.bias
+        if config.data_in is not None and data_in is not None:
+            data_in = fake_quantize(data_in, config.data_in)
+        if config.weight is not None and weight is not None:
+            weight = self.cache.quantize(self.layer_name, "weight", weight, config.weight)
+        if config.bias is not None and bias is not None:
+            bias = self.cache.quantize(self.layer_name, "bias", bias, config.bias)
+        return self.spec.compute(module, Operands(data_in, weight, bias, ops.args, ops.kwargs))
+
+    def extra_repr(self) -> str:
+        return f"{self.float_module!r}, config={self.config.describe()}"

@@ -1,0 +1,85 @@
+"""Signed fixed point (MASE's ``integer``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from bitscout.quant.formats._base import MAX_WIDTH, TensorFormat, check_floating, register_format
+
+__all__ = ["IntegerFormat"]
+
+# Beyond this |frac_width| every float32 (or narrower) input either saturates or rounds to
+# zero, so the scale exponent can be clipped here without changing any result, while
+# 2**±1000 stays a normal float64.
+_FRAC_CLIP = 1000
+
+
+@register_format
+@dataclasses.dataclass(frozen=True)
+class IntegerFormat(TensorFormat):
+    """Signed two's-complement fixed point with ``width`` bits, ``frac_width`` of them fractional.
+
+    ``q(x) = clamp(round(x * 2**f), -2**(w-1), 2**(w-1) - 1) / 2**f``, rounding half to
+    even (``torch.round``). Any integer ``frac_width`` is valid: a negative one, or one
+    above the width, is a scale of ``2**-f`` on ``w`` bits. Width 1 gives the levels
+    ``{-1, 0} * 2**-f``.
+
+    Special values: NaN stays NaN, +inf saturates to the largest level and -inf to the
+    smallest; the sign of zero is kept (``-0.0`` stays ``-0.0``, and a small negative
+    value that rounds to zero gives ``-0.0``).
+
+    Exactness: multiplying by a power of two is exact in binary floating point, and the
+    rounded integers and clamp bounds are exact while they fit the significand. The
+    arithmetic therefore runs in float32 when ``width <= 24`` (bounds up to ``2**23``)
+    and ``|frac_width| <= 126`` (``2**±f`` normal floats), for float32 and narrower
+    inputs; otherwise in float64, where the bounds of widths up to 32 are exact, and the
+    result is rounded once to the input dtype (so, for instance, the largest level of a
+    32-bit format, ``2**31 - 1``, becomes ``2**31`` in float32, which cannot hold it).
+    For float64 inputs the arithmetic is exact for ``|frac_width| <= 1000``; beyond that
+    the scale exponent is clipped to ±1000, which only matters for float64 values
+    outside float32's range.
+
+    Attributes:
+        width: Total bits, 1..32.
+        frac_width: Fractional bits; ``None`` (MASE's ``"NA"``) means ``width // 2``.
+    """
+
+    name = "integer"
+
+    width: int
+    frac_width: int | None = None
+
+    def __post_init__(self) -> None:
+        width = self._int_field("width", 1, MAX_WIDTH)
+        if self.frac_width is None:
+            self._set("frac_width", width // 2)
+        self._int_field("frac_width")
+
+    @property
+    def bits(self) -> int:
+        return self.width
+
+    @property
+    def levels(self) -> tuple[int, int]:
+        """The smallest and largest integer codes, ``-2**(w-1)`` and ``2**(w-1) - 1``."""
+        return -(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1
+
+    def describe(self) -> str:
+        return f"int{self.width}.{self.frac_width}"
+
+    def quantize(self, x: Tensor) -> Tensor:
+        check_floating(x, self)
+        lo, hi = self.levels
+        f = self.frac_width
+        assert f is not None  # resolved in __post_init__
+        if x.dtype != torch.float64 and self.width <= 24 and -126 <= f <= 126:
+            xc = x if x.dtype == torch.float32 else x.float()
+            # One allocation: the product is rounded, clamped and rescaled in place.
+            y = (xc * (2.0**f)).round_().clamp_(lo, hi).mul_(2.0**-f)
+        else:
+            f = max(-_FRAC_CLIP, min(_FRAC_CLIP, f))
+            y = (x.double() * (2.0**f)).round_().clamp_(lo, hi).mul_(2.0**-f)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
