@@ -1,0 +1,54 @@
+"""Data sets held in memory as tensors, with seeded train/validation/test splits.
+
+Use :func:`load_dataset` with a registered name (:func:`dataset_names`): ``digits``,
+``mnist5k``, ``wine``, ``breast_cancer`` (bundled in installed packages), ``jsc`` (the Jet
+Substructure Classification data, read from a file; as in MASE its validation split is
+its training split) and ``synthetic`` (for tests only).
+"""
+
+from __future__ import annotations
+
+from bitscout.data._base import (
+    SPLIT_NAMES,
+    Dataset,
+    DatasetInfo,
+    DatasetSource,
+    Split,
+    dataset_names,
+    get_dataset_source,
+    load_dataset,
+    register_dataset,
+    stratified_splits,
+    to_split,
+)
+from bitscout.data import _bundled, _synthetic  # noqa: F401  (registers the data sets)
+from bitscout.data._jsc import (
+    JSC_CLASS_NAMES,
+    JSC_ENV_VAR,
+    JSC_FEATURES,
+    JSC_FILE_NAMES,
+    JSC_LABELS,
+    find_jsc_file,
+    read_jsc_file,
+)
+
+__all__ = [
+    "JSC_CLASS_NAMES",
+    "JSC_ENV_VAR",
+    "JSC_FEATURES",
+    "JSC_FILE_NAMES",
+    "JSC_LABELS",
+    "find_jsc_file",
+    "read_jsc_file",
+    "SPLIT_NAMES",
+    "Dataset",
+    "DatasetInfo",
+    "DatasetSource",
+    "Split",
+    "dataset_names",
+    "get_dataset_source",
+    "load_dataset",
+    "register_dataset",
+    "stratified_splits",
+    "to_split",
+]

@@ -1,0 +1,222 @@
+"""The dataset records every other package works with, and the dataset registry.
+
+Data sets in bitscout are small enough to live in memory: each split is a pair of
+tensors, and evaluation slices them directly instead of going through a DataLoader.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from bitscout.errors import DataError
+
+__all__ = [
+    "DatasetInfo",
+    "Split",
+    "Dataset",
+    "DatasetSource",
+    "register_dataset",
+    "get_dataset_source",
+    "dataset_names",
+    "load_dataset",
+    "stratified_splits",
+    "SPLIT_NAMES",
+    "to_split",
+]
+
+#: Split names, and MASE's data-loader names that mean the same split.
+SPLIT_NAMES: dict[str, str] = {
+    "train": "train",
+    "val": "val",
+    "test": "test",
+    "train_dataloader": "train",
+    "val_dataloader": "val",
+    "test_dataloader": "test",
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model builder needs to know about a data set.
+
+    Attributes:
+        name: Registry name of the data set (``"digits"``, ``"jsc"``, ...).
+        input_shape: Shape of one sample, without the batch dimension.
+        num_classes: Number of classes.
+        class_names: One name per class, in label order.
+        source: Where the data came from (a package or a file path), for messages.
+        synthetic: True for generated data that says nothing about real accuracy.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+    source: str
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a data set held as tensors.
+
+    Attributes:
+        x: Inputs, float32, shape ``(n, *input_shape)``.
+        y: Class labels, int64, shape ``(n,)``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise DataError(
+                f"a split must have as many labels as samples; got {self.x.shape[0]} "
+                f"samples and {self.y.shape[0]} labels"
+            )
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set: its info and its train, validation and test splits."""
+
+    info: DatasetInfo
+    train: Split
+    val: Split
+    test: Split
+
+    def split(self, name: str) -> Split:
+        """Return a split by name.
+
+        Args:
+            name: ``"train"``, ``"val"`` or ``"test"``, or MASE's
+                ``"train_dataloader"``, ``"val_dataloader"``, ``"test_dataloader"``.
+
+        Raises:
+            DataError: The name is none of these.
+        """
+        key = SPLIT_NAMES.get(name)
+        if key is None:
+            raise DataError(
+                f"unknown split {name!r}; use one of {', '.join(repr(n) for n in SPLIT_NAMES)}"
+            )
+        return getattr(self, key)
+
+
+class DatasetSource(abc.ABC):
+    """A named data set bitscout can load.
+
+    Subclasses set :attr:`name` and :attr:`description` and implement :meth:`load`.
+    Register an instance with :func:`register_dataset` to make it available by name.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def load(self, *, path: Path | None, seed: int) -> Dataset:
+        """Load the data set.
+
+        Args:
+            path: A data file, for data sets that read one (``None``: look in the
+                usual places). Data sets bundled in a package ignore it.
+            seed: Seed of the random train/validation/test split.
+
+        Raises:
+            DataError: The data cannot be found or read.
+        """
+
+
+_REGISTRY: dict[str, DatasetSource] = {}
+
+
+def register_dataset(source: DatasetSource) -> DatasetSource:
+    """Make a data set available to :func:`load_dataset` under ``source.name``.
+
+    Raises:
+        ValueError: Another data set already has that name.
+    """
+    if source.name in _REGISTRY and type(_REGISTRY[source.name]) is not type(source):
+        raise ValueError(f"a dataset named {source.name!r} is already registered")
+    _REGISTRY[source.name] = source
+    return source
+
+
+def dataset_names() -> list[str]:
+    """Names of every registered data set, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_dataset_source(name: str) -> DatasetSource:
+    """Look a data set up by name.
+
+    Raises:
+        DataError: No data set has that name (the message lists those that exist).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise DataError(
+            f"unknown dataset {name!r}; available: {', '.join(dataset_names())}"
+        ) from None
+
+
+def load_dataset(name: str, *, path: Path | None = None, seed: int = 0) -> Dataset:
+    """Load a registered data set.
+
+    Args:
+        name: Registry name (see :func:`dataset_names`).
+        path: A data file, for data sets read from a file (``jsc``).
+        seed: Seed of the train/validation/test split.
+
+    Raises:
+        DataError: Unknown name, or the data cannot be found or read.
+    """
+    return get_dataset_source(name).load(path=path, seed=seed)
+
+
+def stratified_splits(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Split arrays into stratified train, validation and test parts.
+
+    The validation part holds ``ceil(val_fraction * n)`` samples and the test part
+    ``ceil(test_fraction * n)`` (scikit-learn's rounding), the rest is training data.
+
+    Returns:
+        ``((x_train, y_train), (x_val, y_val), (x_test, y_test))``.
+    """
+    n = len(y)
+    n_val = math.ceil(val_fraction * n)
+    n_test = math.ceil(test_fraction * n)
+    x_rest, x_val, y_rest, y_val = train_test_split(
+        x, y, test_size=n_val, random_state=seed, stratify=y
+    )
+    x_train, x_test, y_train, y_test = train_test_split(
+        x_rest, y_rest, test_size=n_test, random_state=seed, stratify=y_rest
+    )
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+
+
+def to_split(x: np.ndarray, y: np.ndarray) -> Split:
+    """Wrap numpy arrays as a :class:`Split` (float32 inputs, int64 labels)."""
+    return Split(
+        x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+        y=torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
+    )

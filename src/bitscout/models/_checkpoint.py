@@ -1,0 +1,159 @@
+"""Checkpoints: bitscout's own format, plain state dicts, and PyTorch Lightning files.
+
+Every file is read with ``torch.load(weights_only=True, map_location="cpu")``: a
+checkpoint is data, never code to run.
+
+Forms understood (``load_type``, or detected from the content when ``None``):
+
+* ``"bitscout"``: ``{"state_dict": ..., "model": str, "dataset": str, "metrics": {...},
+  "bitscout_version": str}``, written by :func:`save_checkpoint`.
+* ``"pt"``: a plain ``model.state_dict()`` (MASE's ``load_type = "pt"``).
+* ``"pl"``: a PyTorch Lightning ``.ckpt``: weights under ``"state_dict"``, each key
+  prefixed ``"model."`` (MASE's ``load_type = "pl"``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import bitscout
+from bitscout.errors import CheckpointError
+
+__all__ = ["LOAD_TYPES", "save_checkpoint", "load_checkpoint", "read_state_dict"]
+
+LOAD_TYPES = ("bitscout", "pt", "pl")
+_LIGHTNING_PREFIX = "model."
+
+
+def save_checkpoint(model: nn.Module, path: Path, metadata: Mapping[str, Any]) -> None:
+    """Write ``model``'s weights in bitscout's format.
+
+    Args:
+        model: The model whose ``state_dict`` is saved (moved to the CPU).
+        path: Destination file; its folder is created. The file is written whole or not
+            at all (written to a temporary name, then renamed).
+        metadata: ``"model"``, ``"dataset"``, ``"metrics"`` (a dict of floats) and any
+            other plain values to keep next to the weights.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "model": None,
+        "dataset": None,
+        "metrics": {},
+        **dict(metadata),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "bitscout_version": bitscout.__version__,
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _detect_type(obj: Any) -> str:
+    if isinstance(obj, Mapping) and "bitscout_version" in obj and "state_dict" in obj:
+        return "bitscout"
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        return "pl"
+    return "pt"
+
+
+def read_state_dict(path: Path, load_type: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Read the weights from a checkpoint file.
+
+    Args:
+        path: The checkpoint.
+        load_type: ``"bitscout"``, ``"pt"`` or ``"pl"``; ``None`` detects it from the content.
+
+    Returns:
+        The state dict (Lightning's ``model.`` prefix removed) and the form it was read as.
+
+    Raises:
+        CheckpointError: The file is missing, unreadable, or not of the given form.
+    """
+    path = Path(path)
+    if load_type is not None and load_type not in LOAD_TYPES:
+        raise CheckpointError(
+            f"load_type must be one of {', '.join(LOAD_TYPES)}; got {load_type!r}"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path} as a PyTorch file with weights_only=True "
+            f"(bitscout never unpickles code from a checkpoint): {exc}"
+        ) from exc
+    kind = load_type or _detect_type(obj)
+    if kind in ("bitscout", "pl"):
+        if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
+            raise CheckpointError(
+                f"checkpoint {path} has no 'state_dict' entry, as load_type {kind!r} needs; "
+                "for a plain state dict saved with torch.save(model.state_dict()) use load_type 'pt'"
+            )
+        state = dict(obj["state_dict"])
+        if kind == "pl":
+            state = {
+                (k[len(_LIGHTNING_PREFIX):] if k.startswith(_LIGHTNING_PREFIX) else k): v
+                for k, v in state.items()
+            }
+    else:
+        if not isinstance(obj, Mapping):
+            raise CheckpointError(
+                f"checkpoint {path} holds a {type(obj).__name__}, not a state dict"
+            )
+        state = dict(obj)
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        hint = " (is it a Lightning or bitscout checkpoint? try load_type 'pl' or 'bitscout')" if kind == "pt" else ""
+        raise CheckpointError(
+            f"checkpoint {path} read as {kind!r} has entries that are not tensors: "
+            f"{', '.join(map(repr, not_tensors[:5]))}{hint}"
+        )
+    return state, kind
+
+
+def load_checkpoint(model: nn.Module, path: Path, load_type: str | None = None) -> nn.Module:
+    """Load weights from ``path`` into ``model`` (in place) and return it.
+
+    Args:
+        model: A model with exactly the checkpoint's parameters and buffers.
+        path: A bitscout, plain ``.pt`` or Lightning ``.ckpt`` checkpoint.
+        load_type: ``"bitscout"``, ``"pt"``, ``"pl"``, or ``None`` to detect it.
+
+    Raises:
+        CheckpointError: The file cannot be read, or it does not fit the model: the
+            message names the file, the missing keys, the unexpected keys and every
+            shape mismatch.
+    """
+    state, kind = read_state_dict(path, load_type)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or mismatched:
+        lines = [f"checkpoint {path} (read as {kind!r}) does not fit the model:"]
+        if missing:
+            lines.append(f"  missing keys: {', '.join(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys: {', '.join(unexpected)}")
+        if mismatched:
+            lines.append(f"  shape mismatches: {'; '.join(mismatched)}")
+        lines.append(
+            "  Check that the config's model, model_options and dataset are those the "
+            "checkpoint was trained with."
+        )
+        raise CheckpointError("\n".join(lines))
+    model.load_state_dict(state, strict=True)
+    return model

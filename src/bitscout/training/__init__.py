@@ -1,0 +1,8 @@
+"""Training (``bitscout train``) and the evaluation every runner shares."""
+
+from __future__ import annotations
+
+from bitscout.training._evaluate import EvalResult, evaluate, model_device
+from bitscout.training._train import EpochMetrics, TrainResult, train
+
+__all__ = ["EpochMetrics", "EvalResult", "TrainResult", "evaluate", "model_device", "train"]

@@ -1,0 +1,135 @@
+"""Evaluation of a classifier on tensors: accuracy, balanced accuracy, loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bitscout.errors import DataError
+
+__all__ = ["EvalResult", "evaluate", "model_device"]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Metrics of one evaluation.
+
+    Attributes:
+        accuracy: Top-1 accuracy, in [0, 1].
+        balanced_accuracy: Mean per-class recall over the classes present in the
+            labels (torchmetrics' ``MulticlassAccuracy(average="macro")``, MASE's
+            default accuracy metric; see :func:`evaluate` for the one difference).
+        loss: Mean cross-entropy per sample.
+        num_samples: Samples evaluated.
+    """
+
+    accuracy: float
+    balanced_accuracy: float
+    loss: float
+    num_samples: int
+
+    def as_dict(self) -> dict[str, float]:
+        """The metrics as a plain dict (for JSON)."""
+        return {
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "loss": self.loss,
+            "num_samples": self.num_samples,
+        }
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU when it has none)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _check_labels(y: torch.Tensor, num_classes: int, width: int) -> None:
+    if width != num_classes:
+        raise DataError(
+            f"the model gives {width} outputs per sample but the data has {num_classes} classes"
+        )
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        raise DataError(
+            f"labels must lie in 0..{num_classes - 1}; got labels from {low} to {high}"
+        )
+
+
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int | None = None,
+    num_classes: int | None = None,
+) -> EvalResult:
+    """Evaluate a classifier on samples held as tensors.
+
+    Runs under ``torch.inference_mode`` with the model in eval mode (its previous mode
+    is restored afterwards); inputs are moved to the model's device batch by batch.
+
+    Balanced accuracy is the mean, over the classes that occur in ``y``, of the fraction
+    of that class's samples predicted correctly. torchmetrics' macro average also counts
+    a class absent from ``y`` but predicted at least once, as recall 0; bitscout leaves
+    such classes out, as scikit-learn's ``balanced_accuracy_score`` does: the two agree
+    whenever every class occurs in ``y``.
+
+    Args:
+        model: Maps ``(n, *input_shape)`` to logits ``(n, num_classes)``.
+        x: Inputs, first dimension = samples.
+        y: Integer class labels, shape ``(n,)``.
+        batch_size: Samples per forward pass; ``None`` = all at once.
+        num_classes: Number of classes; ``None`` = the width of the logits.
+
+    Raises:
+        DataError: No samples, ``x`` and ``y`` of different lengths, logits of another
+            width than ``num_classes``, or labels outside ``0..num_classes-1``.
+    """
+    n = int(y.shape[0])
+    if n == 0:
+        raise DataError("cannot evaluate on 0 samples")
+    if int(x.shape[0]) != n:
+        raise DataError(f"x has {x.shape[0]} samples but y has {n} labels")
+    if batch_size is not None and batch_size < 1:
+        raise DataError(f"batch_size must be >= 1; got {batch_size}")
+    device = model_device(model)
+    step = n if batch_size is None else batch_size
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            y_dev = y.to(device=device, dtype=torch.long)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            preds = []
+            for start in range(0, n, step):
+                logits = model(x[start : start + step].to(device))
+                target = y_dev[start : start + step]
+                if num_classes is None:
+                    num_classes = int(logits.shape[-1])
+                if start == 0:
+                    _check_labels(y_dev, num_classes, int(logits.shape[-1]))
+                if logits.dtype not in (torch.float32, torch.float64):
+                    logits = logits.float()  # half-precision losses lose too much in the sum
+                loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
+                preds.append(logits.argmax(dim=-1))
+            pred = torch.cat(preds)
+            correct = pred == y_dev
+            support = torch.bincount(y_dev, minlength=num_classes)
+            hits = torch.bincount(y_dev[correct], minlength=num_classes)
+            present = support > 0
+            recall = hits[present].double() / support[present].double()
+            return EvalResult(
+                accuracy=float(correct.double().mean()),
+                balanced_accuracy=float(recall.mean()),
+                loss=float(loss_sum) / n,
+                num_samples=n,
+            )
+    finally:
+        model.train(was_training)

@@ -1,0 +1,82 @@
+"""evaluate() against an independent numpy computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bitscout.errors import DataError
+from bitscout.training import evaluate
+
+
+def _numpy_reference(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Top-1 accuracy, mean recall over classes present in y, mean cross-entropy."""
+    pred = logits.argmax(axis=1)
+    accuracy = float(np.mean(pred == y))
+    recalls = [np.mean(pred[y == c] == c) for c in np.unique(y)]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(y)), y].mean())
+    return accuracy, float(np.mean(recalls)), loss
+
+
+@pytest.fixture
+def linear_case() -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Linear(6, 4).double()
+    x = torch.randn(203, 6, dtype=torch.float64)
+    # Unbalanced labels, and class 3 absent: balanced accuracy averages classes 0, 1, 2.
+    y = torch.from_numpy(np.random.default_rng(1).choice(3, size=203, p=[0.6, 0.3, 0.1]))
+    return model, x, y
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 16, 203, 500])
+def test_matches_numpy(linear_case, batch_size) -> None:
+    model, x, y = linear_case
+    w = model.weight.detach().numpy()
+    b = model.bias.detach().numpy()
+    acc, bal, loss = _numpy_reference(x.numpy() @ w.T + b, y.numpy())
+    result = evaluate(model, x, y, batch_size=batch_size)
+    assert result.num_samples == 203
+    assert result.accuracy == pytest.approx(acc, abs=1e-12)
+    assert result.balanced_accuracy == pytest.approx(bal, abs=1e-12)
+    assert result.loss == pytest.approx(loss, rel=1e-12)
+    assert acc != pytest.approx(bal)  # the data set is unbalanced enough to tell them apart
+
+
+def test_hand_computed_example() -> None:
+    # Logits fixed by hand: predictions [0, 0, 1, 1, 2] for labels [0, 1, 1, 1, 2].
+    logits = torch.tensor([[2.0, 0, 0], [1, 0, 0], [0, 3, 0], [0, 1, 0], [0, 0, 5]])
+    model = nn.Identity()
+    y = torch.tensor([0, 1, 1, 1, 2])
+    r = evaluate(model, logits, y)
+    assert r.accuracy == pytest.approx(4 / 5)
+    assert r.balanced_accuracy == pytest.approx((1 + 2 / 3 + 1) / 3)
+    expected_loss = np.mean([
+        np.log(np.exp(2) + 2) - 2, np.log(np.e + 2), np.log(np.exp(3) + 2) - 3,
+        np.log(np.e + 2) - 1, np.log(np.exp(5) + 2) - 5,
+    ])
+    assert r.loss == pytest.approx(expected_loss, rel=1e-6)
+
+
+def test_restores_training_mode_and_leaves_batchnorm_untouched() -> None:
+    model = nn.Sequential(nn.BatchNorm1d(3), nn.Linear(3, 2))
+    model.train()
+    before = model[0].running_mean.clone()
+    evaluate(model, torch.randn(10, 3) + 5, torch.zeros(10, dtype=torch.long))
+    assert model.training
+    assert torch.equal(model[0].running_mean, before)
+
+
+def test_bad_inputs() -> None:
+    model = nn.Linear(3, 2)
+    with pytest.raises(DataError, match="labels must lie in 0..1; got labels from 0 to 2"):
+        evaluate(model, torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(DataError, match="x has 4 samples but y has 3 labels"):
+        evaluate(model, torch.randn(4, 3), torch.tensor([0, 1, 1]))
+    with pytest.raises(DataError, match="0 samples"):
+        evaluate(model, torch.randn(0, 3), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(DataError, match="the model gives 2 outputs per sample but the data has 5 classes"):
+        evaluate(model, torch.randn(4, 3), torch.tensor([0, 1, 1, 0]), num_classes=5)
