@@ -22,7 +22,8 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.stamp-base
 
 demo: $(VENV)/.stamp-base
-	$(BIN)/bitscout demo $(DEMO_CONFIG)
+	$(BIN)/bitscout train $(DEMO_CONFIG) --if-missing
+	$(BIN)/bitscout search $(DEMO_CONFIG)
 
 test: $(VENV)/.stamp-dev
 	bash scripts/test.sh

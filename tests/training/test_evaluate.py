@@ -12,10 +12,15 @@ from bitscout.training import evaluate
 
 
 def _numpy_reference(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Top-1 accuracy, mean recall over classes present in y, mean cross-entropy."""
+    """Top-1 accuracy, torchmetrics' macro recall, mean cross-entropy.
+
+    The macro recall averages over the classes that occur in y or in the predictions;
+    a class predicted but absent from y has recall 0.
+    """
     pred = logits.argmax(axis=1)
     accuracy = float(np.mean(pred == y))
-    recalls = [np.mean(pred[y == c] == c) for c in np.unique(y)]
+    classes = np.union1d(np.unique(y), np.unique(pred))
+    recalls = [np.mean(pred[y == c] == c) if np.any(y == c) else 0.0 for c in classes]
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     loss = float(-log_probs[np.arange(len(y)), y].mean())
@@ -54,6 +59,7 @@ def test_hand_computed_example() -> None:
     r = evaluate(model, logits, y)
     assert r.accuracy == pytest.approx(4 / 5)
     assert r.balanced_accuracy == pytest.approx((1 + 2 / 3 + 1) / 3)
+
     expected_loss = np.mean([
         np.log(np.exp(2) + 2) - 2, np.log(np.e + 2), np.log(np.exp(3) + 2) - 3,
         np.log(np.e + 2) - 1, np.log(np.exp(5) + 2) - 5,
@@ -80,3 +86,11 @@ def test_bad_inputs() -> None:
         evaluate(model, torch.randn(0, 3), torch.zeros(0, dtype=torch.long))
     with pytest.raises(DataError, match="the model gives 2 outputs per sample but the data has 5 classes"):
         evaluate(model, torch.randn(4, 3), torch.tensor([0, 1, 1, 0]), num_classes=5)
+
+
+def test_class_predicted_but_absent_counts_as_zero_recall() -> None:
+    # torchmetrics' macro average: class 2 never occurs in y but is predicted once.
+    logits = torch.tensor([[2.0, 0, 0], [0, 1, 0], [0, 0, 3], [0, 2, 0]])
+    y = torch.tensor([0, 1, 1, 1])
+    r = evaluate(nn.Identity(), logits, y)
+    assert r.balanced_accuracy == pytest.approx((1 + 2 / 3 + 0) / 3)

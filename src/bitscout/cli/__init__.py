@@ -27,7 +27,6 @@ _COMMANDS = (
     "report",
     "export",
     "verify",
-    "demo",
 )
 
 

@@ -19,9 +19,9 @@ class EvalResult:
 
     Attributes:
         accuracy: Top-1 accuracy, in [0, 1].
-        balanced_accuracy: Mean per-class recall over the classes present in the
-            labels (torchmetrics' ``MulticlassAccuracy(average="macro")``, MASE's
-            default accuracy metric; see :func:`evaluate` for the one difference).
+        balanced_accuracy: Mean per-class recall over the classes that occur in the
+            labels or the predictions (torchmetrics' ``MulticlassAccuracy(average="macro")``,
+            MASE's default accuracy metric).
         loss: Mean cross-entropy per sample.
         num_samples: Samples evaluated.
     """
@@ -75,11 +75,12 @@ def evaluate(
     Runs under ``torch.inference_mode`` with the model in eval mode (its previous mode
     is restored afterwards); inputs are moved to the model's device batch by batch.
 
-    Balanced accuracy is the mean, over the classes that occur in ``y``, of the fraction
-    of that class's samples predicted correctly. torchmetrics' macro average also counts
-    a class absent from ``y`` but predicted at least once, as recall 0; bitscout leaves
-    such classes out, as scikit-learn's ``balanced_accuracy_score`` does: the two agree
-    whenever every class occurs in ``y``.
+    Balanced accuracy is the mean per-class recall exactly as torchmetrics'
+    ``MulticlassAccuracy(average="macro")`` (MASE's accuracy metric) computes it: the
+    mean, over every class that occurs in ``y`` or is predicted at least once, of the
+    fraction of that class's samples predicted correctly (0 for a class predicted but
+    absent from ``y``). A class neither present nor predicted is left out. When every
+    class occurs in ``y`` this equals scikit-learn's ``balanced_accuracy_score``.
 
     Args:
         model: Maps ``(n, *input_shape)`` to logits ``(n, num_classes)``.
@@ -123,8 +124,9 @@ def evaluate(
             correct = pred == y_dev
             support = torch.bincount(y_dev, minlength=num_classes)
             hits = torch.bincount(y_dev[correct], minlength=num_classes)
-            present = support > 0
-            recall = hits[present].double() / support[present].double()
+            predicted = torch.bincount(pred, minlength=num_classes)
+            counted = (support > 0) | (predicted > 0)
+            recall = hits[counted].double() / support[counted].double().clamp_min(1.0)
             return EvalResult(
                 accuracy=float(correct.double().mean()),
                 balanced_accuracy=float(recall.mean()),

@@ -1,0 +1,318 @@
+"""Hardware runners: costs of a candidate, from the layer table or measured on the device.
+
+Every definition here is the one in DESIGN.md ("Metric definitions"). For each quantizable
+layer l of the layer table: ``|W_l|`` weight elements, ``|b_l|`` bias elements, ``A_l``
+input activation elements per sample, ``M_l`` multiply-accumulates per sample; ``w_l``,
+``a_l``, ``bb_l`` the storage bits of its weight, input and bias formats
+(:attr:`bitscout.quant.TensorFormat.bits`), 32 where the layer or that tensor is not
+quantized.
+
+Which layers count:
+
+* A *weight* is a parameter: the weight of a ``linear``, ``conv1d`` or ``conv2d`` layer.
+  The second operand of ``matmul``, ``bmm``, ``add`` and ``mul`` is an activation (it is
+  quantized with the layer's ``weight`` format, but it is not stored): it counts in
+  ``activation_bitwidth`` (at ``w_l`` bits) and in ``bitops``, not in
+  ``average_bitwidth`` or ``model_size``.
+* ``A_l`` counts for every layer with a ``data_in`` tensor, relu included.
+
+Every analytic runner also reports each metric as a ratio to the unquantized float model
+(``<metric>_ratio``): 1.0 for the float model, 0.25 for int8 weights in
+``average_bitwidth_ratio``, and so on.
+"""
+
+from __future__ import annotations
+
+import abc
+import statistics
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import pydantic
+import torch
+from torch import nn
+
+from bitscout.errors import SearchError
+from bitscout.graph import LayerInfo, LayerTable
+from bitscout.metrics._runner import Candidate, RunContext, Runner, register_runner
+
+if TYPE_CHECKING:
+    from bitscout.quant import LayerQuantConfig
+
+__all__ = [
+    "FLOAT_BITS",
+    "tensor_bits",
+    "has_weight_parameter",
+    "AverageBitwidth",
+    "ActivationBitwidth",
+    "ModelSize",
+    "Flops",
+    "Bitops",
+    "Latency",
+]
+
+#: Bits of a tensor that is not quantized.
+FLOAT_BITS = 32
+
+_WEIGHT_PARAMETER_OPS = frozenset({"linear", "conv1d", "conv2d"})
+
+Config = Mapping[str, "LayerQuantConfig | None"]
+
+
+def tensor_bits(layer_config: LayerQuantConfig | None, tensor: str) -> float:
+    """Storage bits of one tensor of a layer: its format's ``bits``, else 32.
+
+    Args:
+        layer_config: The layer's config (``None``: floating point).
+        tensor: ``"data_in"``, ``"weight"`` or ``"bias"``.
+    """
+    if layer_config is None:
+        return FLOAT_BITS
+    fmt = getattr(layer_config, tensor)
+    return FLOAT_BITS if fmt is None else float(fmt.bits)
+
+
+def has_weight_parameter(layer: LayerInfo) -> bool:
+    """Whether the layer's weight is a stored parameter (linear and conv layers)."""
+    return layer.op in _WEIGHT_PARAMETER_OPS and layer.weight_numel > 0
+
+
+def _with_ratios(*names: str) -> tuple[str, ...]:
+    return names + tuple(f"{name}_ratio" for name in names)
+
+
+class _AnalyticRunner(Runner):
+    """A hardware runner computed from the layer table and the config alone.
+
+    Subclasses implement :meth:`measure` for the raw metrics; the float model's values
+    are computed once, at construction, for the ratios.
+    """
+
+    kind = "hardware"
+
+    def __init__(self, options: pydantic.BaseModel, context: RunContext) -> None:
+        super().__init__(options, context)
+        self.table: LayerTable = context.traced.table
+        self._float = self.measure({})
+        for name, value in self._float.items():
+            if value == 0:
+                raise SearchError(
+                    f"{self.name}: the float model's {name} is 0, so no ratio to it exists; "
+                    f"the model has no layer this metric counts (layers: "
+                    f"{', '.join(f'{layer.name} ({layer.op})' for layer in self.table) or 'none'})"
+                )
+
+    @abc.abstractmethod
+    def measure(self, config: Config) -> dict[str, float]:
+        """The raw metrics (without ratios) of a per-layer config."""
+
+    @property
+    def float_values(self) -> dict[str, float]:
+        """The raw metrics of the unquantized model."""
+        return dict(self._float)
+
+    def run(self, candidate: Candidate) -> dict[str, float]:
+        values = self.measure(candidate.config)
+        ratios = {f"{name}_ratio": value / self._float[name] for name, value in values.items()}
+        return {**values, **ratios}
+
+
+@register_runner
+class AverageBitwidth(_AnalyticRunner):
+    """``average_bitwidth`` = sum_l w_l |W_l| / sum_l |W_l| over weight parameters.
+
+    MASE's definition. Also ``memory_density`` = ``compare_to`` / ``average_bitwidth``,
+    better when larger.
+    """
+
+    name = "average_bitwidth"
+    metrics = _with_ratios("average_bitwidth", "memory_density")
+    maximize = frozenset({"memory_density", "memory_density_ratio"})
+    options: AverageBitwidth.Options
+
+    class Options(Runner.Options):
+        """Options of ``average_bitwidth``.
+
+        Attributes:
+            compare_to: The width ``memory_density`` compares against (MASE's option).
+        """
+
+        compare_to: pydantic.PositiveFloat = 32.0
+
+    def measure(self, config: Config) -> dict[str, float]:
+        bits = 0
+        count = 0
+        for layer in self.table:
+            if has_weight_parameter(layer):
+                bits += tensor_bits(config.get(layer.name), "weight") * layer.weight_numel
+                count += layer.weight_numel
+        if count == 0:
+            return {"average_bitwidth": 0.0, "memory_density": 0.0}
+        average = bits / count
+        return {"average_bitwidth": average, "memory_density": self.options.compare_to / average}
+
+
+@register_runner
+class ActivationBitwidth(_AnalyticRunner):
+    """``activation_bitwidth`` = sum_l a_l A_l / sum_l A_l over layer inputs."""
+
+    name = "activation_bitwidth"
+    metrics = _with_ratios("activation_bitwidth")
+
+    def measure(self, config: Config) -> dict[str, float]:
+        bits = 0
+        count = 0
+        for layer in self.table:
+            layer_config = config.get(layer.name)
+            if "data_in" in layer.tensors:
+                bits += tensor_bits(layer_config, "data_in") * layer.input_numel
+                count += layer.input_numel
+            if "weight" in layer.tensors and not has_weight_parameter(layer):
+                # The second operand of a matmul/add/mul is an activation input too.
+                bits += tensor_bits(layer_config, "weight") * layer.weight_numel
+                count += layer.weight_numel
+        return {"activation_bitwidth": bits / count if count else 0.0}
+
+
+@register_runner
+class ModelSize(_AnalyticRunner):
+    """``model_size``: bytes to store every parameter and floating-point buffer.
+
+    Quantized weights and biases at their format's bits, every other parameter and every
+    floating-point buffer (BatchNorm statistics) at 32 bits; integer buffers
+    (BatchNorm's ``num_batches_tracked``) are bookkeeping, not model data, and are left
+    out. Each weight is taken to belong to one layer: a model that ties one weight to
+    two layers is counted as if each had its own copy.
+    """
+
+    name = "model_size"
+    metrics = _with_ratios("model_size")
+
+    def measure(self, config: Config) -> dict[str, float]:
+        bits = FLOAT_BITS * (self.table.param_count + self.table.buffer_float_count)
+        for layer in self.table:
+            if not has_weight_parameter(layer):
+                continue
+            layer_config = config.get(layer.name)
+            bits += (tensor_bits(layer_config, "weight") - FLOAT_BITS) * layer.weight_numel
+            bits += (tensor_bits(layer_config, "bias") - FLOAT_BITS) * layer.bias_numel
+        return {"model_size": bits / 8}
+
+
+@register_runner
+class Flops(_AnalyticRunner):
+    """``flops``: floating-point operations of one float forward pass for one sample.
+
+    As counted by ``torch.utils.flop_counter.FlopCounterMode`` when the model was traced
+    (2 per multiply-accumulate of matmuls and convolutions). Quantization does not change
+    it, so in a quantization-only search it cannot change the ranking; architecture
+    choices do.
+    """
+
+    name = "flops"
+    metrics = _with_ratios("flops")
+    constant_under_quantization = frozenset(metrics)
+
+    def measure(self, config: Config) -> dict[str, float]:
+        return {"flops": float(self.table.float_flops)}
+
+
+@register_runner
+class Bitops(_AnalyticRunner):
+    """``bitops`` = sum_l M_l w_l a_l: multiply-accumulates weighted by operand widths."""
+
+    name = "bitops"
+    metrics = _with_ratios("bitops")
+
+    def measure(self, config: Config) -> dict[str, float]:
+        total = 0
+        for layer in self.table:
+            if layer.macs:
+                layer_config = config.get(layer.name)
+                total += (
+                    layer.macs
+                    * tensor_bits(layer_config, "weight")
+                    * tensor_bits(layer_config, "data_in")
+                )
+        return {"bitops": float(total)}
+
+
+@register_runner
+class Latency(Runner):
+    """``latency``: median wall time of one forward pass of one batch, in milliseconds.
+
+    Measured on the context's device under ``torch.inference_mode`` after ``warmup``
+    untimed passes, over ``repeats`` timed ones (``torch.cuda.synchronize`` around each
+    on a GPU). The batch is the first ``batch_size`` samples of the validation split
+    (repeated when the split is smaller). ``latency_ratio`` divides by the float model's
+    latency, measured once, on first use, the same way.
+
+    This measures the model as built. Fake quantization computes in floating point and
+    adds work, so a quantized candidate is never faster than the float model here: the
+    metric shows the cost of the simulation, not of quantized hardware. Trials that run
+    in parallel (``n_jobs`` > 1) disturb each other's timings.
+    """
+
+    name = "latency"
+    kind = "hardware"
+    metrics = _with_ratios("latency")
+
+    class Options(Runner.Options):
+        """Options of ``latency``.
+
+        Attributes:
+            batch_size: Samples in the timed batch (default: the search's batch size).
+            warmup: Untimed passes first.
+            repeats: Timed passes; the median is reported.
+        """
+
+        batch_size: pydantic.PositiveInt | None = None
+        warmup: pydantic.NonNegativeInt = 3
+        repeats: pydantic.PositiveInt = 10
+
+    options: Latency.Options
+
+    def __init__(self, options: pydantic.BaseModel, context: RunContext) -> None:
+        super().__init__(options, context)
+        batch_size = self.options.batch_size or context.batch_size
+        x = context.dataset.split("val").x
+        if len(x) == 0:
+            raise SearchError("latency: the validation split is empty; there is nothing to time")
+        repeats = -(-batch_size // len(x))
+        self._batch = x.repeat(repeats, *([1] * (x.dim() - 1)))[:batch_size].to(context.device)
+        self._float_ms: float | None = None
+        self._lock = threading.Lock()
+
+    def _sync(self) -> Callable[[], None]:
+        if self.context.device.type == "cuda":
+            return torch.cuda.synchronize
+        return lambda: None
+
+    def time_ms(self, model: nn.Module) -> float:
+        """Median milliseconds of one forward pass of the batch through ``model``."""
+        model.eval()
+        sync = self._sync()
+        times: list[float] = []
+        with torch.inference_mode():
+            for _ in range(self.options.warmup):
+                model(self._batch)
+            sync()
+            for _ in range(self.options.repeats):
+                start = time.perf_counter()
+                model(self._batch)
+                sync()
+                times.append((time.perf_counter() - start) * 1e3)
+        return statistics.median(times)
+
+    def float_latency(self) -> float:
+        """The float model's latency in ms (measured on the first call)."""
+        with self._lock:
+            if self._float_ms is None:
+                self._float_ms = self.time_ms(self.context.traced.gm)
+            return self._float_ms
+
+    def run(self, candidate: Candidate) -> dict[str, float]:
+        latency = self.time_ms(candidate.model)
+        return {"latency": latency, "latency_ratio": latency / self.float_latency()}

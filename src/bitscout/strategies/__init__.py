@@ -1,0 +1,65 @@
+"""Search strategies: Optuna samplers by name, brute force, and a registry.
+
+A strategy turns a :class:`bitscout.space.SearchSpace` into an Optuna sampler::
+
+    strategy = get_strategy("tpe")
+    sampler = strategy.make_sampler(space, seed=0, directions=["maximize"], options={})
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+
+The contract every strategy keeps is documented once, on :class:`Strategy`. Registered:
+``tpe``, ``random``, ``nsgaii``, ``nsgaiii``, ``qmc``, ``gp``, ``cmaes`` (refuses with
+the reason: bitscout's parameters are categorical) and ``brute_force``. A new strategy
+subclasses :class:`Strategy` and calls :func:`register_strategy`.
+"""
+
+from bitscout.strategies._base import (
+    DIRECTIONS,
+    OPTIONS_PATH,
+    Exhaustible,
+    Strategy,
+    StrategyOptions,
+    get_strategy,
+    is_exhausted,
+    register_strategy,
+    strategy_names,
+)
+from bitscout.strategies._brute_force import (
+    BruteForceSampler,
+    BruteForceStrategy,
+    SeededPermutation,
+)
+from bitscout.strategies._optuna import (
+    CmaEsStrategy,
+    GPStrategy,
+    NSGAIIIStrategy,
+    NSGAIIStrategy,
+    QMCStrategy,
+    RandomStrategy,
+    TPEStrategy,
+    genetic_population_size,
+    reference_point_count,
+)
+
+__all__ = [
+    "Strategy",
+    "StrategyOptions",
+    "Exhaustible",
+    "is_exhausted",
+    "register_strategy",
+    "get_strategy",
+    "strategy_names",
+    "OPTIONS_PATH",
+    "DIRECTIONS",
+    "TPEStrategy",
+    "RandomStrategy",
+    "NSGAIIStrategy",
+    "NSGAIIIStrategy",
+    "QMCStrategy",
+    "CmaEsStrategy",
+    "GPStrategy",
+    "BruteForceStrategy",
+    "BruteForceSampler",
+    "SeededPermutation",
+    "genetic_population_size",
+    "reference_point_count",
+]
