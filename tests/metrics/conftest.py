@@ -8,7 +8,7 @@ import torch
 from bitscout.data import Dataset, load_dataset
 from bitscout.metrics import RunContext
 from bitscout.models import build_model
-from metrics_helpers import clusters_dataset, make_context
+from tests.metrics.metrics_helpers import clusters_dataset, make_context
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bitscout.metrics import Candidate, RunContext, get_runner, runner_names
-from metrics_helpers import int_config
+from tests.metrics.metrics_helpers import int_config
 
 # Options a runner needs to be made at all, or to keep this test fast.
 OPTIONS = {

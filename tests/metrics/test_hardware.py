@@ -23,7 +23,7 @@ import pytest
 from bitscout.errors import ConfigError
 from bitscout.metrics import Candidate, Latency, RunContext, build_runners, tensor_bits
 from bitscout.quant import parse_layer_config
-from metrics_helpers import int_config, strategy
+from tests.metrics.metrics_helpers import int_config, strategy
 
 HW = ("average_bitwidth", "activation_bitwidth", "model_size", "flops", "bitops")
 

@@ -11,7 +11,7 @@ import pytest
 
 from bitscout.errors import ConfigError
 from bitscout.metrics import MetricWarning, Objective, RunContext, TrialMetrics, build_runners
-from metrics_helpers import int_config, strategy
+from tests.metrics.metrics_helpers import int_config, strategy
 
 SW = {"basic_evaluation": {"num_samples": 100}}
 HW = {"average_bitwidth": {}, "bitops": {}, "flops": {}}

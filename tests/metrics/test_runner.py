@@ -17,7 +17,7 @@ from bitscout.metrics import (
     get_runner,
     register_runner,
 )
-from metrics_helpers import int_config, strategy
+from tests.metrics.metrics_helpers import int_config, strategy
 
 
 class CountingQuantizer:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from bitscout.config import BitscoutConfigWarning
 from bitscout.errors import ConfigError
 from bitscout.metrics import BasicEvaluation, BasicTrain, Candidate, RunContext, build_runners
-from metrics_helpers import int_config, strategy
+from tests.metrics.metrics_helpers import int_config, strategy
 
 
 def train_briefly(context: RunContext, steps: int = 150) -> None:

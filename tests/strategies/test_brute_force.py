@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from strategy_helpers import bits_objective, run_ask_tell
+from tests.strategies.strategy_helpers import bits_objective, run_ask_tell
 
 from bitscout.errors import ConfigError, SearchError
 from bitscout.space import SearchSpace

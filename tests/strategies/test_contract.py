@@ -20,7 +20,7 @@ from bitscout.strategies import (
     strategy_names,
 )
 
-from strategy_helpers import run_ask_tell
+from tests.strategies.strategy_helpers import run_ask_tell
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import optuna
 import pytest
-from strategy_helpers import run_ask_tell
+from tests.strategies.strategy_helpers import run_ask_tell
 
 from bitscout.errors import ConfigError, SearchError
 from bitscout.space import SearchSpace

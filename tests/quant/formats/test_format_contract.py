@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from formats_reference import assert_same_bits, integer_grid, log_grid, minifloat_grid
+from tests.quant.formats.formats_reference import assert_same_bits, integer_grid, log_grid, minifloat_grid
 
 from bitscout.quant.formats import (
     BinaryFormat,

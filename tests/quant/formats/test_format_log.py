@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from formats_reference import assert_same_bits, log_grid, log_ref, values_around
+from tests.quant.formats.formats_reference import assert_same_bits, log_grid, log_ref, values_around
 
 from bitscout.errors import QuantConfigError
 from bitscout.quant.formats import LogFormat
