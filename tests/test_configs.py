@@ -63,7 +63,14 @@ def test_every_expected_example_exists():
     }
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n != "jsc_tiny_lab.toml"])
+# Fine-tuning every candidate takes longer than the others: marked slow.
+_SLOW = {"digits_qat.toml"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in ALL if n != "jsc_tiny_lab.toml"],
+)
 def test_example_config_runs_a_search(name, tmp_path):
     path = CONFIGS / name
     config = load_config(path)

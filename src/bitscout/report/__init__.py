@@ -1,0 +1,28 @@
+"""Reports of a search: PNG plots and plain-text summary tables.
+
+``plot_objective`` (objective and best so far per trial), ``plot_pareto`` (accuracy
+against a cost metric with the Pareto front), ``plot_best_widths`` (widths per layer of
+one trial) and ``format_summary`` (the table printed at the end of ``bitscout search``).
+"""
+
+from __future__ import annotations
+
+from bitscout.report._plots import (
+    WIDTH_TENSORS,
+    layer_widths,
+    plot_best_widths,
+    plot_objective,
+    plot_pareto,
+)
+from bitscout.report._tables import format_config, format_summary, format_table
+
+__all__ = [
+    "WIDTH_TENSORS",
+    "layer_widths",
+    "plot_best_widths",
+    "plot_objective",
+    "plot_pareto",
+    "format_config",
+    "format_summary",
+    "format_table",
+]

@@ -1,0 +1,161 @@
+"""PNG plots of a search: objective per trial, accuracy against costs, widths of the best trial.
+
+Every function takes a :class:`~bitscout.study.SearchResult` (or records) and a path, draws
+with matplotlib's Agg backend (no display needed) and returns the path written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works without a display, in threads and over SSH
+
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+from bitscout.errors import SearchError  # noqa: E402
+
+if TYPE_CHECKING:
+    from bitscout.study import SearchResult, TrialRecord
+
+__all__ = [
+    "plot_objective",
+    "plot_pareto",
+    "plot_best_widths",
+    "layer_widths",
+    "WIDTH_TENSORS",
+]
+
+#: The tensors whose width the width plot shows, in order.
+WIDTH_TENSORS = ("data_in", "weight", "bias")
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_objective(result: SearchResult, path: Path) -> Path:
+    """Each objective value against the trial number, with the best so far as a line.
+
+    Failed trials are marked with a red x on the lower edge; duplicates are drawn hollow.
+    """
+    n_obj = max(1, len(result.directions))
+    fig, axes = plt.subplots(n_obj, 1, figsize=(7, 3.2 * n_obj), squeeze=False)
+    names = result.objective_names or [f"objective {i}" for i in range(n_obj)]
+    complete = [t for t in result.trials if t.is_complete and len(t.values) == n_obj]
+    failed = [t.number for t in result.trials if t.state == "FAIL"]
+    for i, ax in enumerate(axes[:, 0]):
+        fresh = [t for t in complete if t.duplicate_of is None]
+        dups = [t for t in complete if t.duplicate_of is not None]
+        ax.scatter([t.number for t in fresh], [t.values[i] for t in fresh], s=14, label="evaluated", color="tab:blue")
+        if dups:
+            ax.scatter([t.number for t in dups], [t.values[i] for t in dups], s=14, facecolors="none", edgecolors="tab:blue", label="duplicate")
+        curve = result.best_so_far(i)
+        if curve:
+            xs, ys = zip(*curve)
+            ax.step(xs, ys, where="post", color="tab:orange", label="best so far")
+        if failed:
+            y0 = min((t.values[i] for t in complete), default=0.0)
+            ax.scatter(failed, [y0] * len(failed), marker="x", color="tab:red", label="failed")
+        label = names[i] if i < len(names) else f"objective {i}"
+        ax.set_ylabel(f"{label} ({result.directions[i] if result.directions else ''})")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    axes[-1, 0].set_xlabel("trial")
+    axes[0, 0].set_title(f"{result.study_name}: objective per trial")
+    return _save(fig, path)
+
+
+def plot_pareto(
+    records: Sequence[TrialRecord],
+    x_metric: str,
+    path: Path,
+    *,
+    y_metric: str = "accuracy",
+    x_direction: str = "minimize",
+    y_direction: str = "maximize",
+    title: str | None = None,
+) -> Path:
+    """``y_metric`` against ``x_metric`` for every evaluated trial, the Pareto front marked.
+
+    Raises:
+        SearchError: No evaluated trial has both metrics.
+    """
+    from bitscout.study import pareto_front
+
+    points = [
+        (t.metrics[x_metric], t.metrics[y_metric], t.number)
+        for t in records
+        if t.is_complete and t.duplicate_of is None and x_metric in t.metrics and y_metric in t.metrics
+    ]
+    if not points:
+        raise SearchError(f"no evaluated trial has both {x_metric!r} and {y_metric!r}: nothing to plot")
+    front = pareto_front([(x, y) for x, y, _ in points], [x_direction, y_direction])
+    front_pts = sorted((points[i][0], points[i][1]) for i in front)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.6, label="trials", color="tab:blue")
+    ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "o-", color="tab:red", ms=5, label=f"Pareto front ({len(front)})")
+    ax.set_xlabel(f"{x_metric} ({x_direction})")
+    ax.set_ylabel(f"{y_metric} ({y_direction})")
+    ax.set_title(title or f"{y_metric} against {x_metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def layer_widths(record: TrialRecord) -> dict[str, dict[str, int]]:
+    """Layer -> tensor -> width in bits for one trial; ``{}`` for a layer left in float.
+
+    Width fields are read from the MASE flat config: ``<tensor>_width``. A float layer
+    has no widths because the record does not say which tensors it has (a relu has no
+    weight): the plot labels it "float" instead of drawing bars.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for layer, cfg in record.sampled_config.items():
+        if not isinstance(cfg, dict) or cfg.get("name") in (None, "NA", "float"):
+            out[layer] = {}
+            continue
+        widths = {}
+        for tensor in WIDTH_TENSORS:
+            value = cfg.get(f"{tensor}_width")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                widths[tensor] = int(value)
+        out[layer] = widths
+    return out
+
+
+def plot_best_widths(record: TrialRecord, path: Path, *, title: str | None = None) -> Path:
+    """Grouped bars: the width of each tensor of each layer in one trial's config.
+
+    Raises:
+        SearchError: The trial has no sampled configuration.
+    """
+    widths = layer_widths(record)
+    if not widths:
+        raise SearchError(f"trial {record.number} has no sampled configuration: nothing to plot")
+    layers = list(widths)
+    tensors = [t for t in WIDTH_TENSORS if any(t in w for w in widths.values())]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(layers) * max(1, len(tensors))), 4))
+    bar = 0.8 / max(1, len(tensors))
+    for j, tensor in enumerate(tensors):
+        xs = [i + (j - (len(tensors) - 1) / 2) * bar for i in range(len(layers))]
+        ys = [widths[layer].get(tensor, 0) for layer in layers]
+        bars = ax.bar(xs, ys, width=bar, label=tensor)
+        for rect, y in zip(bars, ys):
+            if y:
+                ax.annotate(str(y), (rect.get_x() + rect.get_width() / 2, y), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels([f"{layer}\n(float)" if not widths[layer] else layer for layer in layers], rotation=30, ha="right")
+    ax.set_ylabel("width (bits)")
+    ax.set_title(title or f"widths per layer, trial {record.number}")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,98 @@
+"""Plain-text tables of a search: the summary printed at its end."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bitscout.study import SearchResult, TrialRecord
+
+__all__ = ["format_table", "format_config", "format_summary"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
+    """Rows as left-aligned columns separated by two spaces (a rule under the header)."""
+    cells = [[_fmt(c) for c in row] for row in rows]
+    if header is not None:
+        cells.insert(0, list(header))
+    if not cells:
+        return ""
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(map(len, cells)))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    if header is not None:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _describe_layer(cfg: Mapping[str, Any] | str) -> str:
+    if not isinstance(cfg, Mapping):
+        return str(cfg)
+    name = cfg.get("name", "?")
+    parts = []
+    for tensor in ("data_in", "weight", "bias"):
+        width = cfg.get(f"{tensor}_width")
+        if width is None:
+            continue
+        frac = cfg.get(f"{tensor}_frac_width")
+        parts.append(f"{tensor} {width}" + (f".{frac}" if frac is not None else ""))
+    return f"{name}: " + ", ".join(parts) if parts else str(name)
+
+
+def format_config(sampled_config: Mapping[str, Any]) -> str:
+    """One line per layer: ``layer  integer: data_in 4.2, weight 6.3, bias 8.4``."""
+    return format_table([(layer, _describe_layer(cfg)) for layer, cfg in sampled_config.items()])
+
+
+def _metrics_line(record: TrialRecord) -> str:
+    metrics = {**record.software_metrics, **record.hardware_metrics}
+    shown = [f"{k} = {_fmt(v)}" for k, v in metrics.items() if not k.endswith("_ratio")]
+    return ", ".join(shown) or "(none)"
+
+
+def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = None) -> str:
+    """The table printed at the end of a search.
+
+    Trials, unique evaluations, duplicates, failures, wall time; the best trial (or the
+    Pareto set) with its value(s), metrics and configuration; the paths of the outputs.
+    """
+    lines: list[str] = []
+    rows: list[tuple[str, Any]] = [
+        ("study", f"{result.study_name} ({result.storage})" if result.storage else result.study_name),
+        ("trials", result.n_trials),
+        ("unique evaluations", result.n_unique),
+        ("duplicates", result.n_duplicates),
+        ("failures", result.n_failed),
+        ("wall time", f"{result.wall_time_s:.1f} s"),
+    ]
+    if result.stop_reason:
+        rows.append(("stopped", result.stop_reason))
+    lines.append(format_table(rows))
+    names = result.objective_names or [f"objective {i}" for i in range(len(result.directions))]
+    best = result.best_trials
+    if not best:
+        lines.append("\nno trial completed: there is no best configuration")
+    elif result.is_multi_objective:
+        lines.append(f"\nPareto set ({len(best)} trials; " + ", ".join(f"{n} {d}" for n, d in zip(names, result.directions)) + "):")
+        rows = [[t.number, *t.values] for t in best]
+        lines.append(format_table(rows, header=["trial", *names]))
+        top = max(best, key=lambda t: t.values[0] if result.directions[0] == "maximize" else -t.values[0])
+        lines.append(f"\nbest {names[0]} in the set: trial {top.number}; {_metrics_line(top)}")
+        lines.append(format_config(top.sampled_config))
+    else:
+        t = best[0]
+        lines.append(f"\nbest trial: {t.number}, {names[0]} = {_fmt(t.values[0])} ({result.directions[0]})")
+        lines.append(f"metrics: {_metrics_line(t)}")
+        lines.append(format_config(t.sampled_config))
+    paths = dict(outputs if outputs is not None else result.outputs)
+    if paths:
+        lines.append("\noutputs:")
+        lines.append(format_table([(k, str(v)) for k, v in paths.items()]))
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""What ``bitscout search CONFIG`` does, as two calls: :func:`prepare_search` and ``.run()``.
+
+:func:`prepare_search` builds every object of a search from a loaded config (data,
+model with its checkpoint, traced layer table, quantizer, space, runners, objective,
+sampler) and checks them all before any trial runs; :meth:`PreparedSearch.run` hands
+them to :func:`~bitscout.study.run_search`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bitscout.errors import ConfigError
+from bitscout.study._records import SearchResult
+from bitscout.study._search import run_search
+
+if TYPE_CHECKING:
+    import optuna
+
+    from bitscout.config import Config
+    from bitscout.experiment import Experiment
+    from bitscout.graph import TracedModel
+    from bitscout.metrics import Objective, RunnerSet
+    from bitscout.space import SearchSpace
+
+__all__ = ["PreparedSearch", "prepare_search", "search_from_config", "default_run_dir"]
+
+# Samples of the evaluation split used to trace the model (shapes are per sample).
+_TRACE_BATCH = 2
+
+
+def default_run_dir(config: Config) -> Path:
+    """``config.out`` when set, else ``runs/<project>/search``."""
+    if config.out is not None:
+        return Path(config.out)
+    return Path("runs") / (config.project or "bitscout") / "search"
+
+
+@dataclass
+class PreparedSearch:
+    """Every object a search needs, built and checked from one config.
+
+    Attributes:
+        config: The resolved config.
+        experiment: Data set, model (checkpoint loaded) and device.
+        traced: The traced float model and its layer table.
+        space: The search space.
+        runners: The configured metric runners.
+        objective: The objective.
+        strategy: The strategy (from :func:`bitscout.strategies.get_strategy`).
+        sampler: The Optuna sampler the strategy made for this space.
+        out_dir: The run folder.
+    """
+
+    config: Config
+    experiment: Experiment
+    traced: TracedModel
+    space: SearchSpace
+    runners: RunnerSet
+    objective: Objective
+    strategy: Any
+    sampler: optuna.samplers.BaseSampler
+    out_dir: Path
+
+    def run(self, *, progress: bool = True, n_jobs: int | None = None) -> SearchResult:
+        """Run (or resume) the search the config describes; see :func:`run_search`."""
+        setup = self.config.search.strategy.setup  # type: ignore[union-attr]
+        return run_search(
+            self.space,
+            self.sampler,
+            self.runners,
+            self.objective,
+            out_dir=self.out_dir,
+            config=self.config,
+            storage=setup.storage,
+            study_name=setup.study_name,
+            n_trials=setup.n_trials,
+            timeout=setup.timeout,
+            n_jobs=setup.n_jobs if n_jobs is None else n_jobs,
+            progress=progress,
+        )
+
+
+def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch:
+    """Build and check every object of the search a config describes.
+
+    Args:
+        config: A loaded config with a ``[search]`` section.
+        out: The run folder; default :func:`default_run_dir`.
+
+    Raises:
+        ConfigError: The config has no ``[search]`` section, or a part of it is invalid.
+        BitscoutError: Data, model, checkpoint or space problems (their own subclasses).
+    """
+    from bitscout.experiment import Experiment
+    from bitscout.graph import trace
+    from bitscout.metrics import Objective, RunContext, build_runners
+    from bitscout.quant import Quantizer
+    from bitscout.space import SearchSpace
+    from bitscout.strategies import get_strategy
+
+    if config.search is None:
+        where = f" {config.source}" if config.source is not None else ""
+        raise ConfigError(
+            f"the config{where} has no [search] section; add [search.search_space] and "
+            "[search.strategy] (see configs/digits.toml for an example)"
+        )
+    experiment = Experiment.from_config(config)
+    split = experiment.dataset.val if len(experiment.dataset.val) else experiment.dataset.train
+    example = split.x[:_TRACE_BATCH].to(experiment.device)
+    traced = trace(experiment.model, example)
+    space = SearchSpace.from_config(config.search.search_space, traced.table)
+    strategy_cfg = config.search.strategy
+    setup = strategy_cfg.setup
+    context = RunContext(
+        traced=traced,
+        quantizer=Quantizer(traced),
+        dataset=experiment.dataset,
+        device=experiment.device,
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+    runners = build_runners(strategy_cfg, context)
+    objective = Objective.from_config(strategy_cfg, runners)
+    strategy = get_strategy(strategy_cfg.strategy_name)
+    seed = setup.seed if setup.seed is not None else config.seed
+    sampler = strategy.make_sampler(
+        space,
+        seed=seed,
+        directions=objective.directions,
+        options=setup.sampler_options,
+        n_trials=setup.n_trials,
+    )
+    return PreparedSearch(
+        config=config,
+        experiment=experiment,
+        traced=traced,
+        space=space,
+        runners=runners,
+        objective=objective,
+        strategy=strategy,
+        sampler=sampler,
+        out_dir=Path(out) if out is not None else default_run_dir(config),
+    )
+
+
+def search_from_config(config: Config, *, out: Path | None = None, progress: bool = True) -> SearchResult:
+    """Run the search a config describes (what ``bitscout search CONFIG`` does)."""
+    return prepare_search(config, out=out).run(progress=progress)

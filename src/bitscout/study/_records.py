@@ -1,0 +1,340 @@
+"""Typed trial records and the result of a search, saved as ``log.json`` and ``best.json``.
+
+A :class:`TrialRecord` is what one trial produced: its objective values, the software,
+hardware and scaled metrics, the configuration it sampled, how long it took, and, for a
+configuration already evaluated in the study, the number of the trial that evaluated it
+first (``duplicate_of``). The field names of ``log.json`` follow MASE's search log
+(``number``, ``software_metrics``, ``hardware_metrics``, ``scaled_metrics``,
+``sampled_config``) so that scripts written for MASE's logs keep reading them.
+
+A :class:`SearchResult` holds every record of a study plus its directions; it picks the
+best trial (one objective) or the Pareto set (several) from the COMPLETE trials only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from bitscout.errors import SearchError
+
+__all__ = [
+    "TrialRecord",
+    "SearchResult",
+    "TrialState",
+    "LOG_FILE",
+    "BEST_FILE",
+    "pareto_front",
+]
+
+LOG_FILE = "log.json"
+BEST_FILE = "best.json"
+
+TrialState = Literal["COMPLETE", "FAIL", "RUNNING", "WAITING", "PRUNED"]
+
+# The sampled configuration of one layer: MASE's flat dict ("name", "data_in_width", ...)
+# or the string "float" for a layer left in floating point.
+LayerEntry = dict[str, Any] | str
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What one trial of a search produced.
+
+    Attributes:
+        number: the Optuna trial number (0-based, unique in the study).
+        state: ``"COMPLETE"``, ``"FAIL"``, ``"RUNNING"``, ``"WAITING"`` or ``"PRUNED"``.
+        values: the objective values (one per direction), empty unless COMPLETE.
+        software_metrics: accuracy, loss, ... measured on data.
+        hardware_metrics: average_bitwidth, bitops, ... computed for the configuration.
+        scaled_metrics: each objective term (scale x metric, signed by direction).
+        sampled_config: layer name -> MASE flat config dict, or ``"float"``.
+        duration_s: wall time of the evaluation (0 for a duplicate).
+        duplicate_of: number of the trial that evaluated this configuration first, or None.
+        error: why the trial failed, or None.
+        params: the raw Optuna parameters of the trial (``"<layer>/<field>"`` -> choice).
+    """
+
+    number: int
+    state: TrialState
+    values: tuple[float, ...] = ()
+    software_metrics: dict[str, float] = field(default_factory=dict)
+    hardware_metrics: dict[str, float] = field(default_factory=dict)
+    scaled_metrics: dict[str, float] = field(default_factory=dict)
+    sampled_config: dict[str, LayerEntry] = field(default_factory=dict)
+    duration_s: float = 0.0
+    duplicate_of: int | None = None
+    error: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_complete(self) -> bool:
+        return self.state == "COMPLETE"
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Software and hardware metrics in one dict (software first)."""
+        return {**self.software_metrics, **self.hardware_metrics}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["values"] = list(self.values)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TrialRecord:
+        try:
+            return cls(
+                number=int(raw["number"]),
+                state=raw["state"],
+                values=tuple(float(v) for v in raw.get("values") or ()),
+                software_metrics=dict(raw.get("software_metrics") or {}),
+                hardware_metrics=dict(raw.get("hardware_metrics") or {}),
+                scaled_metrics=dict(raw.get("scaled_metrics") or {}),
+                sampled_config=dict(raw.get("sampled_config") or {}),
+                duration_s=float(raw.get("duration_s") or 0.0),
+                duplicate_of=raw.get("duplicate_of"),
+                error=raw.get("error"),
+                params=dict(raw.get("params") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SearchError(
+                f"A trial record cannot be read ({exc!r}); got {dict(raw)!r}. The log was "
+                "probably written by another tool: rerun `bitscout report` on the study."
+            ) from exc
+
+    def with_updates(self, **changes: Any) -> TrialRecord:
+        return replace(self, **changes)
+
+
+def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
+    """True when ``a`` is at least as good as ``b`` everywhere and better somewhere."""
+    better = False
+    for x, y, s in zip(a, b, signs):
+        if s * x < s * y:
+            return False
+        if s * x > s * y:
+            better = True
+    return better
+
+
+def pareto_front(
+    points: Sequence[Sequence[float]], directions: Sequence[str]
+) -> list[int]:
+    """Indices of the non-dominated points (O(n^2); the sets here are small).
+
+    Args:
+        points: one value vector per point.
+        directions: ``"maximize"`` or ``"minimize"`` per coordinate.
+
+    Returns:
+        The indices of the points no other point dominates, in input order. Points with
+        equal vectors are all kept.
+    """
+    signs = [1.0 if d == "maximize" else -1.0 for d in directions]
+    return [
+        i
+        for i, p in enumerate(points)
+        if not any(_dominates(q, p, signs) for j, q in enumerate(points) if j != i)
+    ]
+
+
+@dataclass
+class SearchResult:
+    """Every trial of a study with its directions, and the best trial or the Pareto set.
+
+    Attributes:
+        trials: one record per trial, by trial number.
+        directions: ``"maximize"``/``"minimize"`` per objective.
+        study_name: the Optuna study name.
+        storage: where the study lives (a URL or a file path), for messages.
+        run_dir: the folder the outputs were written to, when saved.
+        wall_time_s: wall time of the run that produced this result (0 when loaded).
+        objective_names: a name per objective (the metric for one objective per metric,
+            ``"objective"`` for a sum).
+        interrupted: the run was stopped by Ctrl-C (its finished trials are all here).
+        stop_reason: why the run stopped (``"reached n_trials = 20"``, ...).
+        outputs: output name (``"log"``, ``"best"``, ``"csv"``, plots...) -> path.
+    """
+
+    trials: list[TrialRecord]
+    directions: list[str]
+    study_name: str = "bitscout"
+    storage: str = ""
+    run_dir: Path | None = None
+    wall_time_s: float = 0.0
+    objective_names: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    stop_reason: str = ""
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    # ----- counts ---------------------------------------------------------------------
+
+    @property
+    def complete(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.is_complete]
+
+    @property
+    def n_trials(self) -> int:
+        """Finished trials (COMPLETE or FAIL), duplicates included."""
+        return sum(t.state in ("COMPLETE", "FAIL", "PRUNED") for t in self.trials)
+
+    @property
+    def n_unique(self) -> int:
+        """Configurations evaluated (COMPLETE trials that are not duplicates)."""
+        return sum(t.is_complete and t.duplicate_of is None for t in self.trials)
+
+    @property
+    def n_duplicates(self) -> int:
+        return sum(t.is_complete and t.duplicate_of is not None for t in self.trials)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(t.state == "FAIL" for t in self.trials)
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.directions) > 1
+
+    # ----- best / Pareto ---------------------------------------------------------------
+
+    def _unique_complete(self) -> list[TrialRecord]:
+        return [t for t in self.complete if t.duplicate_of is None and len(t.values) == len(self.directions)]
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The best COMPLETE trial of a single-objective study (the earliest on ties).
+
+        Raises:
+            SearchError: for a multi-objective study (use :attr:`pareto`).
+        """
+        if self.is_multi_objective:
+            raise SearchError(
+                f"This study has {len(self.directions)} objectives {self.directions}: it has "
+                "no single best trial. Use `pareto` for the Pareto set."
+            )
+        candidates = self._unique_complete()
+        if not candidates:
+            return None
+        sign = 1.0 if self.directions[0] == "maximize" else -1.0
+        return max(candidates, key=lambda t: (sign * t.values[0], -t.number))
+
+    @property
+    def pareto(self) -> list[TrialRecord]:
+        """The non-dominated COMPLETE trials (duplicates left out), by trial number."""
+        candidates = self._unique_complete()
+        keep = pareto_front([t.values for t in candidates], self.directions)
+        return [candidates[i] for i in keep]
+
+    @property
+    def best_trials(self) -> list[TrialRecord]:
+        """The best trial as a one-element list, or the Pareto set."""
+        if self.is_multi_objective:
+            return self.pareto
+        best = self.best
+        return [] if best is None else [best]
+
+    def best_so_far(self, objective: int = 0) -> list[tuple[int, float]]:
+        """(trial number, best value up to that trial) for each COMPLETE trial, in order."""
+        sign = 1.0 if self.directions[objective] == "maximize" else -1.0
+        out: list[tuple[int, float]] = []
+        best = -math.inf
+        for t in sorted(self.complete, key=lambda r: r.number):
+            if len(t.values) <= objective:
+                continue
+            best = max(best, sign * t.values[objective])
+            out.append((t.number, sign * best))
+        return out
+
+    # ----- save / load -----------------------------------------------------------------
+
+    def best_dict(self) -> dict[str, Any]:
+        """What ``best.json`` holds."""
+        out: dict[str, Any] = {
+            "study_name": self.study_name,
+            "storage": self.storage,
+            "directions": list(self.directions),
+            "objective_names": list(self.objective_names),
+            "n_trials": self.n_trials,
+            "n_unique": self.n_unique,
+            "n_duplicates": self.n_duplicates,
+            "n_failed": self.n_failed,
+            "wall_time_s": self.wall_time_s,
+        }
+        if self.is_multi_objective:
+            out["pareto"] = [t.to_dict() for t in self.pareto]
+        else:
+            best = self.best
+            out["best"] = None if best is None else best.to_dict()
+        return out
+
+    def save(self, run_dir: Path) -> dict[str, Path]:
+        """Write ``log.json`` and ``best.json`` into ``run_dir``; returns their paths."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / LOG_FILE
+        best_path = run_dir / BEST_FILE
+        _write_json(log_path, [t.to_dict() for t in self.trials])
+        _write_json(best_path, self.best_dict())
+        self.run_dir = run_dir
+        return {"log": log_path, "best": best_path}
+
+    def plot(self, out_dir: Path | None = None) -> dict[str, Path]:
+        """Draw the plots of this result (objective, Pareto fronts, best widths) as PNGs.
+
+        Args:
+            out_dir: Where to write them; default :attr:`run_dir`.
+
+        Returns:
+            Plot name -> path.
+        """
+        from bitscout.study._outputs import write_plots
+
+        target = out_dir if out_dir is not None else self.run_dir
+        if target is None:
+            raise SearchError("this result has no run folder; give plot() the folder to write to")
+        Path(target).mkdir(parents=True, exist_ok=True)
+        return write_plots(self, Path(target))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> SearchResult:
+        """Read a result saved by :meth:`save` (``log.json`` and ``best.json``)."""
+        run_dir = Path(run_dir)
+        log_path, best_path = run_dir / LOG_FILE, run_dir / BEST_FILE
+        for path in (log_path, best_path):
+            if not path.is_file():
+                raise SearchError(
+                    f"{path} does not exist: {run_dir} is not the run folder of a finished "
+                    "search. Give the folder `bitscout search` wrote (its --out)."
+                )
+        raw_log = json.loads(log_path.read_text())
+        raw_best = json.loads(best_path.read_text())
+        return cls(
+            trials=[TrialRecord.from_dict(r) for r in raw_log],
+            directions=list(raw_best["directions"]),
+            study_name=raw_best.get("study_name", "bitscout"),
+            storage=raw_best.get("storage", ""),
+            run_dir=run_dir,
+            wall_time_s=float(raw_best.get("wall_time_s", 0.0)),
+            objective_names=list(raw_best.get("objective_names", [])),
+        )
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True))
+    tmp.replace(path)
+

@@ -1,0 +1,578 @@
+"""The search loop: ask a configuration, answer duplicates from the study, evaluate the rest.
+
+One trial, in order:
+
+1. refresh the :class:`~bitscout.study._index.StudyIndex` from the storage (new trials
+   only, any process's) and stop when the budget, the timeout or the space is spent;
+2. ``study.ask(space.distributions())``: only searched parameters are suggested;
+3. decode the parameters into a per-layer config and take its key; a configuration
+   already evaluated in the study is answered with the stored values and marked
+   ``duplicate_of`` (one write), without running anything;
+4. otherwise run the runners, evaluate the objective, store the whole record in one user
+   attr write and tell the values. An exception or a NaN is told as FAIL with the
+   message stored; the search goes on, unless the first 5 evaluations of the run all
+   failed (:class:`~bitscout.errors.SearchError` with the first error).
+
+``n_trials`` is a total for the study: a resumed search (or several processes sharing a
+storage) stops when finished plus running trials reach it. A trial interrupted by Ctrl-C,
+or left RUNNING by a killed process, is marked FAIL as interrupted, does not count, and
+its parameters are enqueued so that the next trial evaluates the same configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.storages import BaseStorage
+from optuna.trial import Trial, TrialState
+
+from bitscout.errors import BitscoutError, SearchError
+from bitscout.study._index import (
+    DUPLICATE_ATTR,
+    RECORD_ATTR,
+    RETRY_ATTR,
+    WORKER_ATTR_PREFIX,
+    StudyIndex,
+)
+from bitscout.study._result import result_from_study, sampled_config
+from bitscout.study._records import SearchResult
+from bitscout.study._storage import (
+    Fingerprint,
+    check_fingerprint,
+    open_storage,
+    worker_identity,
+    worker_may_be_alive,
+)
+
+if TYPE_CHECKING:
+    from bitscout.config import Config
+
+__all__ = ["run_search", "SearchSpaceLike", "RunnerSetLike", "ObjectiveLike", "FIRST_FAILURES"]
+
+_log = logging.getLogger(__name__)
+
+#: When this many evaluations of a run fail before any succeeds, the search stops.
+FIRST_FAILURES = 5
+
+
+class SearchSpaceLike(Protocol):
+    """What the loop needs of a search space (:class:`bitscout.space.SearchSpace`)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def distributions(self) -> dict[str, BaseDistribution]: ...
+
+    def decode(self, params: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def key(self, config: Mapping[str, Any]) -> Hashable: ...
+
+
+class _MetricsLike(Protocol):
+    software: dict[str, float]
+    hardware: dict[str, float]
+
+
+class RunnerSetLike(Protocol):
+    """What the loop needs of the runners (:class:`bitscout.metrics.RunnerSet`)."""
+
+    def run(self, candidate: Any) -> _MetricsLike: ...
+
+
+class _ObjectiveResultLike(Protocol):
+    values: tuple[float, ...]
+    scaled: dict[str, float]
+
+
+class ObjectiveLike(Protocol):
+    """What the loop needs of the objective (:class:`bitscout.metrics.Objective`)."""
+
+    @property
+    def directions(self) -> list[str]: ...
+
+    def evaluate(self, metrics: Any) -> _ObjectiveResultLike: ...
+
+
+@dataclass
+class _RunState:
+    """Bookkeeping of this run (this process), shared by its threads under ``lock``."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: bool = False
+    stop_reason: str = ""
+    in_flight: dict[Hashable, threading.Event] = field(default_factory=dict)
+    evaluated: int = 0
+    succeeded: int = 0
+    first_error: str | None = None
+    first_error_trial: int | None = None
+    finished_here: int = 0
+    fatal: BaseException | None = None
+    interrupted: bool = False
+
+
+def _choices(dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    return repr(dist)
+
+
+def _fingerprint(space: SearchSpaceLike, objective: ObjectiveLike, config: Config | None) -> Fingerprint:
+    dists = space.distributions()
+    first = {name: dist.choices[0] for name, dist in dists.items() if isinstance(dist, CategoricalDistribution)}
+    try:
+        point = sampled_config(space.decode(first))
+    except Exception:  # noqa: BLE001  (a space that cannot decode a point fails later, plainly)
+        point = {}
+    space_part = {"params": {n: _choices(d) for n, d in dists.items()}, "point": point}
+    terms = getattr(objective, "terms", None)
+    objective_part: dict[str, Any] = {"directions": list(objective.directions)}
+    if terms is not None:
+        objective_part["terms"] = [
+            {k: getattr(t, k, None) for k in ("metric", "scale", "direction", "normalize", "sign")}
+            for t in terms
+        ]
+    else:
+        objective_part["objective"] = type(objective).__qualname__
+    parts: dict[str, Any] = {"space": space_part, "objective": objective_part}
+    if config is not None:
+        strategy = config.search.strategy if config.search is not None else None
+        parts["evaluation"] = {
+            "model": config.model,
+            "model_options": config.model_options,
+            "dataset": config.dataset,
+            "checkpoint": None if config.load_name is None else str(config.load_name),
+            "sw_runners": None if strategy is None else strategy.sw_runners,
+            "hw_runners": None if strategy is None else strategy.hw_runners,
+            "eval_mode": None if strategy is None else strategy.eval_mode,
+        }
+    return Fingerprint(parts)
+
+
+def _objective_names(objective: ObjectiveLike) -> list[str]:
+    directions = list(objective.directions)
+    names = list(getattr(objective, "metric_names", []) or [])
+    if len(directions) == 1 and (len(names) != 1 or getattr(objective, "sum_scaled", True)):
+        return ["objective"]
+    return names if len(names) == len(directions) else [f"objective_{i}" for i in range(len(directions))]
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, BitscoutError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Search:
+    """One run of the loop over one study (see the module docstring)."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: SearchSpaceLike,
+        runners: RunnerSetLike,
+        objective: ObjectiveLike,
+        *,
+        n_trials: int,
+        timeout: float | None,
+        is_exhausted: Callable[[optuna.Study], bool] | None,
+        progress: Any,
+    ) -> None:
+        self.study = study
+        self.storage: BaseStorage = study._storage
+        self.space = space
+        self.runners = runners
+        self.objective = objective
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.is_exhausted = is_exhausted
+        self.distributions = space.distributions()
+        # Configurations that build different models (a space may count a layer left in
+        # float once per value of its unused widths: those share one key).
+        self.n_distinct = int(getattr(space, "distinct_size", space.size))
+        self.index = StudyIndex(study, self._key_of_params)
+        self.state = _RunState()
+        self.progress = progress
+        self.started = time.monotonic()
+
+    def _key_of_params(self, params: Mapping[str, Any]) -> Hashable:
+        return self.space.key(self.space.decode(params))
+
+    # ----- stopping ----------------------------------------------------------------------
+
+    def _should_stop(self) -> bool:
+        """Called with the index fresh and ``state.lock`` held."""
+        st = self.state
+        if st.stop:
+            return True
+        reason = ""
+        if self.index.counted + self.index.running >= self.n_trials:
+            reason = f"reached n_trials = {self.n_trials}"
+        elif self.timeout is not None and time.monotonic() - self.started >= self.timeout:
+            reason = f"timeout of {self.timeout:g} s"
+        elif len(self.index.first) >= self.n_distinct and not self.index.running:
+            reason = f"every one of the {self.n_distinct} configurations is evaluated"
+        elif self.is_exhausted is not None and self.is_exhausted(self.study):
+            reason = "the strategy has proposed every configuration"
+        elif getattr(self.study, "_stop_flag", False):
+            reason = "the sampler stopped the study (its space is exhausted)"
+        if reason:
+            st.stop, st.stop_reason = True, reason
+        return st.stop
+
+    # ----- one trial ---------------------------------------------------------------------
+
+    def _next_trial(self) -> Trial | None:
+        with self.state.lock:
+            self.index.refresh()
+            if self._should_stop():
+                return None
+            return self.study.ask(self.distributions)
+
+    def enter_thread(self) -> None:
+        """Let samplers call ``study.stop()`` as they may inside ``study.optimize``.
+
+        Optuna raises when ``stop`` is called outside its own loop; samplers such as
+        Optuna's BruteForceSampler call it from ``after_trial`` when their space is
+        exhausted. The flag it sets is one of this loop's stop conditions.
+        """
+        local = getattr(self.study, "_thread_local", None)
+        if local is not None:
+            local.in_optimize_loop = True
+
+    def leave_thread(self) -> None:
+        local = getattr(self.study, "_thread_local", None)
+        if local is not None:
+            local.in_optimize_loop = False
+
+    def run_one(self) -> bool:
+        """Run one trial; False when the run should stop."""
+        trial = self._next_trial()
+        if trial is None:
+            return False
+        try:
+            self._handle(trial)
+        except KeyboardInterrupt:
+            self._interrupt(trial, "interrupted by the user (Ctrl-C)")
+            with self.state.lock:
+                self.state.stop, self.state.interrupted = True, True
+                self.state.stop_reason = "interrupted by the user"
+            return False
+        return not self.state.stop
+
+    def _handle(self, trial: Trial) -> None:
+        params = trial.params
+        try:
+            config = self.space.decode(params)
+            key = self.space.key(config)
+        except Exception as exc:  # noqa: BLE001  (stored as the trial's error)
+            self._fail(trial, None, {}, exc, 0.0)
+            return
+        while True:
+            hit = self.index.lookup(key)
+            if hit is not None:
+                self._tell_duplicate(trial, key, hit)
+                return
+            with self.state.lock:
+                waiting = self.state.in_flight.get(key)
+                if waiting is None:
+                    self.state.in_flight[key] = threading.Event()
+                    break
+            waiting.wait()  # another thread evaluates it; then reuse its result
+        try:
+            self._evaluate(trial, key, config)
+        finally:
+            with self.state.lock:
+                self.state.in_flight.pop(key).set()
+
+    def _tell_duplicate(self, trial: Trial, key: Hashable, hit: tuple[int, tuple[float, ...]]) -> None:
+        first, values = hit
+        self.storage.set_trial_user_attr(trial._trial_id, DUPLICATE_ATTR, first)
+        self.study.tell(trial, list(values))
+        self.index.add(trial.number, key, values, duplicate_of=first)
+        self._finished()
+
+    def _evaluate(self, trial: Trial, key: Hashable, config: dict[str, Any]) -> None:
+        start = time.perf_counter()
+        try:
+            metrics = self.runners.run(config)
+            result = self.objective.evaluate(metrics)
+            values = [float(v) for v in result.values]
+            bad = [v for v in values if not math.isfinite(v)]
+            if bad:
+                shown = ", ".join(f"{k} = {v:g}" for k, v in {**metrics.software, **metrics.hardware}.items())
+                raise SearchError(f"the objective value is {bad[0]} (metrics: {shown or 'none'})")
+        except Exception as exc:  # noqa: BLE001  (a failing trial is stored; the search goes on)
+            self._fail(trial, key, config, exc, time.perf_counter() - start)
+            return
+        duration = time.perf_counter() - start
+        record = {
+            "software_metrics": dict(metrics.software),
+            "hardware_metrics": dict(metrics.hardware),
+            "scaled_metrics": dict(result.scaled),
+            "sampled_config": sampled_config(config),
+            "duration_s": duration,
+        }
+        self.storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, record)
+        self.study.tell(trial, values)
+        self.index.add(trial.number, key, values)
+        with self.state.lock:
+            self.state.evaluated += 1
+            self.state.succeeded += 1
+        self._finished()
+
+    def _fail(self, trial: Trial, key: Hashable | None, config: Mapping[str, Any], exc: BaseException, duration: float) -> None:
+        message = _error_text(exc)
+        _log.debug("trial %d failed", trial.number, exc_info=exc)
+        record = {
+            "sampled_config": sampled_config(config) if config else {},
+            "duration_s": duration,
+            "error": message,
+        }
+        self.storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, record)
+        self.study.tell(trial, state=TrialState.FAIL)
+        self.index.add(trial.number, key, None)
+        with self.state.lock:
+            st = self.state
+            st.evaluated += 1
+            if st.first_error is None:
+                st.first_error, st.first_error_trial = message, trial.number
+            if st.succeeded == 0 and st.evaluated >= FIRST_FAILURES and not st.stop:
+                st.stop = True
+                st.stop_reason = f"the first {FIRST_FAILURES} trials failed"
+                st.fatal = SearchError(
+                    f"the first {FIRST_FAILURES} trials of this search all failed, so it "
+                    f"stopped. The first error (trial {st.first_error_trial}) was:\n  "
+                    f"{st.first_error}"
+                )
+        self._finished()
+
+    def _interrupt(self, trial: Trial, why: str) -> None:
+        """Mark an unfinished trial FAIL as interrupted and enqueue its params for a rerun."""
+        try:
+            frozen = self.storage.get_trial(trial._trial_id)
+            if frozen.state != TrialState.RUNNING:
+                return
+            fail_interrupted(self.study, frozen, why)
+            self.index.add(trial.number, None, None, interrupted=True)
+        except Exception:  # noqa: BLE001  (a second Ctrl-C mid-write: resume cleans it up)
+            _log.debug("could not mark trial %d as interrupted", trial.number, exc_info=True)
+
+    def _finished(self) -> None:
+        with self.state.lock:
+            self.state.finished_here += 1
+        if self.progress is not None:
+            self.progress.update(1)
+
+
+def fail_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:
+    """Mark a RUNNING trial FAIL as interrupted and enqueue its params to run again."""
+    storage = study._storage
+    storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, {"error": why, "interrupted": True})
+    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    if trial.params:
+        study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
+
+
+def _recover_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials of dead runs of this study and enqueue them again.
+
+    Without a heartbeat (the journal file, SQLite), a RUNNING trial cannot say whether
+    its process lives. bitscout records each process that runs the study in the study's
+    user attrs; when none of them may still be alive (every one ran on this host and its
+    process is gone), every RUNNING trial is stale. When a recorded process may live (on
+    another host, or still running here) nothing is touched: use a storage with a
+    heartbeat (PostgreSQL, see the multi-worker guide) for such setups.
+    """
+    storage = study._storage
+    heartbeat = getattr(storage, "get_heartbeat_interval", None)
+    if heartbeat is not None and heartbeat() is not None:
+        optuna.storages.fail_stale_trials(study)
+        return []
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    workers = [v for k, v in study.user_attrs.items() if k.startswith(WORKER_ATTR_PREFIX)]
+    alive = [w for w in workers if worker_may_be_alive(w)]
+    if alive:
+        _log.warning(
+            "%d trials are RUNNING and another process may still run them (%s); they are "
+            "left alone", len(running), ", ".join(f"{w.get('host')}:{w.get('pid')}" for w in alive)
+        )
+        return []
+    for trial in running:
+        fail_interrupted(study, trial, "interrupted: the process running this trial stopped before it finished")
+    return [t.number for t in running]
+
+
+def _register_worker(study: optuna.Study) -> None:
+    me = worker_identity()
+    study.set_user_attr(f"{WORKER_ATTR_PREFIX}{me['host']}:{me['pid']}:{me['created']}", me)
+
+
+def run_search(
+    space: SearchSpaceLike,
+    sampler: optuna.samplers.BaseSampler,
+    runners: RunnerSetLike,
+    objective: ObjectiveLike,
+    *,
+    out_dir: Path,
+    config: Config | None = None,
+    storage: str | BaseStorage | None = None,
+    study_name: str | None = None,
+    n_trials: int = 20,
+    timeout: float | None = None,
+    n_jobs: int = 1,
+    progress: bool = True,
+    is_exhausted: Callable[[optuna.Study], bool] | None = None,
+    write_outputs: bool = True,
+    fsync: bool = False,
+) -> SearchResult:
+    """Run (or resume) a search and return every trial of the study.
+
+    Args:
+        space: The search space (:class:`bitscout.space.SearchSpace`).
+        sampler: The Optuna sampler proposing configurations (a strategy's
+            ``make_sampler(...)``).
+        runners: Measures a per-layer config (:class:`bitscout.metrics.RunnerSet`).
+        objective: Turns metrics into the objective value(s) (:class:`bitscout.metrics.Objective`).
+        out_dir: The run folder: the default storage and the outputs go there.
+        config: The resolved config, written as ``config.toml`` and part of the study's
+            fingerprint (model, data set, runners).
+        storage: None for ``<out_dir>/study.journal``; an Optuna storage URL or object.
+        study_name: The study's name in the storage (default: ``config.project`` or
+            ``"bitscout"``).
+        n_trials: Finished trials in total for the study (resumed runs and other workers
+            included); interrupted trials do not count.
+        timeout: Stop starting trials after this many seconds of this run.
+        n_jobs: Trials evaluated in parallel threads of this process.
+        progress: Show a progress bar.
+        is_exhausted: ``is_exhausted(study)`` is True when the strategy has nothing new
+            to propose (brute force); the search stops then. Default: the sampler's own
+            ``is_exhausted`` method, when it has one.
+        write_outputs: Write log.json, trials.csv, best.json, config.toml and plots.
+        fsync: With the default journal storage, force every write to disk.
+
+    Returns:
+        The study's trials (this run's and earlier ones), with its best trial or Pareto
+        set. ``result.interrupted`` is True after Ctrl-C.
+
+    Raises:
+        SearchError: The stored study belongs to another space or objective, or the first
+            5 trials of the run all failed (outputs are written first).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = study_name or (config.project if config is not None and config.project else "bitscout")
+    store, store_text = open_storage(storage, out_dir, fsync=fsync)
+    directions = list(objective.directions)
+    fingerprint = _fingerprint(space, objective, config)
+    where = f"{name!r} in {store_text}"
+    try:
+        existing = store.get_study_id_from_name(name)
+    except KeyError:
+        existing = None
+    if existing is not None:
+        stored_dirs = [d.name.lower() for d in store.get_study_directions(existing)]
+        if stored_dirs != directions:
+            raise SearchError(
+                f"the study {where} optimizes {stored_dirs} but this search has the "
+                f"directions {directions}, so it cannot be resumed. Use another --out "
+                "(run folder) or --study-name to start a new study."
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(
+            storage=store, sampler=sampler, study_name=name, directions=directions, load_if_exists=True
+        )
+    check_fingerprint(study, fingerprint, where=where)
+    objective_names = _objective_names(objective)
+    if study.user_attrs.get("bitscout_objective_names") != objective_names:
+        study.set_user_attr("bitscout_objective_names", objective_names)
+    recovered = _recover_stale_trials(study)
+    if recovered:
+        _log.warning("trials %s were interrupted in an earlier run; their configurations run again", recovered)
+    _register_worker(study)
+    if is_exhausted is None:
+        is_exhausted = getattr(sampler, "is_exhausted", None)
+
+    bar = None
+    search = _Search(
+        study, space, runners, objective,
+        n_trials=n_trials, timeout=timeout, is_exhausted=is_exhausted, progress=None,
+    )
+    search.index.refresh()
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_trials, initial=min(search.index.counted, n_trials), desc="search", unit="trial", dynamic_ncols=True)
+        search.progress = bar
+    started = time.perf_counter()
+    study._stop_flag = False
+    try:
+        if n_jobs <= 1:
+            search.enter_thread()
+            try:
+                while search.run_one():
+                    pass
+            except KeyboardInterrupt:
+                # Ctrl-C outside a trial's evaluation (while asking): a trial it left
+                # RUNNING is recovered as interrupted by the next run.
+                search.state.stop, search.state.interrupted = True, True
+                search.state.stop_reason = "interrupted by the user"
+            finally:
+                search.leave_thread()
+        else:
+            _run_threads(search, n_jobs)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - started
+    result = result_from_study(study, storage_name=store_text, objective_names=objective_names)
+    result.wall_time_s = wall
+    result.interrupted = search.state.interrupted
+    result.stop_reason = search.state.stop_reason
+    if write_outputs:
+        from bitscout.study._outputs import write_outputs as _write
+
+        result.outputs = _write(result, out_dir, config=config)
+    else:
+        result.run_dir = out_dir
+    if search.state.fatal is not None:
+        raise search.state.fatal
+    return result
+
+
+def _run_threads(search: _Search, n_jobs: int) -> None:
+    def worker() -> None:
+        search.enter_thread()
+        try:
+            while search.run_one():
+                pass
+        except BaseException as exc:  # noqa: BLE001  (handed to the main thread)
+            with search.state.lock:
+                search.state.stop = True
+                search.state.fatal = search.state.fatal or exc
+
+    with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="bitscout-trial") as pool:
+        futures = [pool.submit(worker) for _ in range(n_jobs)]
+        try:
+            for f in futures:
+                f.result()
+        except KeyboardInterrupt:
+            # Threads cannot be interrupted: let each finish its trial, start no new one.
+            with search.state.lock:
+                search.state.stop, search.state.interrupted = True, True
+                search.state.stop_reason = "interrupted by the user"
+            for f in futures:
+                f.result()

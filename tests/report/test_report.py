@@ -1,0 +1,122 @@
+"""Plots and tables of a search, from hand-made records."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from bitscout.errors import SearchError
+from bitscout.report import format_summary, format_table, layer_widths, plot_best_widths, plot_objective, plot_pareto
+from bitscout.study import SearchResult, TrialRecord, pareto_front
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _record(number, acc, bits, *, state="COMPLETE", dup=None, widths=(4, 8)):
+    cfg = {
+        "fc1": {"name": "integer", "data_in_width": widths[0], "data_in_frac_width": 2, "weight_width": widths[1], "weight_frac_width": 4, "bias_width": 8, "bias_frac_width": 4},
+        "fc2": "float",
+    }
+    return TrialRecord(
+        number=number,
+        state=state,
+        values=(acc - 0.01 * bits,) if state == "COMPLETE" else (),
+        software_metrics={"accuracy": acc} if state == "COMPLETE" else {},
+        hardware_metrics={"average_bitwidth": bits, "average_bitwidth_ratio": bits / 32} if state == "COMPLETE" else {},
+        sampled_config=cfg,
+        duplicate_of=dup,
+        error=None if state == "COMPLETE" else "RuntimeError: boom",
+    )
+
+
+def _brute_pareto(points, directions):
+    signs = [1 if d == "maximize" else -1 for d in directions]
+    keep = []
+    for i, p in enumerate(points):
+        dominated = False
+        for j, q in enumerate(points):
+            if j == i:
+                continue
+            ge = all(s * a >= s * b for a, b, s in zip(q, p, signs))
+            gt = any(s * a > s * b for a, b, s in zip(q, p, signs))
+            dominated |= ge and gt
+        if not dominated:
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pareto_front_equals_a_brute_force_check(seed):
+    rng = random.Random(seed)
+    points = [(rng.choice([0.5, 0.6, 0.7, 0.8]), rng.choice([2, 4, 6, 8]), rng.random()) for _ in range(40)]
+    directions = ["maximize", "minimize", "maximize"]
+    assert pareto_front(points, directions) == _brute_pareto(points, directions)
+
+
+def test_best_ignores_failures_and_breaks_ties_by_the_earliest_trial():
+    records = [_record(0, 0.7, 4), _record(1, 0.9, 4), _record(2, 0.0, 0, state="FAIL"), _record(3, 0.9, 4, dup=1), _record(4, 0.9, 4)]
+    result = SearchResult(trials=records, directions=["maximize"])
+    assert result.best.number == 1
+    assert (result.n_trials, result.n_unique, result.n_duplicates, result.n_failed) == (5, 3, 1, 1)
+    assert [v for _, v in result.best_so_far()] == pytest.approx([0.66, 0.86, 0.86, 0.86])
+    minimize = SearchResult(trials=records, directions=["minimize"])
+    assert minimize.best.number == 0
+    with pytest.raises(SearchError, match="Pareto"):
+        SearchResult(trials=records, directions=["maximize", "minimize"]).best
+
+
+def test_layer_widths_reads_the_flat_config_and_leaves_float_layers_empty():
+    assert layer_widths(_record(0, 0.5, 4, widths=(3, 5))) == {
+        "fc1": {"data_in": 3, "weight": 5, "bias": 8},
+        "fc2": {},
+    }
+
+
+def test_plots_are_written_as_png(tmp_path):
+    records = [_record(i, 0.5 + 0.05 * (i % 5), 2 + i % 7) for i in range(12)] + [_record(12, 0, 0, state="FAIL")]
+    result = SearchResult(trials=records, directions=["maximize"], objective_names=["objective"])
+    for path in (
+        plot_objective(result, tmp_path / "o.png"),
+        plot_pareto(records, "average_bitwidth", tmp_path / "p.png"),
+        plot_best_widths(result.best, tmp_path / "w.png"),
+    ):
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+    with pytest.raises(SearchError, match="bitops"):
+        plot_pareto(records, "bitops", tmp_path / "x.png")
+
+
+def test_summary_names_counts_best_config_and_outputs(tmp_path):
+    records = [_record(0, 0.7, 4), _record(1, 0.9, 6, widths=(3, 5)), _record(2, 0.9, 6, dup=1), _record(3, 0, 0, state="FAIL")]
+    result = SearchResult(trials=records, directions=["maximize"], study_name="demo", objective_names=["objective"], wall_time_s=1.25)
+    text = format_summary(result, {"log": tmp_path / "log.json"})
+    assert "trials              4" in text
+    assert "unique evaluations  2" in text and "duplicates          1" in text and "failures            1" in text
+    assert "best trial: 1, objective = 0.84 (maximize)" in text
+    assert "accuracy = 0.9" in text and "average_bitwidth = 6" in text and "ratio" not in text
+    assert "fc1  integer: data_in 3.2, weight 5.4, bias 8.4\nfc2  float" in text
+    assert str(tmp_path / "log.json") in text
+
+
+def test_summary_of_a_pareto_search_lists_the_set():
+    records = [_record(0, 0.7, 4), _record(1, 0.9, 6), _record(2, 0.6, 5)]
+    result = SearchResult(
+        trials=[r.with_updates(values=(r.software_metrics["accuracy"], r.hardware_metrics["average_bitwidth"])) for r in records],
+        directions=["maximize", "minimize"],
+        objective_names=["accuracy", "average_bitwidth"],
+    )
+    text = format_summary(result)
+    assert "Pareto set (2 trials" in text
+    assert [t.number for t in result.pareto] == [0, 1]
+
+
+def test_format_table_aligns_columns():
+    assert format_table([("a", 1), ("bbb", 22)], header=["k", "v"]).splitlines() == ["k    v", "---  --", "a    1", "bbb  22"]
+
+
+def test_a_full_grid_has_one_point_on_its_front():
+    points = [(a, b) for a, b in itertools.product([0.1, 0.2, 0.3], [1, 2, 3])]
+    assert [points[i] for i in pareto_front(points, ["maximize", "minimize"])] == [(0.3, 1)]
+    assert [points[i] for i in pareto_front(points, ["minimize", "maximize"])] == [(0.1, 3)]

@@ -1,0 +1,126 @@
+"""The loop with bitscout's real space, strategies, quantizer, runners and objective on the
+digits MLP: brute force against an independent enumeration, dedup, repeatability."""
+
+from __future__ import annotations
+
+import textwrap
+
+import optuna
+import pytest
+
+from bitscout.config import load_config
+from bitscout.strategies import get_strategy
+from bitscout.study import prepare_search, run_search
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TOML = textwrap.dedent(
+    """
+    model = "mlp"
+    dataset = "digits"
+    seed = 0
+    project = "real"
+
+    [search.search_space]
+    name = "graph/quantize/mixed_precision_ptq"
+    [search.search_space.setup]
+    by = "name"
+    [search.search_space.seed.default.config]
+    name = ["NA"]
+    [search.search_space.seed.fc1.config]
+    name = ["integer"]
+    data_in_width = [8]
+    weight_width = [2, 8]
+    bias_width = [8]
+    [search.search_space.seed.fc2.config]
+    name = ["integer"]
+    data_in_width = [3, 8]
+    weight_width = [2, 4, 8]
+    bias_width = [8]
+    [search.search_space.seed.fc3.config]
+    name = ["NA", "integer"]
+    data_in_width = [8]
+    weight_width = [3]
+    bias_width = [8]
+
+    [search.strategy]
+    name = "brute_force"
+    [search.strategy.sw_runner.basic_evaluation]
+    num_samples = 200
+    [search.strategy.hw_runner.average_bitwidth]
+    [search.strategy.setup]
+    n_trials = 100
+    [search.strategy.metrics]
+    accuracy.scale = 1.0
+    average_bitwidth.scale = 0.01
+    """
+)
+
+
+class Counting:
+    """The real runner set, counting the configurations it is asked to measure."""
+
+    def __init__(self, inner, space):
+        self.inner, self.space, self.calls = inner, space, []
+
+    def run(self, config):
+        self.calls.append(self.space.key(config))
+        return self.inner.run(config)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "real.toml"
+    path.write_text(TOML)
+    return prepare_search(load_config(path))
+
+
+def _sampler(prepared, name, seed=0):
+    return get_strategy(name).make_sampler(prepared.space, seed=seed, directions=prepared.objective.directions, options={}, n_trials=100)
+
+
+def test_brute_force_evaluates_each_configuration_once_and_its_best_is_the_enumerated_optimum(prepared, tmp_path):
+    space, objective = prepared.space, prepared.objective
+    runners = Counting(prepared.runners, space)
+    result = run_search(space, prepared.sampler, runners, objective, out_dir=tmp_path, n_trials=100, progress=False, write_outputs=False)
+
+    # Independent enumeration: every parameter vector, measured directly.
+    enumerated = {}
+    for params in space:
+        config = space.decode(params)
+        enumerated.setdefault(space.key(config), objective.evaluate(prepared.runners.run(config)).values[0])
+    assert space.distinct_size == len(enumerated) == 2 * 6 * 2
+    assert sorted(runners.calls, key=repr) == sorted(enumerated, key=repr)  # each exactly once
+    assert result.n_unique == len(enumerated) and result.n_duplicates == 0
+    best_value = max(enumerated.values())
+    assert result.best.values[0] == best_value
+    best_key = space.key(space.decode(result.best.params))
+    assert enumerated[best_key] == best_value
+
+
+def test_duplicates_are_not_measured_again(prepared, tmp_path):
+    space = prepared.space
+    runners = Counting(prepared.runners, space)
+    result = run_search(space, _sampler(prepared, "tpe"), runners, prepared.objective, out_dir=tmp_path, n_trials=40, progress=False, write_outputs=False)
+    assert len(runners.calls) == len(set(runners.calls)) == result.n_unique
+    assert result.n_unique + result.n_duplicates + result.n_failed == result.n_trials
+    by_number = {t.number: t for t in result.trials}
+    for t in result.trials:
+        if t.duplicate_of is not None:
+            assert space.key(space.decode(t.params)) == space.key(space.decode(by_number[t.duplicate_of].params))
+            assert t.values == by_number[t.duplicate_of].values
+
+
+def test_same_configuration_in_two_studies_gives_identical_metrics(prepared, tmp_path):
+    space = prepared.space
+    a = run_search(space, _sampler(prepared, "random", 1), prepared.runners, prepared.objective, out_dir=tmp_path / "a", n_trials=10, progress=False, write_outputs=False)
+    b = run_search(space, _sampler(prepared, "random", 2), prepared.runners, prepared.objective, out_dir=tmp_path / "b", n_trials=10, progress=False, write_outputs=False)
+    first = {space.key(space.decode(t.params)): t for t in a.complete}
+    common = [t for t in b.complete if space.key(space.decode(t.params)) in first]
+    assert common, "the two studies share no configuration; change a seed"
+    for t in common:
+        other = first[space.key(space.decode(t.params))]
+        assert t.software_metrics == other.software_metrics
+        assert t.hardware_metrics == other.hardware_metrics
+        assert t.values == other.values
