@@ -74,6 +74,24 @@ def test_check_of_an_invalid_config_exits_2_with_every_problem(lab_doc: dict, wr
     assert err.splitlines()[0].startswith(f"warning: {path}: log_every_n_steps: ignored")
 
 
+def test_check_validates_runner_and_strategy_options(lab_doc: dict, write_toml, capsys) -> None:
+    evaluation = lab_doc["search"]["strategy"]["sw_runner"]["basic_evaluation"]
+    evaluation["dataloader"] = evaluation.pop("data_loader")
+    lab_doc["search"]["strategy"]["setup"]["sampler_options"] = {"n_startup_trial": 5}
+    path = write_toml(lab_doc)
+
+    assert cli.main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: problems in {path}:" in err
+    assert (
+        "search.strategy.sw_runner.basic_evaluation.dataloader: unknown option "
+        "(this runner takes: data_loader, num_samples); got 'val_dataloader'; "
+        "did you mean 'data_loader'?"
+    ) in err
+    assert "search.strategy.setup.sampler_options.n_startup_trial" in err
+    assert "n_startup_trials" in err
+
+
 def test_check_with_a_wrong_override_names_the_option(lab_path: Path, capsys) -> None:
     assert cli.main(["check", str(lab_path), "--n-trials", "0"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == "error: --n-trials: must be an integer >= 1; got 0"
