@@ -1,0 +1,211 @@
+"""Export of a chosen candidate: weights on their grids, its config, its metrics."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+import torch
+from torch import nn
+
+import bitscout
+from bitscout.errors import ExportError
+from bitscout.export._hls import HLSProject, build_hls_project, require_hls4ml
+from bitscout.graph import TracedModel, trace
+from bitscout.quant import LayerQuantConfig
+
+__all__ = [
+    "ExportResult",
+    "export_model",
+    "on_grid",
+    "quantize_pass_toml",
+    "CHECKPOINT_FILE",
+    "METADATA_FILE",
+    "CONFIG_FILE",
+    "HLS_DIR",
+]
+
+CHECKPOINT_FILE = "model.pt"
+METADATA_FILE = "export.json"
+CONFIG_FILE = "quantize.toml"
+HLS_DIR = "hls4ml_prj"
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` wrote.
+
+    Attributes:
+        out_dir: The export folder.
+        checkpoint: The state dict with weights and biases on their grids
+            (``torch.load(path, weights_only=True)`` gives a plain state dict).
+        metadata: The JSON of metadata (config per layer, metrics, source).
+        config_toml: The ``[passes.quantize]`` TOML, by name.
+        model: The exported model (weights on their grids).
+        hls: The hls4ml project, for ``format="hls4ml"``.
+    """
+
+    out_dir: Path
+    checkpoint: Path
+    metadata: Path
+    config_toml: Path
+    model: nn.Module
+    hls: HLSProject | None = None
+
+
+def on_grid(
+    model: nn.Module,
+    config: Mapping[str, LayerQuantConfig | None],
+    *,
+    traced: TracedModel | None = None,
+    example_input: torch.Tensor | None = None,
+) -> nn.Module:
+    """A copy of ``model`` whose quantized weights and biases are on their grids.
+
+    Each weight and bias with a format in ``config`` is replaced by its quantized value,
+    so the float model computes with the very numbers the fake-quantized one uses, and
+    quantizing them again changes nothing. ``model`` is not modified.
+
+    Args:
+        model: The float model.
+        config: Node name -> LayerQuantConfig or None (float).
+        traced: The traced model (else ``example_input`` is needed to trace it).
+        example_input: A batch of inputs, to trace the model.
+
+    Returns:
+        The copy, in eval mode.
+    """
+    if traced is None:
+        if example_input is None:
+            raise TypeError("on_grid() needs traced or example_input")
+        traced = trace(model, example_input)
+    copied = copy.deepcopy(model).eval()
+    paths = {id(m): name for name, m in model.named_modules()}
+    for name, layer_config in config.items():
+        if layer_config is None:
+            continue
+        module = traced.gm._modules.get(name)
+        module = getattr(module, "float_module", module)
+        if module is None or id(module) not in paths:
+            continue  # a function call (matmul, add): no parameters to place
+        target = copied.get_submodule(paths[id(module)])
+        with torch.no_grad():
+            for role in ("weight", "bias"):
+                fmt = layer_config.tensor(role)
+                param = getattr(target, role, None)
+                if fmt is not None and isinstance(param, torch.Tensor):
+                    param.copy_(fmt.quantize(param))
+    return copied
+
+
+def quantize_pass_toml(
+    config: Mapping[str, LayerQuantConfig | None],
+    layer_names: list[str],
+    base: Mapping[str, Any] | None = None,
+) -> str:
+    """The config as a ``[passes.quantize]`` TOML by name (float layers: ``name = "NA"``).
+
+    Args:
+        config: Node name -> LayerQuantConfig or None.
+        layer_names: Every quantizable layer, so that each gets an explicit entry.
+        base: Top-level keys to keep (a run's resolved config: model, dataset, ...);
+            its ``search`` and ``passes`` sections are replaced.
+    """
+    doc: dict[str, Any] = {k: v for k, v in (base or {}).items() if k not in ("search", "passes")}
+    entries: dict[str, Any] = {"by": "name", "default": {"config": {"name": "NA"}}}
+    for name in layer_names:
+        layer_config = config.get(name)
+        entries[name] = {"config": {"name": "NA"} if layer_config is None else layer_config.to_dict()}
+    doc["passes"] = {"quantize": entries}
+    return tomli_w.dumps(doc)
+
+
+def export_model(
+    model: nn.Module,
+    config: Mapping[str, LayerQuantConfig | None],
+    out_dir: Path,
+    *,
+    example_input: torch.Tensor,
+    format: Literal["pytorch", "hls4ml"] = "pytorch",
+    metrics: Mapping[str, float] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    base_config: Mapping[str, Any] | None = None,
+    rounding: str = "AP_RND_CONV",
+    saturation: str = "AP_SAT",
+) -> ExportResult:
+    """Export a float model and a per-layer config: weights on grids, config, metrics.
+
+    Writes ``model.pt`` (a plain state dict), ``export.json`` (the config per layer,
+    metrics and ``metadata``), ``quantize.toml`` (the config as ``[passes.quantize]`` by
+    name, so that ``bitscout quantize`` reproduces it) and, for ``format="hls4ml"``, the
+    hls4ml project in ``hls4ml_prj/`` with the types of docs/export.md.
+
+    Args:
+        model: The float model (not modified).
+        config: Node name -> LayerQuantConfig or None (float).
+        out_dir: The export folder (created).
+        example_input: A batch of inputs (tracing; the hls4ml input shape and range).
+        format: ``"pytorch"`` or ``"hls4ml"`` (the PyTorch files are written for both).
+        metrics: The candidate's metrics, for the summary.
+        metadata: Other plain values to record (model name, dataset, run, trial, ...).
+        base_config: A resolved config (dict) whose top-level keys go into quantize.toml.
+        rounding: hls4ml rounding mode of the copied types (``AP_RND_CONV`` matches bitscout).
+        saturation: hls4ml overflow mode of the copied types (``AP_SAT`` matches bitscout).
+
+    Raises:
+        ExportError: ``format`` is unknown, hls4ml is missing for ``format="hls4ml"``, or
+            the model cannot be expressed in hls4ml.
+    """
+    if format not in ("pytorch", "hls4ml"):
+        raise ExportError(f"export format must be 'pytorch' or 'hls4ml'; got {format!r}")
+    if format == "hls4ml":
+        require_hls4ml()  # fail before writing anything
+    traced = trace(model, example_input)
+    config = dict(config)
+    unknown = [name for name in config if name not in traced.table.names()]
+    if unknown:
+        raise ExportError(
+            f"the config names layers the model lacks: {', '.join(unknown)}; its quantizable "
+            f"layers are {', '.join(traced.table.names())}"
+        )
+    grid_model = on_grid(model, config, traced=traced)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / CHECKPOINT_FILE
+    torch.save({k: v.detach().cpu() for k, v in grid_model.state_dict().items()}, checkpoint)
+    names = list(traced.table.names())
+    toml_path = out_dir / CONFIG_FILE
+    # The exported checkpoint replaces the float one: quantizing weights already on their
+    # grids changes nothing, so `bitscout quantize quantize.toml` gives the same model.
+    base = {**dict(base_config or {}), "load_name": str(checkpoint.resolve()), "load_type": "pt"}
+    toml_path.write_text(quantize_pass_toml(config, names, base))
+    hls = None
+    if format == "hls4ml":
+        hls = build_hls_project(
+            grid_model, config, out_dir / HLS_DIR,
+            example_input=example_input, rounding=rounding, saturation=saturation,
+        )
+    meta: dict[str, Any] = {
+        "bitscout_version": bitscout.__version__,
+        "format": format,
+        "checkpoint": CHECKPOINT_FILE,
+        "config_toml": CONFIG_FILE,
+        "input_shape": list(example_input.shape[1:]),
+        "config": {n: ("float" if config.get(n) is None else config[n].to_dict()) for n in names},  # type: ignore[union-attr]
+        "metrics": dict(metrics or {}),
+        **dict(metadata or {}),
+    }
+    if hls is not None:
+        meta["hls4ml"] = {
+            "project": HLS_DIR,
+            "types": {layer.name: {k: t.hls() for k, t in layer.precision.items()} for layer in hls.plan.layers},
+            "not_exact_because": hls.plan.notes,
+        }
+    meta_path = out_dir / METADATA_FILE
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return ExportResult(out_dir, checkpoint, meta_path, toml_path, grid_model, hls)

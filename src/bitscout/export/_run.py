@@ -1,0 +1,187 @@
+"""Export and verify a trial of a search run folder (what ``bitscout export/verify`` do)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from bitscout.errors import ExportError
+from bitscout.export._hls import HLSProject
+from bitscout.export._pytorch import ExportResult, export_model
+from bitscout.export._verify import VerifyReport, verify
+from bitscout.graph import trace
+from bitscout.quant import LayerQuantConfig, parse_layer_config
+
+__all__ = ["ChosenTrial", "choose_trial", "export_run", "verify_run", "RUN_CONFIG_FILE"]
+
+RUN_CONFIG_FILE = "config.toml"
+
+
+@dataclass(frozen=True)
+class ChosenTrial:
+    """The trial picked from a run, and why.
+
+    Attributes:
+        number: The trial number.
+        record: Its record (``bitscout.study.TrialRecord``).
+        reason: How it was chosen (``"the best trial"``, ``"--trial 7"``, ...).
+    """
+
+    number: int
+    record: Any
+    reason: str
+
+
+def choose_trial(run_dir: Path, trial: int | None = None) -> ChosenTrial:
+    """Pick a trial of a run: the one asked for, the best, or the Pareto member with the
+    best accuracy (said so in ``reason``).
+
+    Raises:
+        ExportError: The trial does not exist or did not complete, or the run has none.
+    """
+    from bitscout.study import SearchResult
+
+    result = SearchResult.load(Path(run_dir))
+    if trial is not None:
+        for record in result.trials:
+            if record.number == trial:
+                if not record.is_complete:
+                    raise ExportError(f"trial {trial} of {run_dir} is {record.state}, not COMPLETE; pick a complete one")
+                return ChosenTrial(trial, record, f"trial {trial} (asked for)")
+        numbers = sorted(t.number for t in result.complete)
+        raise ExportError(f"{run_dir} has no trial {trial}; its complete trials are {numbers}")
+    if not result.is_multi_objective:
+        best = result.best
+        if best is None:
+            raise ExportError(f"{run_dir} has no complete trial to export")
+        return ChosenTrial(best.number, best, f"trial {best.number}, the best trial of the run")
+    pareto = result.pareto
+    if not pareto:
+        raise ExportError(f"{run_dir} has no complete trial to export")
+    if not all("accuracy" in t.software_metrics for t in pareto):
+        numbers = [t.number for t in pareto]
+        raise ExportError(
+            f"{run_dir} is a multi-objective run with a Pareto set of trials {numbers} and no "
+            "accuracy to choose by; pick one with --trial N"
+        )
+    chosen = max(pareto, key=lambda t: (t.software_metrics["accuracy"], -t.number))
+    others = ", ".join(str(t.number) for t in pareto)
+    return ChosenTrial(
+        chosen.number,
+        chosen,
+        f"trial {chosen.number}, the most accurate member of the Pareto set (trials {others}); "
+        "pick another with --trial N",
+    )
+
+
+def _load(run_dir: Path) -> tuple[Any, dict[str, Any]]:
+    from bitscout.config import load_config
+    from bitscout.experiment import Experiment
+
+    path = Path(run_dir) / RUN_CONFIG_FILE
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist: {run_dir} is not a search run folder")
+    config = load_config(path)
+    with open(path, "rb") as fh:
+        raw = tomllib.load(fh)
+    return Experiment.from_config(config), raw
+
+
+def _layer_configs(record: Any, traced: Any) -> dict[str, LayerQuantConfig | None]:
+    configs: dict[str, LayerQuantConfig | None] = {}
+    for name, entry in record.sampled_config.items():
+        if name not in traced.table.names():
+            raise ExportError(f"trial {record.number} quantizes layer {name!r}, which the model lacks")
+        if entry == "float":
+            configs[name] = None
+        else:
+            configs[name] = parse_layer_config(
+                entry, where=f"trial {record.number}, layer {name}", tensors=traced.table[name].tensors
+            )
+    return configs
+
+
+def export_run(
+    run_dir: Path,
+    *,
+    trial: int | None = None,
+    out: Path | None = None,
+    format: Literal["pytorch", "hls4ml"] = "pytorch",
+) -> tuple[ExportResult, ChosenTrial]:
+    """Export a trial of a search run (the best by default).
+
+    Args:
+        run_dir: The run folder ``bitscout search`` wrote.
+        trial: The trial number; ``None``: the best (for a Pareto set, the most accurate).
+        out: The export folder; default ``<run_dir>/export/trial_<N>``.
+        format: ``"pytorch"`` or ``"hls4ml"``.
+
+    Returns:
+        What was written, and the trial chosen.
+    """
+    run_dir = Path(run_dir)
+    chosen = choose_trial(run_dir, trial)
+    experiment, raw = _load(run_dir)
+    model = experiment.model.cpu().eval()
+    data = experiment.dataset
+    x_all = torch.cat([data.train.x, data.val.x, data.test.x])
+    traced = trace(model, data.train.x[: experiment.config.batch_size])
+    configs = _layer_configs(chosen.record, traced)
+    out = Path(out) if out is not None else run_dir / "export" / f"trial_{chosen.number}"
+    # The input range (for a float first layer) comes from every sample on hand.
+    example = torch.cat([data.train.x[: experiment.config.batch_size], x_all[x_all.abs().amax(1).argmax()][None]])
+    result = export_model(
+        model,
+        configs,
+        out,
+        example_input=example,
+        format=format,
+        metrics={**chosen.record.software_metrics, **chosen.record.hardware_metrics},
+        metadata={
+            "run": str(run_dir),
+            "trial": chosen.number,
+            "chosen": chosen.reason,
+            "values": list(chosen.record.values),
+            "model": experiment.config.model,
+            "dataset": experiment.config.dataset,
+            "checkpoint_of_float_model": None if experiment.checkpoint is None else str(experiment.checkpoint),
+        },
+        base_config=raw,
+    )
+    return result, chosen
+
+
+def verify_run(
+    run_dir: Path,
+    *,
+    trial: int | None = None,
+    samples: int = 5000,
+    tolerance: float = 0.0,
+    out: Path | None = None,
+    split: str = "test",
+) -> tuple[VerifyReport, ExportResult, ChosenTrial]:
+    """Export a trial to hls4ml, compile its C simulation and compare it with bitscout.
+
+    Args:
+        run_dir: The run folder.
+        trial: The trial number; ``None``: as :func:`export_run` chooses.
+        samples: How many samples of ``split`` to compare (all of it when fewer).
+        tolerance: Largest absolute output difference accepted (0: bit-exact).
+        out: The export folder (default as :func:`export_run`).
+        split: ``train``, ``val`` or ``test``.
+    """
+    if samples < 1:
+        raise ExportError(f"--samples must be at least 1; got {samples}")
+    result, chosen = export_run(run_dir, trial=trial, out=out, format="hls4ml")
+    assert result.hls is not None  # format="hls4ml" always builds it
+    experiment, _ = _load(run_dir)
+    part = experiment.dataset.split(split)
+    x, y = part.x[:samples], part.y[:samples]
+    traced = trace(experiment.model.cpu().eval(), x[:2])
+    configs = _layer_configs(chosen.record, traced)
+    report = verify(experiment.model, configs, HLSProject.load(result.hls.path), x, y, tolerance=tolerance)
+    return report, result, chosen

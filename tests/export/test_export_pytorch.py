@@ -1,0 +1,139 @@
+"""Export to PyTorch: weights on their grids, reload, config round trip, run folders."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bitscout.cli import main
+from bitscout.config import load_config
+from bitscout.errors import ExportError
+from bitscout.export import INSTALL_HINT, choose_trial, export_model, on_grid
+from bitscout.graph import trace
+from bitscout.models import load_checkpoint
+from bitscout.quant import Quantizer, resolve_pass
+from bitscout.study import TrialRecord
+
+from tests.export._helpers import MLP_CONFIGS, mlp, sampled, synthetic, write_run
+
+
+def _quantized_outputs(model: torch.nn.Module, config, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return Quantizer(trace(model, x[:4])).build(config)(x)
+
+
+def test_weights_are_placed_on_their_grids_and_the_model_is_untouched() -> None:
+    model = mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = MLP_CONFIGS["a"]
+    grid = on_grid(model, config, example_input=synthetic().train.x[:4])
+    for name, v in model.state_dict().items():
+        assert torch.equal(v, before[name])
+    # fc1: weight int4.6 -> codes w * 2^6 are integers in [-8, 7]; bias int4.-1 -> b / 2
+    # integers in [-8, 7].
+    w_codes = grid.fc1.weight.detach() * 2**6
+    assert torch.equal(w_codes, w_codes.round()) and w_codes.min() >= -8 and w_codes.max() <= 7
+    b_codes = grid.fc1.bias.detach() / 2
+    assert torch.equal(b_codes, b_codes.round()) and b_codes.min() >= -8 and b_codes.max() <= 7
+    assert not torch.equal(grid.fc1.weight, model.fc1.weight)
+
+
+def test_export_and_reload_give_identical_predictions(tmp_path: Path) -> None:
+    data = synthetic()
+    model, config = mlp(), MLP_CONFIGS["b"]
+    result = export_model(
+        model, config, tmp_path, example_input=data.train.x[:64],
+        metrics={"accuracy": 0.5}, base_config={"model": "mlp", "dataset": "synthetic",
+                                                "model_options": {"hidden": [32, 16]}},
+    )
+    # Plain torch reads the checkpoint as a state dict.
+    state = torch.load(result.checkpoint, weights_only=True)
+    plain = mlp(seed=1)
+    plain.load_state_dict(state)
+    reloaded = load_checkpoint(mlp(seed=2), result.checkpoint)
+    # The config comes back from quantize.toml, as `bitscout quantize` reads it.
+    cfg = load_config(result.config_toml)
+    assert cfg.passes.quantize is not None and cfg.passes.quantize.by == "name"
+    x = data.val.x
+    table = trace(reloaded, x[:4]).table
+    assert resolve_pass(cfg.passes.quantize, table) == config
+    expected = _quantized_outputs(model, config, x)
+    for again in (plain, reloaded):
+        assert torch.equal(_quantized_outputs(again, resolve_pass(cfg.passes.quantize, table), x), expected)
+    meta = json.loads(result.metadata.read_text())
+    assert meta["metrics"] == {"accuracy": 0.5}
+    assert meta["config"]["relu1"] == "float"
+    assert meta["config"]["fc2"]["bias_frac_width"] == -2
+
+
+def test_without_hls4ml_the_pytorch_export_works_and_hls4ml_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_import = builtins.__import__
+
+    def no_hls4ml(name, *args, **kwargs):
+        if name == "hls4ml" or name.startswith("hls4ml."):
+            raise ImportError("No module named 'hls4ml'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "hls4ml", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_hls4ml)
+    x = synthetic().train.x[:16]
+    with pytest.raises(ExportError) as err:
+        export_model(mlp(), MLP_CONFIGS["a"], tmp_path / "h", example_input=x, format="hls4ml")
+    assert INSTALL_HINT == "pip install 'bitscout[hls4ml]'"
+    assert INSTALL_HINT in str(err.value)
+    assert not (tmp_path / "h").exists()
+    result = export_model(mlp(), MLP_CONFIGS["a"], tmp_path / "p", example_input=x)
+    assert result.checkpoint.is_file() and result.hls is None
+
+
+def _record(number: int, accuracy: float, bits: float, config, state: str = "COMPLETE") -> TrialRecord:
+    return TrialRecord(
+        number=number, state=state, values=(accuracy, bits) if state == "COMPLETE" else (),
+        software_metrics={"accuracy": accuracy}, hardware_metrics={"average_bitwidth": bits},
+        sampled_config=sampled(config),
+    )
+
+
+@pytest.fixture(scope="module")
+def pareto_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    trials = [
+        _record(0, 0.70, 3.0, MLP_CONFIGS["a"]),
+        _record(1, 0.90, 7.0, MLP_CONFIGS["b"]),  # the most accurate Pareto member
+        _record(2, 0.60, 4.0, MLP_CONFIGS["c"]),  # dominated by trial 0
+        _record(3, 0.0, 0.0, MLP_CONFIGS["c"], state="FAIL"),
+    ]
+    return write_run(tmp_path_factory.mktemp("run"), "mlp", mlp(), trials,
+                     ["maximize", "minimize"], "[model_options]\nhidden = [32, 16]\n")
+
+
+def test_a_pareto_run_exports_its_most_accurate_member_and_says_so(pareto_run: Path) -> None:
+    chosen = choose_trial(pareto_run)
+    assert chosen.number == 1
+    assert "most accurate member of the Pareto set" in chosen.reason and "0, 1" in chosen.reason
+    with pytest.raises(ExportError, match="FAIL"):
+        choose_trial(pareto_run, 3)
+    with pytest.raises(ExportError, match=r"no trial 9.*\[0, 1, 2\]"):
+        choose_trial(pareto_run, 9)
+
+
+def test_cli_export_writes_the_chosen_trial(pareto_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "exp"
+    assert main(["export", str(pareto_run), "--trial", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "trial 0 (asked for)" in printed
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["trial"] == 0 and meta["metrics"] == {"accuracy": 0.7, "average_bitwidth": 3.0}
+    # The exported checkpoint holds the run's float model with trial 0's weights on the grid.
+    state = torch.load(out / "model.pt", weights_only=True)
+    w = state["fc1.weight"] * 2**6  # trial 0 = config a: fc1 weight int4.6
+    assert torch.equal(w, w.round())
+    cfg = load_config(out / "quantize.toml")
+    assert cfg.model == "mlp" and cfg.search is None
+    assert cfg.load_name is not None and Path(cfg.load_name) == (out / "model.pt").resolve()
