@@ -1,0 +1,805 @@
+"""Exhaustive post-training evaluation: every configuration of a space, sharing work.
+
+When a search only evaluates candidates after training (``basic_evaluation`` plus
+hardware runners computed from the layer table), the cost of one configuration is a
+forward pass over the samples, and most of that pass is shared with other
+configurations: two configurations that agree on the first ``k`` quantizable layers
+compute the same activations up to layer ``k``. :func:`evaluate_exhaustively` runs the
+traced graph node by node, in topological order, and branches at every quantizable layer
+over that layer's distinct configurations, depth first: the activations of a prefix are
+computed once and reused by every configuration of the later layers, and memory stays
+bounded by one set of live activations per layer. At the leaves, the outputs of a block
+of configurations are scored together (argmax, hit counts and per-class recalls in one
+batched pass; the cross-entropy sum, whose reduction order fixes its last bits, once per
+configuration with the very call :func:`bitscout.training.evaluate` makes).
+
+Results are bit-for-bit those of a trial-by-trial evaluation (``RunnerSet.run``): every
+layer runs the module a :class:`~bitscout.quant.Quantizer` candidate would hold, on the
+same tensors, in the same chunks of samples, and the metrics are reduced in the same
+order. The tests check this on samples of configurations and on whole smaller spaces.
+
+What is supported. Any graph torch.fx traced into a DAG whose output is one tensor of
+logits: a node's value is kept in the environment of the branch that computed it and
+dropped after its last user, so skip connections and multi-input layers are handled
+(a value computed under a prefix is correct for every completion of that prefix, because
+graph order is a topological order). Software runner: exactly one ``basic_evaluation``
+(no ``basic_train``: fine-tuning each candidate shares nothing). Hardware runners: those
+that need only the config (the analytic ones: ``average_bitwidth``,
+``activation_bitwidth``, ``model_size``, ``flops``, ``bitops``; ``latency`` times the
+built model and is refused). :func:`exhaustive_support` says whether a runner set
+qualifies and why not; :func:`evaluate_exhaustively` raises
+:class:`~bitscout.errors.SearchError` with that reason.
+
+Use in a search: :meth:`ExhaustiveResult.runner_set` wraps the original runners so that
+``run(config)`` returns the precomputed metrics; pass it to
+:func:`bitscout.study.run_search` with the brute-force sampler and every trial costs only
+the storage write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from bitscout.errors import DataError, SearchError
+
+if TYPE_CHECKING:
+    from bitscout.graph import TracedModel
+    from bitscout.metrics import RunnerSet, Runner, TrialMetrics
+    from bitscout.quant import LayerQuantConfig, Quantizer
+    from bitscout.space import SearchSpace
+
+__all__ = [
+    "ExhaustiveResult",
+    "PrecomputedRunnerSet",
+    "evaluate_exhaustively",
+    "evaluate_runner_set_exhaustively",
+    "exhaustive_support",
+    "DEFAULT_BLOCK_ELEMENTS",
+]
+
+#: Most output elements (configurations x samples x classes) scored in one leaf block.
+DEFAULT_BLOCK_ELEMENTS = 1 << 18
+
+
+
+@dataclass(eq=False)
+class ExhaustiveResult:
+    """The metrics of every distinct configuration of a space.
+
+    Arrays are indexed by the space's distinct-configuration index
+    (:meth:`bitscout.space.SearchSpace.distinct_params_at` order: first layer slowest).
+    When no two parameter vectors of the space build the same model
+    (``space.size == space.distinct_size``) this is also the :meth:`params_at` order.
+
+    Attributes:
+        space: The space that was enumerated.
+        accuracy: Top-1 accuracy per configuration.
+        balanced_accuracy: Mean per-class recall per configuration.
+        loss: Mean cross-entropy per configuration.
+        hardware: Metric name -> values per configuration, for every hardware runner
+            given (ratios included).
+        num_samples: Samples each configuration was evaluated on.
+        seconds: Wall time of the evaluation.
+        forward_calls: Layer calls made (a measure of the sharing: a trial-by-trial
+            evaluation makes ``configurations x layers`` of them).
+    """
+
+    space: SearchSpace
+    accuracy: np.ndarray
+    balanced_accuracy: np.ndarray
+    loss: np.ndarray
+    hardware: dict[str, np.ndarray] = field(default_factory=dict)
+    num_samples: int = 0
+    seconds: float = 0.0
+    forward_calls: int = 0
+    _positions: list[dict[Any, int]] | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.accuracy)
+
+    @property
+    def software(self) -> dict[str, np.ndarray]:
+        """``accuracy``, ``balanced_accuracy`` and ``loss`` arrays by name."""
+        return {
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "loss": self.loss,
+        }
+
+    def distinct_index(self, config: Mapping[str, LayerQuantConfig | None]) -> int:
+        """The index of a decoded config (``space.decode(params)``) in the arrays.
+
+        Raises:
+            SearchError: A layer's config is not one of the space's choices for it.
+        """
+        if self._positions is None:
+            self._positions = [_distinct_positions(layer) for layer in self.space.layers]
+        index = 0
+        for layer, positions in zip(self.space.layers, self._positions):
+            cfg = config.get(layer.name)
+            try:
+                pos = positions[cfg]
+            except (KeyError, TypeError):
+                raise SearchError(
+                    f"layer {layer.name!r}: the config {cfg!r} is not one of the search "
+                    "space's choices for it, so it has no precomputed metrics"
+                ) from None
+            index = index * layer.distinct_size + pos
+        return index
+
+    def metrics_at(self, index: int) -> TrialMetrics:
+        """The metrics of distinct configuration ``index`` as a trial record."""
+        from bitscout.metrics import TrialMetrics
+
+        return TrialMetrics(
+            software={name: float(values[index]) for name, values in self.software.items()},
+            hardware={name: float(values[index]) for name, values in self.hardware.items()},
+        )
+
+    def metrics_for(self, config: Mapping[str, LayerQuantConfig | None]) -> TrialMetrics:
+        """The metrics of a decoded config (see :meth:`distinct_index`)."""
+        return self.metrics_at(self.distinct_index(config))
+
+    def runner_set(self, runners: RunnerSet) -> PrecomputedRunnerSet:
+        """``runners``, answering :meth:`run` from this result (for the search loop)."""
+        return PrecomputedRunnerSet(self, runners)
+
+
+class PrecomputedRunnerSet:
+    """A :class:`~bitscout.metrics.RunnerSet` whose ``run`` looks metrics up.
+
+    Everything else (``produces``, ``reference``, ``natural_direction``, ...) is the
+    wrapped runner set's, so an :class:`~bitscout.metrics.Objective` built on either
+    behaves the same.
+
+    Args:
+        result: The exhaustive evaluation.
+        runners: The runner set it was computed for.
+    """
+
+    def __init__(self, result: ExhaustiveResult, runners: RunnerSet) -> None:
+        self.result = result
+        self.runners = runners
+
+    def run(self, candidate: Any) -> TrialMetrics:
+        """The precomputed metrics of a candidate or a decoded per-layer config."""
+        config = getattr(candidate, "config", candidate)
+        return self.result.metrics_for(config)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.runners, name)
+
+    def __repr__(self) -> str:
+        return f"PrecomputedRunnerSet({len(self.result)} configurations, {self.runners!r})"
+
+
+def _distinct_positions(layer: Any) -> dict[Any, int]:
+    """Config object -> distinct position, for one layer's choices (LayerChoices)."""
+    positions: dict[Any, int] = {}
+    for cfg, pos in zip(layer.configs, layer.distinct):
+        positions.setdefault(cfg, pos)
+    return positions
+
+
+# ----- support check ----------------------------------------------------------------------
+
+
+def exhaustive_support(runners: RunnerSet) -> str | None:
+    """Why a runner set cannot be evaluated exhaustively, or None when it can.
+
+    Supported: exactly one software runner, ``basic_evaluation``, and hardware runners
+    that compute their metrics from the config alone (checked by running each on the
+    float reference candidate and seeing that it did not build the model).
+    """
+    from bitscout.metrics import BasicEvaluation, Candidate
+
+    software = [r for r in runners.software if not isinstance(r, BasicEvaluation)]
+    if software:
+        return (
+            f"the software runner(s) {', '.join(r.name for r in software)} change or measure "
+            "each candidate in ways that share no work between configurations; only "
+            "basic_evaluation can be evaluated exhaustively"
+        )
+    if len(runners.software) != 1:
+        return "exhaustive evaluation needs exactly one basic_evaluation runner"
+    for runner in runners.hardware:
+        probe = Candidate.float_reference(runners.context)
+        runner.run(probe)
+        if probe.is_built:
+            return (
+                f"the hardware runner {runner.name!r} measures the built model, so every "
+                "configuration must be built and run on its own"
+            )
+    return None
+
+
+# ----- the graph walker -------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    """One non-branching node: ``env[node] = run(env)``, then forget ``drop``."""
+
+    node: fx.Node
+    run: Callable[[dict[fx.Node, Any]], Any]
+    drop: tuple[fx.Node, ...]
+
+
+class _Layer:
+    """One branching node: a quantizable layer and what each distinct config runs.
+
+    A config that leaves the layer float runs the float module. A quantized one runs
+    the steps of :class:`~bitscout.quant.QuantizedLayer`'s ``forward`` with the very
+    wrapper a candidate holds (its op spec, weight cache and formats), split so that
+    the input, quantized once per ``data_in`` format, is shared by every config with
+    that format: the same calls on the same tensors, hence the same bits.
+    """
+
+    def __init__(
+        self,
+        node: fx.Node,
+        name: str,
+        modules: Sequence[nn.Module],
+        drop: tuple[fx.Node, ...],
+        *,
+        copy_input: bool = False,
+    ) -> None:
+        from bitscout.quant import QuantizedLayer
+
+        self.copy_input = copy_input
+        self.node = node
+        self.name = name
+        self.modules = tuple(modules)
+        self.drop = drop
+        self._args = _resolver(node.args)
+        self._kwargs = _resolver(node.kwargs)
+        wrappers = [m for m in self.modules if isinstance(m, QuantizedLayer)]
+        # Splitting needs one float layer and op spec behind every wrapper.
+        self._split = bool(wrappers) and all(
+            w.float_module is wrappers[0].float_module and w.spec is wrappers[0].spec for w in wrappers
+        )
+        self._spec = wrappers[0].spec if wrappers else None
+        self._float = wrappers[0].float_module if wrappers else None
+        self._params: dict[tuple[int, str], tuple[nn.Parameter, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def branches(self, env: dict[fx.Node, Any]) -> Iterator[dict[fx.Node, Any]]:
+        """One environment per distinct config: ``env`` plus the layer's output."""
+        if self.copy_input:
+            # An in-place layer (ReLU(inplace=True)) writes into its input: each config
+            # writes into its own copy, which its branch then reads in place of the input.
+            first = self.node.args[0]
+            for module in self.modules:
+                branch = dict(env)
+                branch[first] = branch[first].clone()
+                branch[self.node] = module(*self._args(branch), **self._kwargs(branch))
+                yield branch
+            return
+        for output in self.outputs(env):
+            branch = dict(env)
+            branch[self.node] = output
+            yield branch
+
+    def outputs(self, env: dict[fx.Node, Any]) -> Iterator[Any]:
+        """The layer's output under each distinct config, in order."""
+        from bitscout.quant import Operands, QuantizedLayer, fake_quantize
+
+        args, kwargs = self._args(env), self._kwargs(env)
+        if not self._split:
+            for module in self.modules:
+                yield module(*args, **kwargs)
+            return
+        spec, float_module = self._spec, self._float
+        assert spec is not None and float_module is not None  # set with _split
+        ops = spec.unpack(float_module, args, kwargs)
+        inputs: dict[Any, Any] = {}
+        for i, module in enumerate(self.modules):
+            if not isinstance(module, QuantizedLayer):
+                yield module(*args, **kwargs)
+                continue
+            config = module.config
+            data_in = ops.data_in
+            if config.data_in is not None and data_in is not None:
+                quantized = inputs.get(config.data_in)
+                if quantized is None:
+                    quantized = inputs[config.data_in] = fake_quantize(data_in, config.data_in)
+                data_in = quantized
+            weight = self._operand(i, module, "weight", ops.weight, config.weight)
+            bias = self._operand(i, module, "bias", ops.bias, config.bias)
+            yield spec.compute(float_module, Operands(data_in, weight, bias, ops.args, ops.kwargs))
+
+    def _operand(self, i: int, module: Any, role: str, tensor: Any, fmt: Any) -> Any:
+        """A weight or bias as the wrapper's forward makes it, remembered for parameters.
+
+        Parameters do not change during one exhaustive evaluation (it runs under
+        inference mode), so the cache's answer for a parameter is the same tensor every
+        time: it is asked once per config.
+        """
+        if fmt is None or tensor is None:
+            return tensor
+        if not isinstance(tensor, nn.Parameter):
+            return module.cache.quantize(module.layer_name, role, tensor, fmt)
+        key = (i, role)
+        held = self._params.get(key)
+        if held is None or held[0] is not tensor:
+            held = self._params[key] = (tensor, module.cache.quantize(module.layer_name, role, tensor, fmt))
+        return held[1]
+
+
+def _resolver(value: Any) -> Callable[[dict[fx.Node, Any]], Any]:
+    """A function env -> ``value`` with every node replaced by its computed value."""
+    return lambda env: fx.node.map_arg(value, env.__getitem__)
+
+
+def _node_runner(gm: fx.GraphModule, node: fx.Node) -> Callable[[dict[fx.Node, Any]], Any]:
+    args = _resolver(node.args)
+    kwargs = _resolver(node.kwargs)
+    if node.op == "call_module":
+        module = gm.get_submodule(str(node.target))
+        return lambda env: module(*args(env), **kwargs(env))
+    if node.op == "call_function":
+        fn = node.target
+        return lambda env: fn(*args(env), **kwargs(env))  # type: ignore[operator]
+    if node.op == "call_method":
+        method = str(node.target)
+
+        def call_method(env: dict[fx.Node, Any]) -> Any:
+            self_obj, *rest = args(env)
+            return getattr(self_obj, method)(*rest, **kwargs(env))
+
+        return call_method
+    if node.op == "get_attr":
+        value = _fetch_attr(gm, str(node.target))
+        return lambda env: value
+    raise SearchError(f"exhaustive evaluation cannot run the graph node {node.name!r} (op {node.op!r})")
+
+
+_INPLACE_OPERATORS = frozenset(
+    getattr(operator, name)
+    for name in ("iadd", "isub", "imul", "itruediv", "ifloordiv", "imod", "ipow", "iand", "ior", "ixor", "ilshift", "irshift", "imatmul")
+)
+
+
+def _is_inplace(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether a node may write into its first argument (``relu(inplace=True)``, ``x += y``)."""
+    if node.kwargs.get("inplace"):
+        return True
+    if node.op == "call_module":
+        return bool(getattr(gm.get_submodule(str(node.target)), "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_")
+    if node.op == "call_function":
+        name = getattr(node.target, "__name__", "")
+        return node.target in _INPLACE_OPERATORS or (name.endswith("_") and not name.startswith("_"))
+    return False
+
+
+def _cloning_first_arg(run: Callable[[dict[fx.Node, Any]], Any], node: fx.Node) -> Callable[[dict[fx.Node, Any]], Any]:
+    """``run`` on a private copy of the node's first argument.
+
+    The in-place op writes into the copy, which replaces the value in this branch's
+    environment (later nodes of the branch see the write, as in the model) while
+    sibling branches keep the original.
+    """
+    first = node.args[0]
+
+    def run_on_copy(env: dict[fx.Node, Any]) -> Any:
+        env[first] = env[first].clone()
+        return run(env)
+
+    return run_on_copy
+
+
+def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class _Plan:
+    """The traced graph cut at its quantizable layers, ready to walk depth first.
+
+    ``segments[k]`` are the nodes run before layer ``k`` (``segments[L]``: after the
+    last layer, up to the output); ``layers[k]`` branches over layer ``k``'s distinct
+    configurations.
+    """
+
+    def __init__(self, traced: TracedModel, space: SearchSpace, quantizer: Quantizer) -> None:
+        gm = traced.gm
+        nodes = list(gm.graph.nodes)
+        position = {node: i for i, node in enumerate(nodes)}
+        last_use: dict[fx.Node, int] = {}
+        for node in nodes:
+            for used in node.all_input_nodes:
+                last_use[used] = position[node]
+        dead_after: dict[int, list[fx.Node]] = {}
+        for node, pos in last_use.items():
+            dead_after.setdefault(pos, []).append(node)
+
+        by_name = {layer.name: layer for layer in space.layers}
+        placeholders = [n for n in nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise SearchError(
+                f"exhaustive evaluation needs a model with one input; this one takes "
+                f"{len(placeholders)} ({', '.join(n.name for n in placeholders)})"
+            )
+        self.input = placeholders[0]
+        outputs = [n for n in nodes if n.op == "output"]
+        out_arg = outputs[0].args[0]
+        if not isinstance(out_arg, fx.Node):
+            raise SearchError(
+                "exhaustive evaluation needs a model that returns one tensor of logits; this "
+                f"one returns {type(out_arg).__name__}"
+            )
+        self.output = out_arg
+
+        self.segments: list[list[_Step]] = [[]]
+        self.layers: list[_Layer] = []
+        seen: set[str] = set()
+        # level[v]: the depth of the walk at which v is computed. A value of a lower
+        # level than the node reading it is shared by sibling branches, and an in-place
+        # op must not write into it.
+        level: dict[fx.Node, int] = {self.input: 0}
+        for node in nodes:
+            drop = tuple(dead_after.get(position[node], ()))
+            if node.op in ("placeholder", "output"):
+                continue
+            depth = len(self.layers)
+            first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+            shared = first is not None and level.get(first, 0) < depth
+            name = str(node.target) if node.op == "call_module" else None
+            if name is not None and name in by_name:
+                choices = by_name[name]
+                modules = []
+                for rep in choices.representatives:
+                    cfg = choices.configs[rep]
+                    if cfg is None:
+                        modules.append(gm.get_submodule(name))
+                    else:
+                        modules.append(quantizer.build({name: cfg})._modules[name])
+                inplace = _is_inplace(gm, node) or any(
+                    getattr(getattr(m, "float_module", None), "inplace", False) for m in modules
+                )
+                self.layers.append(
+                    _Layer(node, name, modules, drop, copy_input=inplace and (shared or len(modules) > 1))
+                )
+                self.segments.append([])
+                level[node] = depth + 1
+                seen.add(name)
+            else:
+                run = _node_runner(gm, node)
+                if first is not None and shared and _is_inplace(gm, node):
+                    run = _cloning_first_arg(run, node)
+                self.segments[-1].append(_Step(node, run, drop))
+                level[node] = depth
+        missing = [name for name in by_name if name not in seen]
+        if missing:
+            raise SearchError(
+                f"exhaustive evaluation: the layers {', '.join(missing)} of the search space "
+                "are not top-level module calls of the traced graph"
+            )
+        if [layer.name for layer in self.layers] != [layer.name for layer in space.layers]:
+            raise SearchError(
+                "exhaustive evaluation: the graph calls the layers in another order than the "
+                "search space lists them: "
+                f"{[layer.name for layer in self.layers]} vs {[layer.name for layer in space.layers]}"
+            )
+        self.sizes = tuple(len(layer) for layer in self.layers)
+        # The last layer's output is the model's output: its configs go straight to the
+        # leaf block, without a branch environment each.
+        self.direct_output = (
+            bool(self.layers)
+            and not self.segments[-1]
+            and self.output is self.layers[-1].node
+            and not self.layers[-1].copy_input
+        )
+
+
+def _run_segment(steps: Sequence[_Step], env: dict[fx.Node, Any]) -> None:
+    for step in steps:
+        env[step.node] = step.run(env)
+        for dead in step.drop:
+            env.pop(dead, None)
+
+
+class _Walker:
+    """Depth-first walk of one chunk of samples; leaf blocks are scored by ``score``."""
+
+    def __init__(self, plan: _Plan, block_level: int, score: Callable[[int, list[torch.Tensor]], None]) -> None:
+        self.plan = plan
+        self.block_level = block_level
+        self.score = score
+        self.calls = 0
+
+    def run(self, x: torch.Tensor) -> None:
+        env: dict[fx.Node, Any] = {self.plan.input: x}
+        self._descend(0, env, 0, None)
+
+    def _descend(self, k: int, env: dict[fx.Node, Any], prefix: int, sink: list[torch.Tensor] | None) -> None:
+        plan = self.plan
+        own_sink = sink is None and k == self.block_level
+        if own_sink:
+            sink = []
+        _run_segment(plan.segments[k], env)
+        if k == len(plan.layers):
+            assert sink is not None  # block_level <= number of layers
+            sink.append(env[plan.output])
+        elif k == len(plan.layers) - 1 and plan.direct_output:
+            assert sink is not None
+            sink.extend(plan.layers[k].outputs(env))
+            self.calls += len(plan.layers[k])
+        else:
+            layer = plan.layers[k]
+            for pos, branch in enumerate(layer.branches(env)):
+                self.calls += 1
+                for dead in layer.drop:
+                    branch.pop(dead, None)
+                self._descend(k + 1, branch, prefix * len(layer) + pos, sink)
+        if own_sink:
+            assert sink is not None
+            self.score(prefix, sink)
+
+
+# ----- metrics ----------------------------------------------------------------------------
+
+
+class _Scores:
+    """Per-configuration accumulators, combined over chunks exactly as ``evaluate`` does."""
+
+    def __init__(self, count: int, num_classes: int, block: int, y: torch.Tensor) -> None:
+        self.count = count
+        self.num_classes = num_classes
+        self.block = block
+        self.correct = np.zeros(count, dtype=np.int64)
+        self.hits = np.zeros((count, num_classes), dtype=np.int64)
+        self.loss_sum = np.zeros(count, dtype=np.float64)
+        self.y = y
+        self.target: torch.Tensor = y
+
+    def set_chunk(self, target: torch.Tensor) -> None:
+        self.target = target
+
+    def __call__(self, prefix: int, outputs: list[torch.Tensor]) -> None:
+        start = prefix * self.block
+        n_out = len(outputs)
+        c = self.num_classes
+        target = self.target
+        logits = torch.stack(outputs)
+        if logits.dim() != 3 or logits.shape[-1] != c or logits.shape[1] != target.shape[0]:
+            raise DataError(
+                f"the model gives outputs of shape {tuple(outputs[0].shape)} for "
+                f"{target.shape[0]} samples; exhaustive evaluation needs logits of shape "
+                f"(samples, {c})"
+            )
+        # evaluate() calls F.cross_entropy(logits, target, reduction="sum"): a row-wise
+        # log_softmax, then nll_loss's sum. The log_softmax is batched (row by row, the
+        # same bits); the sum is taken per configuration with the same call, because its
+        # reduction order fixes the last bits of the loss.
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        losses = torch.stack([F.nll_loss(lp, target, reduction="sum") for lp in log_probs])
+        correct = logits.argmax(dim=-1) == target
+        labels = target.unsqueeze(0) + (torch.arange(n_out, device=target.device) * c).unsqueeze(1)
+        hits = torch.bincount(labels[correct], minlength=n_out * c).view(n_out, c)
+        stop = start + n_out
+        # Chunk sums are added in float64 in chunk order, as evaluate() accumulates them.
+        self.loss_sum[start:stop] += losses.double().cpu().numpy()
+        self.correct[start:stop] += correct.sum(dim=1).cpu().numpy()
+        self.hits[start:stop] += hits.cpu().numpy()
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = int(self.y.shape[0])
+        support = torch.bincount(self.y.cpu(), minlength=self.num_classes)
+        present = support > 0
+        hits = torch.from_numpy(self.hits)[:, present].double()
+        # Row means: the same reduction evaluate() runs on one row (checked by the tests).
+        balanced = (hits / support[present].double()).mean(dim=1).numpy()
+        accuracy = self.correct.astype(np.float64) / n
+        loss = self.loss_sum / n
+        return accuracy, balanced, loss
+
+
+def _block_level(sizes: Sequence[int], per_output: int, block_elements: int) -> int:
+    """The shallowest layer whose whole subtree of outputs fits one leaf block."""
+    level = len(sizes)
+    while level > 0 and math.prod(sizes[level - 1 :]) * per_output <= block_elements:
+        level -= 1
+    return level
+
+
+def _all_configs(space: SearchSpace) -> Iterator[dict[str, LayerQuantConfig | None]]:
+    """Every distinct configuration, in distinct-index order."""
+    per_layer = [[(layer.name, layer.configs[r]) for r in layer.representatives] for layer in space.layers]
+    for combo in itertools.product(*per_layer):
+        yield dict(combo)
+
+
+def evaluate_exhaustively(
+    traced: TracedModel,
+    space: SearchSpace,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    quantizer: Quantizer | None = None,
+    num_classes: int | None = None,
+    batch_size: int | None = None,
+    hardware: Sequence[Runner] = (),
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+) -> ExhaustiveResult:
+    """Evaluate every distinct configuration of ``space`` on the samples ``(x, y)``.
+
+    The metrics are those of :func:`bitscout.training.evaluate` on the candidate that
+    ``quantizer.build(config)`` makes, bit for bit, for every configuration.
+
+    Args:
+        traced: The traced float model (in eval mode for the duration of the call).
+        space: The search space over ``traced``'s layer table.
+        x: The samples, on the model's device.
+        y: Their labels (int64), on the same device.
+        quantizer: Builds the quantized layers (a new one by default; pass the search's
+            to share its quantized-weight cache).
+        num_classes: Classes of the task (default: the width of the logits).
+        batch_size: Samples per forward pass, as ``evaluate``'s ``batch_size`` (None: all
+            at once). The same chunking gives the same bits.
+        hardware: Hardware runners computed from the config alone (their ``run`` must
+            not build the model); each is run once per configuration.
+        block_elements: Most logits (configurations x samples x classes) scored in one
+            batched pass; bounds the memory of a leaf block.
+
+    Returns:
+        Every configuration's metrics, in distinct-index order.
+
+    Raises:
+        SearchError: The graph cannot be walked (more than one input, an output that is
+            not one tensor, layers called out of the space's order).
+        DataError: No samples, ``x`` and ``y`` of different lengths, logits of another
+            width than ``num_classes``, or labels outside ``0..num_classes-1``.
+    """
+    from bitscout.quant import Quantizer
+
+    started = time.perf_counter()
+    n = int(y.shape[0])
+    if n == 0:
+        raise DataError("cannot evaluate on 0 samples")
+    if int(x.shape[0]) != n:
+        raise DataError(f"x has {x.shape[0]} samples but y has {n} labels")
+    if batch_size is not None and batch_size < 1:
+        raise DataError(f"batch_size must be >= 1; got {batch_size}")
+    quantizer = quantizer if quantizer is not None else Quantizer(traced)
+    plan = _Plan(traced, space, quantizer)
+    y = y.to(dtype=torch.long)
+    gm = traced.gm
+    flags = [(m, m.training) for m in gm.modules()]
+    gm.eval()
+    try:
+        with torch.inference_mode():
+            # One float pass over a sample tells the number of classes.
+            width = int(gm(x[:1]).shape[-1])
+            classes = width if num_classes is None else num_classes
+            if width != classes:
+                raise DataError(
+                    f"the model gives {width} outputs per sample but the data has {classes} classes"
+                )
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= classes:
+                raise DataError(f"labels must lie in 0..{classes - 1}; got labels from {low} to {high}")
+            step = n if batch_size is None else batch_size
+            level = _block_level(plan.sizes, min(step, n) * classes, block_elements)
+            if plan.direct_output:
+                level = min(level, len(plan.sizes) - 1)
+            block = math.prod(plan.sizes[level:])
+            count = math.prod(plan.sizes)
+            scores = _Scores(count, classes, block, y)
+            walker = _Walker(plan, level, scores)
+            for start in range(0, n, step):
+                scores.set_chunk(y[start : start + step])
+                walker.run(x[start : start + step])
+            accuracy, balanced, loss = scores.finish()
+    finally:
+        for module, training in flags:
+            module.training = training
+    hardware_values = _hardware_metrics(space, hardware) if hardware else {}
+    return ExhaustiveResult(
+        space=space,
+        accuracy=accuracy,
+        balanced_accuracy=balanced,
+        loss=loss,
+        hardware=hardware_values,
+        num_samples=n,
+        seconds=time.perf_counter() - started,
+        forward_calls=walker.calls,
+    )
+
+
+class _ConfigOnly:
+    """What an analytic hardware runner reads of a candidate: its config and context.
+
+    Cheaper than a :class:`~bitscout.metrics.Candidate` (no validation, no lock), which
+    matters at tens of thousands of configurations. A runner that asks for the model
+    gets an AttributeError; :func:`exhaustive_support` refuses such runners first.
+    """
+
+    __slots__ = ("config", "context")
+
+    def __init__(self, config: Mapping[str, Any], context: Any) -> None:
+        self.config = config
+        self.context = context
+
+
+def _hardware_metrics(space: SearchSpace, runners: Sequence[Runner]) -> dict[str, np.ndarray]:
+    from bitscout.metrics import Candidate
+
+    count = space.distinct_size
+    out: dict[str, np.ndarray] = {}
+    configs = list(_all_configs(space))
+    for runner in runners:
+        probe = Candidate(configs[0], runner.context)
+        runner.run(probe)
+        if probe.is_built:
+            raise SearchError(
+                f"the hardware runner {runner.name!r} builds the model to measure it; "
+                "exhaustive evaluation supports only runners computed from the config"
+            )
+        names = runner.produces()
+        table = np.empty((count, len(names)), dtype=np.float64)
+        context = runner.context
+        for i, config in enumerate(configs):
+            values = runner.run(_ConfigOnly(config, context))  # type: ignore[arg-type]
+            table[i] = [values[name] for name in names]
+        for j, name in enumerate(names):
+            out[name] = np.ascontiguousarray(table[:, j])
+    return out
+
+
+def evaluate_runner_set_exhaustively(
+    space: SearchSpace,
+    runners: RunnerSet,
+    *,
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+) -> ExhaustiveResult:
+    """:func:`evaluate_exhaustively` with the samples and options of a runner set.
+
+    Uses the ``basic_evaluation`` runner's split, number of samples and chunking, the
+    context's quantizer (and its weight cache) and every hardware runner, so that the
+    result equals ``runners.run(config)`` for every configuration.
+
+    Raises:
+        SearchError: The runner set is not supported (see :func:`exhaustive_support`).
+    """
+    from bitscout.metrics._software import _chunk_size
+
+    reason = exhaustive_support(runners)
+    if reason is not None:
+        raise SearchError(f"cannot evaluate this search exhaustively: {reason}")
+    context = runners.context
+    evaluation = runners.software[0]
+    split = context.dataset.split(evaluation.options.data_loader)
+    n = evaluation.num_samples
+    x = split.x[:n].to(context.device)
+    y = split.y[:n].to(context.device)
+    chunk = _chunk_size(context, n)
+    return evaluate_exhaustively(
+        context.traced,
+        space,
+        x,
+        y,
+        quantizer=context.quantizer,
+        num_classes=context.dataset.info.num_classes,
+        batch_size=None if chunk >= n else chunk,
+        hardware=runners.hardware,
+        block_elements=block_elements,
+    )

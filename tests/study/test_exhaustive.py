@@ -1,0 +1,315 @@
+"""Exhaustive evaluation gives, bit for bit, what trial-by-trial evaluation gives.
+
+The reference is the ordinary path: ``Quantizer.build(config)`` then
+``bitscout.training.evaluate`` (through ``RunnerSet.run``), one configuration at a time.
+Equality is exact (``==`` on floats), not approximate.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bitscout.data import Dataset, load_dataset
+from bitscout.errors import SearchError
+from bitscout.graph import trace
+from bitscout.metrics import (
+    AverageBitwidth,
+    BasicEvaluation,
+    BasicTrain,
+    Bitops,
+    Latency,
+    ModelSize,
+    Objective,
+    ObjectiveTerm,
+    RunContext,
+    RunnerSet,
+)
+from bitscout.models import build_model
+from bitscout.quant import Quantizer
+from bitscout.space import SearchSpace
+from bitscout.strategies import get_strategy
+from bitscout.study import run_search
+from bitscout.study._exhaustive import (
+    evaluate_exhaustively,
+    evaluate_runner_set_exhaustively,
+    exhaustive_support,
+)
+from bitscout.training import evaluate
+
+NUM_SAMPLES = 200
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits", seed=0)
+
+
+def _runner_set(model: nn.Module, dataset: Dataset, *, latency: bool = False) -> RunnerSet:
+    traced = trace(model.eval(), dataset.val.x[:2])
+    context = RunContext(
+        traced=traced,
+        quantizer=Quantizer(traced),
+        dataset=dataset,
+        device=torch.device("cpu"),
+        batch_size=64,
+    )
+    runners: list[Any] = [
+        BasicEvaluation(BasicEvaluation.Options(num_samples=NUM_SAMPLES), context),
+        AverageBitwidth(AverageBitwidth.Options(), context),
+        Bitops(Bitops.Options(), context),
+        ModelSize(ModelSize.Options(), context),
+    ]
+    if latency:
+        runners.append(Latency(Latency.Options(repeats=1, warmup=0), context))
+    return RunnerSet(runners, context)
+
+
+def _fit(model: nn.Module, dataset: Dataset, steps: int = 40) -> nn.Module:
+    """A few full-batch gradient steps, so that quantization changes the accuracy.
+
+    (Plain updates rather than torch.optim, whose first use imports for seconds.)
+    """
+    x, y = dataset.train.x, dataset.train.y
+    model.train()
+    for _ in range(steps):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.5 * p.grad
+    return model.eval()
+
+
+@functools.cache
+def _mlp(dataset: Dataset, hidden: tuple[int, ...]) -> nn.Module:
+    torch.manual_seed(0)
+    return _fit(build_model("mlp", dataset.info, {"hidden": hidden}), dataset)
+
+
+def _linear_space(runners: RunnerSet, data_in: list[Any], weight: list[Any], **extra: Any) -> SearchSpace:
+    table = runners.context.traced.table
+    choices = {
+        layer.name: {
+            "name": "integer",
+            "data_in_width": data_in,
+            "weight_width": weight,
+            "bias_width": 8,
+            **extra,
+        }
+        for layer in table
+        if layer.op == "linear"
+    }
+    return SearchSpace(table, choices)
+
+
+def _assert_same(result: Any, runners: RunnerSet, space: SearchSpace, indices: list[int]) -> None:
+    for index in indices:
+        config = space.decode(space.distinct_params_at(index))
+        expected = runners.run(config)
+        got = result.metrics_at(index)
+        assert got.software == expected.software, (index, got.software, expected.software)
+        assert got.hardware == expected.hardware, (index, got.hardware, expected.hardware)
+        assert result.distinct_index(config) == index
+
+
+def test_whole_small_space_is_bit_identical_to_trial_by_trial(digits: Dataset) -> None:
+    runners = _runner_set(_mlp(digits, (16, 8)), digits)
+    space = _linear_space(runners, [3, 8], [2, 5])
+    assert space.distinct_size == 4**3
+    result = evaluate_runner_set_exhaustively(space, runners)
+    assert len(result) == 64 and result.num_samples == NUM_SAMPLES
+    _assert_same(result, runners, space, list(range(64)))
+    # The configurations really differ: a 2-bit weight everywhere loses accuracy.
+    assert len(set(result.accuracy.tolist())) > 5
+
+
+def test_sample_of_a_larger_space_and_the_sharing_it_does(digits: Dataset) -> None:
+    runners = _runner_set(_mlp(digits, (16, 8)), digits)
+    widths = [2, 3, 4, 8]
+    space = _linear_space(runners, widths, widths)
+    result = evaluate_runner_set_exhaustively(space, runners)
+    assert len(result) == 16**3
+    _assert_same(result, runners, space, random.Random(1).sample(range(16**3), 25))
+    # Layers in graph order: fc1 (16), relu1 (1), fc2 (16), relu2 (1), fc3 (16). Each
+    # level runs once per prefix: 16 + 16 + 256 + 256 + 4096 layer calls, where one run
+    # per configuration would make 5 * 4096.
+    assert result.forward_calls == 16 + 16 + 256 + 256 + 4096
+
+
+class _Residual(nn.Module):
+    """A DAG: fc2's output is added to fc1's, and the sum goes through fc3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, 12)
+        self.fc2 = nn.Linear(12, 12)
+        self.fc3 = nn.Linear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x))
+        return self.fc3(h + self.fc2(h) * 0.5)
+
+
+def test_dag_with_skip_connection_and_chunked_samples(digits: Dataset) -> None:
+    torch.manual_seed(3)
+    model = _fit(_Residual(), digits)
+    traced = trace(model, digits.val.x[:2])
+    quantizer = Quantizer(traced)
+    choices = {
+        name: {"name": "integer", "data_in_width": [3, 6], "weight_width": [2, 4], "bias_width": 8}
+        for name in ("fc1", "fc2", "fc3")
+    }
+    # The add of the skip connection is quantizable too: its input widths are searched.
+    add = next(layer.name for layer in traced.table if layer.op == "add")
+    choices[add] = {"name": ["NA", "integer"], "data_in_width": 4, "weight_width": 4}
+    space = SearchSpace(traced.table, choices)
+    assert space.distinct_size == 4**3 * 2
+    x, y = digits.val.x[:NUM_SAMPLES], digits.val.y[:NUM_SAMPLES]
+    result = evaluate_exhaustively(traced, space, x, y, quantizer=quantizer, batch_size=37)
+    for index in range(space.distinct_size):
+        config = space.decode(space.distinct_params_at(index))
+        expected = evaluate(quantizer.build(config), x, y, batch_size=37)
+        assert result.accuracy[index] == expected.accuracy
+        assert result.balanced_accuracy[index] == expected.balanced_accuracy
+        assert result.loss[index] == expected.loss
+
+
+class _InPlace(nn.Module):
+    """In-place ops on values that several branches of the walk share.
+
+    (torch.fx records ``h *= 0.5`` as an out-of-place ``mul``; ``h.mul_`` and
+    ``ReLU(inplace=True)`` stay in place.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, 12)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Linear(12, 12)
+        self.fc3 = nn.Linear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.fc1(x))
+        g = self.fc2(h)
+        h.mul_(0.5)  # written into a value that every branch of fc2 reads
+        return self.fc3(torch.relu_(g) + h)  # written into fc2's own output: harmless
+
+
+def test_in_place_ops_do_not_leak_between_branches(digits: Dataset) -> None:
+    torch.manual_seed(4)
+    model = _InPlace().eval()  # untrained: autograd refuses these in-place ops; losses differ anyway
+    traced = trace(model, digits.val.x[:2])
+    quantizer = Quantizer(traced)
+    relu = next(layer.name for layer in traced.table if layer.op == "relu")
+    choices: dict[str, Any] = {
+        name: {"name": "integer", "data_in_width": [3, 8], "weight_width": [2, 6], "bias_width": 8}
+        for name in ("fc1", "fc2", "fc3")
+    }
+    # The in-place ReLU is quantizable: float or 3-bit input, two branches over one tensor.
+    choices[relu] = {"name": ["NA", "integer"], "data_in_width": 3}
+    space = SearchSpace(traced.table, choices)
+    x, y = digits.val.x[:NUM_SAMPLES], digits.val.y[:NUM_SAMPLES]
+    result = evaluate_exhaustively(traced, space, x, y, quantizer=quantizer)
+    for index in random.Random(5).sample(range(space.distinct_size), 30):
+        config = space.decode(space.distinct_params_at(index))
+        expected = evaluate(quantizer.build(config), x, y)
+        assert (result.accuracy[index], result.loss[index]) == (expected.accuracy, expected.loss)
+
+
+def test_configs_that_build_the_same_model_share_one_entry(digits: Dataset) -> None:
+    runners = _runner_set(_mlp(digits, (8,)), digits)
+    table = runners.context.traced.table
+    # name = NA leaves a layer float, whatever its widths: 2 * 2 vectors, 1 + 2 models.
+    choices = {
+        layer.name: {"name": ["NA", "integer"], "weight_width": [2, 8], "data_in_width": 8, "bias_width": 8}
+        for layer in table
+        if layer.op == "linear"
+    }
+    space = SearchSpace(table, choices)
+    assert space.size == 16 and space.distinct_size == 9
+    result = evaluate_runner_set_exhaustively(space, runners)
+    assert len(result) == 9
+    for index in range(space.size):
+        config = space.decode(space.params_at(index))
+        assert result.metrics_for(config) == runners.run(config)
+
+
+def test_cnn_matches_trial_by_trial(digits: Dataset) -> None:
+    torch.manual_seed(0)
+    runners = _runner_set(build_model("cnn", digits.info, {"channels": [4, 4]}), digits)
+    table = runners.context.traced.table
+    choices = {
+        layer.name: {"name": "integer", "data_in_width": [4, 8], "weight_width": [3, 6], "bias_width": 8}
+        for layer in table
+        if layer.op in ("conv2d", "linear")
+    }
+    space = SearchSpace(table, choices)
+    result = evaluate_runner_set_exhaustively(space, runners)
+    _assert_same(result, runners, space, random.Random(2).sample(range(space.distinct_size), 12))
+
+
+def test_refuses_runners_that_need_each_built_model(digits: Dataset) -> None:
+    runners = _runner_set(_mlp(digits, (8,)), digits, latency=True)
+    space = _linear_space(runners, [4, 8], [4])
+    reason = exhaustive_support(runners)
+    assert reason is not None and "latency" in reason
+    with pytest.raises(SearchError, match="latency"):
+        evaluate_runner_set_exhaustively(space, runners)
+
+    context = runners.context
+    train = BasicTrain(BasicTrain.Options(max_steps=1), context)
+    with_train = RunnerSet([runners.software[0], train], context)
+    assert "basic_train" in (exhaustive_support(with_train) or "")
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.fc(x)
+        return out, out
+
+
+def test_refuses_a_model_without_one_output_tensor(digits: Dataset) -> None:
+    traced = trace(_TwoHeads().eval(), digits.val.x[:2])
+    space = SearchSpace(traced.table, {"fc": {"name": "integer", "weight_width": [2, 4], "data_in_width": 8, "bias_width": 8}})
+    with pytest.raises(SearchError, match="one tensor of logits"):
+        evaluate_exhaustively(traced, space, digits.val.x[:10], digits.val.y[:10])
+
+
+def test_brute_force_search_from_the_table_equals_the_plain_search(digits: Dataset, tmp_path: Any) -> None:
+    runners = _runner_set(_mlp(digits, (16, 8)), digits)
+    space = _linear_space(runners, [8], [2, 3, 8])
+    objective = Objective(
+        [
+            ObjectiveTerm("accuracy", 1.0, "maximize", False, "software"),
+            ObjectiveTerm("average_bitwidth", 0.02, "minimize", False, "hardware", sign=-1.0),
+        ],
+        sum_scaled=True,
+        direction="maximize",
+    )
+    strategy = get_strategy("brute_force")
+
+    def search(runner_set: Any, out: str) -> Any:
+        sampler = strategy.make_sampler(space, seed=0, directions=objective.directions, options={})
+        return run_search(
+            space, sampler, runner_set, objective, out_dir=tmp_path / out,
+            n_trials=100, progress=False, write_outputs=False,
+        )
+
+    table = evaluate_runner_set_exhaustively(space, runners)
+    fast = search(table.runner_set(runners), "fast")
+    plain = search(runners, "plain")
+    assert len(fast.trials) == len(plain.trials) == 27
+    assert [t.values for t in fast.trials] == [t.values for t in plain.trials]
+    best = int(np.argmax([objective.evaluate(table.metrics_at(i)).values[0] for i in range(27)]))
+    assert fast.best.values == objective.evaluate(table.metrics_at(best)).values
