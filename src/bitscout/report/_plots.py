@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: works without a display, in threads and over SSH
-
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-
-from bitscout.errors import SearchError  # noqa: E402
+from bitscout.errors import SearchError
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from bitscout.study import SearchResult, TrialRecord
 
 __all__ = [
@@ -33,12 +29,27 @@ __all__ = [
 WIDTH_TENSORS = ("data_in", "weight", "bias")
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported on first use.
+
+    Imported lazily because it costs most of a second of start-up, and a search needs it
+    only once, at the end. Agg draws to files only: it works without a display, in
+    threads and over SSH.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -48,7 +59,7 @@ def plot_objective(result: SearchResult, path: Path) -> Path:
     Failed trials are marked with a red x on the lower edge; duplicates are drawn hollow.
     """
     n_obj = max(1, len(result.directions))
-    fig, axes = plt.subplots(n_obj, 1, figsize=(7, 3.2 * n_obj), squeeze=False)
+    fig, axes = _pyplot().subplots(n_obj, 1, figsize=(7, 3.2 * n_obj), squeeze=False)
     names = result.objective_names or [f"objective {i}" for i in range(n_obj)]
     complete = [t for t in result.trials if t.is_complete and len(t.values) == n_obj]
     failed = [t.number for t in result.trials if t.state == "FAIL"]
@@ -100,7 +111,7 @@ def plot_pareto(
         raise SearchError(f"no evaluated trial has both {x_metric!r} and {y_metric!r}: nothing to plot")
     front = pareto_front([(x, y) for x, y, _ in points], [x_direction, y_direction])
     front_pts = sorted((points[i][0], points[i][1]) for i in front)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(6, 4.5))
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.6, label="trials", color="tab:blue")
     ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "o-", color="tab:red", ms=5, label=f"Pareto front ({len(front)})")
     ax.set_xlabel(f"{x_metric} ({x_direction})")
@@ -143,7 +154,7 @@ def plot_best_widths(record: TrialRecord, path: Path, *, title: str | None = Non
         raise SearchError(f"trial {record.number} has no sampled configuration: nothing to plot")
     layers = list(widths)
     tensors = [t for t in WIDTH_TENSORS if any(t in w for w in widths.values())]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(layers) * max(1, len(tensors))), 4))
+    fig, ax = _pyplot().subplots(figsize=(max(5.0, 0.9 * len(layers) * max(1, len(tensors))), 4))
     bar = 0.8 / max(1, len(tensors))
     for j, tensor in enumerate(tensors):
         xs = [i + (j - (len(tensors) - 1) / 2) * bar for i in range(len(layers))]
