@@ -124,3 +124,27 @@ def test_same_configuration_in_two_studies_gives_identical_metrics(prepared, tmp
         assert t.software_metrics == other.software_metrics
         assert t.hardware_metrics == other.hardware_metrics
         assert t.values == other.values
+
+
+def test_prepared_brute_force_over_the_whole_space_reads_a_precomputed_table(prepared, tmp_path, monkeypatch):
+    # n_trials (100) covers the whole space: PreparedSearch.run evaluates every
+    # configuration at once and the trials read that table; the metrics must be the
+    # ones the plain runners give, configuration by configuration.
+    from bitscout.study import PrecomputedRunnerSet
+
+    used = []
+    original = run_search
+
+    def spy(space, sampler, runners, *args, **kwargs):
+        used.append(runners)
+        return original(space, sampler, runners, *args, **kwargs)
+
+    monkeypatch.setattr("bitscout.study._from_config.run_search", spy)
+    monkeypatch.setattr(prepared, "out_dir", tmp_path)
+    result = prepared.run(progress=False)
+    assert isinstance(used[0], PrecomputedRunnerSet)
+    assert result.n_unique == prepared.space.distinct_size
+    for trial in result.complete:
+        direct = prepared.runners.run(prepared.space.decode(trial.params))
+        assert trial.software_metrics == direct.software
+        assert trial.hardware_metrics == direct.hardware

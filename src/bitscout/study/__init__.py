@@ -18,6 +18,13 @@ again on the same folder or storage resumes it up to ``n_trials`` in total.
 
 from __future__ import annotations
 
+from bitscout.study._exhaustive import (
+    ExhaustiveResult,
+    PrecomputedRunnerSet,
+    evaluate_exhaustively,
+    evaluate_runner_set_exhaustively,
+    exhaustive_support,
+)
 from bitscout.study._from_config import PreparedSearch, default_run_dir, prepare_search, search_from_config
 from bitscout.study._index import DUPLICATE_ATTR, RECORD_ATTR, StudyIndex
 from bitscout.study._outputs import CONFIG_FILE, CSV_FILE, write_outputs, write_plots, write_trials_csv
@@ -27,6 +34,11 @@ from bitscout.study._search import FIRST_FAILURES, fail_interrupted, run_search
 from bitscout.study._storage import JOURNAL_FILE, LocalJournalBackend, open_storage
 
 __all__ = [
+    "evaluate_exhaustively",
+    "evaluate_runner_set_exhaustively",
+    "exhaustive_support",
+    "ExhaustiveResult",
+    "PrecomputedRunnerSet",
     "run_search",
     "prepare_search",
     "search_from_config",

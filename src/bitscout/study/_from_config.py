@@ -65,12 +65,19 @@ class PreparedSearch:
     out_dir: Path
 
     def run(self, *, progress: bool = True, n_jobs: int | None = None) -> SearchResult:
-        """Run (or resume) the search the config describes; see :func:`run_search`."""
+        """Run (or resume) the search the config describes; see :func:`run_search`.
+
+        A brute-force search that will visit the whole space on a local study, with
+        post-training evaluation only, evaluates every configuration at once first
+        (:func:`bitscout.study.evaluate_runner_set_exhaustively`: batched, sharing the
+        work of common layer prefixes, bit-identical to trial-by-trial evaluation); the
+        trials then read their metrics from that table.
+        """
         setup = self.config.search.strategy.setup  # type: ignore[union-attr]
         return run_search(
             self.space,
             self.sampler,
-            self.runners,
+            self._trial_runners(progress=progress),
             self.objective,
             out_dir=self.out_dir,
             config=self.config,
@@ -81,6 +88,27 @@ class PreparedSearch:
             n_jobs=setup.n_jobs if n_jobs is None else n_jobs,
             progress=progress,
         )
+
+    def _trial_runners(self, *, progress: bool) -> Any:
+        """The runner set the trials use: precomputed when that is worth it (see run)."""
+        from bitscout.study._exhaustive import evaluate_runner_set_exhaustively, exhaustive_support
+
+        setup = self.config.search.strategy.setup  # type: ignore[union-attr]
+        whole_space = setup.n_trials >= self.space.distinct_size
+        if (
+            self.strategy.name != "brute_force"
+            or not whole_space
+            or setup.storage is not None
+            or exhaustive_support(self.runners) is not None
+        ):
+            return self.runners
+        if progress:
+            print(
+                f"evaluating all {self.space.distinct_size:,} configurations at once "
+                "(batched, sharing common layer prefixes)...",
+                flush=True,
+            )
+        return evaluate_runner_set_exhaustively(self.space, self.runners).runner_set(self.runners)
 
 
 def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch:
