@@ -2,11 +2,24 @@
 
 ``plot_objective`` (objective and best so far per trial), ``plot_pareto`` (accuracy
 against a cost metric with the Pareto front), ``plot_best_widths`` (widths per layer of
-one trial) and ``format_summary`` (the table printed at the end of ``bitscout search``).
+one trial), ``format_summary`` (the table printed at the end of ``bitscout search``) and
+``compare_strategies`` (sample efficiency of strategies on one space: ``bitscout compare``).
 """
 
 from __future__ import annotations
 
+from bitscout.report._compare import (
+    DEFAULT_BUDGETS,
+    DEFAULT_EXACT_LIMIT,
+    Comparison,
+    Evaluation,
+    EvaluationCache,
+    RunTrace,
+    StrategySummary,
+    compare_strategies,
+    format_comparison,
+    plot_best_so_far,
+)
 from bitscout.report._plots import (
     WIDTH_TENSORS,
     layer_widths,
@@ -17,6 +30,16 @@ from bitscout.report._plots import (
 from bitscout.report._tables import format_config, format_summary, format_table
 
 __all__ = [
+    "compare_strategies",
+    "Comparison",
+    "StrategySummary",
+    "RunTrace",
+    "EvaluationCache",
+    "Evaluation",
+    "format_comparison",
+    "plot_best_so_far",
+    "DEFAULT_EXACT_LIMIT",
+    "DEFAULT_BUDGETS",
     "WIDTH_TENSORS",
     "layer_widths",
     "plot_best_widths",

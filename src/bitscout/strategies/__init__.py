@@ -8,7 +8,9 @@ A strategy turns a :class:`bitscout.space.SearchSpace` into an Optuna sampler::
 
 The contract every strategy keeps is documented once, on :class:`Strategy`. Registered:
 ``tpe``, ``random``, ``nsgaii``, ``nsgaiii``, ``qmc``, ``gp``, ``cmaes`` (refuses with
-the reason: bitscout's parameters are categorical) and ``brute_force``. A new strategy
+the reason: bitscout's parameters are categorical), ``brute_force`` and ``sensitivity``
+(bitscout's own: a per-parameter sensitivity profile, then an additive surrogate and a
+local search over neighbouring widths). A new strategy
 subclasses :class:`Strategy` and calls :func:`register_strategy`.
 """
 
@@ -39,6 +41,7 @@ from bitscout.strategies._optuna import (
     genetic_population_size,
     reference_point_count,
 )
+from bitscout.strategies._sensitivity import SensitivitySampler, SensitivityStrategy
 
 __all__ = [
     "Strategy",
@@ -59,6 +62,8 @@ __all__ = [
     "GPStrategy",
     "BruteForceStrategy",
     "BruteForceSampler",
+    "SensitivityStrategy",
+    "SensitivitySampler",
     "SeededPermutation",
     "genetic_population_size",
     "reference_point_count",

@@ -1,0 +1,109 @@
+"""``bitscout compare CONFIG --strategies tpe,random,... --seeds 10 --n-trials 200``.
+
+Builds the search the config describes (data, model with its checkpoint, space,
+runners, objective) once, then runs every strategy with every seed on it through
+:func:`bitscout.report.compare_strategies`, sharing evaluations through a cache. Writes
+``comparison.md``, ``comparison.json`` and ``best_so_far.png`` to ``--out`` (default
+``runs/<project>/compare``) and prints the table and its reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bitscout.cli._common import add_config_overrides, config_from_args
+from bitscout.errors import ConfigError
+
+__all__ = ["register", "run", "DEFAULT_STRATEGIES"]
+
+DEFAULT_STRATEGIES = "tpe,random,qmc,nsgaii,brute_force,sensitivity"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``compare`` subcommand."""
+    from bitscout.report import DEFAULT_EXACT_LIMIT
+
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare the sample efficiency of search strategies on one config",
+        description=(
+            "Run several strategies with several seeds on the config's search space and "
+            "objective (evaluations shared through a cache), find the exact optimum by "
+            "enumeration when the space is small enough, and report trials and unique "
+            "evaluations to the optimum, regret at fixed budgets, duplicates and time."
+        ),
+    )
+    add_config_overrides(parser)
+    parser.add_argument(
+        "--strategies",
+        default=DEFAULT_STRATEGIES,
+        metavar="LIST",
+        help=f"comma-separated strategy names (default: {DEFAULT_STRATEGIES})",
+    )
+    parser.add_argument("--seeds", type=int, default=10, metavar="N", help="seeds per strategy: 0..N-1 (default 10)")
+    parser.add_argument("--n-trials", type=int, default=200, metavar="N", help="trials per run (default 200)")
+    parser.add_argument(
+        "--exact-limit",
+        type=int,
+        default=DEFAULT_EXACT_LIMIT,
+        metavar="N",
+        help=f"enumerate the space for the exact optimum when it has at most N distinct configurations (default {DEFAULT_EXACT_LIMIT:,})",
+    )
+    parser.add_argument(
+        "--budgets",
+        default="25,50,100,200",
+        metavar="LIST",
+        help="trial budgets at which regret is reported (default 25,50,100,200)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated integers; got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise ConfigError(f"{option} values must be at least 1; got {text!r}")
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the comparison and print its report; 0 on success."""
+    from bitscout.report import compare_strategies, format_comparison
+    from bitscout.study import prepare_search
+
+    for option, value in (("--seeds", args.seeds), ("--n-trials", args.n_trials), ("--exact-limit", args.exact_limit)):
+        if value < 1:
+            raise ConfigError(f"{option} must be at least 1; got {value}")
+    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--strategies names no strategy; got {args.strategies!r}")
+    budgets = _int_list(args.budgets, "--budgets")
+    config = config_from_args(args)
+    prepared = prepare_search(config)
+    out = Path(args.out) if args.out is not None else Path("runs") / (config.project or "bitscout") / "compare"
+    print(prepared.space.describe())
+    print(
+        f"comparing {', '.join(names)} with {args.seeds} seeds of {args.n_trials} trials each",
+        flush=True,
+    )
+    comparison = compare_strategies(
+        prepared.space,
+        prepared.runners,
+        prepared.objective,
+        names,
+        seeds=args.seeds,
+        n_trials=args.n_trials,
+        exact_limit=args.exact_limit,
+        budgets=budgets,
+        progress=True,
+        notes=[f"Config: {config.source}."] if config.source is not None else [],
+    )
+    paths = comparison.save(out)
+    print(format_comparison(comparison))
+    print()
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0

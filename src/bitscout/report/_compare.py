@@ -1,0 +1,1071 @@
+"""Sample efficiency: several strategies, several seeds, one space, one objective.
+
+:func:`compare_strategies` runs every strategy with every seed as its own in-memory
+Optuna study through :func:`bitscout.study.run_search` (the search's own ask/tell loop
+and duplicate handling: a configuration already evaluated in that study is answered from
+it and costs no evaluation). The objective is deterministic, so evaluations are shared
+by all runs through an :class:`EvaluationCache` keyed by ``space.key``: the whole
+comparison costs at most one evaluation per distinct configuration.
+
+When the space has at most ``exact_limit`` distinct configurations, every one is
+evaluated first, which gives the exact optimum (or Pareto front) and the exact mean
+configuration value. Otherwise the "optimum" is the best value any run found, and the
+mean is estimated from a uniform sample; the report says so.
+
+The result is a :class:`Comparison` record: :meth:`Comparison.save` writes
+``comparison.json``, ``comparison.md`` (the table and a plain-language reading generated
+from the numbers) and ``best_so_far.png``; :meth:`Comparison.load` reads the JSON back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from bitscout.errors import SearchError
+
+__all__ = [
+    "Evaluation",
+    "EvaluationCache",
+    "RunTrace",
+    "StrategySummary",
+    "Comparison",
+    "compare_strategies",
+    "format_comparison",
+    "plot_best_so_far",
+    "DEFAULT_BUDGETS",
+    "DEFAULT_EXACT_LIMIT",
+    "COMPARISON_JSON",
+    "COMPARISON_MD",
+    "BEST_SO_FAR_PNG",
+]
+
+DEFAULT_EXACT_LIMIT = 50_000
+"""Largest number of distinct configurations enumerated for the exact optimum."""
+
+DEFAULT_BUDGETS = (25, 50, 100, 200)
+COMPARISON_JSON = "comparison.json"
+COMPARISON_MD = "comparison.md"
+BEST_SO_FAR_PNG = "best_so_far.png"
+
+# Strategy options used by a comparison unless the caller gives others: an unshuffled
+# brute force visits the same order under every seed, which says nothing about seeds.
+_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"brute_force": {"shuffle": True}}
+
+# Two objective values closer than this (relative to the value range) are equal.
+_TOLERANCE = 1e-12
+
+
+# -- the shared evaluation cache ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One configuration's evaluation, shared by every run of a comparison.
+
+    Attributes:
+        values: The objective values (one per direction); empty when it failed.
+        error: Why the evaluation failed, or None.
+        seconds: What the evaluation cost when it was made (charged again to every run
+            that evaluates the same configuration, as if it had run alone).
+        software: Software metrics (empty for values given with :meth:`EvaluationCache.add`).
+        hardware: Hardware metrics.
+        scaled: The objective's scaled terms.
+    """
+
+    values: tuple[float, ...]
+    error: str | None = None
+    seconds: float = 0.0
+    software: dict[str, float] = field(default_factory=dict)
+    hardware: dict[str, float] = field(default_factory=dict)
+    scaled: dict[str, float] = field(default_factory=dict)
+
+
+class EvaluationCache:
+    """Configuration key -> :class:`Evaluation`, evaluating each configuration once.
+
+    Args:
+        space: The search space (its ``decode`` and ``key`` define equal configurations).
+        runners: Measures a per-layer config (:class:`bitscout.metrics.RunnerSet`, or
+            anything with ``run(config)`` returning metrics).
+        objective: Turns the metrics into values (:class:`bitscout.metrics.Objective`).
+
+    Attributes:
+        evaluations: Evaluations made by this cache (values given with :meth:`add`
+            are not counted).
+        seconds: Their total time.
+    """
+
+    def __init__(self, space: Any, runners: Any, objective: Any) -> None:
+        self.space = space
+        self.runners = runners
+        self.objective = objective
+        self._entries: dict[Hashable, Evaluation] = {}
+        self._lock = threading.Lock()
+        self.evaluations = 0
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, config: Mapping[str, Any]) -> bool:
+        return self.space.key(config) in self._entries
+
+    def add(self, params: Mapping[str, Any], values: Sequence[float], *, seconds: float = 0.0) -> None:
+        """Store values computed elsewhere (a faster exhaustive evaluation) for ``params``."""
+        key = self.space.key(self.space.decode(params))
+        self._entries[key] = Evaluation(values=tuple(float(v) for v in values), seconds=seconds)
+
+    def evaluate_params(self, params: Mapping[str, Any]) -> Evaluation:
+        """The evaluation of a parameter vector (see :meth:`evaluate`)."""
+        return self.evaluate(self.space.decode(params))
+
+    def evaluate(self, config: Mapping[str, Any]) -> Evaluation:
+        """The evaluation of a decoded config: stored, or made now and stored."""
+        key = self.space.key(config)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                return hit
+            start = time.perf_counter()
+            try:
+                metrics = self.runners.run(config)
+                result = self.objective.evaluate(metrics)
+                values = tuple(float(v) for v in result.values)
+                bad = [v for v in values if not math.isfinite(v)]
+                if bad:
+                    raise SearchError(f"the objective value is {bad[0]}")
+                entry = Evaluation(
+                    values=values,
+                    seconds=time.perf_counter() - start,
+                    software=dict(metrics.software),
+                    hardware=dict(metrics.hardware),
+                    scaled=dict(result.scaled),
+                )
+            except Exception as exc:  # noqa: BLE001  (a failing configuration fails every time)
+                message = str(exc) if isinstance(exc, SearchError) else f"{type(exc).__name__}: {exc}"
+                entry = Evaluation(values=(), error=message, seconds=time.perf_counter() - start)
+            self.evaluations += 1
+            self.seconds += entry.seconds
+            self._entries[key] = entry
+            return entry
+
+
+class _CachedRunners:
+    """The runner side of :func:`run_search`, answered from the shared cache.
+
+    Records, for the run it serves, what each evaluation cost (first-evaluation time).
+    """
+
+    def __init__(self, cache: EvaluationCache) -> None:
+        self.cache = cache
+        self.charged: list[float] = []
+        self.spent = 0.0
+
+    def run(self, config: Mapping[str, Any]) -> Evaluation:
+        made = self.cache.evaluations
+        start = time.perf_counter()
+        entry = self.cache.evaluate(config)
+        if self.cache.evaluations != made:
+            self.spent += time.perf_counter() - start
+        self.charged.append(entry.seconds)
+        if entry.error is not None:
+            raise SearchError(entry.error)
+        return entry
+
+
+class _CachedObjective:
+    """The objective side of :func:`run_search`: the cached entry already holds the values."""
+
+    def __init__(self, objective: Any) -> None:
+        self._objective = objective
+        self.directions = list(objective.directions)
+        self.metric_names = list(getattr(objective, "metric_names", []) or [])
+        self.sum_scaled = getattr(objective, "sum_scaled", len(self.directions) == 1)
+        self.terms = getattr(objective, "terms", None)
+
+    def evaluate(self, metrics: Evaluation) -> Evaluation:
+        return metrics
+
+
+class _TimedSampler(optuna.samplers.BaseSampler):
+    """Delegates to a sampler and adds up the time spent in it."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+
+    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._timed(self.inner.infer_relative_search_space, study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._timed(self.inner.sample_relative, study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self._timed(self.inner.sample_independent, study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._timed(self.inner.before_trial, study, trial)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._timed(self.inner.after_trial, study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+# -- records -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunTrace:
+    """One strategy run with one seed: what each trial got.
+
+    Attributes:
+        strategy: Registry name.
+        seed: The sampler's seed.
+        values: Per trial, its objective values (empty for a failed trial).
+        duplicate: Per trial, whether it repeated a configuration of the same run.
+        sampler_s: Time spent inside the sampler (its own cost).
+        evaluation_s: Evaluation time of the run's unique evaluations, each at what it
+            cost when first made (what the run would have spent alone).
+        loop_s: The rest of the loop's time (storage, bookkeeping, cache lookups).
+        stop_reason: Why the run stopped.
+    """
+
+    strategy: str
+    seed: int
+    values: list[list[float]]
+    duplicate: list[bool]
+    sampler_s: float
+    evaluation_s: float
+    loop_s: float
+    stop_reason: str = ""
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.values)
+
+    @property
+    def wall_s(self) -> float:
+        """Sampler, loop and evaluation time together (as if run alone)."""
+        return self.sampler_s + self.evaluation_s + self.loop_s
+
+    def unique_counts(self) -> list[int]:
+        """Per trial, the unique evaluations made up to and including it."""
+        out, count = [], 0
+        for dup, vals in zip(self.duplicate, self.values):
+            count += not dup
+            out.append(count)
+        return out
+
+
+@dataclass(frozen=True)
+class StrategySummary:
+    """The numbers of one strategy over every seed.
+
+    ``None`` in a per-seed list means that seed never reached the optimum within the
+    budget. Medians and 90th percentiles count such seeds as infinitely late: they are
+    None when more than half (a tenth) of the seeds did not reach it.
+
+    Attributes:
+        strategy: Registry name.
+        seeds: Seeds run.
+        trials_to_optimum: Per seed, trials until the best value equalled the optimum
+            (for several objectives: until the found front's hypervolume equalled the
+            true front's).
+        unique_to_optimum: Per seed, unique evaluations until then.
+        regret: Budget (trials) -> median regret over seeds at that budget.
+        duplicate_fraction: Duplicate proposals / trials, over all seeds.
+        sampler_s: Mean sampler time per run.
+        evaluation_s: Mean evaluation time per run (as if alone).
+        wall_s: Mean wall time per run (as if alone).
+        hypervolume: Budget -> median hypervolume ratio (found / true front), several
+            objectives only.
+        skipped: Why the strategy could not run (then the rest is empty).
+    """
+
+    strategy: str
+    seeds: list[int]
+    trials_to_optimum: list[int | None]
+    unique_to_optimum: list[int | None]
+    regret: dict[int, float | None]
+    duplicate_fraction: float
+    sampler_s: float
+    evaluation_s: float
+    wall_s: float
+    hypervolume: dict[int, float | None] = field(default_factory=dict)
+    skipped: str | None = None
+
+    @property
+    def never(self) -> int:
+        """Seeds that never reached the optimum."""
+        return sum(v is None for v in self.trials_to_optimum)
+
+    def median_trials(self) -> float | None:
+        return _quantile(self.trials_to_optimum, 0.5)
+
+    def p90_trials(self) -> float | None:
+        return _quantile(self.trials_to_optimum, 0.9)
+
+    def median_unique(self) -> float | None:
+        return _quantile(self.unique_to_optimum, 0.5)
+
+    def p90_unique(self) -> float | None:
+        return _quantile(self.unique_to_optimum, 0.9)
+
+
+def _quantile(values: Sequence[int | None], q: float) -> float | None:
+    """Linear-interpolation quantile, None counting as +inf (None if it reaches one)."""
+    if not values:
+        return None
+    ordered = sorted(math.inf if v is None else float(v) for v in values)
+    position = q * (len(ordered) - 1)
+    low, high = ordered[math.floor(position)], ordered[math.ceil(position)]
+    if math.isinf(low) or math.isinf(high):
+        return None
+    return low + (high - low) * (position - math.floor(position))
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare_strategies`.
+
+    Attributes:
+        directions: The objective's directions (one: a summed objective).
+        objective_names: Names of the objective values.
+        space_size: Parameter vectors in the space.
+        distinct_size: Distinct configurations.
+        exact: Whether every configuration was evaluated (then ``optimum`` and
+            ``mean_value`` are exact).
+        optimum: The best value (one objective) or the Pareto front's values (several):
+            exact when ``exact``, else the best found by any run.
+        optimum_configs: How many distinct configurations reach the optimum (exact only).
+        mean_value: The mean objective over the distinct configurations (one
+            objective; estimated from ``mean_samples`` uniform samples when not exact).
+        mean_samples: Configurations the mean was estimated from (0 when exact).
+        reference_point: The hypervolume reference point (several objectives).
+        evaluations: Evaluations the comparison made (at most one per configuration).
+        evaluation_s: Their total time.
+        cached_before: Evaluations that were already in the cache when it started.
+        n_trials: Trials per run.
+        budgets: Trial budgets at which regret is reported.
+        strategies: The strategies' summaries, in the order given.
+        runs: Every run.
+        notes: Extra lines for the report (where the optimum lies, how it was found).
+        created: When it was made (UTC, ISO format).
+    """
+
+    directions: list[str]
+    objective_names: list[str]
+    space_size: int
+    distinct_size: int
+    exact: bool
+    optimum: Any
+    optimum_configs: int | None
+    mean_value: float | None
+    mean_samples: int
+    reference_point: list[float] | None
+    evaluations: int
+    evaluation_s: float
+    cached_before: int
+    n_trials: int
+    budgets: list[int]
+    strategies: list[StrategySummary]
+    runs: list[RunTrace]
+    notes: list[str] = field(default_factory=list)
+    created: str = ""
+
+    def summary(self, strategy: str) -> StrategySummary:
+        """The summary of ``strategy``.
+
+        Raises:
+            KeyError: The comparison has no such strategy.
+        """
+        for s in self.strategies:
+            if s.strategy == strategy:
+                return s
+        raise KeyError(f"no strategy {strategy!r} in this comparison; it has: "
+                       f"{', '.join(s.strategy for s in self.strategies)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for s in out["strategies"]:
+            s["regret"] = {str(k): v for k, v in s["regret"].items()}
+            s["hypervolume"] = {str(k): v for k, v in s["hypervolume"].items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Comparison:
+        data = dict(raw)
+        data["strategies"] = [
+            StrategySummary(
+                **{
+                    **s,
+                    "regret": {int(k): v for k, v in s["regret"].items()},
+                    "hypervolume": {int(k): v for k, v in s.get("hypervolume", {}).items()},
+                }
+            )
+            for s in raw["strategies"]
+        ]
+        data["runs"] = [RunTrace(**r) for r in raw["runs"]]
+        return cls(**data)
+
+    def save(self, out_dir: Path) -> dict[str, Path]:
+        """Write ``comparison.json``, ``comparison.md`` and ``best_so_far.png``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "json": out_dir / COMPARISON_JSON,
+            "md": out_dir / COMPARISON_MD,
+            "plot": out_dir / BEST_SO_FAR_PNG,
+        }
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        paths["md"].write_text(format_comparison(self) + "\n")
+        plot_best_so_far(self, paths["plot"])
+        return paths
+
+    @classmethod
+    def load(cls, path: Path) -> Comparison:
+        """Read a saved comparison (the folder, or its ``comparison.json``).
+
+        Raises:
+            SearchError: The file is missing or not a comparison.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / COMPARISON_JSON
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise SearchError(f"no comparison at {path}; run `bitscout compare` first") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SearchError(f"{path} is not a comparison written by bitscout ({exc!r})") from None
+
+
+# -- measures of one run -------------------------------------------------------------------
+
+
+def _signs(directions: Sequence[str]) -> np.ndarray:
+    """+1 for maximize, -1 for minimize: ``sign * value`` is larger when better."""
+    return np.array([1.0 if d == "maximize" else -1.0 for d in directions])
+
+
+def best_so_far(run: RunTrace, direction: str) -> list[float | None]:
+    """Per trial, the best value of the run so far (one objective; None before any)."""
+    sign = 1.0 if direction == "maximize" else -1.0
+    out: list[float | None] = []
+    best: float | None = None
+    for vals in run.values:
+        if vals and (best is None or sign * vals[0] > sign * best):
+            best = vals[0]
+        out.append(best)
+    return out
+
+
+def _reached(value: float | None, optimum: float, sign: float, scale: float) -> bool:
+    return value is not None and sign * (optimum - value) <= _TOLERANCE * scale
+
+
+def _hypervolume(points: np.ndarray, reference: np.ndarray, signs: np.ndarray) -> float:
+    """Hypervolume dominated by ``points`` (raw values) up to ``reference`` (raw)."""
+    from optuna._hypervolume import compute_hypervolume
+
+    if len(points) == 0:
+        return 0.0
+    loss = -signs * points  # minimization form
+    ref = -signs * reference
+    inside = (loss < ref).all(axis=1)
+    if not inside.any():
+        return 0.0
+    return float(compute_hypervolume(loss[inside], ref))
+
+
+def _pareto(points: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """The non-dominated rows of ``points`` (duplicates kept once)."""
+    if len(points) == 0:
+        return points
+    pts = np.unique(points, axis=0)
+    better = pts * signs
+    keep = []
+    for i in range(len(pts)):
+        dominated = ((better >= better[i]).all(axis=1) & (better > better[i]).any(axis=1)).any()
+        if not dominated:
+            keep.append(i)
+    return pts[keep]
+
+
+# -- the comparison ------------------------------------------------------------------------
+
+
+def compare_strategies(
+    space: Any,
+    runners: Any,
+    objective: Any,
+    strategies: Sequence[Any],
+    *,
+    seeds: int | Sequence[int] = 10,
+    n_trials: int = 200,
+    exact_limit: int = DEFAULT_EXACT_LIMIT,
+    budgets: Sequence[int] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    cache: EvaluationCache | None = None,
+    mean_samples: int = 256,
+    progress: bool = False,
+    notes: Sequence[str] = (),
+) -> Comparison:
+    """Run every strategy with every seed on one space and objective, and measure them.
+
+    Args:
+        space: The search space (:class:`bitscout.space.SearchSpace`).
+        runners: The metric runners (:class:`bitscout.metrics.RunnerSet`).
+        objective: The objective (:class:`bitscout.metrics.Objective`).
+        strategies: Registered strategy names (``"tpe"``, ``"sensitivity"``, ...) or
+            :class:`bitscout.strategies.Strategy` instances (reported by their ``name``).
+        seeds: How many seeds (0, 1, ...) or the seeds themselves.
+        n_trials: Trials per run (duplicates included, as in a search).
+        exact_limit: Enumerate every configuration when the space has at most this
+            many distinct ones (exact optimum and mean).
+        budgets: Trial counts at which regret is reported (default 25, 50, 100, 200,
+            those up to ``n_trials``, plus ``n_trials``).
+        options: Strategy name -> its options (default: ``brute_force`` shuffled, so
+            that seeds differ).
+        cache: A shared evaluation cache (e.g. one pre-filled with :meth:`EvaluationCache.add`).
+        mean_samples: Uniform samples for the mean when the space is not enumerated.
+        progress: Print one line per run.
+        notes: Lines to add to the report.
+
+    Returns:
+        The comparison (save it with :meth:`Comparison.save`).
+
+    Raises:
+        SearchError: No strategy given, an unknown strategy, or ``n_trials`` < 1.
+        ConfigError: Bad strategy options.
+    """
+    from bitscout.strategies import get_strategy
+
+    if not strategies:
+        raise SearchError("compare_strategies needs at least one strategy; got none")
+    if n_trials < 1:
+        raise SearchError(f"n_trials must be at least 1; got {n_trials}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise SearchError("compare_strategies needs at least one seed; got none")
+    instances: dict[str, Any] = {}
+    for item in strategies:  # unknown names fail here, before anything runs
+        strategy = get_strategy(item) if isinstance(item, str) else item
+        if strategy.name in instances:
+            raise SearchError(f"strategy {strategy.name!r} is given twice; give each once")
+        instances[strategy.name] = strategy
+    directions = list(objective.directions)
+    signs = _signs(directions)
+    multi = len(directions) > 1
+    cache = cache if cache is not None else EvaluationCache(space, runners, objective)
+    cached_before = len(cache)
+    made_before = cache.evaluations
+    chosen_options = {**_DEFAULT_OPTIONS, **dict(options or {})}
+    budget_list = sorted({b for b in (budgets or DEFAULT_BUDGETS) if b <= n_trials} | {n_trials})
+    extra_notes = list(notes)
+
+    # 1. The exact optimum and mean, by enumeration, when the space allows.
+    exact = space.distinct_size <= exact_limit
+    all_values: list[tuple[float, ...]] = []
+    if exact:
+        for i in range(space.distinct_size):
+            entry = cache.evaluate_params(space.distinct_params_at(i))
+            if entry.error is None:
+                all_values.append(entry.values)
+        if progress:
+            print(f"enumerated {space.distinct_size:,} configurations", flush=True)
+
+    # 2. The runs.
+    runs: list[RunTrace] = []
+    skipped: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="bitscout-compare-") as tmp:
+        for name, strategy in instances.items():
+            for seed in seed_list:
+                try:
+                    sampler = strategy.make_sampler(
+                        space,
+                        seed=seed,
+                        directions=directions,
+                        options=chosen_options.get(name, {}),
+                        n_trials=n_trials,
+                    )
+                except SearchError as exc:
+                    skipped[name] = str(exc)
+                    break
+                runs.append(_run_one(name, seed, sampler, space, cache, objective, n_trials, Path(tmp)))
+                if progress:
+                    print(f"{name} seed {seed}: {runs[-1].n_trials} trials", flush=True)
+
+    # 3. The reference values.
+    valid = [np.array(v) for run in runs for v in run.values if v]
+    mean_value: float | None = None
+    n_mean = 0
+    if exact:
+        pool = np.array(all_values) if all_values else np.zeros((0, len(directions)))
+    else:
+        rng = random.Random(0)
+        sample = []
+        for _ in range(min(mean_samples, space.distinct_size)):
+            entry = cache.evaluate_params(space.distinct_params_at(rng.randrange(space.distinct_size)))
+            if entry.error is None:
+                sample.append(entry.values)
+        n_mean = len(sample)
+        pool = np.array(sample + [tuple(v) for v in valid]) if (sample or valid) else np.zeros((0, len(directions)))
+        if not multi and sample:
+            mean_value = float(np.mean([s[0] for s in sample]))
+    if len(pool) == 0:
+        raise SearchError("no configuration could be evaluated: every evaluation failed")
+    reference_point: list[float] | None = None
+    optimum_configs: int | None = None
+    if multi:
+        front = _pareto(pool, signs)
+        worst = np.where(signs > 0, pool.min(axis=0), pool.max(axis=0))
+        span = np.ptp(pool, axis=0)
+        span[span == 0] = 1.0
+        reference = worst - signs * 0.01 * span
+        reference_point = reference.tolist()
+        optimum: Any = front.tolist()
+        true_hv = _hypervolume(front, reference, signs)
+    else:
+        column = pool[:, 0]
+        best = float(column.max() if signs[0] > 0 else column.min())
+        optimum = best
+        if exact:
+            mean_value = float(column.mean())
+            scale = max(float(np.ptp(column)), abs(best), 1e-300)
+            optimum_configs = int(np.sum(np.abs(column - best) <= _TOLERANCE * scale))
+        true_hv = 0.0
+
+    # 4. Per strategy.
+    summaries = []
+    for name in instances:
+        mine = [r for r in runs if r.strategy == name]
+        if name in skipped and not mine:
+            summaries.append(
+                StrategySummary(name, seed_list, [], [], {}, 0.0, 0.0, 0.0, 0.0, skipped=skipped[name])
+            )
+            continue
+        summaries.append(
+            _summarize(name, mine, directions, optimum, mean_value, budget_list,
+                       reference_point, true_hv, pool)
+        )
+    if not exact:
+        extra_notes.append(
+            f"The space has {space.distinct_size:,} distinct configurations, more than the "
+            f"exact limit of {exact_limit:,}: the optimum is the best value found by any run, "
+            f"not the exact one, and the mean is estimated from {n_mean} uniform samples."
+        )
+    return Comparison(
+        directions=directions,
+        objective_names=_objective_names(objective),
+        space_size=int(space.size),
+        distinct_size=int(space.distinct_size),
+        exact=exact,
+        optimum=optimum,
+        optimum_configs=optimum_configs,
+        mean_value=mean_value,
+        mean_samples=n_mean,
+        reference_point=reference_point,
+        evaluations=cache.evaluations - made_before,
+        evaluation_s=cache.seconds,
+        cached_before=cached_before,
+        n_trials=n_trials,
+        budgets=budget_list,
+        strategies=summaries,
+        runs=runs,
+        notes=extra_notes,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def _objective_names(objective: Any) -> list[str]:
+    directions = list(objective.directions)
+    names = list(getattr(objective, "metric_names", []) or [])
+    if len(directions) == 1:
+        return ["objective"] if len(names) != 1 or getattr(objective, "sum_scaled", True) else names
+    return names if len(names) == len(directions) else [f"objective_{i}" for i in range(len(directions))]
+
+
+def _run_one(
+    name: str,
+    seed: int,
+    sampler: optuna.samplers.BaseSampler,
+    space: Any,
+    cache: EvaluationCache,
+    objective: Any,
+    n_trials: int,
+    tmp: Path,
+) -> RunTrace:
+    """One strategy run: an in-memory study driven by the search loop."""
+    from bitscout.study import run_search
+
+    timed = _TimedSampler(sampler)
+    runners = _CachedRunners(cache)
+    exhausted = getattr(sampler, "is_exhausted", None)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        result = run_search(
+            space,
+            timed,
+            runners,
+            _CachedObjective(objective),
+            out_dir=tmp,
+            storage=optuna.storages.InMemoryStorage(),
+            study_name=f"{name}-{seed}",
+            n_trials=n_trials,
+            progress=False,
+            is_exhausted=exhausted if callable(exhausted) else None,
+            write_outputs=False,
+        )
+    total = time.perf_counter() - start
+    trials = [t for t in result.trials if t.state in ("COMPLETE", "FAIL")]
+    trials.sort(key=lambda t: t.number)
+    evaluation = math.fsum(runners.charged)
+    return RunTrace(
+        strategy=name,
+        seed=seed,
+        values=[list(t.values) if t.state == "COMPLETE" else [] for t in trials],
+        duplicate=[t.duplicate_of is not None for t in trials],
+        sampler_s=timed.seconds,
+        evaluation_s=evaluation,
+        # Cache lookups, storage writes and bookkeeping: what the loop costs beyond the
+        # sampler (a real evaluation made here is not counted: it is in evaluation_s).
+        loop_s=max(0.0, total - timed.seconds - runners.spent),
+        stop_reason=result.stop_reason,
+    )
+
+
+def _summarize(
+    name: str,
+    runs: list[RunTrace],
+    directions: list[str],
+    optimum: Any,
+    mean_value: float | None,
+    budgets: list[int],
+    reference: list[float] | None,
+    true_hv: float,
+    pool: np.ndarray,
+) -> StrategySummary:
+    signs = _signs(directions)
+    to_opt: list[int | None] = []
+    unique_to_opt: list[int | None] = []
+    regret_at: dict[int, list[float]] = {b: [] for b in budgets}
+    hv_at: dict[int, list[float]] = {b: [] for b in budgets}
+    for run in runs:
+        uniques = run.unique_counts()
+        hit: int | None = None
+        if len(directions) == 1:
+            sign = float(signs[0])
+            scale = max(float(np.ptp(pool[:, 0])), abs(float(optimum)), 1e-300)
+            curve = best_so_far(run, directions[0])
+            for i, value in enumerate(curve):
+                if _reached(value, optimum, sign, scale):
+                    hit = i
+                    break
+            gap = None if mean_value is None else sign * (optimum - mean_value)
+            for b in budgets:
+                value = curve[min(b, len(curve)) - 1] if curve else None
+                if value is None or not gap:
+                    regret_at[b].append(math.inf if value is None else 0.0)
+                else:
+                    regret_at[b].append(max(0.0, sign * (optimum - value)) / gap)
+        else:
+            ref = np.array(reference)
+            points: list[np.ndarray] = []
+            ratios = []
+            for i, vals in enumerate(run.values):
+                if vals:
+                    points.append(np.array(vals))
+                hv = _hypervolume(np.array(points), ref, signs) if points else 0.0
+                ratio = hv / true_hv if true_hv > 0 else 1.0
+                ratios.append(ratio)
+                if hit is None and ratio >= 1.0 - 1e-9:
+                    hit = i
+            for b in budgets:
+                r = ratios[min(b, len(ratios)) - 1] if ratios else 0.0
+                hv_at[b].append(r)
+                regret_at[b].append(1.0 - r)
+        to_opt.append(None if hit is None else hit + 1)
+        unique_to_opt.append(None if hit is None else uniques[hit])
+    n_total = sum(r.n_trials for r in runs)
+    dups = sum(sum(r.duplicate) for r in runs)
+    count = max(len(runs), 1)
+    return StrategySummary(
+        strategy=name,
+        seeds=[r.seed for r in runs],
+        trials_to_optimum=to_opt,
+        unique_to_optimum=unique_to_opt,
+        regret={b: _finite_median(v) for b, v in regret_at.items()},
+        duplicate_fraction=dups / n_total if n_total else 0.0,
+        sampler_s=sum(r.sampler_s for r in runs) / count,
+        evaluation_s=sum(r.evaluation_s for r in runs) / count,
+        wall_s=sum(r.wall_s for r in runs) / count,
+        hypervolume={b: _finite_median(v) for b, v in hv_at.items()} if len(directions) > 1 else {},
+    )
+
+
+def _finite_median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    m = float(np.median(values))
+    return m if math.isfinite(m) else None
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "never"
+    return f"{value:.{digits}f}"
+
+
+def _rank_key(s: StrategySummary) -> tuple[float, float]:
+    median = s.median_unique()
+    last = s.regret.get(max(s.regret)) if s.regret else None
+    return (math.inf if median is None else median, math.inf if last is None else last)
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """``comparison.md``: the setting, the table, and a plain-language reading."""
+    c = comparison
+    lines = ["# Strategy comparison", ""]
+    what = "summed objective" if len(c.directions) == 1 else f"{len(c.directions)} objectives"
+    seeds = max((len(s.seeds) for s in c.strategies), default=0)
+    lines.append(
+        f"Space: {c.space_size:,} configurations ({c.distinct_size:,} distinct); {what} "
+        f"({', '.join(f'{n} {d}' for n, d in zip(c.objective_names, c.directions))}); "
+        f"{seeds} seeds per strategy, {c.n_trials} trials per run."
+    )
+    if len(c.directions) == 1:
+        label = "exact optimum (every configuration evaluated)" if c.exact else "best found by any run (NOT the exact optimum)"
+        extra = f", reached by {c.optimum_configs} configuration(s)" if c.optimum_configs else ""
+        lines.append(f"Optimum: {c.optimum:.6g}: {label}{extra}.")
+        if c.mean_value is not None:
+            how = "exact" if c.exact else f"estimated from {c.mean_samples} samples"
+            lines.append(f"Mean configuration value: {c.mean_value:.6g} ({how}).")
+    else:
+        label = "exact Pareto front" if c.exact else "front of everything evaluated (NOT the exact front)"
+        lines.append(f"True front: {len(c.optimum)} points ({label}); hypervolume reference point {c.reference_point}.")
+    lines.append(
+        f"Evaluations made: {c.evaluations:,} (shared by all runs through a cache keyed by "
+        f"configuration; {c.cached_before:,} were given beforehand), {c.evaluation_s:.1f} s."
+    )
+    lines.extend(c.notes)
+    lines.append("")
+    budgets = c.budgets
+    metric = "regret" if len(c.directions) == 1 else "1 - HV ratio"
+    header = (
+        ["strategy", "reached", "trials to opt. (median / p90)", "unique evals to opt. (median / p90)"]
+        + [f"{metric} @{b}" for b in budgets]
+        + ["duplicates", "sampler s/run", "wall s/run"]
+    )
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for s in c.strategies:
+        if s.skipped:
+            lines.append(f"| {s.strategy} | skipped: {s.skipped} |" + " |" * (len(header) - 2))
+            continue
+        n = len(s.trials_to_optimum)
+        row = [
+            s.strategy,
+            f"{n - s.never}/{n}",
+            f"{_num(s.median_trials())} / {_num(s.p90_trials())}",
+            f"{_num(s.median_unique())} / {_num(s.p90_unique())}",
+        ]
+        row += ["-" if s.regret.get(b) is None else f"{s.regret[b]:.3f}" for b in budgets]
+        row += [f"{100 * s.duplicate_fraction:.0f}%", f"{s.sampler_s:.2f}", f"{s.wall_s:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append(
+        "Trials count every proposal, duplicates included; unique evaluations count only "
+        "configurations new to the run (a duplicate is answered from the study). \"never\": "
+        "the quantile falls on seeds that did not reach the optimum within the budget. "
+        + (
+            "Regret: (optimum - best so far) / (optimum - mean configuration value), median over seeds."
+            if len(c.directions) == 1
+            else "HV ratio: hypervolume of the run's front / the true front's, median over seeds."
+        )
+        + " Wall time: sampler + loop + the run's own unique evaluations (each at its measured cost)."
+    )
+    lines.append("")
+    lines.append("## Reading")
+    lines.append("")
+    lines.extend(_reading(c))
+    return "\n".join(lines)
+
+
+def _reading(c: Comparison) -> list[str]:
+    out = []
+    ran = [s for s in c.strategies if not s.skipped]
+    if not ran:
+        return ["No strategy could run."]
+    ranked = sorted(ran, key=_rank_key)
+    target = "the optimum" if c.exact else "the best value found by any run"
+    for s in ranked:
+        n = len(s.trials_to_optimum)
+        median, p90 = s.median_unique(), s.p90_unique()
+        if s.never == n:
+            last = max(s.regret) if s.regret else c.n_trials
+            reg = s.regret.get(last)
+            tail = f"; median regret after {last} trials: {reg:.3f}" if reg is not None else ""
+            out.append(f"- **{s.strategy}** never reached {target} within {c.n_trials} trials{tail}.")
+        elif median is None:
+            out.append(
+                f"- **{s.strategy}** reached {target} in {n - s.never} of {n} seeds, too few for a median."
+            )
+        else:
+            p90_text = f"90% of seeds within {p90:.0f}" if p90 is not None else f"{s.never} seed(s) never did"
+            out.append(
+                f"- **{s.strategy}** reached {target} in a median of {median:.0f} unique evaluations "
+                f"({s.median_trials():.0f} trials); {p90_text}."
+            )
+    best = ranked[0]
+    others = [s for s in ranked[1:] if s.median_unique() is not None]
+    if best.median_unique() is not None and len(ranked) > 1:
+        tpe = next((s for s in ran if s.strategy == "tpe"), None)
+        if tpe is not None and tpe is not best:
+            tm = tpe.median_unique()
+            if tm is not None:
+                out.append(
+                    f"- {best.strategy} needed {tm / best.median_unique():.1f}x fewer unique "
+                    f"evaluations than TPE in median ({best.median_unique():.0f} against {tm:.0f})."
+                )
+            else:
+                out.append(
+                    f"- {best.strategy} reached {target} in a median of {best.median_unique():.0f} "
+                    f"unique evaluations; TPE's median lies beyond the budget of {c.n_trials} trials."
+                )
+        elif others:
+            out.append(f"- Fastest: {best.strategy}; next: {others[0].strategy}.")
+    brute = next((s for s in ran if s.strategy == "brute_force"), None)
+    if c.exact and len(c.directions) == 1 and c.optimum_configs:
+        k = c.optimum_configs
+        expected = (c.distinct_size + 1) / (k + 1)
+        share = "half the space" if k == 1 else f"1/{k + 1} of the space"
+        text = (
+            f"- Brute force in a random order needs on average (N + 1) / (k + 1) = "
+            f"{expected:,.0f} evaluations to meet one of the k = {k} optimal configuration(s) "
+            f"among N = {c.distinct_size:,} ({share}); it is sure to find it only after all N."
+        )
+        if brute is not None:
+            text += f" Here it reached it in {len(brute.trials_to_optimum) - brute.never} of {len(brute.trials_to_optimum)} seeds within {c.n_trials} trials."
+        out.append(text)
+    dup = max(ran, key=lambda s: s.duplicate_fraction)
+    if dup.duplicate_fraction > 0.05:
+        out.append(
+            f"- {dup.strategy} proposed the most duplicates ({100 * dup.duplicate_fraction:.0f}% of its "
+            "trials): they cost no evaluation but use up the trial budget."
+        )
+    slow = max(ran, key=lambda s: s.sampler_s)
+    out.append(
+        f"- Sampler cost: {slow.strategy} spent the most time in its own sampler, "
+        f"{slow.sampler_s:.2f} s per run of {c.n_trials} trials."
+    )
+    return out
+
+
+def plot_best_so_far(comparison: Comparison, path: Path) -> Path:
+    """Median and interquartile band of the best so far (or HV ratio) per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = comparison
+    single = len(c.directions) == 1
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for s in c.strategies:
+        runs = [r for r in c.runs if r.strategy == s.strategy]
+        if not runs:
+            continue
+        length = max(r.n_trials for r in runs)
+        curves = []
+        for r in runs:
+            if single:
+                curve = [np.nan if v is None else v for v in best_so_far(r, c.directions[0])]
+            else:
+                curve = _hv_curve(r, c)
+            curve = curve + [curve[-1]] * (length - len(curve)) if curve else [np.nan] * length
+            curves.append(curve)
+        data = np.array(curves, dtype=float)
+        x = np.arange(1, length + 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(data, axis=0)
+            low = np.nanpercentile(data, 25, axis=0)
+            high = np.nanpercentile(data, 75, axis=0)
+        (line,) = ax.plot(x, med, label=s.strategy, linewidth=1.5)
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    if single:
+        label = "optimum" if c.exact else "best found"
+        ax.axhline(c.optimum, color="black", linestyle="--", linewidth=1, label=label)
+        if c.mean_value is not None and c.mean_value != c.optimum:
+            # The last steps to the optimum are what separates strategies: show the
+            # band from the optimum down to 30% of the way to the mean configuration.
+            edge = c.optimum - 0.3 * (c.optimum - c.mean_value)
+            pad = 0.02 * abs(c.optimum - c.mean_value)
+            if c.directions[0] == "maximize":
+                ax.set_ylim(edge, c.optimum + pad)
+            else:
+                ax.set_ylim(c.optimum - pad, edge)
+        ax.set_ylabel(f"best {c.objective_names[0]} so far")
+    else:
+        ax.set_ylabel("hypervolume / true front's")
+    ax.set_xscale("log")
+    ax.set_xlabel("trial")
+    ax.set_title("best so far: median and interquartile range over seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _hv_curve(run: RunTrace, c: Comparison) -> list[float]:
+    signs = _signs(c.directions)
+    ref = np.array(c.reference_point)
+    true_hv = _hypervolume(np.array(c.optimum), ref, signs)
+    points: list[list[float]] = []
+    out = []
+    for vals in run.values:
+        if vals:
+            points.append(vals)
+        hv = _hypervolume(np.array(points), ref, signs) if points else 0.0
+        out.append(hv / true_hv if true_hv > 0 else 1.0)
+    return out

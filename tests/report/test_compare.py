@@ -1,0 +1,314 @@
+"""``compare_strategies``: exact optimum, trials to it, regret, the shared cache, the files."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
+from torch import nn
+
+from bitscout.graph import trace
+from bitscout.report import Comparison, EvaluationCache, compare_strategies
+from bitscout.space import SearchSpace
+from bitscout.strategies import Strategy, StrategyOptions
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+WIDTHS = {"fc1": (2, 4, 8), "fc2": (2, 4, 8)}
+
+
+@pytest.fixture(scope="module")
+def space() -> SearchSpace:
+    """fc1 weight {2,4,8} x data_in {4,8}; fc2 weight {2,4,8}: 18 configurations."""
+
+    class Mlp(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1 = nn.Linear(4, 3)
+            self.fc2 = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.relu(self.fc1(x)))
+
+    table = trace(Mlp(), torch.randn(2, 4)).table
+    base = {"name": "integer", "bias_width": 8}
+    return SearchSpace(
+        table,
+        {
+            "fc1": {**base, "weight_width": (2, 4, 8), "data_in_width": (4, 8)},
+            "fc2": {**base, "weight_width": (2, 4, 8), "data_in_width": 8},
+        },
+    )
+
+
+def score(w1: int, a1: int, w2: int) -> float:
+    """A hand-made objective: best at w1 = 4, a1 = 8, w2 = 8 (value 10)."""
+    return 10.0 - abs(w1 - 4) - (8 - a1) / 2 - (8 - w2) / 3
+
+
+@dataclass
+class Metrics:
+    software: dict[str, float]
+    hardware: dict[str, float] = field(default_factory=dict)
+
+
+class CountingRunners:
+    """Computes ``score`` from a decoded config and counts calls per configuration."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[int, int, int]] = Counter()
+
+    def run(self, config: dict[str, Any]) -> Metrics:
+        w1, a1, w2 = config["fc1"].weight.width, config["fc1"].data_in.width, config["fc2"].weight.width
+        self.calls[(w1, a1, w2)] += 1
+        return Metrics({"score": score(w1, a1, w2)})
+
+
+@dataclass
+class Result:
+    values: tuple[float, ...]
+    scaled: dict[str, float]
+
+
+class SumObjective:
+    directions = ["maximize"]
+    metric_names = ["score"]
+    sum_scaled = True
+
+    def evaluate(self, metrics: Metrics) -> Result:
+        return Result((metrics.software["score"],), {"score": metrics.software["score"]})
+
+
+class TwoObjectives:
+    """(score, total weight bits): a small Pareto problem."""
+
+    directions = ["maximize", "minimize"]
+    metric_names = ["score", "bits"]
+    sum_scaled = False
+
+    def evaluate(self, metrics: Metrics) -> Result:
+        return Result((metrics.software["score"], metrics.hardware["bits"]), {})
+
+
+class BitsRunners(CountingRunners):
+    def run(self, config: dict[str, Any]) -> Metrics:
+        m = super().run(config)
+        m.hardware["bits"] = float(config["fc1"].weight.width + config["fc2"].weight.width)
+        return m
+
+
+SCRIPT = [
+    {"fc1/weight_width": 2, "fc1/data_in_width": 4, "fc2/weight_width": 2},  # 10-2-2-2 = 4
+    {"fc1/weight_width": 8, "fc1/data_in_width": 8, "fc2/weight_width": 8},  # 6
+    {"fc1/weight_width": 2, "fc1/data_in_width": 4, "fc2/weight_width": 2},  # duplicate of 0
+    {"fc1/weight_width": 4, "fc1/data_in_width": 4, "fc2/weight_width": 8},  # 8
+    {"fc1/weight_width": 4, "fc1/data_in_width": 8, "fc2/weight_width": 8},  # 10: the optimum
+    {"fc1/weight_width": 4, "fc1/data_in_width": 8, "fc2/weight_width": 2},  # 8
+]
+
+
+class ScriptedSampler(optuna.samplers.BaseSampler):
+    """Proposes SCRIPT in order (then repeats its last entry)."""
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, name: str, dist: BaseDistribution) -> Any:
+        return SCRIPT[min(trial.number, len(SCRIPT) - 1)][name]
+
+
+class Scripted(Strategy):
+    name = "scripted"
+    Options = StrategyOptions
+
+    def build_sampler(self, space: Any, options: Any, **kwargs: Any) -> optuna.samplers.BaseSampler:
+        return ScriptedSampler()
+
+
+def all_scores() -> list[float]:
+    return [score(w1, a1, w2) for w1, a1, w2 in itertools.product((2, 4, 8), (4, 8), (2, 4, 8))]
+
+
+def test_scripted_strategy_exact_optimum_trials_and_regret(space: SearchSpace) -> None:
+    runners = CountingRunners()
+    comp = compare_strategies(
+        space, runners, SumObjective(), [Scripted()], seeds=2, n_trials=6, budgets=[2, 4]
+    )
+    values = all_scores()
+    assert comp.exact and comp.distinct_size == 18
+    assert comp.optimum == pytest.approx(10.0) == max(values)
+    assert comp.optimum_configs == 1
+    assert comp.mean_value == pytest.approx(sum(values) / len(values))
+    s = comp.summary("scripted")
+    # The optimum is the 5th trial; trial 3 was a duplicate, so it is the 4th evaluation.
+    assert s.trials_to_optimum == [5, 5]
+    assert s.unique_to_optimum == [4, 4]
+    assert s.duplicate_fraction == pytest.approx(1 / 6)
+    gap = 10.0 - sum(values) / len(values)
+    # Best so far after 2 trials: 6; after 4 trials: 8; after 6: the optimum.
+    assert s.regret[2] == pytest.approx((10.0 - 6.0) / gap)
+    assert s.regret[4] == pytest.approx((10.0 - 8.0) / gap)
+    assert s.regret[6] == 0.0
+    run = comp.runs[0]
+    assert [v[0] for v in run.values] == pytest.approx([4, 6, 4, 8, 10, 8])
+    assert run.duplicate == [False, False, True, False, False, False]
+
+
+def test_cache_never_evaluates_a_configuration_twice(space: SearchSpace) -> None:
+    runners = CountingRunners()
+    comp = compare_strategies(
+        space, runners, SumObjective(), ["random", "tpe", "brute_force"], seeds=3, n_trials=30
+    )
+    assert max(runners.calls.values()) == 1
+    assert sum(runners.calls.values()) == comp.evaluations == 18  # the enumeration
+    # Random search with 30 trials over 18 configurations must repeat itself.
+    assert comp.summary("random").duplicate_fraction > 0
+    # Brute force (shuffled) visits each of the 18 once, then stops.
+    bf = comp.summary("brute_force")
+    assert all(r.n_trials == 18 and not any(r.duplicate) for r in comp.runs if r.strategy == "brute_force")
+    assert all(t is not None for t in bf.trials_to_optimum)
+
+
+def test_without_enumeration_the_optimum_is_labelled_best_found(space: SearchSpace, tmp_path: Path) -> None:
+    runners = CountingRunners()
+    comp = compare_strategies(
+        space, runners, SumObjective(), [Scripted()], seeds=1, n_trials=4, exact_limit=10, mean_samples=5
+    )
+    assert not comp.exact
+    assert comp.optimum == pytest.approx(8.0)  # best of the first 4 scripted trials
+    assert comp.summary("scripted").trials_to_optimum == [4]
+    assert max(runners.calls.values()) == 1
+    assert comp.evaluations == len(runners.calls)
+    text = Path(comp.save(tmp_path)["md"]).read_text()
+    assert "NOT the exact optimum" in text
+    assert "not the exact one" in text
+
+
+def test_prefilled_cache_costs_no_evaluation(space: SearchSpace) -> None:
+    runners = CountingRunners()
+    cache = EvaluationCache(space, runners, SumObjective())
+    for i in range(space.size):
+        params = space.params_at(i)
+        cache.add(params, [score(params["fc1/weight_width"], params["fc1/data_in_width"], params["fc2/weight_width"])])
+    comp = compare_strategies(space, runners, SumObjective(), ["random"], seeds=2, n_trials=10, cache=cache)
+    assert comp.evaluations == 0 and not runners.calls
+    assert comp.cached_before == 18
+
+
+def test_save_and_load_round_trip(space: SearchSpace, tmp_path: Path) -> None:
+    comp = compare_strategies(space, CountingRunners(), SumObjective(), ["random", Scripted()], seeds=2, n_trials=8)
+    paths = comp.save(tmp_path)
+    assert {p.name for p in paths.values()} == {"comparison.json", "comparison.md", "best_so_far.png"}
+    assert paths["plot"].stat().st_size > 1000
+    back = Comparison.load(tmp_path)
+    assert back.to_dict() == json.loads(paths["json"].read_text())
+    assert back.summary("scripted").trials_to_optimum == [5, 5]
+    md = paths["md"].read_text()
+    assert "| scripted | 2/2 | 5 / 5 | 4 / 4 |" in md
+    assert "scripted** reached the optimum in a median of 4 unique evaluations" in md
+
+
+def test_pareto_hypervolume_reaches_one_when_everything_is_seen(space: SearchSpace) -> None:
+    comp = compare_strategies(
+        space, BitsRunners(), TwoObjectives(), ["brute_force", "sensitivity"], seeds=1, n_trials=18
+    )
+    # True front by hand: for each bits total, the best score.
+    points = {}
+    for w1, a1, w2 in itertools.product((2, 4, 8), (4, 8), (2, 4, 8)):
+        points[(w1, a1, w2)] = (score(w1, a1, w2), w1 + w2)
+    front = {p for p in points.values() if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points.values())}
+    assert {tuple(p) for p in comp.optimum} == front
+    bf = comp.summary("brute_force")
+    assert bf.hypervolume[18] == pytest.approx(1.0)
+    assert bf.trials_to_optimum[0] is not None
+    # The single-objective strategy says why it cannot run.
+    assert "at most 1 objective" in (comp.summary("sensitivity").skipped or "")
+
+
+CLI_CONFIG = """
+model = "mlp"
+dataset = "digits"
+model_options = { hidden = [8] }
+seed = 0
+project = "tiny"
+
+[search.search_space]
+name = "graph/quantize/mixed_precision_ptq"
+[search.search_space.setup]
+by = "name"
+[search.search_space.seed.default.config]
+name = ["NA"]
+[search.search_space.seed.fc1.config]
+name = ["integer"]
+weight_width = [2, 8]
+data_in_width = [8]
+bias_width = [8]
+[search.search_space.seed.fc2.config]
+name = ["integer"]
+weight_width = [2, 4, 8]
+data_in_width = [8]
+bias_width = [8]
+
+[search.strategy.sw_runner.basic_evaluation]
+num_samples = 64
+[search.strategy.hw_runner.average_bitwidth]
+compare_to = 32
+[search.strategy.setup]
+direction = "maximize"
+[search.strategy.metrics]
+accuracy.scale = 1.0
+average_bitwidth.scale = 0.2
+average_bitwidth.normalize = true
+"""
+
+
+@pytest.mark.filterwarnings("ignore::bitscout.metrics.MetricWarning")
+def test_cli_writes_the_three_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bitscout.cli import main
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(CLI_CONFIG)
+    out = tmp_path / "cmp"
+    code = main([
+        "compare", str(config), "--strategies", "random,sensitivity", "--seeds", "2",
+        "--n-trials", "6", "--budgets", "3", "--out", str(out), "--accelerator", "cpu",
+    ])
+    assert code == 0
+    comp = Comparison.load(out)
+    assert comp.exact and comp.distinct_size == 6 and comp.evaluations == 6
+    assert {s.strategy for s in comp.strategies} == {"random", "sensitivity"}
+    # sensitivity's profile (1 + 1 + 2 = 4 trials) fixes an additive model of the 2 x 3
+    # space; its 6 trials cover the best of the remaining two as well.
+    assert all(t is not None for t in comp.summary("sensitivity").trials_to_optimum)
+    assert (out / "comparison.md").read_text().startswith("# Strategy comparison")
+    assert (out / "best_so_far.png").is_file()
+    assert "unique evals to opt." in capsys.readouterr().out
+
+
+def test_cli_refuses_bad_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bitscout.cli import main
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(CLI_CONFIG)
+    assert main(["compare", str(config), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1; got 0" in capsys.readouterr().err
+
+
+def test_quantiles_count_misses_as_infinitely_late() -> None:
+    from bitscout.report._compare import _quantile
+
+    assert _quantile([1, 2, 3, None], 0.5) == 2.5
+    assert _quantile([1, None, None], 0.5) is None
+    assert _quantile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == pytest.approx(9.1)  # numpy's linear rule
