@@ -312,3 +312,25 @@ def test_quantiles_count_misses_as_infinitely_late() -> None:
     assert _quantile([1, 2, 3, None], 0.5) == 2.5
     assert _quantile([1, None, None], 0.5) is None
     assert _quantile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == pytest.approx(9.1)  # numpy's linear rule
+
+
+@pytest.mark.filterwarnings("ignore::bitscout.metrics.MetricWarning")
+def test_enumeration_with_real_runners_is_batched_and_equals_one_by_one(tmp_path: Path) -> None:
+    # With post-training runners the exact optimum comes from one batched, prefix-sharing
+    # evaluation of the whole space; it must equal evaluating every configuration alone.
+    from bitscout.config import load_config
+    from bitscout.study import prepare_search
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(CLI_CONFIG)
+    prepared = prepare_search(load_config(config))
+    space, runners, objective = prepared.space, prepared.runners, prepared.objective
+    one_by_one = [
+        objective.evaluate(runners.run(space.decode(space.distinct_params_at(i)))).values[0]
+        for i in range(space.distinct_size)
+    ]
+    comp = compare_strategies(space, runners, objective, ["random"], seeds=1, n_trials=3, progress=False)
+    assert comp.exact and comp.evaluations == space.distinct_size == 6
+    assert comp.optimum == max(one_by_one)
+    assert comp.mean_value == pytest.approx(sum(one_by_one) / len(one_by_one), abs=1e-12)
+    assert any("evaluated at once" in note for note in comp.notes)
