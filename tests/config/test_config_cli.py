@@ -105,6 +105,36 @@ def test_check_of_a_config_without_search(write_toml, capsys) -> None:
     assert err == ""
 
 
+def test_check_judges_names_and_the_quantize_pass_without_loading_anything(write_toml, capsys) -> None:
+    # Each of these passed `check` and then failed `bitscout quantize`/`search`.
+    path = write_toml(
+        'model = "mlpp"\ndataset = "digitz"\n'
+        "[passes.quantize.linear.config]\n"
+        'name = "integer"\ndata_in_width = 8\nweight_width = 8\ndata_in_exponent_width = 3\n'
+        "[passes.quantize.relu.config]\n"
+        'name = "integer"\ndata_in_width = 4\nweight_width = 0\n'  # a relu has no weight
+    )
+    assert cli.main(["check", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: problems in {path}:",
+        "  model: unknown model 'mlpp'; available: cnn, jsc-s, jsc-tiny, jsc-toy, mlp, "
+        "or a factory of your own given as 'package.module:function'",
+        "  dataset: unknown dataset 'digitz'; available: breast_cancer, digits, jsc, mnist5k, "
+        "synthetic, wine",
+        "  passes.quantize.linear.config: field 'data_in_exponent_width' is not a field of "
+        "format 'integer' (did you mean 'data_in_width'?); got 3",
+    ]
+
+
+def test_check_judges_the_model_options(write_toml, capsys) -> None:
+    path = write_toml('model = "mlp"\ndataset = "digits"\n[model_options]\nhiden = [32]\n')
+    assert cli.main(["check", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines()[1] == (
+        "  model: bad options for model 'mlp': model_options.hiden: unknown option "
+        "(model 'mlp' takes: hidden); got [32]; did you mean 'hidden'?"
+    )
+
+
 def test_check_of_a_missing_file(tmp_path: Path, capsys) -> None:
     path = tmp_path / "missing.toml"
     assert cli.main(["check", str(path)]) == 2

@@ -220,6 +220,19 @@ MISTAKES: list[tuple[str, Callable[[Doc], None], str]] = [
         "search.strategy.data_loader: is only read with the older form sw_runner = \"<name>\"; "
         "got 'val_dataloader'; put it in the runner's table, e.g. [search.strategy.sw_runner.basic_evaluation]",
     ),
+    # The older form's options are named where the file has them, not in a runner table
+    # the file does not have.
+    (
+        "older-form num_samples 0",
+        lambda d: _strategy(d).update(sw_runner="basic_evaluation", num_samples=0),
+        "search.strategy.num_samples: must be an integer >= 1; got 0",
+    ),
+    (
+        "older-form data_loader misspelt",
+        lambda d: _strategy(d).update(sw_runner="basic_evaluation", data_loader="validation"),
+        "search.strategy.data_loader: must be one of 'train', 'val', 'test', 'train_dataloader', "
+        "'val_dataloader', 'test_dataloader'; got 'validation'",
+    ),
     (
         "runner options not a table",
         lambda d: _strategy(d)["hw_runner"].update(average_bitwidth=32),

@@ -13,7 +13,7 @@ import torch
 from bitscout.cli import main
 from bitscout.config import load_config
 from bitscout.errors import ExportError
-from bitscout.export import INSTALL_HINT, choose_trial, export_model, on_grid
+from bitscout.export import INSTALL_HINT, choose_trial, export_model, export_run, on_grid
 from bitscout.graph import trace
 from bitscout.models import load_checkpoint
 from bitscout.quant import Quantizer, resolve_pass
@@ -137,3 +137,18 @@ def test_cli_export_writes_the_chosen_trial(pareto_run: Path, tmp_path: Path, ca
     cfg = load_config(out / "quantize.toml")
     assert cfg.model == "mlp" and cfg.search is None
     assert cfg.load_name is not None and Path(cfg.load_name) == (out / "model.pt").resolve()
+
+
+def test_a_run_searched_on_cuda_exports_on_the_cpu(tmp_path: Path) -> None:
+    # A search run on a GPU machine records accelerator = "cuda"; exporting it (here, or
+    # on any machine) must not need CUDA: the export runs on the CPU.
+    trials = [_record(0, 0.70, 3.0, MLP_CONFIGS["a"])]
+    run = write_run(tmp_path / "run", "mlp", mlp(), trials, ["maximize", "minimize"], "[model_options]\nhidden = [32, 16]\n")
+    config = run / "config.toml"
+    config.write_text(config.read_text().replace('accelerator = "cpu"', 'accelerator = "cuda"'))
+    result, chosen = export_run(run, out=tmp_path / "exp")
+    assert chosen.number == 0
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert all(t.device.type == "cpu" for t in state.values())
+    w = state["fc1.weight"] * 2**6  # config a: fc1 weight int4.6
+    assert torch.equal(w, w.round())

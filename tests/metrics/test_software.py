@@ -158,11 +158,12 @@ def test_software_options_are_validated(mlp_context: RunContext) -> None:
             strategy(sw={"basic_evaluation": {"data_loader": "validation", "num_samples": 0}}),
             mlp_context,
         )
-    message = str(info.value)
-    assert "search.strategy.sw_runner.basic_evaluation.data_loader" in message
-    assert "'val_dataloader'" in message and "got 'validation'" in message
-    assert "search.strategy.sw_runner.basic_evaluation.num_samples" in message
-    assert "greater than 0; got 0" in message
+    assert str(info.value).splitlines() == [
+        "search.strategy.sw_runner.basic_evaluation.data_loader: must be one of 'train', "
+        "'val', 'test', 'train_dataloader', 'val_dataloader' or 'test_dataloader'; "
+        "got 'validation'",
+        "search.strategy.sw_runner.basic_evaluation.num_samples: must be > 0; got 0",
+    ]
 
     with pytest.raises(ConfigError, match=r"dataloader: unknown option.*did you mean 'data_loader'"):
         build_runners(strategy(sw={"basic_evaluation": {"dataloader": "val"}}), mlp_context)

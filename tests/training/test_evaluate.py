@@ -76,6 +76,20 @@ def test_restores_training_mode_and_leaves_batchnorm_untouched() -> None:
     assert torch.equal(model[0].running_mean, before)
 
 
+def test_a_training_submodule_of_an_eval_model_is_evaluated_in_eval_mode() -> None:
+    # evaluate() skips the mode switch when no module is training; one training child
+    # (here a BatchNorm whose parent is in eval mode) must still be switched.
+    model = nn.Sequential(nn.BatchNorm1d(3), nn.Linear(3, 2)).eval()
+    model[0].train()
+    before = model[0].running_mean.clone()
+    x = torch.randn(10, 3) + 5
+    r = evaluate(model, x, torch.zeros(10, dtype=torch.long))
+    assert torch.equal(model[0].running_mean, before)
+    with torch.no_grad():
+        expected = evaluate(nn.Sequential(model[0], model[1]).eval(), x, torch.zeros(10, dtype=torch.long))
+    assert r == expected
+
+
 def test_bad_inputs() -> None:
     model = nn.Linear(3, 2)
     with pytest.raises(DataError, match="labels must lie in 0..1; got labels from 0 to 2"):

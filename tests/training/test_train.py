@@ -74,3 +74,27 @@ def test_bad_settings(key, value, message) -> None:
     kwargs = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "seed": 0, "progress": False, key: value}
     with pytest.raises(BitscoutError, match=message):
         train(build_model("mlp", ds.info), ds, **kwargs)
+
+
+def test_training_threads_are_restored_even_when_training_fails() -> None:
+    # train() runs on one intra-op thread; torch's setting is global, so leaving it
+    # changed would slow every later computation of the process (or speed it up unasked).
+    ds = load_dataset("synthetic")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: list[int] = []
+
+        def stop(metrics) -> None:
+            seen.append(torch.get_num_threads())
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            train(build_model("mlp", ds.info), ds, epochs=2, batch_size=32, learning_rate=1e-2,
+                  seed=0, progress=False, on_epoch=stop)
+        assert seen == [1] and torch.get_num_threads() == 2
+        train(build_model("mlp", ds.info), ds, epochs=1, batch_size=32, learning_rate=1e-2,
+              seed=0, progress=False, cpu_threads=None, on_epoch=seen.append)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)

@@ -5,7 +5,8 @@ MASE keys dropped) followed by a one-line summary written as a TOML comment, so 
 whole output is itself a valid config. Besides the schema, the options of every runner
 and of the strategy are validated by the runner and strategy themselves (a
 ``dataloader`` typo in ``[search.strategy.sw_runner.basic_evaluation]`` is caught here,
-not at the first trial). Exit status 0 when valid; an invalid config is a
+not at the first trial), and so are the model and data set names, the model's options
+and every ``[passes.quantize]`` entry. Exit status 0 when valid; an invalid config is a
 :class:`bitscout.errors.ConfigError`, printed by the dispatcher with status 2.
 """
 
@@ -14,8 +15,11 @@ from __future__ import annotations
 import argparse
 
 from bitscout.cli._common import add_config_argument, add_override_options, config_from_args
-from bitscout.config import Config
-from bitscout.errors import ConfigError
+from bitscout.config import Config, StrategyConfig
+from bitscout.data import get_dataset_source
+from bitscout.errors import BitscoutError, ConfigError
+from bitscout.models import get_model_builder
+from bitscout.quant import TENSOR_NAMES, parse_layer_config
 
 __all__ = ["register", "run"]
 
@@ -38,31 +42,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, print the resolved TOML and the summary; 0 when valid."""
     config = config_from_args(args)
-    check_search_options(config)
+    problems = config_problems(config)
+    if problems:
+        label = config.source if config.source is not None else "the config"
+        raise ConfigError(f"problems in {label}:\n  " + "\n  ".join(problems))
     print(config.to_toml(), end="")
     print(f"\n# ok: {config.summary()}")
     return 0
 
 
-def check_search_options(config: Config) -> None:
-    """Validate runner and strategy options, reporting every problem in one ConfigError."""
-    if config.search is None:
-        return
-    from bitscout.metrics import validate_runner_options
+def config_problems(config: Config) -> list[str]:
+    """What the schema cannot see: names and options judged by their registries.
+
+    The model and data set names (and the model's options), each
+    ``[passes.quantize]`` entry, and the options of every runner and of the strategy,
+    checked without loading any data or building any model.
+
+    Returns:
+        One line per problem, each naming its TOML path; empty when the config is valid.
+    """
+    problems: list[str] = []
+    try:
+        if ":" not in config.model:  # a user factory is only found by importing it
+            get_model_builder(config.model).parse_options(config.model_options)
+    except BitscoutError as exc:
+        problems.append(f"model: {exc}")
+    try:
+        get_dataset_source(config.dataset)
+    except BitscoutError as exc:
+        problems.append(f"dataset: {exc}")
+    quantize = config.passes.quantize
+    if quantize is not None:
+        for key, entry in quantize.entries.items():
+            # A relu has only an input; every other layer may have all three tensors.
+            tensors = ("data_in",) if quantize.by == "type" and key == "relu" else TENSOR_NAMES
+            try:
+                parse_layer_config(entry, where=f"passes.quantize.{key}.config", tensors=tensors)
+            except BitscoutError as exc:
+                problems.append(str(exc))
+    if config.search is not None:
+        problems += _search_problems(config.search.strategy)
+    return problems
+
+
+def _search_problems(strategy_cfg: StrategyConfig) -> list[str]:
+    from bitscout.metrics import validate_runners
     from bitscout.strategies import get_strategy
 
-    strategy_cfg = config.search.strategy
     problems: list[str] = []
-    for kind, runners in (("software", strategy_cfg.sw_runners), ("hardware", strategy_cfg.hw_runners)):
-        for name, options in runners.items():
-            try:
-                validate_runner_options(kind, name, options)
-            except ConfigError as exc:
-                problems.append(str(exc))
+    try:
+        validate_runners(strategy_cfg)
+    except ConfigError as exc:
+        problems += str(exc).splitlines()
     try:
         get_strategy(strategy_cfg.strategy_name).parse_options(strategy_cfg.setup.sampler_options)
     except ConfigError as exc:
-        problems.append(str(exc))
-    if problems:
-        label = config.source if config.source is not None else "the config"
-        raise ConfigError(f"problems in {label}:\n  " + "\n  ".join(problems))
+        problems += str(exc).splitlines()
+    return problems

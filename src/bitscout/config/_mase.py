@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bitscout.config._problems import NOTHING, Problem, join_path, suggest
-from bitscout.config._rules import quote
+from pydantic_core import PydanticCustomError
+
+from bitscout.config._rules import SPLIT_NAMES, _int_at_least, _one_of, quote
 
 __all__ = [
     "SOFTWARE_RUNNERS",
@@ -93,6 +95,8 @@ _SPACE_KEYS = ("name", "setup", "seed")
 _SPACE_SETUP_KEYS = ("by",)
 _STRATEGY_KEYS = ("name", "eval_mode", "sw_runner", "hw_runner", "setup", "metrics")
 _LEGACY_RUNNER_KEYS = ("data_loader", "num_samples")
+# The rules of basic_evaluation's options of the same names.
+_LEGACY_RUNNER_RULES = {"data_loader": _one_of(SPLIT_NAMES), "num_samples": _int_at_least(1)}
 _KINDS = {"sw": ("software", SOFTWARE_RUNNERS), "hw": ("hardware", HARDWARE_RUNNERS)}
 
 
@@ -267,7 +271,15 @@ def _strategy(strategy: Mapping[str, Any], out: Reshaped) -> dict[str, Any]:
             runners = {name: dict(legacy_options) for name in runners}
         data[f"{kind}_runners"] = runners
         out.paths[(*loc, f"{kind}_runners")] = f"{path}.{key}"
-    if not legacy_sw:
+    if legacy_sw:
+        # Judged here, where the TOML path is known: a runner judging them later would
+        # name its own table, which the file does not have.
+        for key, value in legacy_options.items():
+            try:
+                _LEGACY_RUNNER_RULES[key](value)
+            except PydanticCustomError as exc:
+                out.problems.append(Problem(join_path(path, key), exc.message(), value))
+    else:
         for key, value in legacy_options.items():
             out.problems.append(
                 Problem(

@@ -13,9 +13,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
+
 from bitscout.config._rules import quote
 
-__all__ = ["Problem", "NOTHING", "toml_key", "join_path", "suggest", "render_problems"]
+__all__ = [
+    "Problem",
+    "NOTHING",
+    "toml_key",
+    "join_path",
+    "suggest",
+    "render_problems",
+    "describe_validation_error",
+]
 
 NOTHING: Any = object()
 """Marks a problem with no value to show (a missing key, an unknown key)."""
@@ -99,3 +109,66 @@ def render_problems(problems: Sequence[Problem], label: str) -> str:
         else label
     )
     return f"{len(lines)} problems in {where}:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _rule(error: Any) -> str:
+    """A pydantic error's rule in bitscout's words (``must be an integer >= 1``)."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    bounds = {
+        "greater_than": ("gt", ">"),
+        "greater_than_equal": ("ge", ">="),
+        "less_than": ("lt", "<"),
+        "less_than_equal": ("le", "<="),
+    }
+    if kind in bounds:
+        key, sign = bounds[kind]
+        bound = ctx[key]
+        return f"must be {sign} {bound:g}" if isinstance(bound, float) else f"must be {sign} {bound}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "must be an integer"
+    if kind in ("float_type", "float_parsing"):
+        return "must be a number"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
+    if kind == "string_type":
+        return "must be a string"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']}"
+    if kind == "missing":
+        return "is required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def describe_validation_error(
+    exc: pydantic.ValidationError, where: str, *, owner: str, fields: Sequence[str]
+) -> list[str]:
+    """Turn the errors of a pydantic options model into lines a person can act on.
+
+    Every options table validated outside the config schema (a runner's, a model's)
+    is reported in the config's own shape, ``<where>.<key>: <rule>; got <value>``,
+    and an unknown key lists what the table takes and the nearest valid key.
+
+    Args:
+        exc: The error raised by ``Options.model_validate``.
+        where: The dotted path of the table (``search.strategy.sw_runner.basic_evaluation``).
+        owner: Who takes the options, for unknown keys (``"this runner"``, ``"model 'mlp'"``).
+        fields: The keys the table takes.
+
+    Returns:
+        One line per problem.
+    """
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"]
+        path = join_path(where, *loc)
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(fields) or "(none)"
+            line = f"{path}: unknown option ({owner} takes: {known}); got {_show(error['input'])}"
+            nearest = difflib.get_close_matches(str(loc[-1]), list(fields), n=1)
+            lines.append(f"{line}; did you mean {nearest[0]!r}?" if nearest else line)
+        elif loc and error["type"] != "missing":
+            lines.append(f"{path}: {_rule(error)}; got {_show(error['input'])}")
+        else:  # a rule across fields, or a missing key: there is no one value to show
+            lines.append(f"{path}: {_rule(error)}")
+    return lines

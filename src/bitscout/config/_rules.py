@@ -57,6 +57,9 @@ DIRECTIONS = ("maximize", "minimize")
 ACCELERATORS = ("cpu", "cuda", "auto")
 LOAD_TYPES = ("pt", "pl", "bitscout")
 PTQ_SPACE = "graph/quantize/mixed_precision_ptq"
+#: The names of a data split a config may use: bitscout's, and MASE's data-loader names
+#: for the same splits (``bitscout.data`` maps them to its splits).
+SPLIT_NAMES = ("train", "val", "test", "train_dataloader", "val_dataloader", "test_dataloader")
 
 
 def quote(values: tuple[str, ...] | list[str]) -> str:

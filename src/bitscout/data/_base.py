@@ -10,12 +10,13 @@ import abc
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from bitscout.config._rules import SPLIT_NAMES as _CONFIG_SPLIT_NAMES
 from bitscout.errors import DataError
 
 __all__ = [
@@ -29,18 +30,17 @@ __all__ = [
     "load_dataset",
     "stratified_splits",
     "SPLIT_NAMES",
+    "SplitName",
     "to_split",
 ]
 
-#: Split names, and MASE's data-loader names that mean the same split.
-SPLIT_NAMES: dict[str, str] = {
-    "train": "train",
-    "val": "val",
-    "test": "test",
-    "train_dataloader": "train",
-    "val_dataloader": "val",
-    "test_dataloader": "test",
-}
+#: A split's name: bitscout's, or MASE's data-loader name for the same split (for
+#: options models that take a split, such as a runner's ``data_loader``). The names are
+#: the config's vocabulary, so the config judges them by the same list.
+SplitName = Literal[_CONFIG_SPLIT_NAMES]  # type: ignore[valid-type]
+
+#: Every name of :data:`SplitName` -> the split it means.
+SPLIT_NAMES: dict[str, str] = {name: name.removesuffix("_dataloader") for name in _CONFIG_SPLIT_NAMES}
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ Each is split, stratified and seeded, into 30% validation, 10% test and the rest
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -108,40 +109,37 @@ class Mnist5kSource(DatasetSource):
         return _split_dataset(info, x.astype(np.float32) / 255.0, y, seed=seed)
 
 
-class WineSource(DatasetSource):
+class _SklearnTableSource(DatasetSource):
+    """A scikit-learn table of features, each feature standardized on the training split."""
+
+    loader: ClassVar[Callable[[], Any]]
+
+    def load(self, *, path: Path | None, seed: int) -> Dataset:
+        bunch = self.loader()
+        info = DatasetInfo(
+            name=self.name,
+            input_shape=(bunch.data.shape[1],),
+            num_classes=len(bunch.target_names),
+            class_names=tuple(str(n) for n in bunch.target_names),
+            source=f"sklearn.datasets.{self.loader.__name__}",
+        )
+        return _split_dataset(info, bunch.data, bunch.target, seed=seed, standardize=True)
+
+
+class WineSource(_SklearnTableSource):
     """scikit-learn's wine recognition set (178 samples, 13 features, 3 classes)."""
 
     name: ClassVar[str] = "wine"
     description: ClassVar[str] = "scikit-learn wine recognition (178 samples, 3 classes)"
-
-    def load(self, *, path: Path | None, seed: int) -> Dataset:
-        bunch = load_wine()
-        info = DatasetInfo(
-            name=self.name,
-            input_shape=(bunch.data.shape[1],),
-            num_classes=len(bunch.target_names),
-            class_names=tuple(str(n) for n in bunch.target_names),
-            source="sklearn.datasets.load_wine",
-        )
-        return _split_dataset(info, bunch.data, bunch.target, seed=seed, standardize=True)
+    loader = staticmethod(load_wine)
 
 
-class BreastCancerSource(DatasetSource):
+class BreastCancerSource(_SklearnTableSource):
     """scikit-learn's breast cancer Wisconsin set (569 samples, 30 features, 2 classes)."""
 
     name: ClassVar[str] = "breast_cancer"
     description: ClassVar[str] = "scikit-learn breast cancer Wisconsin (569 samples, 2 classes)"
-
-    def load(self, *, path: Path | None, seed: int) -> Dataset:
-        bunch = load_breast_cancer()
-        info = DatasetInfo(
-            name=self.name,
-            input_shape=(bunch.data.shape[1],),
-            num_classes=len(bunch.target_names),
-            class_names=tuple(str(n) for n in bunch.target_names),
-            source="sklearn.datasets.load_breast_cancer",
-        )
-        return _split_dataset(info, bunch.data, bunch.target, seed=seed, standardize=True)
+    loader = staticmethod(load_breast_cancer)
 
 
 for _source in (DigitsSource(), Mnist5kSource(), WineSource(), BreastCancerSource()):

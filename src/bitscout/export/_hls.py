@@ -90,11 +90,11 @@ class HLSProject:
                 f"{path} is not an hls4ml project exported by bitscout (no {PLAN_FILE}); "
                 "export one with `bitscout export RUN --format hls4ml`"
             )
-        plan = plan_from_json(json.loads(plan_file.read_text()))
+        plan = _plan_from_json(json.loads(plan_file.read_text()))
         return cls(path, plan, hls4ml.converters.link_existing_project(str(path)))
 
 
-def plan_to_json(plan: TypePlan) -> dict[str, Any]:
+def _plan_to_json(plan: TypePlan) -> dict[str, Any]:
     return {
         "input_name": plan.input_name,
         "output_name": plan.output_name,
@@ -105,7 +105,7 @@ def plan_to_json(plan: TypePlan) -> dict[str, Any]:
     }
 
 
-def plan_from_json(raw: dict[str, Any]) -> TypePlan:
+def _plan_from_json(raw: dict[str, Any]) -> TypePlan:
     layers = []
     for entry in raw["layers"]:
         precision = {k: FixedType(**t) for k, t in entry.pop("precision").items()}
@@ -197,7 +197,7 @@ def build_hls_project(
         hls_model.config.config["PytorchModel"] = str(model)
         hls_model.config.config["InputShape"] = list(input_shape)
         hls_model.write()
-    (out_dir / PLAN_FILE).write_text(json.dumps(plan_to_json(plan), indent=2) + "\n")
+    (out_dir / PLAN_FILE).write_text(json.dumps(_plan_to_json(plan), indent=2) + "\n")
     # Linked from disk, as verify will see it: compiling it builds what was written.
     return HLSProject(out_dir, plan, hls4ml.converters.link_existing_project(str(out_dir)))
 

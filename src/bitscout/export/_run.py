@@ -79,13 +79,15 @@ def choose_trial(run_dir: Path, trial: int | None = None) -> ChosenTrial:
 
 
 def _load(run_dir: Path) -> tuple[Any, dict[str, Any]]:
-    from bitscout.config import load_config
+    from bitscout.config import ConfigOverrides, load_config
     from bitscout.experiment import Experiment
 
     path = Path(run_dir) / RUN_CONFIG_FILE
     if not path.is_file():
         raise ExportError(f"{path} does not exist: {run_dir} is not a search run folder")
-    config = load_config(path)
+    # Export works on the CPU whatever the search ran on: a run searched on a GPU
+    # machine exports on one without CUDA.
+    config = load_config(path, ConfigOverrides(accelerator="cpu"))
     with open(path, "rb") as fh:
         raw = tomllib.load(fh)
     return Experiment.from_config(config), raw
@@ -126,7 +128,18 @@ def export_run(
     run_dir = Path(run_dir)
     chosen = choose_trial(run_dir, trial)
     experiment, raw = _load(run_dir)
-    model = experiment.model.cpu().eval()
+    return _export(run_dir, experiment, raw, chosen, out, format), chosen
+
+
+def _export(
+    run_dir: Path,
+    experiment: Any,
+    raw: dict[str, Any],
+    chosen: ChosenTrial,
+    out: Path | None,
+    format: Literal["pytorch", "hls4ml"],
+) -> ExportResult:
+    model = experiment.model.eval()
     data = experiment.dataset
     x_all = torch.cat([data.train.x, data.val.x, data.test.x])
     traced = trace(model, data.train.x[: experiment.config.batch_size])
@@ -134,7 +147,7 @@ def export_run(
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{chosen.number}"
     # The input range (for a float first layer) comes from every sample on hand.
     example = torch.cat([data.train.x[: experiment.config.batch_size], x_all[x_all.abs().amax(1).argmax()][None]])
-    result = export_model(
+    return export_model(
         model,
         configs,
         out,
@@ -152,7 +165,6 @@ def export_run(
         },
         base_config=raw,
     )
-    return result, chosen
 
 
 def verify_run(
@@ -176,12 +188,14 @@ def verify_run(
     """
     if samples < 1:
         raise ExportError(f"--samples must be at least 1; got {samples}")
-    result, chosen = export_run(run_dir, trial=trial, out=out, format="hls4ml")
+    run_dir = Path(run_dir)
+    chosen = choose_trial(run_dir, trial)
+    experiment, raw = _load(run_dir)
+    result = _export(run_dir, experiment, raw, chosen, out, "hls4ml")
     assert result.hls is not None  # format="hls4ml" always builds it
-    experiment, _ = _load(run_dir)
     part = experiment.dataset.split(split)
     x, y = part.x[:samples], part.y[:samples]
-    traced = trace(experiment.model.cpu().eval(), x[:2])
+    traced = trace(experiment.model.eval(), x[:2])
     configs = _layer_configs(chosen.record, traced)
     report = verify(experiment.model, configs, HLSProject.load(result.hls.path), x, y, tolerance=tolerance)
     return report, result, chosen

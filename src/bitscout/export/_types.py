@@ -60,6 +60,7 @@ class FixedType:
 
     @property
     def codes(self) -> tuple[int, int]:
+        """The smallest and largest integer codes, ``-2**(w-1)`` and ``2**(w-1) - 1``."""
         return -(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1
 
     def hls(self) -> str:
@@ -67,10 +68,12 @@ class FixedType:
         return f"ap_fixed<{self.width},{self.integer},{self.rounding},{self.saturation}>"
 
     def describe(self) -> str:
+        """A short name for tables, e.g. ``"fixed8.4"``."""
         return f"fixed{self.width}.{self.frac}"
 
     @classmethod
     def from_format(cls, fmt: IntegerFormat) -> FixedType:
+        """The type holding exactly the values of bitscout's ``integer`` format ``fmt``."""
         assert fmt.frac_width is not None  # resolved by IntegerFormat
         return cls(fmt.width, fmt.frac_width)
 
@@ -143,6 +146,7 @@ class LayerPlan:
 
     @property
     def result(self) -> FixedType:
+        """The type of the node's result."""
         return self.precision["result"]
 
 
@@ -168,6 +172,7 @@ class TypePlan:
 
     @property
     def output_type(self) -> FixedType:
+        """The type of the model's output."""
         return self[self.output_name].result
 
     @property
@@ -177,6 +182,7 @@ class TypePlan:
 
     @property
     def exact_by_construction(self) -> bool:
+        """Whether the project computes what bitscout does by construction (no notes)."""
         return not self.notes
 
     def table(self) -> str:
@@ -343,8 +349,9 @@ def plan_types(
             plan.kind = "linear"
             w_fmt = None if layer_config is None else _integer(layer_config.weight, node.name)
             b_fmt = None if layer_config is None else _integer(layer_config.bias, node.name)
-            weight = module.weight.detach().double()
-            bias = module.bias.detach().double() if module.bias is not None else torch.zeros(module.out_features, dtype=torch.float64)
+            # Planned on the host: the arithmetic below mixes these with Python numbers.
+            weight = module.weight.detach().double().cpu()
+            bias = module.bias.detach().double().cpu() if module.bias is not None else torch.zeros(module.out_features, dtype=torch.float64)
             exact = True
             if w_fmt is not None:
                 t_w = replace(FixedType.from_format(w_fmt), rounding=rounding, saturation=saturation)
@@ -405,9 +412,9 @@ def fold_batchnorm(module: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
     """BatchNorm as ``x * scale + shift`` in float32, the way hls4ml folds it."""
     if module.running_mean is None or module.running_var is None:
         raise ExportError("BatchNorm without running statistics cannot be exported to hls4ml")
-    mean = module.running_mean.detach().numpy().astype(np.float32)
-    var = module.running_var.detach().numpy().astype(np.float32)
-    gamma = module.weight.detach().numpy().astype(np.float32) if module.weight is not None else np.ones_like(mean)
-    beta = module.bias.detach().numpy().astype(np.float32) if module.bias is not None else np.zeros_like(mean)
+    mean = module.running_mean.detach().cpu().numpy().astype(np.float32)
+    var = module.running_var.detach().cpu().numpy().astype(np.float32)
+    gamma = module.weight.detach().cpu().numpy().astype(np.float32) if module.weight is not None else np.ones_like(mean)
+    beta = module.bias.detach().cpu().numpy().astype(np.float32) if module.bias is not None else np.zeros_like(mean)
     scale = gamma / np.sqrt(var + np.float32(module.eps))
     return scale, beta - mean * scale

@@ -13,6 +13,7 @@ from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject
 from bitscout.graph import trace
 from bitscout.quant import LayerQuantConfig, Quantizer
+from bitscout.training import model_device
 
 __all__ = ["VerifyReport", "verify", "bitscout_logits"]
 
@@ -48,6 +49,7 @@ class VerifyReport:
         return self.max_abs_diff <= self.tolerance
 
     def summary(self) -> str:
+        """The report as text: the caveats, the counts and the verdict (``AGREE``)."""
         lines = []
         if self.notes:
             lines.append("bit-exactness is NOT guaranteed by construction:")
@@ -68,12 +70,16 @@ class VerifyReport:
 def bitscout_logits(
     model: nn.Module, config: Mapping[str, LayerQuantConfig | None], x: torch.Tensor
 ) -> np.ndarray:
-    """bitscout's fake-quantized outputs of ``model`` under ``config``, as float64."""
+    """bitscout's fake-quantized outputs of ``model`` under ``config``, as float64.
+
+    Runs on the model's device (``x`` is moved there); the result is on the host.
+    """
     model = model.eval()
+    x = x.to(model_device(model))
     candidate = Quantizer(trace(model, x[:2])).build(dict(config))
     with torch.inference_mode():
         out = candidate(x)
-    return out.double().numpy().reshape(len(x), -1)
+    return out.double().cpu().numpy().reshape(len(x), -1)
 
 
 def verify(
@@ -116,7 +122,7 @@ def verify(
     top_ours, top_theirs = ours.argmax(1), theirs.argmax(1)
     acc_ours = acc_theirs = None
     if y is not None:
-        labels = y.numpy()
+        labels = y.cpu().numpy()
         acc_ours = float((top_ours == labels).mean())
         acc_theirs = float((top_theirs == labels).mean())
     return VerifyReport(

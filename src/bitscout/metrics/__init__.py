@@ -23,7 +23,13 @@ from bitscout.metrics._runner import (
     register_runner,
     runner_names,
 )
-from bitscout.metrics._runner_set import RunnerSet, TrialMetrics, build_runners, validate_runner_options
+from bitscout.metrics._runner_set import (
+    RunnerSet,
+    TrialMetrics,
+    build_runners,
+    validate_runner_options,
+    validate_runners,
+)
 from bitscout.metrics._software import BasicEvaluation, BasicTrain
 from bitscout.metrics._hardware import (
     FLOAT_BITS,
@@ -50,6 +56,7 @@ __all__ = [
     "TrialMetrics",
     "build_runners",
     "validate_runner_options",
+    "validate_runners",
     "BasicEvaluation",
     "BasicTrain",
     "FLOAT_BITS",

@@ -24,6 +24,7 @@ Every analytic runner also reports each metric as a ratio to the unquantized flo
 from __future__ import annotations
 
 import abc
+import functools
 import statistics
 import threading
 import time
@@ -141,13 +142,19 @@ class AverageBitwidth(_AnalyticRunner):
 
         compare_to: pydantic.PositiveFloat = 32.0
 
+    @functools.cached_property
+    def _weights(self) -> tuple[tuple[str, int], ...]:
+        """(layer, |W_l|) of each weight parameter: what every trial sums over."""
+        return tuple(
+            (layer.name, layer.weight_numel) for layer in self.table if has_weight_parameter(layer)
+        )
+
     def measure(self, config: Config) -> dict[str, float]:
         bits = 0
         count = 0
-        for layer in self.table:
-            if has_weight_parameter(layer):
-                bits += tensor_bits(config.get(layer.name), "weight") * layer.weight_numel
-                count += layer.weight_numel
+        for name, numel in self._weights:
+            bits += tensor_bits(config.get(name), "weight") * numel
+            count += numel
         if count == 0:
             return {"average_bitwidth": 0.0, "memory_density": 0.0}
         average = bits / count
@@ -161,18 +168,24 @@ class ActivationBitwidth(_AnalyticRunner):
     name = "activation_bitwidth"
     metrics = _with_ratios("activation_bitwidth")
 
+    @functools.cached_property
+    def _inputs(self) -> tuple[tuple[str, str, int], ...]:
+        """(layer, tensor, elements) of each activation input, in layer order."""
+        inputs = []
+        for layer in self.table:
+            if "data_in" in layer.tensors:
+                inputs.append((layer.name, "data_in", layer.input_numel))
+            if "weight" in layer.tensors and not has_weight_parameter(layer):
+                # The second operand of a matmul/add/mul is an activation input too.
+                inputs.append((layer.name, "weight", layer.weight_numel))
+        return tuple(inputs)
+
     def measure(self, config: Config) -> dict[str, float]:
         bits = 0
         count = 0
-        for layer in self.table:
-            layer_config = config.get(layer.name)
-            if "data_in" in layer.tensors:
-                bits += tensor_bits(layer_config, "data_in") * layer.input_numel
-                count += layer.input_numel
-            if "weight" in layer.tensors and not has_weight_parameter(layer):
-                # The second operand of a matmul/add/mul is an activation input too.
-                bits += tensor_bits(layer_config, "weight") * layer.weight_numel
-                count += layer.weight_numel
+        for name, tensor, numel in self._inputs:
+            bits += tensor_bits(config.get(name), tensor) * numel
+            count += numel
         return {"activation_bitwidth": bits / count if count else 0.0}
 
 
@@ -190,14 +203,21 @@ class ModelSize(_AnalyticRunner):
     name = "model_size"
     metrics = _with_ratios("model_size")
 
+    @functools.cached_property
+    def _stored(self) -> tuple[tuple[str, int, int], ...]:
+        """(layer, |W_l|, |b_l|) of each layer whose weight is a parameter."""
+        return tuple(
+            (layer.name, layer.weight_numel, layer.bias_numel)
+            for layer in self.table
+            if has_weight_parameter(layer)
+        )
+
     def measure(self, config: Config) -> dict[str, float]:
         bits = FLOAT_BITS * (self.table.param_count + self.table.buffer_float_count)
-        for layer in self.table:
-            if not has_weight_parameter(layer):
-                continue
-            layer_config = config.get(layer.name)
-            bits += (tensor_bits(layer_config, "weight") - FLOAT_BITS) * layer.weight_numel
-            bits += (tensor_bits(layer_config, "bias") - FLOAT_BITS) * layer.bias_numel
+        for name, weight_numel, bias_numel in self._stored:
+            layer_config = config.get(name)
+            bits += (tensor_bits(layer_config, "weight") - FLOAT_BITS) * weight_numel
+            bits += (tensor_bits(layer_config, "bias") - FLOAT_BITS) * bias_numel
         return {"model_size": bits / 8}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 
+from bitscout.config._problems import describe_validation_error
 from bitscout.errors import ConfigError, SearchError
 from bitscout.metrics._runner import Candidate, RunContext, Runner, RunnerKind, get_runner
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bitscout.config import StrategyConfig
     from bitscout.quant import LayerQuantConfig
 
-__all__ = ["TrialMetrics", "RunnerSet", "build_runners", "validate_runner_options"]
+__all__ = ["TrialMetrics", "RunnerSet", "build_runners", "validate_runner_options", "validate_runners"]
 
 _TABLE = {"software": "sw_runner", "hardware": "hw_runner"}
 
@@ -89,6 +89,8 @@ class RunnerSet:
                         f"{metric!r}; configure only one of them"
                     )
                 self._producer[metric] = runner
+        # What each runner must return, worked out once rather than per trial.
+        self._expected = {runner: frozenset(runner.produces()) for runner in self.runners}
         self._reference: TrialMetrics | None = None
         self._reference_lock = threading.Lock()
 
@@ -158,10 +160,9 @@ class RunnerSet:
                 self._reference = self.run(Candidate.float_reference(self.context))
             return self._reference
 
-    @staticmethod
-    def _checked(runner: Runner, values: Mapping[str, float]) -> dict[str, float]:
-        expected = set(runner.produces())
-        if set(values) != expected:
+    def _checked(self, runner: Runner, values: Mapping[str, float]) -> dict[str, float]:
+        expected = self._expected[runner]
+        if values.keys() != expected:
             raise SearchError(
                 f"runner {runner.name!r} returned the metrics {sorted(values)} but declares "
                 f"{sorted(expected)}; this is a bug in the runner"
@@ -187,9 +188,9 @@ def validate_runner_options(
         The runner class and its validated options.
 
     Raises:
-        ConfigError: Unknown runner, or bad options; each problem names its TOML path
-            (``search.strategy.sw_runner.basic_evaluation.num_samples``), the rule and
-            the value received.
+        ConfigError: Unknown runner, or bad options; one line per problem, naming its
+            TOML path (``search.strategy.sw_runner.basic_evaluation.num_samples``), the
+            rule and the value received.
     """
     where = f"search.strategy.{_TABLE[kind]}.{name}"
     try:
@@ -200,24 +201,40 @@ def validate_runner_options(
         return cls, cls.Options.model_validate(dict(raw))
     except pydantic.ValidationError as exc:
         fields = list(cls.Options.model_fields)
-        problems = [_describe_error(err, where, fields) for err in exc.errors()]
-        raise ConfigError(
-            f"bad options for runner {name!r}:\n  " + "\n  ".join(problems)
-        ) from None
+        problems = describe_validation_error(exc, where, owner="this runner", fields=fields)
+        raise ConfigError("\n".join(problems)) from None
 
 
-def _describe_error(err: Mapping[str, Any], where: str, fields: list[str]) -> str:
-    loc = ".".join(str(part) for part in err["loc"])
-    path = f"{where}.{loc}" if loc else where
-    if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        known = ", ".join(fields) or "(none)"
-        return f"{path}: unknown option (this runner takes: {known}); got {err['input']!r}{hint}"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    if loc:
-        return f"{path}: {message}; got {err['input']!r}"
-    return f"{path}: {message}"
+def validate_runners(
+    strategy_cfg: StrategyConfig,
+) -> dict[str, tuple[type[Runner], pydantic.BaseModel]]:
+    """Validate the options of every runner a strategy config names.
+
+    Args:
+        strategy_cfg: The ``[search.strategy]`` config (``sw_runners``, ``hw_runners``).
+
+    Returns:
+        Runner name -> its class and validated options, in the configured order
+        (software runners first).
+
+    Raises:
+        ConfigError: Unknown runners or bad options: every problem at once, one per line.
+    """
+    chosen: dict[str, tuple[type[Runner], pydantic.BaseModel]] = {}
+    problems: list[str] = []
+    entries: tuple[tuple[RunnerKind, Mapping[str, Any]], ...] = (
+        ("software", strategy_cfg.sw_runners),
+        ("hardware", strategy_cfg.hw_runners),
+    )
+    for kind, tables in entries:
+        for name, raw in tables.items():
+            try:
+                chosen[name] = validate_runner_options(kind, name, raw)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return chosen
 
 
 def build_runners(strategy_cfg: StrategyConfig, context: RunContext) -> RunnerSet:
@@ -235,16 +252,7 @@ def build_runners(strategy_cfg: StrategyConfig, context: RunContext) -> RunnerSe
     Raises:
         ConfigError: Unknown runners or bad options (every problem at once).
     """
-    chosen: dict[str, tuple[type[Runner], pydantic.BaseModel]] = {}
-    problems: list[str] = []
-    for kind, entries in (("software", strategy_cfg.sw_runners), ("hardware", strategy_cfg.hw_runners)):
-        for name, raw in entries.items():
-            try:
-                chosen[name] = validate_runner_options(kind, name, raw)  # type: ignore[arg-type]
-            except ConfigError as exc:
-                problems.append(str(exc))
-    if problems:
-        raise ConfigError("\n".join(problems))
+    chosen = validate_runners(strategy_cfg)
     for cls, _ in list(chosen.values()):
         for needed in cls.requires:
             if needed not in chosen:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bitscout.config import BitscoutConfigWarning
+from bitscout.data import SplitName
 from bitscout.errors import SearchError
 from bitscout.metrics._runner import Candidate, RunContext, Runner, register_runner
 from bitscout.quant import Quantizer
@@ -22,9 +23,7 @@ from bitscout.training import evaluate
 __all__ = ["DataLoaderName", "BasicEvaluation", "BasicTrain"]
 
 #: Split names a runner accepts: bitscout's and MASE's data-loader names.
-DataLoaderName = Literal[
-    "train", "val", "test", "train_dataloader", "val_dataloader", "test_dataloader"
-]
+DataLoaderName = SplitName
 
 #: Largest number of activation elements one evaluation chunk may hold at any layer.
 _CHUNK_ELEMENTS = 1 << 24
@@ -98,6 +97,7 @@ class BasicEvaluation(Runner):
             self._y,
             batch_size=None if self._chunk >= len(self._y) else self._chunk,
             num_classes=self._num_classes,
+            device=self.context.device,
         )
         return {
             "accuracy": result.accuracy,

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pydantic
 from torch import nn
 
+from bitscout.config._problems import describe_validation_error
 from bitscout.data import DatasetInfo
 from bitscout.errors import ModelError
 
@@ -50,12 +51,17 @@ class ModelBuilder(abc.ABC):
         try:
             return self.options_model.model_validate(dict(options))
         except pydantic.ValidationError as exc:
-            problems = "; ".join(
-                f"model_options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}; "
-                f"got {err.get('input')!r}"
-                for err in exc.errors()
+            problems = describe_validation_error(
+                exc,
+                "model_options",
+                owner=f"model {self.name!r}",
+                fields=list(self.options_model.model_fields),
             )
-            raise ModelError(f"bad options for model {self.name!r}: {problems}") from None
+            if len(problems) == 1:
+                raise ModelError(f"bad options for model {self.name!r}: {problems[0]}") from None
+            raise ModelError(
+                f"bad options for model {self.name!r}:\n  " + "\n  ".join(problems)
+            ) from None
 
     @abc.abstractmethod
     def build(self, info: DatasetInfo, options: pydantic.BaseModel) -> nn.Module:

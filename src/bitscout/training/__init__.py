@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from bitscout.training._evaluate import EvalResult, evaluate, model_device
+from bitscout.training._evaluate import (
+    EvalResult,
+    check_labels,
+    check_samples,
+    evaluate,
+    model_device,
+)
 from bitscout.training._train import EpochMetrics, TrainResult, train
 
-__all__ = ["EpochMetrics", "EvalResult", "TrainResult", "evaluate", "model_device", "train"]
+__all__ = [
+    "EpochMetrics",
+    "EvalResult",
+    "TrainResult",
+    "check_labels",
+    "check_samples",
+    "evaluate",
+    "model_device",
+    "train",
+]

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from bitscout.errors import DataError
 
-__all__ = ["EvalResult", "evaluate", "model_device"]
+__all__ = ["EvalResult", "evaluate", "model_device", "check_samples", "check_labels"]
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,42 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_labels(y: torch.Tensor, num_classes: int, width: int) -> None:
+def check_samples(x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> int:
+    """Check samples held as tensors before any pass over them; return their number.
+
+    Raises:
+        DataError: No samples, ``x`` and ``y`` of different lengths, or a batch size < 1.
+    """
+    n = int(y.shape[0])
+    if n == 0:
+        raise DataError("cannot evaluate on 0 samples")
+    if int(x.shape[0]) != n:
+        raise DataError(f"x has {x.shape[0]} samples but y has {n} labels")
+    if batch_size is not None and batch_size < 1:
+        raise DataError(f"batch_size must be >= 1; got {batch_size}")
+    return n
+
+
+def check_labels(y: torch.Tensor, num_classes: int, width: int) -> None:
+    """Check that a model's ``width`` logits fit ``num_classes`` and the labels ``y``.
+
+    Raises:
+        DataError: The width differs from the class count, or a label lies outside
+            ``0..num_classes-1``.
+    """
     if width != num_classes:
         raise DataError(
             f"the model gives {width} outputs per sample but the data has {num_classes} classes"
         )
-    low, high = int(y.min()), int(y.max())
+    low, high = (int(v) for v in torch.aminmax(y))
     if low < 0 or high >= num_classes:
         raise DataError(
             f"labels must lie in 0..{num_classes - 1}; got labels from {low} to {high}"
         )
+
+
+def _any_training(model: nn.Module) -> bool:
+    return any(module.training for module in model.modules())
 
 
 def evaluate(
@@ -69,11 +95,13 @@ def evaluate(
     *,
     batch_size: int | None = None,
     num_classes: int | None = None,
+    device: torch.device | None = None,
 ) -> EvalResult:
     """Evaluate a classifier on samples held as tensors.
 
-    Runs under ``torch.inference_mode`` with the model in eval mode (its previous mode
-    is restored afterwards); inputs are moved to the model's device batch by batch.
+    Runs under ``torch.inference_mode`` with the model in eval mode (when any of its
+    modules was training, the model's previous mode is restored afterwards); inputs are
+    moved to the model's device batch by batch.
 
     Balanced accuracy is the mean per-class recall exactly as torchmetrics'
     ``MulticlassAccuracy(average="macro")`` (MASE's accuracy metric) computes it: the
@@ -88,26 +116,26 @@ def evaluate(
         y: Integer class labels, shape ``(n,)``.
         batch_size: Samples per forward pass; ``None`` = all at once.
         num_classes: Number of classes; ``None`` = the width of the logits.
+        device: The model's device, when the caller knows it (a search evaluates
+            thousands of candidates); ``None`` = that of its first parameter.
 
     Raises:
         DataError: No samples, ``x`` and ``y`` of different lengths, logits of another
             width than ``num_classes``, or labels outside ``0..num_classes-1``.
     """
-    n = int(y.shape[0])
-    if n == 0:
-        raise DataError("cannot evaluate on 0 samples")
-    if int(x.shape[0]) != n:
-        raise DataError(f"x has {x.shape[0]} samples but y has {n} labels")
-    if batch_size is not None and batch_size < 1:
-        raise DataError(f"batch_size must be >= 1; got {batch_size}")
-    device = model_device(model)
+    n = check_samples(x, y, batch_size)
+    if device is None:
+        device = model_device(model)
     step = n if batch_size is None else batch_size
-    was_training = model.training
-    model.eval()
+    # Switching modes walks every module twice; a search's candidates are already in
+    # eval mode, so only a model with a training module is switched (and restored).
+    was_training = model.training if _any_training(model) else None
+    if was_training is not None:
+        model.eval()
     try:
         with torch.inference_mode():
             y_dev = y.to(device=device, dtype=torch.long)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            loss_sum: torch.Tensor | None = None
             preds = []
             for start in range(0, n, step):
                 logits = model(x[start : start + step].to(device))
@@ -115,23 +143,32 @@ def evaluate(
                 if num_classes is None:
                     num_classes = int(logits.shape[-1])
                 if start == 0:
-                    _check_labels(y_dev, num_classes, int(logits.shape[-1]))
+                    check_labels(y_dev, num_classes, int(logits.shape[-1]))
                 if logits.dtype not in (torch.float32, torch.float64):
                     logits = logits.float()  # half-precision losses lose too much in the sum
-                loss_sum += F.cross_entropy(logits, target, reduction="sum").double()
+                loss = F.cross_entropy(logits, target, reduction="sum").double()
+                loss_sum = loss if loss_sum is None else loss_sum + loss
                 preds.append(logits.argmax(dim=-1))
-            pred = torch.cat(preds)
-            correct = pred == y_dev
-            support = torch.bincount(y_dev, minlength=num_classes)
-            hits = torch.bincount(y_dev[correct], minlength=num_classes)
-            predicted = torch.bincount(pred, minlength=num_classes)
-            counted = (support > 0) | (predicted > 0)
-            recall = hits[counted].double() / support[counted].double().clamp_min(1.0)
+            assert loss_sum is not None and num_classes is not None  # n >= 1: one pass ran
+            pred = preds[0] if len(preds) == 1 else torch.cat(preds)
+            correct = (pred == y_dev).double()
+            # Three short count vectors, read once: the per-class arithmetic on the host
+            # is exact and costs less than a dozen tiny tensor operations.
+            support = torch.bincount(y_dev, minlength=num_classes).tolist()
+            hits = torch.bincount(y_dev, weights=correct, minlength=num_classes).tolist()
+            predicted = torch.bincount(pred, minlength=num_classes).tolist()
+            recall = [
+                hit / max(count, 1)
+                for hit, count, guessed in zip(hits, support, predicted)
+                if count > 0 or guessed > 0
+            ]
             return EvalResult(
-                accuracy=float(correct.double().mean()),
-                balanced_accuracy=float(recall.mean()),
+                accuracy=sum(hits) / n,
+                # The mean in float64 by torch, as before: the sum's order is torch's.
+                balanced_accuracy=float(torch.tensor(recall, dtype=torch.float64).mean()),
                 loss=float(loss_sum) / n,
                 num_samples=n,
             )
     finally:
-        model.train(was_training)
+        if was_training is not None:
+            model.train(was_training)

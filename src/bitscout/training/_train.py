@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -114,84 +115,78 @@ def train(
     if not learning_rate > 0:
         raise BitscoutError(f"train: learning_rate must be > 0; got {learning_rate}")
     device = torch.device(device)
-    if device.type != "cpu" or cpu_threads is None:
-        return _train(model, dataset, epochs, batch_size, learning_rate, seed, device, progress, on_epoch)
+    with _intra_op_threads(cpu_threads if device.type == "cpu" else None):
+        start_time = time.perf_counter()
+        model.to(device)
+        x_train = dataset.train.x.to(device)
+        y_train = dataset.train.y.to(device)
+        n = len(dataset.train)
+        optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+        generator = torch.Generator().manual_seed(seed)
+        num_classes = dataset.info.num_classes
+
+        history: list[EpochMetrics] = []
+        best: tuple[int, EvalResult, dict[str, torch.Tensor]] | None = None
+        # disable=None: a bar only on a terminal, not in logs and pipes.
+        bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=None if progress else True, leave=False)
+        for epoch in bar:
+            epoch_start = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=generator).to(device)
+            loss_sum = 0.0
+            correct = 0
+            seen = 0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                if idx.numel() < 2 and seen > 0:
+                    continue
+                logits = model(x_train[idx])
+                loss = F.cross_entropy(logits, y_train[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach()) * idx.numel()
+                correct += int((logits.detach().argmax(dim=-1) == y_train[idx]).sum())
+                seen += idx.numel()
+            val = evaluate(model, dataset.val.x, dataset.val.y, num_classes=num_classes)
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=loss_sum / seen,
+                train_accuracy=correct / seen,
+                val_loss=val.loss,
+                val_accuracy=val.accuracy,
+                val_balanced_accuracy=val.balanced_accuracy,
+                seconds=time.perf_counter() - epoch_start,
+            )
+            history.append(metrics)
+            if best is None or val.accuracy > best[1].accuracy:
+                state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best = (epoch, val, state)
+            bar.set_postfix(loss=f"{metrics.train_loss:.3f}", val_acc=f"{val.accuracy:.3f}")
+            if on_epoch is not None:
+                on_epoch(metrics)
+        bar.close()
+        assert best is not None  # epochs >= 1 was checked above
+        best_epoch, best_val, best_state = best
+        model.load_state_dict(best_state)
+        return TrainResult(
+            history=tuple(history),
+            best_epoch=best_epoch,
+            best_val=best_val,
+            best_state=best_state,
+            seconds=time.perf_counter() - start_time,
+        )
+
+
+@contextlib.contextmanager
+def _intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` intra-op threads (``None``: as they are), then restore."""
+    if threads is None:
+        yield
+        return
     previous = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads)
+    torch.set_num_threads(threads)
     try:
-        return _train(model, dataset, epochs, batch_size, learning_rate, seed, device, progress, on_epoch)
+        yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _train(
-    model: nn.Module,
-    dataset: Dataset,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    device: torch.device,
-    progress: bool,
-    on_epoch: Callable[[EpochMetrics], None] | None,
-) -> TrainResult:
-    start_time = time.perf_counter()
-    model.to(device)
-    x_train = dataset.train.x.to(device)
-    y_train = dataset.train.y.to(device)
-    n = len(dataset.train)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
-    num_classes = dataset.info.num_classes
-
-    history: list[EpochMetrics] = []
-    best: tuple[int, EvalResult, dict[str, torch.Tensor]] | None = None
-    # disable=None: a bar only on a terminal, not in logs and pipes.
-    bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=None if progress else True, leave=False)
-    for epoch in bar:
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        loss_sum = 0.0
-        correct = 0
-        seen = 0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            if idx.numel() < 2 and seen > 0:
-                continue
-            logits = model(x_train[idx])
-            loss = F.cross_entropy(logits, y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * idx.numel()
-            correct += int((logits.detach().argmax(dim=-1) == y_train[idx]).sum())
-            seen += idx.numel()
-        val = evaluate(model, dataset.val.x, dataset.val.y, num_classes=num_classes)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=loss_sum / seen,
-            train_accuracy=correct / seen,
-            val_loss=val.loss,
-            val_accuracy=val.accuracy,
-            val_balanced_accuracy=val.balanced_accuracy,
-            seconds=time.perf_counter() - epoch_start,
-        )
-        history.append(metrics)
-        if best is None or val.accuracy > best[1].accuracy:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            best = (epoch, val, state)
-        bar.set_postfix(loss=f"{metrics.train_loss:.3f}", val_acc=f"{val.accuracy:.3f}")
-        if on_epoch is not None:
-            on_epoch(metrics)
-    bar.close()
-    assert best is not None  # epochs >= 1 was checked above
-    best_epoch, best_val, best_state = best
-    model.load_state_dict(best_state)
-    return TrainResult(
-        history=tuple(history),
-        best_epoch=best_epoch,
-        best_val=best_val,
-        best_state=best_state,
-        seconds=time.perf_counter() - start_time,
-    )

@@ -56,7 +56,15 @@ class IntegerFormat(TensorFormat):
         width = self._int_field("width", 1, MAX_WIDTH)
         if self.frac_width is None:
             self._set("frac_width", width // 2)
-        self._int_field("frac_width")
+        f = self._int_field("frac_width")
+        # Constants of quantize(), computed once: a search calls it for every layer of
+        # every candidate. They are not fields, so equality and hashing ignore them.
+        self._set("_levels", (-(2 ** (width - 1)), 2 ** (width - 1) - 1))
+        float32_exact = width <= 24 and -126 <= f <= 126
+        self._set("_float32_exact", float32_exact)
+        self._set("_scale32", (2.0**f, 2.0**-f) if float32_exact else None)
+        clipped = max(-_FRAC_CLIP, min(_FRAC_CLIP, f))
+        self._set("_scale64", (2.0**clipped, 2.0**-clipped))
 
     @property
     def bits(self) -> int:
@@ -65,21 +73,23 @@ class IntegerFormat(TensorFormat):
     @property
     def levels(self) -> tuple[int, int]:
         """The smallest and largest integer codes, ``-2**(w-1)`` and ``2**(w-1) - 1``."""
-        return -(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1
+        return self._levels
 
     def describe(self) -> str:
         return f"int{self.width}.{self.frac_width}"
 
     def quantize(self, x: Tensor) -> Tensor:
         check_floating(x, self)
-        lo, hi = self.levels
-        f = self.frac_width
-        assert f is not None  # resolved in __post_init__
-        if x.dtype != torch.float64 and self.width <= 24 and -126 <= f <= 126:
-            xc = x if x.dtype == torch.float32 else x.float()
+        lo, hi = self._levels
+        dtype = x.dtype
+        if dtype is torch.float32 and self._float32_exact:
             # One allocation: the product is rounded, clamped and rescaled in place.
-            y = (xc * (2.0**f)).round_().clamp_(lo, hi).mul_(2.0**-f)
+            scale, inverse = self._scale32
+            return (x * scale).round_().clamp_(lo, hi).mul_(inverse)
+        if dtype is not torch.float64 and self._float32_exact:
+            scale, inverse = self._scale32
+            y = (x.float() * scale).round_().clamp_(lo, hi).mul_(inverse)
         else:
-            f = max(-_FRAC_CLIP, min(_FRAC_CLIP, f))
-            y = (x.double() * (2.0**f)).round_().clamp_(lo, hi).mul_(2.0**-f)
-        return y if y.dtype == x.dtype else y.to(x.dtype)
+            scale, inverse = self._scale64
+            y = (x.double() * scale).round_().clamp_(lo, hi).mul_(inverse)
+        return y if y.dtype == dtype else y.to(dtype)
