@@ -14,7 +14,6 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from bitscout.config._rules import SPLIT_NAMES as _CONFIG_SPLIT_NAMES
 from bitscout.errors import DataError
@@ -205,6 +204,8 @@ def stratified_splits(
     n = len(y)
     n_val = math.ceil(val_fraction * n)
     n_test = math.ceil(test_fraction * n)
+    from sklearn.model_selection import train_test_split  # seconds of import: only when splitting
+
     x_rest, x_val, y_rest, y_val = train_test_split(
         x, y, test_size=n_val, random_state=seed, stratify=y
     )

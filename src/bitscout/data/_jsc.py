@@ -33,15 +33,15 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from bitscout.data._base import Dataset, DatasetInfo, DatasetSource, register_dataset, to_split
 from bitscout.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "JSC_FEATURES",
@@ -225,6 +225,8 @@ def read_jsc_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         DataError: The file cannot be read or lacks columns.
     """
+    import pandas as pd  # imported here: a second of start-up, needed only on a cache miss
+
     path = Path(path)
     kind = _sniff(path)
     try:
@@ -270,6 +272,9 @@ def preprocess_jsc(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """
     if len(y) < 5:
         raise DataError(f"the JSC data has only {len(y)} distinct rows; it needs at least 5")
+    from sklearn.model_selection import train_test_split  # imported here: seconds of start-up
+    from sklearn.preprocessing import StandardScaler
+
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=42)
     scaler = StandardScaler().fit(x_train)
     return {
