@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,8 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _make_recipe(target: str) -> list[str]:
     """The commands `make -n TARGET` would run (dry run: nothing is executed)."""
+    # Run as a top-level make even when the suite itself runs under `make test`.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     out = subprocess.run(
-        ["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", "-B", target],
+        cwd=ROOT, capture_output=True, text=True, check=True, env=env,
     ).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
 
