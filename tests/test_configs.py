@@ -114,3 +114,21 @@ def test_mase_lab_config_runs_unchanged_through_the_cli(tmp_path, capsys):
     assert best["values"][0] == pytest.approx(
         best["software_metrics"]["accuracy"] - 0.2 * best["hardware_metrics"]["average_bitwidth"], abs=1e-9
     )
+
+
+def test_mase_lab_config_quantizes_once_and_reports_before_and_after(tmp_path, capsys):
+    # Issue 3's "done when": `bitscout quantize` on the lab config (integer 8-bit data in,
+    # 8-bit weights, 8-bit bias with 4 fractional bits, by type on linear) reports
+    # accuracy before and after, and the node table shows what was quantized.
+    from bitscout.config import load_config
+
+    config = load_config(CONFIGS / "jsc_tiny_lab.toml")
+    ckpt = _checkpoint(config, tmp_path)
+    code = main(["quantize", str(CONFIGS / "jsc_tiny_lab.toml"), "--load", str(ckpt)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line.strip()}
+    assert "accuracy" in printed
+    assert len(rows["float"]) == len(rows["quantized"]) == 3  # accuracy, balanced, loss
+    assert rows["seq_blocks_2"][0] == "linear"
+    assert rows["seq_blocks_2"][-3:] == ["data_in=int8.4,", "weight=int8.4,", "bias=int8.4"]
