@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 import warnings
 
-from bitscout.cli._common import add_config_argument, add_override_options, config_from_args
+from bitscout.cli._common import (
+    add_config_argument,
+    add_override_options,
+    config_from_args,
+    config_path_from_args,
+)
 from bitscout.errors import SearchError
+
+if TYPE_CHECKING:
+    from bitscout.config import Config
 
 __all__ = ["register", "run"]
 
@@ -34,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_argument(parser)
     add_override_options(parser, search=True)
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    # Set by `--workers K` on the worker processes it starts: run trials, write no outputs
+    # (the process that started them writes those once, for the whole study).
+    parser.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -51,12 +64,8 @@ def run(args: argparse.Namespace) -> int:
     # Optuna logs every trial at INFO; the progress bar and the summary say it better.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = config_from_args(args)
-    if config.search is not None and config.search.strategy.setup.workers > 1:
-        raise SearchError(
-            f"--workers {config.search.strategy.setup.workers}: local worker processes are not "
-            "available in this version; start the same `bitscout search` command in several "
-            "shells with one --storage and --study-name instead"
-        )
+    if config.search is not None and config.search.strategy.setup.workers > 1 and not args.worker_process:
+        return _run_workers(args, config)
     with warnings.catch_warnings():
         # Advice about the config (a cost subtracted where MASE adds it, a constant
         # metric) reads as one line, not as a Python warning with a source line.
@@ -69,13 +78,87 @@ def run(args: argparse.Namespace) -> int:
             f"{setup.n_trials} trials in total, run folder: {prepared.out_dir}",
             flush=True,
         )
-        result = prepared.run(progress=not args.no_progress)
+        result = prepared.run(progress=not args.no_progress, write_outputs=not args.worker_process)
+    if args.worker_process:
+        finished = sum(t.state != "RUNNING" for t in result.trials)
+        print(f"worker done ({result.stop_reason or 'stopped'}); the study has {finished} finished trials")
+        return 130 if result.interrupted else 0
     print()
     print(format_summary(result))
-    study_file = result.outputs.get("study")
+    study_file = result.outputs.get("study") or (result.storage if setup.storage else None)
     if study_file is not None:
         print(f"\nbrowse the study with: optuna-dashboard {study_file}")
     if result.interrupted:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+# Options passed on, as given, to each worker process of `--workers K` (dest -> option).
+_PASSED_ON = {
+    "load": "--load",
+    "load_type": "--load-type",
+    "seed": "--seed",
+    "accelerator": "--accelerator",
+    "n_trials": "--n-trials",
+    "sampler": "--sampler",
+    "storage": "--storage",
+    "study_name": "--study-name",
+}
+
+
+def _run_workers(args: argparse.Namespace, config: Config) -> int:
+    """``--workers K``: K worker processes on one study, then the outputs of the study."""
+    from bitscout.report import format_summary
+    from bitscout.study import default_run_dir
+    from bitscout.study._workers import (
+        WORKERS_DIR,
+        dashboard_hint,
+        open_worker_storage,
+        report_study,
+        run_local_workers,
+        study_names,
+        worker_command,
+    )
+
+    setup = config.search.strategy.setup  # type: ignore[union-attr]
+    out_dir = default_run_dir(config)
+    name = setup.study_name or config.project or "bitscout"
+    storage, storage_name = open_worker_storage(setup.storage, out_dir)
+    argv = ["search", str(config_path_from_args(args)), "--out", str(out_dir)]
+    for dest, option in _PASSED_ON.items():
+        if getattr(args, dest, None) is not None:
+            argv += [option, str(getattr(args, dest))]
+    argv += ["--workers", "1", "--no-progress", "--worker-process"]
+    print(
+        f"{setup.workers} worker processes on study {name!r} in {storage_name}, {setup.n_trials} "
+        f"trials in total; worker logs in {out_dir / WORKERS_DIR}",
+        flush=True,
+    )
+    workers = run_local_workers(
+        worker_command(argv),
+        setup.workers,
+        run_dir=out_dir,
+        storage=storage,
+        study_name=name,
+        total=setup.n_trials,
+        progress=not args.no_progress,
+    )
+    if name not in study_names(storage):
+        raise SearchError(
+            f"none of the {setup.workers} worker processes started the study: "
+            + (workers.errors[0] if workers.errors else f"see their logs in {out_dir / WORKERS_DIR}")
+        )
+    for error in workers.errors:
+        print(f"warning: {error}", file=sys.stderr)
+    result = report_study(storage, name, out_dir, storage_name=storage_name, config=config)
+    done = sum(code == 0 for code in workers.returncodes)
+    result.stop_reason = f"{done} of {setup.workers} workers finished"
+    print()
+    print(format_summary(result))
+    print()
+    print(dashboard_hint(storage_name))
+    if workers.interrupted:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0 if done else max(1, *workers.returncodes)

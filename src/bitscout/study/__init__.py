@@ -32,6 +32,13 @@ from bitscout.study._records import BEST_FILE, LOG_FILE, SearchResult, TrialReco
 from bitscout.study._result import record_from_trial, result_from_study, sampled_config
 from bitscout.study._search import FIRST_FAILURES, fail_interrupted, run_search
 from bitscout.study._storage import JOURNAL_FILE, LocalJournalBackend, open_storage
+from bitscout.study._workers import (
+    HeartbeatSettings,
+    fail_stale_trials,
+    open_worker_storage,
+    report_study,
+    run_local_workers,
+)
 
 __all__ = [
     "evaluate_exhaustively",
@@ -65,4 +72,9 @@ __all__ = [
     "CONFIG_FILE",
     "RECORD_ATTR",
     "DUPLICATE_ATTR",
+    "HeartbeatSettings",
+    "open_worker_storage",
+    "fail_stale_trials",
+    "report_study",
+    "run_local_workers",
 ]

@@ -64,7 +64,7 @@ class PreparedSearch:
     sampler: optuna.samplers.BaseSampler
     out_dir: Path
 
-    def run(self, *, progress: bool = True, n_jobs: int | None = None) -> SearchResult:
+    def run(self, *, progress: bool = True, n_jobs: int | None = None, write_outputs: bool = True) -> SearchResult:
         """Run (or resume) the search the config describes; see :func:`run_search`.
 
         A brute-force search that will visit the whole space on a local study, with
@@ -87,6 +87,7 @@ class PreparedSearch:
             timeout=setup.timeout,
             n_jobs=setup.n_jobs if n_jobs is None else n_jobs,
             progress=progress,
+            write_outputs=write_outputs,
         )
 
     def _trial_runners(self, *, progress: bool) -> Any:

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import Trial, TrialState
 
 from bitscout.errors import BitscoutError, SearchError
@@ -47,6 +49,7 @@ from bitscout.study._index import (
 )
 from bitscout.study._result import result_from_study, sampled_config
 from bitscout.study._records import SearchResult
+from bitscout.study._workers import ask_lock, fail_stale_trials
 from bitscout.study._storage import (
     Fingerprint,
     check_fingerprint,
@@ -64,6 +67,11 @@ _log = logging.getLogger(__name__)
 
 #: When this many evaluations of a run fail before any succeeds, the search stops.
 FIRST_FAILURES = 5
+
+# Seconds between two looks at the study while other workers finish their last trials,
+# and while another worker evaluates the configuration this worker was given.
+_WAIT_S = 0.5
+_TWIN_WAIT_S = 0.05
 
 
 class SearchSpaceLike(Protocol):
@@ -204,6 +212,12 @@ class _Search:
         self.state = _RunState()
         self.progress = progress
         self.started = time.monotonic()
+        # Workers sharing the study (other processes, other machines) take this lock to
+        # read the study, decide and ask, so n_trials is never overshot; with a heartbeat
+        # they also fail lost trials (queued again) and wait for running ones at the end.
+        self.ask_lock = ask_lock(self.storage, study.study_name)
+        self.heartbeat = is_heartbeat_enabled(self.storage)
+        self.last_sweep = -math.inf
 
     def _key_of_params(self, params: Mapping[str, Any]) -> Hashable:
         return self.space.key(self.space.decode(params))
@@ -217,12 +231,16 @@ class _Search:
             return True
         reason = ""
         if self.index.counted + self.index.running >= self.n_trials:
+            if self.index.counted < self.n_trials and self.heartbeat:
+                return False  # a running trial may yet be lost and queued again: see _must_wait
             reason = f"reached n_trials = {self.n_trials}"
         elif self.timeout is not None and time.monotonic() - self.started >= self.timeout:
             reason = f"timeout of {self.timeout:g} s"
         elif len(self.index.first) >= self.n_distinct and not self.index.running:
             reason = f"every one of the {self.n_distinct} configurations is evaluated"
         elif self.is_exhausted is not None and self.is_exhausted(self.study):
+            if self._waiting() or (self.index.running and self.heartbeat):
+                return False  # a queued configuration to run, or one that may be queued
             reason = "the strategy has proposed every configuration"
         elif getattr(self.study, "_stop_flag", False):
             reason = "the sampler stopped the study (its space is exhausted)"
@@ -230,14 +248,43 @@ class _Search:
             st.stop, st.stop_reason = True, reason
         return st.stop
 
+    def _must_wait(self) -> bool:
+        """Nothing new to start, but trials still run (here or in other workers).
+
+        Only with a heartbeat: a running trial whose worker is lost is failed and its
+        configuration queued, and a worker must still be there to run it.
+        """
+        if not self.heartbeat or not self.index.running:
+            return False
+        if self.index.counted + self.index.running >= self.n_trials:
+            return True  # the budget is taken: wait to see whether a running trial is lost
+        if self.is_exhausted is not None and self.is_exhausted(self.study):
+            return not self._waiting()
+        return False
+
+    def _waiting(self) -> bool:
+        """Queued trials (a lost or interrupted trial's configuration) wait in the study."""
+        return bool(self.storage.get_n_trials(self.study._study_id, TrialState.WAITING))
+
+    def _sweep(self) -> None:
+        """Fail lost trials (no heartbeat) and queue them again, at most once a second."""
+        now = time.monotonic()
+        if self.heartbeat and now - self.last_sweep >= 1.0:
+            self.last_sweep = now
+            fail_stale_trials(self.study)
+
     # ----- one trial ---------------------------------------------------------------------
 
     def _next_trial(self) -> Trial | None:
-        with self.state.lock:
-            self.index.refresh()
-            if self._should_stop():
-                return None
-            return self.study.ask(self.distributions)
+        while True:
+            with self.state.lock, self.ask_lock:
+                self._sweep()
+                self.index.refresh()
+                if self._should_stop():
+                    return None
+                if not self._must_wait():
+                    return self.study.ask(self.distributions)
+            time.sleep(_WAIT_S)
 
     def enter_thread(self) -> None:
         """Let samplers call ``study.stop()`` as they may inside ``study.optimize``.
@@ -262,6 +309,10 @@ class _Search:
             return False
         try:
             self._handle(trial)
+        except UpdateFinishedTrialError:
+            # Another worker saw no heartbeat from this one (a stall longer than the grace
+            # period), failed the trial and queued its configuration: that rerun counts.
+            _log.warning("trial %d was failed as lost by another worker; its result here is dropped", trial.number)
         except KeyboardInterrupt:
             self._interrupt(trial, "interrupted by the user (Ctrl-C)")
             with self.state.lock:
@@ -290,10 +341,46 @@ class _Search:
                     break
             waiting.wait()  # another thread evaluates it; then reuse its result
         try:
-            self._evaluate(trial, key, config)
+            hit = self._await_other_workers(trial, key)
+            if hit is not None:
+                self._tell_duplicate(trial, key, hit)
+            else:
+                self._evaluate(trial, key, config)
         finally:
             with self.state.lock:
                 self.state.in_flight.pop(key).set()
+
+    def _await_other_workers(self, trial: Trial, key: Hashable) -> tuple[int, tuple[float, ...]] | None:
+        """Wait while an earlier trial of another worker evaluates the same configuration.
+
+        Returns its result when it completes (this trial is then a duplicate of it), or
+        None when no other worker has it or its trial failed: evaluate it here. Only the
+        later of two such trials waits, so two workers never wait for each other.
+        """
+        if not self.index.running:
+            return None  # nothing else was running when this trial was asked
+        while True:
+            self.index.refresh()
+            hit = self.index.lookup(key)
+            if hit is not None:
+                return hit
+            twin = self._running_twin(trial, key)
+            if twin is None:
+                return None
+            while not self.storage.get_trial(twin._trial_id).state.is_finished():
+                self._sweep()  # its worker may be lost
+                time.sleep(_TWIN_WAIT_S)
+
+    def _running_twin(self, trial: Trial, key: Hashable) -> optuna.trial.FrozenTrial | None:
+        for other in self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if other.number >= trial.number or len(other.params) < len(self.distributions):
+                continue
+            try:
+                if self._key_of_params(other.params) == key:
+                    return other
+            except Exception:  # noqa: BLE001  (params of another space: not a twin)
+                continue
+        return None
 
     def _tell_duplicate(self, trial: Trial, key: Hashable, hit: tuple[int, tuple[float, ...]]) -> None:
         first, values = hit
@@ -397,8 +484,7 @@ def _recover_stale_trials(study: optuna.Study) -> list[int]:
     storage = study._storage
     heartbeat = getattr(storage, "get_heartbeat_interval", None)
     if heartbeat is not None and heartbeat() is not None:
-        optuna.storages.fail_stale_trials(study)
-        return []
+        return fail_stale_trials(study)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
@@ -478,31 +564,34 @@ def run_search(
     directions = list(objective.directions)
     fingerprint = _fingerprint(space, objective, config)
     where = f"{name!r} in {store_text}"
-    try:
-        existing = store.get_study_id_from_name(name)
-    except KeyError:
-        existing = None
-    if existing is not None:
-        stored_dirs = [d.name.lower() for d in store.get_study_directions(existing)]
-        if stored_dirs != directions:
-            raise SearchError(
-                f"the study {where} optimizes {stored_dirs} but this search has the "
-                f"directions {directions}, so it cannot be resumed. Use another --out "
-                "(run folder) or --study-name to start a new study."
+    # Workers started together create, check and recover the study one at a time
+    # (create_study(load_if_exists=True) alone leaves the fingerprint check racing).
+    with ask_lock(store, name):
+        try:
+            existing = store.get_study_id_from_name(name)
+        except KeyError:
+            existing = None
+        if existing is not None:
+            stored_dirs = [d.name.lower() for d in store.get_study_directions(existing)]
+            if stored_dirs != directions:
+                raise SearchError(
+                    f"the study {where} optimizes {stored_dirs} but this search has the "
+                    f"directions {directions}, so it cannot be resumed. Use another --out "
+                    "(run folder) or --study-name to start a new study."
+                )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study = optuna.create_study(
+                storage=store, sampler=sampler, study_name=name, directions=directions, load_if_exists=True
             )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study = optuna.create_study(
-            storage=store, sampler=sampler, study_name=name, directions=directions, load_if_exists=True
-        )
-    check_fingerprint(study, fingerprint, where=where)
-    objective_names = _objective_names(objective)
-    if study.user_attrs.get("bitscout_objective_names") != objective_names:
-        study.set_user_attr("bitscout_objective_names", objective_names)
-    recovered = _recover_stale_trials(study)
-    if recovered:
-        _log.warning("trials %s were interrupted in an earlier run; their configurations run again", recovered)
-    _register_worker(study)
+        check_fingerprint(study, fingerprint, where=where)
+        objective_names = _objective_names(objective)
+        if study.user_attrs.get("bitscout_objective_names") != objective_names:
+            study.set_user_attr("bitscout_objective_names", objective_names)
+        recovered = _recover_stale_trials(study)
+        if recovered:
+            _log.warning("trials %s were interrupted in an earlier run; their configurations run again", recovered)
+        _register_worker(study)
     if is_exhausted is None:
         is_exhausted = getattr(sampler, "is_exhausted", None)
 

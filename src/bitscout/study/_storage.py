@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 
@@ -135,18 +135,11 @@ def open_storage(
     """
     if isinstance(storage, BaseStorage):
         return storage, type(storage).__name__
-    if storage is None or str(storage).endswith(".journal"):
-        path = Path(run_dir) / JOURNAL_FILE if storage is None else Path(storage)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(LocalJournalBackend(str(path), fsync=fsync)), str(path)
-    try:
-        return optuna.storages.get_storage(storage), _redact(storage)
-    except Exception as exc:  # noqa: BLE001  (SQLAlchemy/driver errors have many types)
-        raise SearchError(
-            f"the study storage {_redact(storage)!r} cannot be opened: {exc}. Give an Optuna "
-            "storage URL such as sqlite:///runs/study.db or postgresql://user@host:5432/db "
-            "(PostgreSQL needs the 'postgres' extra: pip install 'bitscout[postgres]')."
-        ) from exc
+    # Files and URLs open with a heartbeat, so that workers sharing the study (processes,
+    # machines) notice a lost trial and run it again: see bitscout.study._workers.
+    from bitscout.study._workers import open_worker_storage
+
+    return open_worker_storage(storage, run_dir, fsync=fsync)
 
 
 def _redact(url: str) -> str:

@@ -1,0 +1,907 @@
+"""Many workers on one study: heartbeats, retries of lost trials, one budget, local processes.
+
+Workers are processes (on one machine or many) that run the same search on one Optuna
+study. They never talk to each other: everything goes through the study's storage.
+
+* **Storages with a heartbeat.** :func:`open_worker_storage` opens the run folder's
+  journal file (:class:`HeartbeatJournalStorage`) or an RDB URL such as
+  ``postgresql://user@host:5432/db`` (:class:`HeartbeatRDBStorage`). Each process
+  keeps a beat on the trials it runs, from one background thread
+  (:class:`HeartbeatSettings`: every ``interval`` seconds); a RUNNING trial whose last
+  beat is older than ``grace`` seconds, or whose process is gone (same host: checked
+  with the process table, at once), is *stale*. :func:`fail_stale_trials` marks stale
+  trials FAIL and queues each configuration again (:class:`RetryLostTrial`, at most
+  ``max_retry`` times); the next worker to ask for a trial runs it. Finished trials are
+  never touched.
+* **One budget.** :func:`ask_lock` is a lock shared by every worker of a study (a
+  PostgreSQL advisory lock, or a file lock next to a local file storage). The loop
+  holds it while it reads the study, decides whether ``n_trials`` is reached, and asks
+  for the next trial, so that no two workers take the last trial of the budget at once.
+* **Local processes.** :func:`run_local_workers` starts ``K`` processes of
+  ``python -m bitscout search ...`` on the same study and shows one progress bar for
+  all of them (``bitscout search --workers K``, which then writes the outputs of the
+  whole study with :func:`report_study`).
+* **Reports.** :func:`report_study` writes log.json, trials.csv, best.json and the plots
+  of any study (a shared one included) with the study package's own writers.
+
+Optuna 5.0's ``JournalStorage`` has no heartbeat of its own (only ``RDBStorage`` has);
+:class:`HeartbeatJournalStorage` adds one on top of the same file format, so that
+``optuna-dashboard study.journal`` still reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import BaseJournalBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from bitscout.errors import SearchError
+
+if TYPE_CHECKING:
+    from bitscout.config import Config
+    from bitscout.study._records import SearchResult
+
+__all__ = [
+    "HeartbeatSettings",
+    "HeartbeatJournalStorage",
+    "HeartbeatRDBStorage",
+    "open_worker_storage",
+    "fail_stale_trials",
+    "ask_lock",
+    "owner_of",
+    "OWNER_ATTR",
+    "RETRY_HISTORY_ATTR",
+    "RetryLostTrial",
+    "HEARTBEAT_ATTR",
+    "LocalWorkersResult",
+    "run_local_workers",
+    "study_names",
+    "report_study",
+    "dashboard_hint",
+    "database_url",
+    "worker_command",
+    "WORKERS_DIR",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Trial system attr: the process running the trial (host, pid, process start time).
+OWNER_ATTR = "bitscout_owner"
+#: Trial system attr of the journal storage: time of the last heartbeat (Unix seconds).
+HEARTBEAT_ATTR = "bitscout_heartbeat"
+#: Folder of the run folder where local worker processes write their logs.
+WORKERS_DIR = "workers"
+
+
+@dataclass(frozen=True)
+class HeartbeatSettings:
+    """How workers tell that a trial's process is gone, and how often its trial is retried.
+
+    Attributes:
+        interval: Seconds between two heartbeats of a running trial (an integer: Optuna's
+            RDB storage counts whole seconds).
+        grace: Seconds without a heartbeat after which a running trial is stale; None:
+            ``3 * interval``. A worker on this machine whose process has exited is seen
+            at once, without waiting for the grace period.
+        max_retry: How many times the configuration of a stale trial is queued again.
+    """
+
+    interval: int = 10
+    grace: int | None = None
+    max_retry: int = 3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interval, int) or self.interval < 1:
+            raise SearchError(
+                f"the heartbeat interval must be a whole number of seconds >= 1; got {self.interval!r}"
+            )
+        if self.grace is not None and (not isinstance(self.grace, int) or self.grace <= self.interval):
+            raise SearchError(
+                "the heartbeat grace period must be a whole number of seconds larger than the "
+                f"interval ({self.interval}); got {self.grace!r}"
+            )
+        if self.max_retry < 0:
+            raise SearchError(f"max_retry must be >= 0; got {self.max_retry!r}")
+
+    @property
+    def grace_s(self) -> int:
+        """The grace period in seconds (``grace``, or ``3 * interval``)."""
+        return self.grace if self.grace is not None else 3 * self.interval
+
+
+# ----- who runs a trial ---------------------------------------------------------------------
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:  # noqa: BLE001  (psutil missing, process gone, /proc restricted)
+        return None
+
+
+_ME: dict[str, Any] = {}
+
+
+def _identity() -> dict[str, Any]:
+    """This process: host, pid and start time (pids are reused; the pair is not)."""
+    if _ME.get("pid") != os.getpid():  # recomputed in a forked child
+        _ME.clear()
+        _ME.update(host=socket.gethostname(), pid=os.getpid(), created=_process_start(os.getpid()))
+    return dict(_ME)
+
+
+def owner_of(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The process recorded as running ``trial`` (``{"host", "pid", "created"}``), or None."""
+    owner = trial.system_attrs.get(OWNER_ATTR)
+    return owner if isinstance(owner, Mapping) else None
+
+
+def _owner_is_gone(owner: Mapping[str, Any] | None, mine: set[int], trial_id: int) -> bool:
+    """True only when the owner is known to have exited (it ran on this host)."""
+    if owner is None or owner.get("host") != socket.gethostname():
+        return False
+    pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        return trial_id not in mine
+    created = owner.get("created")
+    now_created = _process_start(pid)
+    if now_created is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False  # exists, owned by another user
+        return False
+    return created is not None and abs(now_created - float(created)) > 1e-3  # pid reused
+
+
+def _running_template() -> FrozenTrial:
+    """A new RUNNING trial that names its owner, written in the same storage operation."""
+    return FrozenTrial(
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        values=None,
+        datetime_start=datetime.now(),
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={OWNER_ATTR: _identity()},
+        intermediate_values={},
+        trial_id=-1,
+    )
+
+
+class _Beater:
+    """The trials this process runs, and the thread that keeps a heartbeat on them.
+
+    The thread beats every owned trial every ``interval`` seconds and, with
+    ``immediate``, each trial as soon as it starts running here (Optuna's RDB storage
+    never counts a trial without any beat as stale). A trial leaves the set before its
+    final state is written, under the same lock as the beats, so no beat is ever
+    written for a finished trial.
+    """
+
+    def __init__(self, beat: Callable[[int], None], interval: float, *, immediate: bool = False) -> None:
+        self._beat = beat
+        self._interval = interval
+        self._immediate = immediate
+        self._lock = threading.Lock()
+        self._owned: set[int] = set()
+        self._fresh: set[int] = set()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = -1
+
+    @property
+    def owned(self) -> set[int]:
+        with self._lock:
+            return set(self._owned)
+
+    def add(self, trial_id: int) -> None:
+        with self._lock:
+            self._owned.add(trial_id)
+            if self._immediate:
+                self._fresh.add(trial_id)
+        self._ensure_thread()
+        if self._immediate:
+            self._wake.set()
+
+    def discard(self, trial_id: int) -> None:
+        with self._lock:
+            self._owned.discard(trial_id)
+            self._fresh.discard(trial_id)
+
+    @contextlib.contextmanager
+    def finishing(self, trial_id: int) -> Iterator[None]:
+        """Hold the beats while the trial's final state is written."""
+        with self._lock:
+            self._owned.discard(trial_id)
+            self._fresh.discard(trial_id)
+            yield
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="bitscout-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last_round = time.monotonic()
+        while True:
+            self._wake.wait(timeout=self._interval)
+            self._wake.clear()
+            now = time.monotonic()
+            every = now - last_round >= self._interval
+            if every:
+                last_round = now
+            with self._lock:
+                targets = sorted(self._owned if every else self._fresh)
+                self._fresh.clear()
+                for trial_id in targets:
+                    try:
+                        self._beat(trial_id)
+                    except UpdateFinishedTrialError:
+                        # Failed as stale by another worker: it was retried there.
+                        self._owned.discard(trial_id)
+                    except Exception:  # noqa: BLE001  (a lost beat is retried next round)
+                        _log.debug("heartbeat of trial %d failed", trial_id, exc_info=True)
+
+
+#: Trial system attr of a queued retry: the numbers of the lost trials it reruns, oldest first.
+RETRY_HISTORY_ATTR = "bitscout_retry_history"
+
+
+class RetryLostTrial:
+    """Queue the configuration of a lost trial again, at most ``max_retry`` times.
+
+    The copy is an ordinary queued trial (``study.enqueue_trial``'s form: the parameters
+    as ``fixed_params``) with the user attr ``bitscout_retry_of`` naming the lost trial,
+    which is what bitscout's resume writes too; the next ``study.ask()`` of any worker
+    runs it before anything new.
+
+    Args:
+        max_retry: How many times one configuration is queued again.
+    """
+
+    def __init__(self, max_retry: int) -> None:
+        self.max_retry = max_retry
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        from bitscout.study._index import RETRY_ATTR
+
+        history = [*trial.system_attrs.get(RETRY_HISTORY_ATTR, []), trial.number]
+        if len(history) > self.max_retry or not trial.params:
+            return
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                system_attrs={"fixed_params": dict(trial.params), RETRY_HISTORY_ATTR: history},
+                user_attrs={RETRY_ATTR: trial.number},
+            )
+        )
+
+
+def database_url(url: str) -> str:
+    """The URL with a PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3, while the ``postgres`` extra
+    of bitscout installs psycopg2: a URL without a driver gets the one that is there.
+    """
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return f"postgresql://{rest}"
+
+
+# ----- the journal file with a heartbeat -----------------------------------------------------
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """Optuna's journal storage plus a heartbeat, for several processes on one machine.
+
+    Every new trial records its owner in the same journal line that creates it; running
+    trials get a heartbeat (a trial system attr) every ``interval`` seconds. A running
+    trial is stale when its owner on this machine has exited, or its last heartbeat (or
+    start) is older than the grace period.
+
+    Args:
+        backend: The journal backend (bitscout's :class:`~bitscout.study.LocalJournalBackend`).
+        heartbeat: Heartbeat interval, grace period and retries.
+    """
+
+    def __init__(self, backend: BaseJournalBackend, heartbeat: HeartbeatSettings = HeartbeatSettings()) -> None:
+        super().__init__(backend)
+        self.heartbeat = heartbeat
+        self._beater = _Beater(self.record_heartbeat, heartbeat.interval)
+        self._retry = RetryLostTrial(heartbeat.max_retry)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_beater", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._beater = _Beater(self.record_heartbeat, self.heartbeat.interval)
+
+    # -- ownership ----------------------------------------------------------------------
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial or _running_template())
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            self._beater.add(trial_id)
+        return trial_id
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        if state.is_finished():
+            with self._beater.finishing(trial_id):
+                return super().set_trial_state_values(trial_id, state, values)
+        taken = super().set_trial_state_values(trial_id, state, values)
+        if state == TrialState.RUNNING and taken:  # a queued trial this process now runs
+            self.set_trial_system_attr(trial_id, OWNER_ATTR, _identity())
+            self._beater.add(trial_id)
+        return taken
+
+    # -- BaseHeartbeat ------------------------------------------------------------------
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        grace = self.heartbeat.grace_s
+        mine = self._beater.owned
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if _owner_is_gone(owner_of(trial), mine, trial._trial_id):
+                stale.append(trial._trial_id)
+                continue
+            last = trial.system_attrs.get(HEARTBEAT_ATTR)
+            start = trial.datetime_start.timestamp() if trial.datetime_start else None
+            seen = max((t for t in (last, start) if isinstance(t, (int, float))), default=None)
+            if seen is not None and now - seen > grace and trial._trial_id not in mine:
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.heartbeat.interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self._retry
+
+    def get_failed_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self._retry  # the name Optuna < 4.9 calls
+
+
+# ----- an RDB (PostgreSQL) storage that knows its trials' owners ----------------------------
+
+
+class HeartbeatRDBStorage(RDBStorage):
+    """Optuna's RDB storage with its heartbeat on, beating from one thread per process.
+
+    Optuna beats only inside ``study.optimize``; bitscout's loop uses ask-and-tell, so
+    this storage keeps the beat itself (on every trial this process runs). Trials also
+    record their owner: a trial whose process on this machine has exited is stale at
+    once; one on another machine after the grace period.
+
+    Args:
+        url: The database URL (``postgresql://user@host:5432/db``, ``sqlite:///f.db``).
+        heartbeat: Heartbeat interval, grace period and retries.
+        engine_kwargs: Passed to SQLAlchemy's ``create_engine``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        heartbeat: HeartbeatSettings = HeartbeatSettings(),
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace_s}
+        # Optuna 4.9 renamed the callback argument; 4.5-4.8 know only the old name.
+        if hasattr(RDBStorage, "get_heartbeat_stale_trial_callback"):
+            kwargs["heartbeat_stale_trial_callback"] = RetryLostTrial(heartbeat.max_retry)
+        else:
+            kwargs["failed_trial_callback"] = RetryLostTrial(heartbeat.max_retry)
+        with warnings.catch_warnings():
+            # heartbeat_interval is marked experimental; bitscout relies on it knowingly.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(database_url(url), engine_kwargs=engine_kwargs, **kwargs)
+        self.heartbeat = heartbeat
+        self._beater = _Beater(self.record_heartbeat, heartbeat.interval, immediate=True)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        state.pop("_beater", None)
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._beater = _Beater(self.record_heartbeat, self.heartbeat.interval, immediate=True)
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        frozen = super()._create_new_trial(study_id, template_trial or _running_template())
+        if frozen.state == TrialState.RUNNING:
+            self._beater.add(frozen._trial_id)
+        return frozen
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        if state.is_finished():
+            with self._beater.finishing(trial_id):
+                return super().set_trial_state_values(trial_id, state, values)
+        taken = super().set_trial_state_values(trial_id, state, values)
+        if state == TrialState.RUNNING and taken:
+            self.set_trial_system_attr(trial_id, OWNER_ATTR, _identity())
+            self._beater.add(trial_id)
+        return taken
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = set(super()._get_stale_trial_ids(study_id))
+        mine = self._beater.owned
+        stale -= mine
+        for trial in self._get_trials(study_id, states=(TrialState.RUNNING,), included_trial_ids=set(), trial_id_greater_than=-1):
+            if trial._trial_id not in stale and _owner_is_gone(owner_of(trial), mine, trial._trial_id):
+                stale.add(trial._trial_id)
+        return sorted(stale)
+
+    def ask_lock(self, study_name: str) -> contextlib.AbstractContextManager[None]:
+        """A lock shared by every process using this database and study (see :func:`ask_lock`)."""
+        if self.engine.dialect.name == "postgresql":
+            return _PostgresLock(self.engine, study_name)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
+            return _FileLock(str(self.engine.url.database) + ".ask.lock")
+        return _ThreadOnlyLock()
+
+
+def _quiet_heartbeat_warning() -> None:
+    # Optuna warns at every ask() on a storage with a heartbeat that the heartbeat is
+    # meant for study.optimize: bitscout's ask-and-tell loop keeps the beat itself
+    # (_Beater). Installed on each open (a test framework may reset the filters).
+    warnings.filterwarnings(
+        "ignore", message="Heartbeat of storage is supposed to be used with Study.optimize", category=UserWarning
+    )
+
+
+def open_worker_storage(
+    storage: str | None,
+    run_dir: Path,
+    *,
+    heartbeat: HeartbeatSettings = HeartbeatSettings(),
+    fsync: bool = False,
+) -> tuple[BaseStorage, str]:
+    """Open a study storage that several worker processes can share safely.
+
+    Args:
+        storage: None for ``<run_dir>/study.journal``; a path ending in ``.journal``; or
+            an RDB URL (``postgresql://user@host:5432/db``, ``sqlite:///path.db``,
+            ``mysql://...``).
+        run_dir: The run folder.
+        heartbeat: Heartbeat interval, grace period and retries.
+        fsync: With a journal file, force every write to disk.
+
+    Returns:
+        The storage (RDB storages wrapped in Optuna's trial cache) and a description for
+        messages (the URL without its password, or the journal path).
+
+    Raises:
+        SearchError: The URL cannot be opened (the message says why and what to install).
+    """
+    from bitscout.study._storage import JOURNAL_FILE, LocalJournalBackend, _redact
+
+    _quiet_heartbeat_warning()
+    if storage is None or str(storage).endswith(".journal"):
+        path = Path(run_dir) / JOURNAL_FILE if storage is None else Path(storage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return HeartbeatJournalStorage(LocalJournalBackend(str(path), fsync=fsync), heartbeat), str(path)
+    url = str(storage)
+    try:
+        from optuna.storages._cached_storage import _CachedStorage
+
+        return _CachedStorage(HeartbeatRDBStorage(url, heartbeat)), _redact(url)
+    except Exception as exc:  # noqa: BLE001  (SQLAlchemy/driver errors have many types)
+        hint = (
+            " (PostgreSQL needs the 'postgres' extra: pip install 'bitscout[postgres]')"
+            if isinstance(exc, ImportError) or "psycopg" in str(exc)
+            else ""
+        )
+        raise SearchError(
+            f"the study storage {_redact(url)!r} cannot be opened: {exc}{hint}. Give an Optuna "
+            "storage URL such as postgresql://user@host:5432/db or sqlite:///runs/study.db, and "
+            "check that the database server runs and accepts this user."
+        ) from exc
+
+
+def _backend_of(storage: BaseStorage) -> BaseStorage:
+    return getattr(storage, "_backend", storage) if not isinstance(storage, JournalStorage) else storage
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Mark the study's stale RUNNING trials FAIL and queue their configurations again.
+
+    A trial is stale when its process stopped beating (see :class:`HeartbeatSettings`).
+    Each one is failed by exactly one worker (the storage refuses a second update), which
+    then runs the storage's retry callback: a WAITING copy of the trial, with the same
+    parameters, that the next ``study.ask()`` of any worker picks up. Does nothing on a
+    storage without a heartbeat.
+
+    Returns:
+        The numbers of the trials this call failed.
+    """
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or storage.get_heartbeat_interval() is None:
+        return []
+    failed: list[int] = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # finished meanwhile, or failed by another worker first
+        trial = copy.deepcopy(storage.get_trial(trial_id))
+        failed.append(trial.number)
+        callback = storage.get_heartbeat_stale_trial_callback()
+        if callback is not None:
+            callback(study, trial)
+    if failed:
+        _log.warning("trials %s lost their worker (no heartbeat); their configurations are queued again", failed)
+    return failed
+
+
+# ----- one lock for asking trials ---------------------------------------------------------
+
+
+class _ThreadOnlyLock:
+    """Excludes the threads of this process only (a storage with no shared lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class _FileLock:
+    """An ``flock`` on a file next to a local storage; released by the kernel on exit."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd: int | None = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._fd is None or self._pid != os.getpid():
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
+class _PostgresLock:
+    """A PostgreSQL session advisory lock keyed by the study name.
+
+    Held on a connection of its own (autocommit, so no transaction stays open); the
+    server releases it when that connection ends, also when the worker is killed.
+    """
+
+    def __init__(self, engine: Any, study_name: str) -> None:
+        digest = hashlib.sha256(f"bitscout:{study_name}".encode()).digest()
+        self._key = int.from_bytes(digest[:8], "big", signed=True)
+        self._engine = engine
+        self._conn: Any = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._pid != os.getpid():
+            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._pid = os.getpid()
+        return self._conn
+
+    def __enter__(self) -> None:
+        import sqlalchemy
+
+        self._lock.acquire()
+        try:
+            self._connection().execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+        except BaseException:
+            self._conn = None
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        import sqlalchemy
+
+        try:
+            self._connection().execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+        except Exception:  # noqa: BLE001  (a broken connection has dropped the lock already)
+            _log.debug("could not release the ask lock", exc_info=True)
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+        finally:
+            self._lock.release()
+
+
+_LOCKS: dict[tuple[int, str], contextlib.AbstractContextManager[None]] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def ask_lock(storage: BaseStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
+    """A lock that every worker of the study takes to decide on and ask for its next trial.
+
+    PostgreSQL: a session advisory lock keyed by the study name; a journal file or an
+    SQLite database: an ``flock`` on ``<file>.ask.lock``; other storages: a lock among
+    this process's threads only (then several processes may each start one trial past
+    ``n_trials``). One lock object per storage object and study, reused.
+    """
+    key = (id(storage), study_name)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            backend = _backend_of(storage)
+            if isinstance(backend, HeartbeatRDBStorage):
+                lock = backend.ask_lock(study_name)
+            elif isinstance(backend, JournalStorage) and hasattr(backend._backend, "_file_path"):
+                lock = _FileLock(str(backend._backend._file_path) + ".ask.lock")
+            else:
+                lock = _ThreadOnlyLock()
+            _LOCKS[key] = lock
+        return lock
+
+
+# ----- local worker processes ---------------------------------------------------------------
+
+
+@dataclass
+class LocalWorkersResult:
+    """What :func:`run_local_workers` saw.
+
+    Attributes:
+        returncodes: Exit status of each worker process (negative: killed by that signal).
+        logs: Each worker's log file (its standard output and error).
+        interrupted: Stopped by Ctrl-C.
+    """
+
+    returncodes: list[int]
+    logs: list[Path]
+    interrupted: bool = False
+    wall_time_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(code == 0 for code in self.returncodes)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _finished_count(storage: BaseStorage, study_name: str) -> int | None:
+    """Finished trials that count toward n_trials (a lost trial's FAIL does not)."""
+    from bitscout.study._index import RECORD_ATTR
+
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return None
+    return sum(
+        1
+        for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+        if t.state != TrialState.FAIL or RECORD_ATTR in t.user_attrs
+    )
+
+
+def run_local_workers(
+    command: Sequence[str],
+    workers: int,
+    *,
+    run_dir: Path,
+    storage: BaseStorage,
+    study_name: str,
+    total: int | None = None,
+    progress: bool = True,
+    env: Mapping[str, str] | None = None,
+    poll_s: float = 0.5,
+) -> LocalWorkersResult:
+    """Start ``workers`` copies of a worker command on one study and wait for them.
+
+    Each process runs ``command`` (e.g. ``[sys.executable, "-m", "bitscout", "search",
+    CONFIG, "--worker-process", ...]``) with its output in
+    ``<run_dir>/workers/worker-<i>.log``. One progress bar follows the study's finished
+    trials. Ctrl-C is passed on to every worker (each stops after its current trial).
+
+    Args:
+        command: The command line of one worker.
+        workers: How many processes to start (>= 1).
+        run_dir: The run folder (for the logs).
+        storage: The study's storage, read for the progress bar.
+        study_name: The study's name.
+        total: Trials in total, for the progress bar.
+        progress: Show the progress bar.
+        env: Extra environment variables for the workers.
+        poll_s: Seconds between two looks at the study.
+
+    Returns:
+        The exit status and log of every worker.
+    """
+    if workers < 1:
+        raise SearchError(f"--workers must be at least 1; got {workers}")
+    log_dir = Path(run_dir) / WORKERS_DIR
+    log_dir.mkdir(parents=True, exist_ok=True)
+    child_env = {**os.environ, **(env or {})}
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
+    started = time.perf_counter()
+    for i in range(workers):
+        path = log_dir / f"worker-{i}.log"
+        logs.append(path)
+        with open(path, "wb") as out:
+            procs.append(
+                subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, env=child_env)
+            )
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"search ({workers} workers)", unit="trial", dynamic_ncols=True)
+    interrupted = False
+    try:
+        while True:
+            running = [p for p in procs if p.poll() is None]
+            if bar is not None:
+                done = _finished_count(storage, study_name)
+                if done is not None and done > bar.n:
+                    bar.update(done - bar.n)
+            if not running:
+                break
+            try:
+                time.sleep(poll_s)
+            except KeyboardInterrupt:
+                interrupted = True
+                for p in procs:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGINT)
+                for p in procs:
+                    p.wait()
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    codes = [int(p.wait()) for p in procs]
+    errors = [
+        f"worker {i} ({'killed by signal ' + str(-c) if c < 0 else 'exit status ' + str(c)}), log {logs[i]}:\n{_tail(logs[i])}"
+        for i, c in enumerate(codes)
+        if c not in (0, 130)
+    ]
+    return LocalWorkersResult(codes, logs, interrupted, time.perf_counter() - started, errors)
+
+
+def worker_command(argv: Sequence[str]) -> list[str]:
+    """The command line that runs ``bitscout <argv>`` with this Python."""
+    return [sys.executable, "-m", "bitscout", *argv]
+
+
+# ----- reports of a study ---------------------------------------------------------------
+
+
+def study_names(storage: BaseStorage) -> list[str]:
+    """Names of the studies in a storage, in creation order."""
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def report_study(
+    storage: BaseStorage,
+    study_name: str | None,
+    out_dir: Path,
+    *,
+    storage_name: str = "",
+    config: Config | None = None,
+) -> SearchResult:
+    """Write log.json, trials.csv, best.json and the plots of a stored study.
+
+    Uses the same writers as a search (:func:`bitscout.study.write_outputs`), so a
+    report of a shared study has the files of a local run.
+
+    Args:
+        storage: The study's storage.
+        study_name: The study; None when the storage holds exactly one.
+        out_dir: Where to write (created when missing).
+        storage_name: How to name the storage in best.json and messages.
+        config: The resolved config, written as config.toml when given.
+
+    Raises:
+        SearchError: No such study (the message lists the studies there), or several and
+            none named.
+    """
+    import bitscout.metrics  # noqa: F401  (plots look up each metric's natural direction there)
+    from bitscout.study._outputs import write_outputs
+    from bitscout.study._result import result_from_study
+
+    names = study_names(storage)
+    where = storage_name or type(storage).__name__
+    if study_name is None:
+        if len(names) != 1:
+            listed = ", ".join(repr(n) for n in names) or "none"
+            raise SearchError(
+                f"{where} holds {len(names)} studies ({listed}); say which one with --study-name NAME"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        listed = ", ".join(repr(n) for n in names) or "none"
+        raise SearchError(
+            f"there is no study named {study_name!r} in {where}; the studies there: {listed}. "
+            "Give the --study-name the workers were started with (default: the config's project)."
+        )
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    result = result_from_study(study, storage_name=storage_name)
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
+    # All workers together: from the first trial's start to the last trial's end.
+    result.wall_time_s = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+    result.outputs = write_outputs(result, Path(out_dir), config=config)
+    result.run_dir = Path(out_dir)
+    return result
+
+
+def dashboard_hint(storage_name: str) -> str:
+    """How to browse a study in optuna-dashboard (a separate package)."""
+    return (
+        f"browse the study with: optuna-dashboard {storage_name}\n"
+        "  (optuna-dashboard is a separate package: pip install optuna-dashboard)"
+    )

@@ -1,0 +1,199 @@
+"""Heartbeat storages: a trial whose worker is gone is failed and queued again, once.
+
+Two ways a worker is seen to be gone: its process on this machine has exited (seen at
+once, by its pid and start time), or, for a worker on another machine, no heartbeat for
+longer than the grace period. Both are checked on the journal file and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from bitscout.errors import SearchError
+from bitscout.study._index import RETRY_ATTR
+from bitscout.study._workers import (
+    HEARTBEAT_ATTR,
+    OWNER_ATTR,
+    HeartbeatSettings,
+    _backend_of,
+    ask_lock,
+    database_url,
+    fail_stale_trials,
+    open_worker_storage,
+)
+from tests.workers.workers_helpers import REPO, unique_name
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {"w": CategoricalDistribution((2, 4, 8))}
+FAST = HeartbeatSettings(interval=1, grace=2, max_retry=1)
+
+
+@pytest.fixture(params=["journal", "postgres"])
+def storage_url(request, tmp_path):
+    if request.param == "journal":
+        return str(tmp_path / "study.journal")
+    return request.getfixturevalue("postgres_url")
+
+
+def _storage(url, tmp_path, heartbeat=FAST):
+    return open_worker_storage(url, tmp_path, heartbeat=heartbeat)[0]
+
+
+def test_settings_reject_what_cannot_work():
+    assert HeartbeatSettings(interval=5).grace_s == 15
+    with pytest.raises(SearchError, match="larger than the interval"):
+        HeartbeatSettings(interval=5, grace=5)
+    with pytest.raises(SearchError, match="whole number of seconds"):
+        HeartbeatSettings(interval=0)
+
+
+def test_database_url_picks_the_installed_postgres_driver():
+    assert database_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert database_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
+    import importlib.util
+
+    driver = "postgresql://" if importlib.util.find_spec("psycopg") else "postgresql+psycopg2://"
+    assert database_url("postgresql://u@h:5432/db") == f"{driver}u@h:5432/db"
+
+
+def test_a_trial_records_its_owner_and_a_live_one_is_never_stale(storage_url, tmp_path):
+    storage = _storage(storage_url, tmp_path)
+    study = optuna.create_study(storage=storage, study_name=unique_name("live"))
+    trial = study.ask(SPACE)
+    owner = storage.get_trial(trial._trial_id).system_attrs[OWNER_ATTR]
+    assert (owner["pid"], owner["host"]) == (os.getpid(), os.uname().nodename)
+    time.sleep(FAST.grace_s + 0.5)  # past the grace period: the beat keeps it alive
+    assert fail_stale_trials(study) == []
+    study.tell(trial, 1.0)
+    assert study.trials[0].state == TrialState.COMPLETE
+
+
+def test_no_heartbeat_from_another_machine_fails_the_trial_after_the_grace_period(storage_url, tmp_path):
+    storage = _storage(storage_url, tmp_path)
+    name = unique_name("foreign")
+    study = optuna.create_study(storage=storage, study_name=name)
+    trial = study.ask(SPACE)
+    # Make the trial another machine's: this process stops beating it and cannot see
+    # that process, so only the missing heartbeat can tell it is lost.
+    storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {"host": "elsewhere", "pid": 1, "created": 0.0})
+    _backend_of(storage)._beater.discard(trial._trial_id)
+    started = time.monotonic()
+    while not (failed := fail_stale_trials(study)):
+        assert time.monotonic() - started < FAST.grace_s + 5, "the trial was never found stale"
+        time.sleep(0.1)
+    waited = time.monotonic() - started
+    assert failed == [trial.number]
+    assert FAST.grace_s - FAST.interval - 0.5 <= waited  # not before the grace period
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs[RETRY_ATTR] == trial.number
+    # The queued copy runs the same configuration in the next ask (any worker's).
+    retry = study.ask(SPACE)
+    assert retry.number == 1 and retry.params == trial.params
+    assert fail_stale_trials(study) == []  # the retry belongs to a live process
+
+
+_KILLED_WORKER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from bitscout.study._workers import open_worker_storage
+
+    storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
+    study = optuna.load_study(study_name=sys.argv[3], storage=storage)
+    done = study.ask({"w": CategoricalDistribution((2, 4, 8))})
+    study.tell(done, 0.5)
+    study.ask({"w": CategoricalDistribution((2, 4, 8))})
+    os.kill(os.getpid(), signal.SIGKILL)  # dies mid-trial
+    """
+)
+
+
+def test_a_worker_killed_on_this_machine_is_seen_at_once_and_retried_once(storage_url, tmp_path):
+    # A long heartbeat: only the dead process can make the trial stale within the test.
+    slow = HeartbeatSettings(interval=600, max_retry=1)
+    storage = _storage(storage_url, tmp_path, heartbeat=slow)
+    name = unique_name("killed")
+    study = optuna.create_study(storage=storage, study_name=name)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_WORKER, storage_url, str(tmp_path), name], env=env, capture_output=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    finished, lost = study.get_trials()
+    assert (finished.state, finished.values, lost.state) == (TrialState.COMPLETE, [0.5], TrialState.RUNNING)
+
+    assert fail_stale_trials(study) == [lost.number]
+    assert fail_stale_trials(study) == []  # failed once, queued once
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert trials[0].values == [0.5]  # the finished trial is untouched
+    retry = study.ask(SPACE)
+    assert retry.params == lost.params
+    # Killed again: with max_retry = 1 the configuration is not queued a third time.
+    storage.set_trial_system_attr(retry._trial_id, OWNER_ATTR, {"host": os.uname().nodename, "pid": proc_pid_gone(), "created": 0.0})
+    _backend_of(storage)._beater.discard(retry._trial_id)
+    assert fail_stale_trials(study) == [retry.number]
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+
+
+def proc_pid_gone() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_ask_lock_excludes_other_processes(storage_url, tmp_path):
+    storage = _storage(storage_url, tmp_path)
+    name = unique_name("lock")
+    optuna.create_study(storage=storage, study_name=name)
+    holder = textwrap.dedent(
+        """
+        import sys, time
+        from bitscout.study._workers import ask_lock, open_worker_storage
+
+        storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
+        with ask_lock(storage, sys.argv[3]):
+            print("held", flush=True)
+            time.sleep(1.5)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder, storage_url, str(tmp_path), name], env=env, stdout=subprocess.PIPE
+    )
+    assert proc.stdout.readline().strip() == b"held"
+    started = time.monotonic()
+    with ask_lock(storage, name):
+        waited = time.monotonic() - started
+    assert proc.wait(timeout=60) == 0
+    assert waited > 0.8  # it waited for the other process to let go
+    with ask_lock(storage, unique_name("other")):  # another study: no wait
+        pass
+
+
+def test_journal_heartbeat_attr_is_written_only_for_long_trials(tmp_path):
+    storage = _storage(str(tmp_path / "study.journal"), tmp_path)
+    study = optuna.create_study(storage=storage, study_name="short")
+    quick = study.ask(SPACE)
+    study.tell(quick, 1.0)
+    assert HEARTBEAT_ATTR not in study.trials[0].system_attrs  # no write beyond its owner
+    slow = study.ask(SPACE)
+    time.sleep(FAST.interval * 1.6)
+    assert HEARTBEAT_ATTR in storage.get_trial(slow._trial_id).system_attrs
+    study.tell(slow, 1.0)
+    assert Path(tmp_path / "study.journal").is_file()
