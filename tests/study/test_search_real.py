@@ -148,3 +148,25 @@ def test_prepared_brute_force_over_the_whole_space_reads_a_precomputed_table(pre
         direct = prepared.runners.run(prepared.space.decode(trial.params))
         assert trial.software_metrics == direct.software
         assert trial.hardware_metrics == direct.hardware
+
+
+def test_prepared_search_runs_trials_on_one_cpu_thread_and_restores_the_setting(prepared, tmp_path, monkeypatch):
+    import torch
+
+    seen = []
+    original = run_search
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("bitscout.study._from_config.run_search", spy)
+    monkeypatch.setattr(prepared, "out_dir", tmp_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        prepared.run(progress=False, write_outputs=False, precompute=False)
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

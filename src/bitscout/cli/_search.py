@@ -78,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
             f"{setup.n_trials} trials in total, run folder: {prepared.out_dir}",
             flush=True,
         )
-        result = prepared.run(progress=not args.no_progress, write_outputs=not args.worker_process)
+        result = prepared.run(
+            progress=not args.no_progress,
+            write_outputs=not args.worker_process,
+            precompute=not args.worker_process,
+        )
     if args.worker_process:
         finished = sum(t.state != "RUNNING" for t in result.trials)
         print(f"worker done ({result.stop_reason or 'stopped'}); the study has {finished} finished trials")

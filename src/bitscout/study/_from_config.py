@@ -64,31 +64,49 @@ class PreparedSearch:
     sampler: optuna.samplers.BaseSampler
     out_dir: Path
 
-    def run(self, *, progress: bool = True, n_jobs: int | None = None, write_outputs: bool = True) -> SearchResult:
+    def run(
+        self,
+        *,
+        progress: bool = True,
+        n_jobs: int | None = None,
+        write_outputs: bool = True,
+        precompute: bool = True,
+        cpu_threads: int | None = 1,
+    ) -> SearchResult:
         """Run (or resume) the search the config describes; see :func:`run_search`.
 
         A brute-force search that will visit the whole space on a local study, with
         post-training evaluation only, evaluates every configuration at once first
         (:func:`bitscout.study.evaluate_runner_set_exhaustively`: batched, sharing the
         work of common layer prefixes, bit-identical to trial-by-trial evaluation); the
-        trials then read their metrics from that table.
+        trials then read their metrics from that table. ``precompute=False`` turns this
+        off (the worker processes of ``--workers`` share the trials instead).
+
+        On the CPU the trials run on ``cpu_threads`` intra-op threads (default 1): a trial
+        is small, and on a small machine torch's threads fight the sampler, the storage
+        and other processes (measured here: 19.5 ms per digits-MLP trial on 2 threads,
+        3.6 ms on 1). ``None`` keeps torch's setting. The setting is restored afterwards.
         """
+        from bitscout.training import intra_op_threads
+
         setup = self.config.search.strategy.setup  # type: ignore[union-attr]
-        return run_search(
-            self.space,
-            self.sampler,
-            self._trial_runners(progress=progress),
-            self.objective,
-            out_dir=self.out_dir,
-            config=self.config,
-            storage=setup.storage,
-            study_name=setup.study_name,
-            n_trials=setup.n_trials,
-            timeout=setup.timeout,
-            n_jobs=setup.n_jobs if n_jobs is None else n_jobs,
-            progress=progress,
-            write_outputs=write_outputs,
-        )
+        threads = cpu_threads if self.experiment.device.type == "cpu" else None
+        with intra_op_threads(threads):
+            return run_search(
+                self.space,
+                self.sampler,
+                self._trial_runners(progress=progress) if precompute else self.runners,
+                self.objective,
+                out_dir=self.out_dir,
+                config=self.config,
+                storage=setup.storage,
+                study_name=setup.study_name,
+                n_trials=setup.n_trials,
+                timeout=setup.timeout,
+                n_jobs=setup.n_jobs if n_jobs is None else n_jobs,
+                progress=progress,
+                write_outputs=write_outputs,
+            )
 
     def _trial_runners(self, *, progress: bool) -> Any:
         """The runner set the trials use: precomputed when that is worth it (see run)."""

@@ -9,7 +9,7 @@ from bitscout.training._evaluate import (
     evaluate,
     model_device,
 )
-from bitscout.training._train import EpochMetrics, TrainResult, train
+from bitscout.training._train import EpochMetrics, TrainResult, intra_op_threads, train
 
 __all__ = [
     "EpochMetrics",
@@ -18,6 +18,7 @@ __all__ = [
     "check_labels",
     "check_samples",
     "evaluate",
+    "intra_op_threads",
     "model_device",
     "train",
 ]

@@ -16,7 +16,7 @@ from bitscout.data import Dataset
 from bitscout.errors import BitscoutError
 from bitscout.training._evaluate import EvalResult, evaluate
 
-__all__ = ["EpochMetrics", "TrainResult", "train"]
+__all__ = ["EpochMetrics", "TrainResult", "intra_op_threads", "train"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def train(
     if not learning_rate > 0:
         raise BitscoutError(f"train: learning_rate must be > 0; got {learning_rate}")
     device = torch.device(device)
-    with _intra_op_threads(cpu_threads if device.type == "cpu" else None):
+    with intra_op_threads(cpu_threads if device.type == "cpu" else None):
         start_time = time.perf_counter()
         model.to(device)
         x_train = dataset.train.x.to(device)
@@ -179,8 +179,12 @@ def train(
 
 
 @contextlib.contextmanager
-def _intra_op_threads(threads: int | None) -> Iterator[None]:
-    """Run the block on ``threads`` intra-op threads (``None``: as they are), then restore."""
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch intra-op threads (``None``: as they are), then restore.
+
+    Used by training and by the search on the CPU, where small models run faster on one
+    thread than on threads that compete with the rest of the process and the machine.
+    """
     if threads is None:
         yield
         return
