@@ -120,6 +120,9 @@ class _RunState:
     stop: bool = False
     stop_reason: str = ""
     in_flight: dict[Hashable, threading.Event] = field(default_factory=dict)
+    # Trial numbers asked by this process: its threads coordinate through in_flight, so
+    # they are never another worker's "twin" to wait for (that would be a deadlock).
+    asked_here: set[int] = field(default_factory=set)
     evaluated: int = 0
     succeeded: int = 0
     first_error: str | None = None
@@ -283,7 +286,9 @@ class _Search:
                 if self._should_stop():
                     return None
                 if not self._must_wait():
-                    return self.study.ask(self.distributions)
+                    trial = self.study.ask(self.distributions)
+                    self.state.asked_here.add(trial.number)
+                    return trial
             time.sleep(_WAIT_S)
 
     def enter_thread(self) -> None:
@@ -373,7 +378,11 @@ class _Search:
 
     def _running_twin(self, trial: Trial, key: Hashable) -> optuna.trial.FrozenTrial | None:
         for other in self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            if other.number >= trial.number or len(other.params) < len(self.distributions):
+            if (
+                other.number >= trial.number
+                or other.number in self.state.asked_here
+                or len(other.params) < len(self.distributions)
+            ):
                 continue
             try:
                 if self._key_of_params(other.params) == key:
