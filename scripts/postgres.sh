@@ -12,7 +12,16 @@ set -euo pipefail
 
 action=${1:?usage: postgres.sh start|stop DIR}
 dir=${2:?usage: postgres.sh start|stop DIR}
-port=${BITSCOUT_PG_PORT:-55432}
+
+# A free port on 127.0.0.1 (another server, e.g. of an earlier run, may hold any fixed one);
+# BITSCOUT_PG_PORT pins it. `stop` needs no port: pg_ctl finds the server by its data folder.
+free_port() {
+  local p
+  for p in $(seq 55432 55532); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
 
 find_bin() {
   local d
@@ -43,6 +52,7 @@ data="$dir/pgdata"
 case "$action" in
   start)
     mkdir -p "$dir"
+    port=${BITSCOUT_PG_PORT:-$(free_port)}
     if [ "$(id -u)" = 0 ]; then
       id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
       chown postgres "$dir"
@@ -50,8 +60,11 @@ case "$action" in
     if [ ! -f "$data/PG_VERSION" ]; then
       as_owner "$bin/initdb" -D "$data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1
     fi
-    as_owner "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >&2
+    if ! as_owner "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >&2; then
+      tail -n 5 "$dir/server.log" >&2 || true
+      exit 1
+    fi
     as_owner "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qtc \
       "SELECT 1 FROM pg_database WHERE datname='bitscout_test'" | grep -q 1 ||
       as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres bitscout_test
