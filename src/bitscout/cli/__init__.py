@@ -37,13 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"bitscout.cli._{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"bitscout.cli._{name}":
-                raise
-            continue  # a command not built yet is simply not offered
-        module.register(subparsers)
+        importlib.import_module(f"bitscout.cli._{name}").register(subparsers)
     return parser
 
 
