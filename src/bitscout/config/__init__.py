@@ -23,6 +23,7 @@ from bitscout.config._loader import (
     load_config,
     parse_config,
 )
+from bitscout.config._constraints import SIZE_UNITS, ConstraintSpec, parse_size
 from bitscout.config._mase import IGNORED_KEYS
 from bitscout.config.schema import (
     HARDWARE_RUNNERS,
@@ -46,6 +47,9 @@ __all__ = [
     "StrategyConfig",
     "Setup",
     "MetricSpec",
+    "ConstraintSpec",
+    "SIZE_UNITS",
+    "parse_size",
     "ConfigOverrides",
     "BitscoutConfigWarning",
     "load_config",

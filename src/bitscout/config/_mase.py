@@ -93,7 +93,7 @@ Loc = tuple[str | int, ...]
 
 _SPACE_KEYS = ("name", "setup", "seed")
 _SPACE_SETUP_KEYS = ("by",)
-_STRATEGY_KEYS = ("name", "eval_mode", "sw_runner", "hw_runner", "setup", "metrics")
+_STRATEGY_KEYS = ("name", "eval_mode", "sw_runner", "hw_runner", "setup", "metrics", "constraints")
 _LEGACY_RUNNER_KEYS = ("data_loader", "num_samples")
 # The rules of basic_evaluation's options of the same names.
 _LEGACY_RUNNER_RULES = {"data_loader": _one_of(SPLIT_NAMES), "num_samples": _int_at_least(1)}
@@ -256,7 +256,7 @@ def _strategy(strategy: Mapping[str, Any], out: Reshaped) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for key in [name for name in strategy if name not in _STRATEGY_KEYS + _LEGACY_RUNNER_KEYS]:
         out.unknown(path, key, _STRATEGY_KEYS + _LEGACY_RUNNER_KEYS)
-    for key in ("name", "eval_mode", "setup", "metrics"):
+    for key in ("name", "eval_mode", "setup", "metrics", "constraints"):
         if key in strategy:
             data[key] = strategy[key]
     legacy_options = {key: strategy[key] for key in _LEGACY_RUNNER_KEYS if key in strategy}
@@ -372,6 +372,8 @@ def to_toml_shape(data: Mapping[str, Any]) -> dict[str, Any]:
         strategy_doc["setup"] = setup
         if strategy["metrics"]:
             strategy_doc["metrics"] = _plain(strategy["metrics"])
+        if strategy["constraints"]:
+            strategy_doc["constraints"] = _plain(strategy["constraints"])
         doc["search"] = {
             "search_space": {
                 "name": space["name"],

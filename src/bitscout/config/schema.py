@@ -17,6 +17,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from bitscout.config._constraints import ConstraintSpec
 from bitscout.config._mase import HARDWARE_RUNNERS, SOFTWARE_RUNNERS, runner_problem, to_toml_shape
 from bitscout.config._rules import (
     PTQ_SPACE,
@@ -159,6 +160,8 @@ class StrategyConfig(_Model):
         hw_runners: Hardware runner name -> its options, likewise.
         setup: How the search runs.
         metrics: Metric name -> how it enters the objective.
+        constraints: Metric name -> its bounds (``[search.strategy.constraints]``);
+            a trial is feasible when every bound holds.
     """
 
     name: LowerText = "optuna"
@@ -167,6 +170,7 @@ class StrategyConfig(_Model):
     hw_runners: dict[str, Table] = Field(default_factory=dict)
     setup: Setup = Field(default_factory=Setup)
     metrics: dict[str, MetricSpec] = Field(default_factory=dict)
+    constraints: dict[str, ConstraintSpec] = Field(default_factory=dict)
 
     @field_validator("sw_runners")
     @classmethod

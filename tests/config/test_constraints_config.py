@@ -1,0 +1,129 @@
+"""``[search.strategy.constraints]``: bounds with units, checked at load time with the TOML path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bitscout.config import ConstraintSpec, load_config, parse_size
+from bitscout.errors import ConfigError
+
+pytestmark = pytest.mark.filterwarnings("ignore::bitscout.config.BitscoutConfigWarning")
+
+
+def _with_constraints(lab_doc: dict[str, Any], constraints: dict[str, Any]) -> dict[str, Any]:
+    lab_doc["search"]["strategy"]["constraints"] = constraints
+    return lab_doc
+
+
+def test_bounds_load_typed_and_write_back_as_written(
+    lab_doc: dict[str, Any], write_toml: Callable[..., Path]
+) -> None:
+    doc = _with_constraints(
+        lab_doc,
+        {
+            "average_bitwidth": {"max": 4},
+            "model_size": {"max": "4 KiB", "min": "100 B"},
+            "accuracy_drop": {"max": 0.01},
+        },
+    )
+    config = load_config(write_toml(doc))
+    constraints = config.search.strategy.constraints
+    assert list(constraints) == ["average_bitwidth", "model_size", "accuracy_drop"]
+    assert constraints["average_bitwidth"] == ConstraintSpec(max=4)
+    assert constraints["average_bitwidth"].max_value == 4.0
+    assert constraints["average_bitwidth"].min_value is None
+    assert constraints["model_size"].max_value == 4096.0
+    assert constraints["model_size"].min_value == 100.0
+    text = config.to_toml()
+    assert '[search.strategy.constraints.model_size]\nmin = "100 B"\nmax = "4 KiB"' in text
+    assert load_config(write_toml(text, "again.toml")) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4 KiB", 4096.0),
+        ("4KiB", 4096.0),
+        ("1.5 MiB", 1.5 * 1024 * 1024),
+        ("100 B", 100.0),
+        ("12 bits", 1.5),
+        ("1 bit", 0.125),
+        ("2e3 B", 2000.0),
+        (" 0 B ", 0.0),
+    ],
+)
+def test_sizes_with_units(text: str, expected: float) -> None:
+    assert parse_size(text) == expected
+
+
+UNIT_RULE = "must be a number, or a size with a unit: bits, B, KiB or MiB (e.g. '4 KiB')"
+
+
+@pytest.mark.parametrize(
+    ("constraints", "message"),
+    [
+        (
+            {"model_size": {"max": "4 KB"}},
+            f"search.strategy.constraints.model_size.max: {UNIT_RULE}; unknown unit 'KB' "
+            "(write KiB (1,024 bytes)); got '4 KB'",
+        ),
+        (
+            {"model_size": {"max": "4 kib"}},
+            f"search.strategy.constraints.model_size.max: {UNIT_RULE}; unknown unit 'kib' "
+            "(write KiB); got '4 kib'",
+        ),
+        (
+            {"model_size": {"max": "four KiB"}},
+            f"search.strategy.constraints.model_size.max: {UNIT_RULE}; got 'four KiB'",
+        ),
+        (
+            {"model_size": {"max": "-4 KiB"}},
+            f"search.strategy.constraints.model_size.max: {UNIT_RULE}; got '-4 KiB'",
+        ),
+        (
+            {"model_size": {"max": "4096"}},
+            f"search.strategy.constraints.model_size.max: {UNIT_RULE}; got '4096'",
+        ),
+        (
+            {"average_bitwidth": {"max": True}},
+            f"search.strategy.constraints.average_bitwidth.max: {UNIT_RULE}; got True",
+        ),
+        (
+            {"average_bitwidth": {"min": 6, "max": 4}},
+            "search.strategy.constraints.average_bitwidth.max: must be >= min (6.0): no value "
+            "could satisfy both; raise max or lower min; got 4",
+        ),
+        (
+            {"model_size": {"min": "1 KiB", "max": "1000 B"}},
+            "search.strategy.constraints.model_size.max: must be >= min ('1 KiB'): no value "
+            "could satisfy both; raise max or lower min; got '1000 B'",
+        ),
+        (
+            {"average_bitwidth": {}},
+            "search.strategy.constraints.average_bitwidth: needs a bound: give max, min or both "
+            "(e.g. max = 4); got {}",
+        ),
+        (
+            {"average_bitwidth": {"maximum": 4}},
+            "search.strategy.constraints.average_bitwidth.maximum: unknown key; did you mean 'max'?",
+        ),
+        (
+            {"average_bitwidth": 4},
+            "search.strategy.constraints.average_bitwidth: must be a table; got 4",
+        ),
+    ],
+)
+def test_each_mistake_is_one_error_with_the_toml_path(
+    lab_doc: dict[str, Any],
+    write_toml: Callable[..., Path],
+    constraints: dict[str, Any],
+    message: str,
+) -> None:
+    path = write_toml(_with_constraints(lab_doc, constraints))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {message}"
