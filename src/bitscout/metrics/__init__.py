@@ -6,7 +6,9 @@ balanced accuracy, loss; ``basic_train``: fine-tune first) and hardware runners 
 costs (``average_bitwidth``/``memory_density``, ``activation_bitwidth``, ``model_size``,
 ``flops``, ``bitops``, ``latency``, each also as ``<metric>_ratio`` to the float model).
 The result is a :class:`TrialMetrics` record, fresh for every trial. An
-:class:`Objective` turns it into the value(s) the strategy optimizes.
+:class:`Objective` turns it into the value(s) the strategy optimizes; the
+:class:`Constraints` of ``[search.strategy.constraints]`` into constraint values (<= 0
+feasible), some of them known from the configuration alone.
 
 New runners subclass :class:`Runner` (its docstring is the contract) and register with
 :func:`register_runner`.
@@ -43,6 +45,15 @@ from bitscout.metrics._hardware import (
     tensor_bits,
 )
 from bitscout.metrics._objective import MetricWarning, Objective, ObjectiveResult, ObjectiveTerm
+from bitscout.metrics._constraints import (
+    DROP_SUFFIX,
+    SIZE_METRICS,
+    Constraint,
+    ConstraintKind,
+    Constraints,
+    is_feasible,
+    metric_drops,
+)
 
 __all__ = [
     "Candidate",
@@ -72,4 +83,11 @@ __all__ = [
     "Objective",
     "ObjectiveResult",
     "ObjectiveTerm",
+    "DROP_SUFFIX",
+    "SIZE_METRICS",
+    "Constraint",
+    "ConstraintKind",
+    "Constraints",
+    "is_feasible",
+    "metric_drops",
 ]

@@ -193,6 +193,9 @@ class ActivationBitwidth(_AnalyticRunner):
 class ModelSize(_AnalyticRunner):
     """``model_size``: bytes to store every parameter and floating-point buffer.
 
+    Also ``weight_bytes``: bytes of the weights of linear and conv layers alone
+    (sum_l w_l |W_l| / 8), the budget of a weight memory.
+
     Quantized weights and biases at their format's bits, every other parameter and every
     floating-point buffer (BatchNorm statistics) at 32 bits; integer buffers
     (BatchNorm's ``num_batches_tracked``) are bookkeeping, not model data, and are left
@@ -201,7 +204,7 @@ class ModelSize(_AnalyticRunner):
     """
 
     name = "model_size"
-    metrics = _with_ratios("model_size")
+    metrics = _with_ratios("model_size", "weight_bytes")
 
     @functools.cached_property
     def _stored(self) -> tuple[tuple[str, int, int], ...]:
@@ -214,11 +217,13 @@ class ModelSize(_AnalyticRunner):
 
     def measure(self, config: Config) -> dict[str, float]:
         bits = FLOAT_BITS * (self.table.param_count + self.table.buffer_float_count)
+        weight_bits = 0.0
         for name, weight_numel, bias_numel in self._stored:
             layer_config = config.get(name)
+            weight_bits += tensor_bits(layer_config, "weight") * weight_numel
             bits += (tensor_bits(layer_config, "weight") - FLOAT_BITS) * weight_numel
             bits += (tensor_bits(layer_config, "bias") - FLOAT_BITS) * bias_numel
-        return {"model_size": bits / 8}
+        return {"model_size": bits / 8, "weight_bytes": weight_bits / 8}
 
 
 @register_runner

@@ -277,8 +277,18 @@ class Objective:
                 )
 
 
-def _unknown_metric(name: str, runner_set: RunnerSet) -> str:
-    where = f"search.strategy.metrics.{name}"
+def _unknown_metric(
+    name: str, runner_set: RunnerSet, *, where: str | None = None, derived: str | None = None
+) -> str:
+    """Why no configured runner gives ``name``, and which runner would.
+
+    Args:
+        name: The metric.
+        runner_set: The configured runners.
+        where: The TOML path named (default: ``search.strategy.metrics.<name>``).
+        derived: A metric computed from ``name`` that was asked for (``accuracy_drop``).
+    """
+    where = where or f"search.strategy.metrics.{name}"
     by_runner: dict[str, list[str]] = {}
     for metric, runner in runner_set.produces().items():
         by_runner.setdefault(runner, []).append(metric)
@@ -286,7 +296,9 @@ def _unknown_metric(name: str, runner_set: RunnerSet) -> str:
         f"{', '.join(metrics)} ({runner})" for runner, metrics in by_runner.items()
     ) or "nothing (no runner is configured)"
     message = (
-        f"{where}: no configured runner produces the metric {name!r}; "
+        f"{where}: no configured runner produces the metric {name!r}"
+        + (f" (which {derived!r} is computed from)" if derived else "")
+        + "; "
         f"the configured runners produce: {configured}"
     )
     providers = _producers(name)
