@@ -17,6 +17,8 @@ subclasses :class:`Strategy` and calls :func:`register_strategy`.
 from bitscout.strategies._base import (
     DIRECTIONS,
     OPTIONS_PATH,
+    ConfigConstraints,
+    ConstraintAware,
     Exhaustible,
     Strategy,
     StrategyOptions,
@@ -47,6 +49,8 @@ __all__ = [
     "Strategy",
     "StrategyOptions",
     "Exhaustible",
+    "ConfigConstraints",
+    "ConstraintAware",
     "is_exhausted",
     "register_strategy",
     "get_strategy",

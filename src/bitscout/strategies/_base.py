@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import difflib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import optuna
 import pydantic
@@ -14,12 +14,15 @@ from pydantic import BaseModel, ConfigDict
 from bitscout.errors import ConfigError, SearchError
 
 if TYPE_CHECKING:
+    from bitscout.quant import LayerQuantConfig
     from bitscout.space import SearchSpace
 
 __all__ = [
     "Strategy",
     "StrategyOptions",
     "Exhaustible",
+    "ConfigConstraints",
+    "ConstraintAware",
     "OPTIONS_PATH",
     "DIRECTIONS",
     "register_strategy",
@@ -56,6 +59,36 @@ class Exhaustible(abc.ABC):
     @abc.abstractmethod
     def is_exhausted(self, study: optuna.Study) -> bool:
         """True when the sampler has nothing left to hand out in ``study``."""
+
+
+class ConfigConstraints(Protocol):
+    """The constraints a configuration alone decides, as a strategy sees them.
+
+    :class:`bitscout.metrics.Constraints` is one (its :attr:`hardware_only` part
+    matters here): bounds on hardware metrics computed from the configuration, such as
+    ``average_bitwidth <= 4``, are known before a candidate is built or evaluated.
+    """
+
+    def config_violation(self, config: Mapping[str, LayerQuantConfig | None]) -> float:
+        """0.0 when the configuration satisfies them; > 0 (how far it misses) proves it infeasible."""
+
+
+class ConstraintAware(abc.ABC):
+    """A sampler that never proposes a configuration the constraints prove infeasible.
+
+    :meth:`Strategy.make_sampler` hands such a sampler the search's
+    :class:`ConfigConstraints` (Optuna's own samplers instead read the constraint values
+    the study loop records with ``trial.set_constraint``).
+    """
+
+    @abc.abstractmethod
+    def use_constraints(self, constraints: ConfigConstraints) -> None:
+        """Take the constraints into account from the next proposal on."""
+
+    @property
+    @abc.abstractmethod
+    def skipped_infeasible(self) -> int:
+        """Distinct configurations passed over because they were proven infeasible."""
 
 
 def is_exhausted(sampler: optuna.samplers.BaseSampler, study: optuna.Study) -> bool:
@@ -95,6 +128,10 @@ class Strategy(abc.ABC):
       naming ``search.strategy.setup.sampler_options.<key>``, the rule and the value.
     * A strategy that can run out of configurations returns a sampler that is also
       :class:`Exhaustible`.
+    * Given ``constraints`` (what a configuration alone decides), a sampler that is
+      :class:`ConstraintAware` never proposes a configuration they prove infeasible
+      while a feasible one is left; other samplers learn feasibility from the
+      constraint values the loop records with ``trial.set_constraint``.
 
     To add a strategy, subclass, set ``name`` (and ``Options``), implement
     :meth:`build_sampler`, and call :func:`register_strategy` on the class: it then
@@ -116,6 +153,7 @@ class Strategy(abc.ABC):
         directions: Sequence[str],
         options: Mapping[str, Any] | StrategyOptions,
         n_trials: int | None = None,
+        constraints: ConfigConstraints | None = None,
     ) -> optuna.samplers.BaseSampler:
         """Builds a sampler for one study over ``space``.
 
@@ -129,6 +167,8 @@ class Strategy(abc.ABC):
             n_trials: Trials the study will run in total, if known; some strategies use
                 it to size themselves (population sizes) or to accept a space they
                 would otherwise refuse (brute force's ``max_configs``).
+            constraints: The constraints a configuration alone decides; given to a
+                :class:`ConstraintAware` sampler, ignored by the others.
 
         Returns:
             A new sampler.
@@ -156,7 +196,10 @@ class Strategy(abc.ABC):
             )
         if n_trials is not None and n_trials < 1:
             raise SearchError(f"n_trials must be at least 1; got {n_trials}")
-        return self.build_sampler(space, opts, seed=seed, directions=dirs, n_trials=n_trials)
+        sampler = self.build_sampler(space, opts, seed=seed, directions=dirs, n_trials=n_trials)
+        if constraints is not None and isinstance(sampler, ConstraintAware):
+            sampler.use_constraints(constraints)
+        return sampler
 
     @abc.abstractmethod
     def build_sampler(

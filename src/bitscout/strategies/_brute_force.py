@@ -16,6 +16,8 @@ from bitscout.errors import ConfigError, SearchError
 from bitscout.space import SearchSpace
 from bitscout.strategies._base import (
     OPTIONS_PATH,
+    ConfigConstraints,
+    ConstraintAware,
     Exhaustible,
     Strategy,
     StrategyOptions,
@@ -75,8 +77,14 @@ class SeededPermutation:
         return self.n
 
 
-class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
+class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible, ConstraintAware):
     """Hands out every distinct configuration of a space exactly once, then stops.
+
+    With constraints that a configuration alone decides (``average_bitwidth <= 4``), it
+    enumerates only the configurations that satisfy them: the others are proven
+    infeasible and cost no trial (:attr:`skipped_infeasible` counts them). When no
+    configuration satisfies them, it enumerates the whole space, so that the study can
+    still report the least-violating one.
 
     Order: trial ``n`` gets distinct configuration ``order(n)`` of
     :meth:`SearchSpace.distinct_params_at`, where ``order`` is the identity (the
@@ -114,6 +122,8 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
         shuffle: Visit the configurations in a seeded random order.
         retry_failed: How many more times a configuration whose trial failed is handed
             out after the main pass.
+        constraints: Constraints a configuration alone decides (see
+            :meth:`use_constraints`).
     """
 
     def __init__(
@@ -123,6 +133,7 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
         seed: int | None = None,
         shuffle: bool = False,
         retry_failed: int = 1,
+        constraints: ConfigConstraints | None = None,
     ) -> None:
         if shuffle and seed is None:
             raise ConfigError(
@@ -131,6 +142,9 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
                 "order; got shuffle = true with no seed"
             )
         self._space = space
+        self._seed = seed if shuffle else None
+        self._feasible: tuple[int, ...] | None = None  # None: every distinct configuration
+        self._skipped = 0
         self._n = space.distinct_size
         self._perm = SeededPermutation(self._n, seed) if shuffle and seed is not None else None
         self._retry_failed = retry_failed
@@ -138,6 +152,37 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
         self._lock = threading.Lock()
         self._index_cache: dict[int, int | None] = {}
         self._handed: dict[int, int] = {}
+        if constraints is not None:
+            self.use_constraints(constraints)
+
+    def use_constraints(self, constraints: ConfigConstraints) -> None:
+        """Enumerate only the configurations ``constraints`` do not prove infeasible.
+
+        Every configuration is checked once, here (microseconds each: the checked
+        metrics are computed from the configuration). Every worker computes the same
+        list, so trial numbers still map to configurations without coordination. Call it
+        before the first trial.
+        """
+        total = self._space.distinct_size
+        feasible = tuple(
+            index
+            for index in range(total)
+            if constraints.config_violation(self._space.decode(self._space.distinct_params_at(index))) <= 0
+        )
+        with self._lock:
+            if not feasible:
+                # Nothing satisfies them: enumerate everything, so the study can still
+                # name the least-violating configuration (and say it is infeasible).
+                self._feasible, self._skipped, self._n = None, 0, total
+            else:
+                self._feasible, self._skipped, self._n = feasible, total - len(feasible), len(feasible)
+            self._perm = SeededPermutation(self._n, self._seed) if self._seed is not None else None
+            self._index_cache.clear()
+
+    @property
+    def skipped_infeasible(self) -> int:
+        """Distinct configurations left out because the constraints prove them infeasible."""
+        return self._skipped
 
     @property
     def space(self) -> SearchSpace:
@@ -146,7 +191,7 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
 
     @property
     def total(self) -> int:
-        """Distinct configurations in the main pass."""
+        """Distinct configurations in the main pass (the feasible ones, with constraints)."""
         return self._n
 
     def order(self, position: int) -> int:
@@ -154,8 +199,10 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
         if self._perm is None:
             if not 0 <= position < self._n:
                 raise IndexError(f"position must be in 0..{self._n - 1}; got {position}")
-            return position
-        return self._perm(position)
+            slot = position
+        else:
+            slot = self._perm(position)
+        return slot if self._feasible is None else self._feasible[slot]
 
     def params_for(self, position: int) -> dict[str, Any]:
         """The parameters trial ``position`` receives in the main pass."""

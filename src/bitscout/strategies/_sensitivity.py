@@ -23,6 +23,16 @@ or several workers sharing one, continue where the trials say):
 A configuration already evaluated (or running, or failed) in the study is never proposed
 again while an unseen one remains. One objective only: a Pareto search raises the
 contract's :class:`bitscout.errors.SearchError`.
+
+**Constraints** that a configuration alone decides (``average_bitwidth <= 4``: hardware
+metrics computed from the configuration) are predicted exactly before anything is
+evaluated, and a configuration they prove infeasible is never proposed while a feasible
+unseen one remains (:attr:`SensitivitySampler.skipped_infeasible` counts the ones passed
+over). The profile then starts from the most precise *feasible* configuration: the most
+precise one, repaired by single steps that each reduce the violation, always stepping the
+parameter that is furthest from the end it moves towards (so widths come down evenly);
+a probe that breaks the constraints is repaired the same way with its own parameter
+held. Every candidate of the local search and of the model's best list is checked.
 """
 
 from __future__ import annotations
@@ -43,7 +53,13 @@ from pydantic import Field
 
 from bitscout.errors import SearchError
 from bitscout.space import SearchSpace
-from bitscout.strategies._base import Strategy, StrategyOptions, register_strategy
+from bitscout.strategies._base import (
+    ConfigConstraints,
+    ConstraintAware,
+    Strategy,
+    StrategyOptions,
+    register_strategy,
+)
 
 __all__ = ["SensitivityStrategy", "SensitivitySampler", "value_order"]
 
@@ -171,7 +187,7 @@ class _Model:
         return self.intercept + self.coef[self.columns(x)].sum(axis=1)
 
 
-class SensitivitySampler(optuna.samplers.BaseSampler):
+class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
     """The sampler of :class:`SensitivityStrategy` (see the module docstring).
 
     Args:
@@ -188,6 +204,8 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
         radius: Neighbours lie within this many steps of a best trial.
         pairs: ``"auto"``, ``"all"``, ``"layer"`` or ``"none"``: the model's pair terms.
         pair_ridge: Ridge penalty of the pair terms.
+        constraints: Constraints a configuration alone decides (see
+            :meth:`use_constraints`).
     """
 
     def __init__(
@@ -203,6 +221,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
         radius: int = 2,
         pairs: str = "auto",
         pair_ridge: float = 1.0,
+        constraints: ConfigConstraints | None = None,
     ) -> None:
         self._space = space
         self._params = space.params
@@ -249,6 +268,81 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
         self._finished: dict[int, tuple[tuple[int, ...], float | None]] = {}
         self._fitted = -1
         self._distinct_cache: dict[tuple[int, ...], int] = {}
+        self._constraints: ConfigConstraints | None = None
+        self._violations: dict[int, float] = {}  # distinct index -> violation
+        self._skipped: set[int] = set()
+        self._probe_list: list[tuple[int, ...]] | None = None
+        if constraints is not None:
+            self.use_constraints(constraints)
+
+    # -- constraints -------------------------------------------------------------------
+
+    def use_constraints(self, constraints: ConfigConstraints) -> None:
+        """Never propose a configuration ``constraints`` prove infeasible (see the module)."""
+        with self._lock:
+            self._constraints = constraints
+            self._violations.clear()
+            self._probe_list = None
+
+    @property
+    def skipped_infeasible(self) -> int:
+        """Distinct configurations passed over because the constraints prove them infeasible."""
+        return len(self._skipped)
+
+    def _violation(self, vector: tuple[int, ...]) -> float:
+        """How far ``vector`` misses the constraints (0.0: feasible, or no constraints)."""
+        if self._constraints is None:
+            return 0.0
+        index = self._distinct(vector)
+        value = self._violations.get(index)
+        if value is None:
+            params = {name: p.choices[v] for name, p, v in zip(self._names, self._params, vector)}
+            value = self._violations[index] = float(
+                self._constraints.config_violation(self._space.decode(params))
+            )
+        return value
+
+    def _feasible(self, vector: tuple[int, ...]) -> bool:
+        """Whether ``vector`` may be proposed; an infeasible one is counted as skipped."""
+        if self._violation(vector) <= 0:
+            return True
+        self._skipped.add(self._distinct(vector))
+        return False
+
+    def _repair(self, vector: tuple[int, ...], held: int | None = None) -> tuple[int, ...] | None:
+        """The nearest feasible configuration by single steps, or None if there is none.
+
+        Each step moves one parameter (not ``held``) one position in its order and must
+        reduce the violation; of those, the parameter furthest from the end it moves
+        towards goes first (so widths come down, or up, evenly), then the larger
+        reduction, then the lower parameter index. Deterministic.
+        """
+        current = vector
+        violation = self._violation(current)
+        while violation > 0:
+            best: tuple[tuple[float, float, int], tuple[int, ...], float] | None = None
+            for p in range(len(self._params)):
+                if p == held or self._radices[p] < 2:
+                    continue
+                rank = self._rank[p][current[p]]
+                last = self._radices[p] - 1
+                for step in (1, -1):  # 1: less precise, -1: more precise
+                    new_rank = rank + step
+                    if not 0 <= new_rank <= last:
+                        continue
+                    moved = current[:p] + (self._order[p][new_rank],) + current[p + 1 :]
+                    after = self._violation(moved)
+                    if after >= violation:
+                        continue
+                    # How far the parameter still is from where it is heading.
+                    room = (last - rank) / last if step == 1 else rank / last
+                    key = (-room, after, p)
+                    if best is None or key < best[0]:
+                        best = (key, moved, after)
+            if best is None:
+                return None
+            _, current, violation = best
+        return current
 
     # -- Optuna's sampler interface ----------------------------------------------------
 
@@ -323,24 +417,41 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
     # -- proposing ---------------------------------------------------------------------
 
     def _probes(self) -> list[tuple[int, ...]]:
-        base = tuple(order[0] for order in self._order)
+        if self._probe_list is not None:
+            return self._probe_list
+        base: tuple[int, ...] | None = tuple(order[0] for order in self._order)
+        if self._constraints is not None:
+            repaired = self._repair(base)
+            if repaired is None:
+                # No configuration is feasible (even stepping every parameter): search
+                # as if unconstrained; the study flags its best as infeasible.
+                self._constraints = None
+            else:
+                base = repaired
         probes = [base]
         for p, order in enumerate(self._order):
-            for pos in order[1:]:
-                probe = list(base)
-                probe[p] = pos
-                probes.append(tuple(probe))
-        return probes
+            for pos in order:
+                if pos == base[p]:
+                    continue
+                probe = base[:p] + (pos,) + base[p + 1 :]
+                if self._constraints is not None and self._violation(probe) > 0:
+                    self._skipped.add(self._distinct(probe))
+                    probe = self._repair(probe, held=p)
+                    if probe is None:
+                        continue
+                probes.append(probe)
+        self._probe_list = list(dict.fromkeys(probes))
+        return self._probe_list
 
     def _propose(self, observed: dict[tuple[int, ...], float], taken: set[int]) -> tuple[int, ...]:
         for probe in self._probes():
             if self._distinct(probe) not in taken:
                 return probe
         if len(taken) >= self._space.distinct_size:
-            # Nothing new is left: repeat the best (the loop answers it from the study).
-            return max(observed, key=observed.__getitem__) if observed else self._probes()[0]
+            return self._repeat_best(observed)
         if not observed:  # every trial so far failed: nothing to model
-            return self._any_unseen(taken)[0]
+            unseen = self._any_unseen(taken)
+            return unseen[0] if unseen else self._repeat_best(observed)
         vectors = list(observed)  # in trial order
         x = np.array(vectors, dtype=np.int64)
         y = np.array([observed[v] for v in vectors])
@@ -363,11 +474,17 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
             candidates.extend(self._neighbours(vectors[i], taken))
         if not candidates:
             candidates = self._any_unseen(taken)
+        if not candidates:  # every feasible configuration has been seen
+            return self._repeat_best(observed)
         unique = list(dict.fromkeys(candidates))
         scores = self._model.predict(np.array(unique, dtype=np.int64))
         # Ties (common: equal settings score equally) are broken by the seed.
         scores = scores + 1e-9 * self._rng.random(len(unique))
         return unique[int(np.argmax(scores))]
+
+    def _repeat_best(self, observed: dict[tuple[int, ...], float]) -> tuple[int, ...]:
+        """Nothing new is left: the best trial again (the loop answers it from the study)."""
+        return max(observed, key=observed.__getitem__) if observed else self._probes()[0]
 
     def _ranks(self, x: np.ndarray) -> np.ndarray:
         out = np.empty_like(x)
@@ -382,7 +499,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
         out = []
         for row in ranks[ok]:
             cand = tuple(self._order[p][r] for p, r in enumerate(row))
-            if self._distinct(cand) not in taken:
+            if self._distinct(cand) not in taken and self._feasible(cand):
                 out.append(cand)
         return out
 
@@ -405,7 +522,10 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
         seen = {start}
         found: list[tuple[int, ...]] = []
         pops = 0
-        while heap and len(found) < self._model_candidates and pops < 8 * self._model_candidates:
+        # Constrained, most of the model's favourites may be infeasible (the most precise
+        # ones first): walk further to find as many feasible ones.
+        max_pops = (64 if self._constraints is not None else 8) * self._model_candidates
+        while heap and len(found) < self._model_candidates and pops < max_pops:
             neg, state = heapq.heappop(heap)
             pops += 1
             vector = [0] * len(self._params)
@@ -413,7 +533,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
                 for p, v in zip(group, combos[r]):
                     vector[p] = v
             candidate = tuple(vector)
-            if self._distinct(candidate) not in taken:
+            if self._distinct(candidate) not in taken and self._feasible(candidate):
                 found.append(candidate)
             for g, (combos, scores) in enumerate(tables):
                 if state[g] + 1 < len(combos):
@@ -425,17 +545,18 @@ class SensitivitySampler(optuna.samplers.BaseSampler):
         return found
 
     def _any_unseen(self, taken: set[int]) -> list[tuple[int, ...]]:
+        """One unseen configuration the constraints allow (random, then in order), or none."""
         for _ in range(1000):
             index = int(self._rng.integers(self._space.distinct_size))
             if index not in taken:
                 params = self._space.distinct_params_at(index)
                 vector = self._vector(params)
-                if vector is not None:
+                if vector is not None and self._feasible(vector):
                     return [vector]
         for index in range(self._space.distinct_size):
             if index not in taken:
                 vector = self._vector(self._space.distinct_params_at(index))
-                if vector is not None:
+                if vector is not None and self._feasible(vector):
                     return [vector]
         return []
 
