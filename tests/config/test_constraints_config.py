@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bitscout import cli
 from bitscout.config import ConstraintSpec, load_config, parse_size
 from bitscout.errors import ConfigError
 
@@ -127,3 +128,25 @@ def test_each_mistake_is_one_error_with_the_toml_path(
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: {message}"
+
+
+def test_check_names_the_runner_a_constraint_needs(
+    lab_doc: dict[str, Any], write_toml: Callable[..., Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_COMMANDS", ("check",))
+    path = write_toml(_with_constraints(lab_doc, {"weight_bytes": {"max": "1 KiB"}, "accuracy_drop": {"max": 0.01}}))
+    assert cli.main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "search.strategy.constraints.weight_bytes: no configured runner produces the metric "
+        "'weight_bytes'; the configured runners produce: accuracy, balanced_accuracy, loss "
+        "(basic_evaluation); average_bitwidth, memory_density, average_bitwidth_ratio, "
+        "memory_density_ratio (average_bitwidth); to measure it, add [search.strategy.hw_runner.model_size]"
+    ) in err
+    assert "accuracy_drop" not in err  # basic_evaluation produces accuracy: its drop is known
+
+    lab_doc["search"]["strategy"]["hw_runner"]["model_size"] = {}
+    path = write_toml(lab_doc, "fixed.toml")
+    assert cli.main(["check", str(path)]) == 0
+    summary = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert summary.endswith("; constraints: weight_bytes <= 1 KiB, accuracy_drop <= 0.01")

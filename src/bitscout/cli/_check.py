@@ -5,8 +5,8 @@ MASE keys dropped) followed by a one-line summary written as a TOML comment, so 
 whole output is itself a valid config. Besides the schema, the options of every runner
 and of the strategy are validated by the runner and strategy themselves (a
 ``dataloader`` typo in ``[search.strategy.sw_runner.basic_evaluation]`` is caught here,
-not at the first trial), and so are the model and data set names, the model's options
-and every ``[passes.quantize]`` entry. Exit status 0 when valid; an invalid config is a
+not at the first trial), and so are the model and data set names, the model's options,
+every ``[passes.quantize]`` entry and the metrics ``[search.strategy.constraints]`` bounds. Exit status 0 when valid; an invalid config is a
 :class:`bitscout.errors.ConfigError`, printed by the dispatcher with status 2.
 """
 
@@ -86,7 +86,7 @@ def config_problems(config: Config) -> list[str]:
 
 
 def _search_problems(strategy_cfg: StrategyConfig) -> list[str]:
-    from bitscout.metrics import validate_runners
+    from bitscout.metrics import constraint_problems, validate_runners
     from bitscout.strategies import get_strategy
 
     problems: list[str] = []
@@ -94,6 +94,7 @@ def _search_problems(strategy_cfg: StrategyConfig) -> list[str]:
         validate_runners(strategy_cfg)
     except ConfigError as exc:
         problems += str(exc).splitlines()
+    problems += constraint_problems(strategy_cfg)
     try:
         get_strategy(strategy_cfg.strategy_name).parse_options(strategy_cfg.setup.sampler_options)
     except ConfigError as exc:

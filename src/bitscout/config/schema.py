@@ -342,7 +342,14 @@ class Config(_Model):
             if setup.sum_scaled_metrics
             else "one objective per metric (Pareto)"
         )
+        bounds = ", ".join(
+            f"{name} {sign} {limit}"
+            for name, spec in strategy.constraints.items()
+            for sign, limit in ((">=", spec.min), ("<=", spec.max))
+            if limit is not None
+        )
         return (
             f"{head}; strategy {strategy.strategy_name!r}, {setup.n_trials} trials; "
             f"metrics: {metrics}; objective: {objective}"
+            + (f"; constraints: {bounds}" if bounds else "")
         )

@@ -51,6 +51,7 @@ from bitscout.metrics._constraints import (
     Constraint,
     ConstraintKind,
     Constraints,
+    constraint_problems,
     is_feasible,
     metric_drops,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "Constraint",
     "ConstraintKind",
     "Constraints",
+    "constraint_problems",
     "is_feasible",
     "metric_drops",
 ]

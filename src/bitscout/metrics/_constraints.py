@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Literal
 from bitscout.errors import ConfigError
 from bitscout.metrics._hardware import _AnalyticRunner
 from bitscout.metrics._objective import _unknown_metric
-from bitscout.metrics._runner import Candidate, RunContext, Runner, _producers
-from bitscout.metrics._runner_set import RunnerSet, TrialMetrics
+from bitscout.metrics._runner import Candidate, RunContext, Runner, _producers, get_runner
+from bitscout.metrics._runner_set import RunnerSet, TrialMetrics, validate_runners
 
 if TYPE_CHECKING:
     from bitscout.config import StrategyConfig
@@ -36,6 +36,7 @@ __all__ = [
     "Constraint",
     "ConstraintKind",
     "Constraints",
+    "constraint_problems",
     "is_feasible",
     "metric_drops",
 ]
@@ -158,27 +159,8 @@ class Constraints:
                 drop of a hardware metric, a bound with a unit on a metric that is not a
                 size.
         """
-        produced = runner_set.produces()
-        problems: list[str] = []
-        items: list[Constraint] = []
-        for metric, spec in strategy_cfg.constraints.items():
-            where = f"search.strategy.constraints.{metric}"
-            kind = _kind(metric, runner_set)
-            if kind is None:
-                problems.append(_unknown_constraint(metric, runner_set, where, produced))
-                continue
-            for bound, limit, raw in (("max", spec.max_value, spec.max), ("min", spec.min_value, spec.min)):
-                if limit is None:
-                    continue
-                # A string bound is a size with a unit (the config parsed it as one).
-                if isinstance(raw, str) and metric not in SIZE_METRICS:
-                    problems.append(
-                        f"{where}.{bound}: a unit applies to sizes in bytes only "
-                        f"({', '.join(sorted(SIZE_METRICS))}); {metric!r} is not one: give a "
-                        f"plain number in its own unit; got {raw!r}"
-                    )
-                    continue
-                items.append(Constraint(metric, bound, limit, kind))  # type: ignore[arg-type]
+        producers = {metric: type(runner_set.producer(metric)) for metric in runner_set.produces()}
+        items, problems = _judge(strategy_cfg, producers)
         if problems:
             raise ConfigError("\n".join(problems))
         return cls(items, runner_set, baseline=baseline)
@@ -310,20 +292,72 @@ def is_feasible(values: Sequence[float]) -> bool:
     return all(v <= 0.0 for v in values)
 
 
-def _kind(metric: str, runner_set: RunnerSet) -> ConstraintKind | None:
-    produced = runner_set.produces()
-    if metric in produced:
-        runner = runner_set.producer(metric)
+def constraint_problems(strategy_cfg: StrategyConfig) -> list[str]:
+    """What is wrong with ``[search.strategy.constraints]``, judged from the runner classes.
+
+    The same judgement as :meth:`Constraints.from_config`, without a model or data (for
+    ``bitscout check``): every constrained metric must be produced by a configured runner
+    (or be the drop of a software metric one produces), and units only bound sizes.
+    Problems with the runners' own options are left to
+    :func:`bitscout.metrics.validate_runners`.
+
+    Returns:
+        One line per problem, each with its TOML path; empty when the constraints are fine.
+    """
+    if not strategy_cfg.constraints:
+        return []
+    try:
+        chosen = validate_runners(strategy_cfg)
+    except ConfigError:
+        return []  # reported by validate_runners itself
+    classes = [cls for cls, _ in chosen.values()]
+    for cls in list(classes):
+        classes += [get_runner(name) for name in cls.requires if name not in chosen]
+    producers = {metric: cls for cls in classes for metric in cls.metrics}
+    return _judge(strategy_cfg, producers)[1]
+
+
+def _judge(
+    strategy_cfg: StrategyConfig, producers: Mapping[str, type[Runner]]
+) -> tuple[list[Constraint], list[str]]:
+    """The constraints of a config, and the problems with them (one line each)."""
+    produced = {metric: cls.name for metric, cls in producers.items()}
+    problems: list[str] = []
+    items: list[Constraint] = []
+    for metric, spec in strategy_cfg.constraints.items():
+        where = f"search.strategy.constraints.{metric}"
+        kind = _kind(metric, producers)
+        if kind is None:
+            problems.append(_unknown_constraint(metric, produced, where))
+            continue
+        for bound, limit, raw in (("max", spec.max_value, spec.max), ("min", spec.min_value, spec.min)):
+            if limit is None:
+                continue
+            # A string bound is a size with a unit (the config parsed it as one).
+            if isinstance(raw, str) and metric not in SIZE_METRICS:
+                problems.append(
+                    f"{where}.{bound}: a unit applies to sizes in bytes only "
+                    f"({', '.join(sorted(SIZE_METRICS))}); {metric!r} is not one: give a "
+                    f"plain number in its own unit; got {raw!r}"
+                )
+                continue
+            items.append(Constraint(metric, bound, limit, kind))  # type: ignore[arg-type]
+    return items, problems
+
+
+def _kind(metric: str, producers: Mapping[str, type[Runner]]) -> ConstraintKind | None:
+    runner = producers.get(metric)
+    if runner is not None:
         if runner.kind == "software":
             return "data"
-        return "config" if isinstance(runner, _AnalyticRunner) else "measured"
+        return "config" if issubclass(runner, _AnalyticRunner) else "measured"
     base = metric.removesuffix(DROP_SUFFIX)
-    if metric.endswith(DROP_SUFFIX) and base in produced and runner_set.kind_of(base) == "software":
+    if metric.endswith(DROP_SUFFIX) and base in producers and producers[base].kind == "software":
         return "data"
     return None
 
 
-def _unknown_constraint(metric: str, runner_set: RunnerSet, where: str, produced: Mapping[str, str]) -> str:
+def _unknown_constraint(metric: str, produced: Mapping[str, str], where: str) -> str:
     base = metric.removesuffix(DROP_SUFFIX)
     if metric.endswith(DROP_SUFFIX) and base in produced:
         return (
@@ -332,5 +366,5 @@ def _unknown_constraint(metric: str, runner_set: RunnerSet, where: str, produced
             f"([search.strategy.constraints] {base}.max = ...)"
         )
     if metric.endswith(DROP_SUFFIX) and base and _producers(base):
-        return _unknown_metric(base, runner_set, where=where, derived=metric)
-    return _unknown_metric(metric, runner_set, where=where)
+        return _unknown_metric(base, produced, where=where, derived=metric)
+    return _unknown_metric(metric, produced, where=where)

@@ -278,19 +278,24 @@ class Objective:
 
 
 def _unknown_metric(
-    name: str, runner_set: RunnerSet, *, where: str | None = None, derived: str | None = None
+    name: str,
+    runner_set: RunnerSet | Mapping[str, str],
+    *,
+    where: str | None = None,
+    derived: str | None = None,
 ) -> str:
     """Why no configured runner gives ``name``, and which runner would.
 
     Args:
         name: The metric.
-        runner_set: The configured runners.
+        runner_set: The configured runners, or what they produce (metric -> runner name).
         where: The TOML path named (default: ``search.strategy.metrics.<name>``).
         derived: A metric computed from ``name`` that was asked for (``accuracy_drop``).
     """
     where = where or f"search.strategy.metrics.{name}"
     by_runner: dict[str, list[str]] = {}
-    for metric, runner in runner_set.produces().items():
+    produced = runner_set.produces() if isinstance(runner_set, RunnerSet) else runner_set
+    for metric, runner in produced.items():
         by_runner.setdefault(runner, []).append(metric)
     configured = "; ".join(
         f"{', '.join(metrics)} ({runner})" for runner, metrics in by_runner.items()
