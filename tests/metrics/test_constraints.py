@@ -183,3 +183,15 @@ def test_constraint_records() -> None:
     assert Constraint("accuracy_drop", "max", 0.0, "data").scale == 1.0
     assert is_feasible((0.0, -1.0)) and not is_feasible((0.0, 1e-12)) and not is_feasible((math.nan,))
     assert Constraints([]).describe() == "none" and not Constraints([])
+
+
+def test_config_metrics_are_the_config_only_runners_measurements(jsc_context: RunContext) -> None:
+    cfg = _strategy({}, hw=("average_bitwidth", "model_size", "latency"))
+    runners = build_runners(cfg, jsc_context)
+    config = {"seq_blocks_2": int_config(weight=3, bias=8)}
+    got = runners.config_metrics(config)
+    measured = runners.run(config)
+    # Everything but latency (timed on the built model) and the software metrics.
+    assert set(got) == set(measured.hardware) - {"latency", "latency_ratio"}
+    assert got == {name: measured.hardware[name] for name in got}
+    assert got["weight_bytes"] == 3 * 80 / 8

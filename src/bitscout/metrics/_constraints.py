@@ -6,8 +6,9 @@ candidate's (``accuracy_drop = 0.02``: two points below the float model). Each b
 becomes one :class:`Constraint` whose value is ``metric - max`` or ``min - metric``, so a
 trial is feasible when every value is <= 0, as Optuna's ``trial.set_constraint`` expects.
 
-Constraints on metrics an analytic hardware runner computes from the configuration
-alone (``average_bitwidth``, ``model_size``, ``weight_bytes``, ``bitops``, ...) are known
+Constraints on metrics a ``config_only`` runner computes from the configuration alone
+(the analytic hardware runners: ``average_bitwidth``, ``model_size``, ``weight_bytes``,
+``bitops``, ...) are known
 before anything is built or run: :attr:`Constraints.hardware_only` holds them, and
 :meth:`Constraints.config_violation` proves a configuration infeasible without a data
 pass. Latency is a hardware metric too, but it is measured on the built model.
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from bitscout.errors import ConfigError
-from bitscout.metrics._hardware import _AnalyticRunner
 from bitscout.metrics._objective import _unknown_metric
 from bitscout.metrics._runner import Candidate, RunContext, Runner, _producers, get_runner
 from bitscout.metrics._runner_set import RunnerSet, TrialMetrics, validate_runners
@@ -350,7 +350,7 @@ def _kind(metric: str, producers: Mapping[str, type[Runner]]) -> ConstraintKind 
     if runner is not None:
         if runner.kind == "software":
             return "data"
-        return "config" if issubclass(runner, _AnalyticRunner) else "measured"
+        return "config" if runner.config_only else "measured"
     base = metric.removesuffix(DROP_SUFFIX)
     if metric.endswith(DROP_SUFFIX) and base in producers and producers[base].kind == "software":
         return "data"

@@ -92,6 +92,7 @@ class _AnalyticRunner(Runner):
     """
 
     kind = "hardware"
+    config_only = True
 
     def __init__(self, options: pydantic.BaseModel, context: RunContext) -> None:
         super().__init__(options, context)

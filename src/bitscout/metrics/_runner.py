@@ -168,7 +168,10 @@ class Runner(abc.ABC):
       ``constant_under_quantization`` lists metrics that are the same for every
       quantization config of one architecture (FLOPs of the float model).
       ``requires`` names runners that :func:`bitscout.metrics.build_runners` adds with
-      their default options when the config does not name them.
+      their default options when the config does not name them. ``config_only`` says
+      that :meth:`run` reads nothing but ``candidate.config`` (no model, no data), so its
+      metrics are known before a candidate is built: constraints on them are checked
+      first, and strategies may predict them.
     * :meth:`run` returns exactly the metrics of :meth:`produces`, as floats, computed
       fresh for this candidate: nothing may accumulate from one call to the next, and
       the same candidate measured twice gives the same numbers (latency aside).
@@ -191,6 +194,7 @@ class Runner(abc.ABC):
     maximize: ClassVar[frozenset[str]] = frozenset()
     constant_under_quantization: ClassVar[frozenset[str]] = frozenset()
     requires: ClassVar[tuple[str, ...]] = ()
+    config_only: ClassVar[bool] = False
 
     class Options(pydantic.BaseModel):
         """Options of a runner that takes none."""

@@ -148,6 +148,19 @@ class RunnerSet:
             hardware.update(self._checked(runner, runner.run(candidate)))
         return TrialMetrics(software=software, hardware=hardware)
 
+    def config_metrics(self, config: Mapping[str, LayerQuantConfig | None]) -> dict[str, float]:
+        """The metrics of the ``config_only`` runners: known without a model or data.
+
+        What a trial that the configuration alone proves infeasible still records
+        (``average_bitwidth``, ``model_size``, ... and their ratios), in microseconds.
+        """
+        candidate = self.candidate(config)
+        metrics: dict[str, float] = {}
+        for runner in self.runners:
+            if runner.config_only:
+                metrics.update(self._checked(runner, runner.run(candidate)))
+        return metrics
+
     def reference(self) -> TrialMetrics:
         """The metrics of the unquantized model, measured exactly as a trial is.
 
