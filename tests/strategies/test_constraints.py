@@ -241,3 +241,32 @@ def test_sensitivity_without_constraints_is_unchanged(space36: SearchSpace) -> N
     study = optuna.create_study(sampler=sampler, direction="maximize")
     trial = study.ask(space36.distributions())
     assert trial.params == {k: 8 for k in trial.params}
+
+
+def test_sensitivity_learns_a_constraint_measured_on_data(space36: SearchSpace) -> None:
+    """A constraint known only after a trial (recorded with set_constraint), not given to the sampler."""
+
+    def value(params: dict[str, Any]) -> float:  # more bits, better: the optimum is all-max
+        return sum(float(v) for v in params.values())
+
+    def constraint(params: dict[str, Any]) -> float:  # the weights of fc1 and fc2 share 8 bits
+        return params["fc1/weight_width"] + params["fc2/weight_width"] - 8.0
+
+    every = list(space36)
+    best_feasible = max(value(p) for p in every if constraint(p) <= 0)
+    sampler = get_strategy("sensitivity").make_sampler(space36, seed=0, directions=["maximize"], options={})
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    found, infeasible = None, 0
+    for number in range(36):
+        trial = study.ask(space36.distributions())
+        trial.set_constraint("weights.max", constraint(trial.params))
+        infeasible += constraint(trial.params) > 0
+        study.tell(trial, value(trial.params))
+        if constraint(trial.params) <= 0 and value(trial.params) == best_feasible:
+            found = number + 1
+            break
+    # The profile (7 trials, each one parameter below the most precise configuration)
+    # breaks the constraint every time; from those values the constraint model predicts
+    # it exactly, and the next proposal is the feasible optimum, on the constraint's edge.
+    assert found == 8
+    assert infeasible == 7

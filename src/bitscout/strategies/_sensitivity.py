@@ -33,6 +33,12 @@ precise one, repaired by single steps that each reduce the violation, always ste
 parameter that is furthest from the end it moves towards (so widths come down evenly);
 a probe that breaks the constraints is repaired the same way with its own parameter
 held. Every candidate of the local search and of the model's best list is checked.
+
+Constraints measured on data (``accuracy_drop <= 0.01``) are known only after a trial,
+from the values the loop records with ``trial.set_constraint``: the incumbent and the
+neighbourhoods are then feasible trials, and once a trial has broken one, a second model
+of the same form predicts the largest constraint value, and candidates it expects to be
+infeasible are proposed only when it expects every candidate to be.
 """
 
 from __future__ import annotations
@@ -70,6 +76,12 @@ _CONTROLLER: Any = None
 # "auto" models every pair of parameters while that needs at most this many features
 # (the fit solves a system of that size per proposal), else only pairs within a layer.
 _MAX_PAIR_FEATURES = 1500
+
+# A configuration on the edge of a data-measured constraint (value 0) is often the best
+# feasible one; the ridge-shrunk constraint model puts it a little above 0. Candidates
+# predicted within this much (in standard deviations of the observed values) count as
+# feasible: the trial itself then says whether they are.
+_CONSTRAINT_SLACK = 0.1
 
 
 @contextlib.contextmanager
@@ -265,7 +277,12 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             pair_list = []
         self._model = _Model(self._radices, pair_list, ridge, pair_ridge)
         self._offsets = _offsets(len(self._params), radius)
-        self._finished: dict[int, tuple[tuple[int, ...], float | None]] = {}
+        self._finished: dict[int, tuple[tuple[int, ...], float | None, float | None]] = {}
+        # Constraints measured on data (accuracy_drop <= 0.01) are known only after a
+        # trial: a second model of the same form predicts the largest constraint value.
+        self._constraint_model = _Model(self._radices, pair_list, ridge, pair_ridge)
+        self._constraint_fitted = False
+        self._worst: dict[tuple[int, ...], float] = {}
         self._fitted = -1
         self._distinct_cache: dict[tuple[int, ...], int] = {}
         self._constraints: ConfigConstraints | None = None
@@ -389,9 +406,14 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
     def _read(
         self, study: optuna.Study, *, exclude: int
     ) -> tuple[dict[tuple[int, ...], float], set[int]]:
-        """(vector -> signed value of finished trials, distinct indices already taken)."""
+        """(vector -> signed value of finished trials, distinct indices already taken).
+
+        Also fills :attr:`_worst`: vector -> the largest constraint value a finished
+        trial recorded (``trial.set_constraint``), for trials that recorded any.
+        """
         observed: dict[tuple[int, ...], float] = {}
         taken: set[int] = set()
+        self._worst: dict[tuple[int, ...], float] = {}
         for t in study.get_trials(deepcopy=False):
             if t.number == exclude:
                 continue
@@ -400,18 +422,23 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
                 vector = self._vector(t.params)
                 if vector is None:
                     continue
-                value = None
+                value = worst = None
                 if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == 1:
                     value = self._sign * float(t.values[0])
                     if not math.isfinite(value):
                         value = None
+                    recorded = t.constraints.values()
+                    if value is not None and recorded:
+                        worst = max(recorded)
                 if t.state.is_finished():
-                    self._finished[t.number] = (vector, value)
+                    self._finished[t.number] = (vector, value, worst)
             else:
-                vector, value = known
+                vector, value, worst = known
             taken.add(self._distinct(vector))
             if value is not None:
                 observed[vector] = value
+                if worst is not None:
+                    self._worst[vector] = worst
         return observed, taken
 
     # -- proposing ---------------------------------------------------------------------
@@ -455,7 +482,9 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         vectors = list(observed)  # in trial order
         x = np.array(vectors, dtype=np.int64)
         y = np.array([observed[v] for v in vectors])
-        ranked = sorted(range(len(vectors)), key=lambda i: -y[i])
+        infeasible = [self._worst.get(v, 0.0) > 0 for v in vectors]
+        # Feasible trials first: the incumbent and the neighbourhoods are feasible ones.
+        ranked = sorted(range(len(vectors)), key=lambda i: (infeasible[i], -y[i]))
         m = _fit_size(len(vectors), ranked[0])
         if self._fitted != m:
             # The model of the first m trials: a function of the trials alone (resume
@@ -468,6 +497,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             scale = float(np.std(y[:m])) or 1.0
             with _one_blas_thread():
                 self._model.fit(x[:m], y[:m] / scale, weights)
+                self._fit_constraints(vectors[:m], weights)
             self._fitted = m
         candidates = self._model_best(taken)
         for i in ranked[: self._neighbourhood_of]:
@@ -478,13 +508,34 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             return self._repeat_best(observed)
         unique = list(dict.fromkeys(candidates))
         scores = self._model.predict(np.array(unique, dtype=np.int64))
+        if self._constraint_fitted:
+            # Candidates the constraint model expects to break a data-measured constraint
+            # go last, ordered by how far they are expected to miss it.
+            worst = self._constraint_model.predict(np.array(unique, dtype=np.int64))
+            allowed = worst <= _CONSTRAINT_SLACK
+            scores = np.where(allowed, scores, -np.inf) if allowed.any() else -worst
         # Ties (common: equal settings score equally) are broken by the seed.
         scores = scores + 1e-9 * self._rng.random(len(unique))
         return unique[int(np.argmax(scores))]
 
+    def _fit_constraints(self, vectors: list[tuple[int, ...]], weights: np.ndarray) -> None:
+        """Fit the constraint model when some trial broke a constraint measured on data."""
+        rows = [i for i, v in enumerate(vectors) if v in self._worst]
+        if not any(self._worst[vectors[i]] > 0 for i in rows):
+            self._constraint_fitted = False
+            return
+        x = np.array([vectors[i] for i in rows], dtype=np.int64)
+        y = np.array([self._worst[vectors[i]] for i in rows])
+        scale = float(np.std(y)) or 1.0
+        self._constraint_model.fit(x, y / scale, weights[rows])
+        # The model predicts y / scale, whose sign is that of y: feasibility reads the same.
+        self._constraint_fitted = True
+
     def _repeat_best(self, observed: dict[tuple[int, ...], float]) -> tuple[int, ...]:
         """Nothing new is left: the best trial again (the loop answers it from the study)."""
-        return max(observed, key=observed.__getitem__) if observed else self._probes()[0]
+        if not observed:
+            return self._probes()[0]
+        return max(observed, key=lambda v: (self._worst.get(v, 0.0) <= 0, observed[v]))
 
     def _ranks(self, x: np.ndarray) -> np.ndarray:
         out = np.empty_like(x)
