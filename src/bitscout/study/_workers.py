@@ -61,6 +61,7 @@ from bitscout.errors import SearchError
 
 if TYPE_CHECKING:
     from bitscout.config import Config
+    from bitscout.study._outputs import PlotWriter
     from bitscout.study._records import SearchResult
 
 __all__ = [
@@ -852,8 +853,9 @@ def report_study(
     *,
     storage_name: str = "",
     config: Config | None = None,
+    plot: PlotWriter | None = None,
 ) -> SearchResult:
-    """Write log.json, trials.csv, best.json and the plots of a stored study.
+    """Write log.json, trials.csv, best.json and (with ``plot``) the plots of a stored study.
 
     Uses the same writers as a search (:func:`bitscout.study.write_outputs`), so a
     report of a shared study has the files of a local run.
@@ -869,7 +871,6 @@ def report_study(
         SearchError: No such study (the message lists the studies there), or several and
             none named.
     """
-    import bitscout.metrics  # noqa: F401  (plots look up each metric's natural direction there)
     from bitscout.study._outputs import write_outputs
     from bitscout.study._result import result_from_study
 
@@ -894,7 +895,7 @@ def report_study(
     ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
     # All workers together: from the first trial's start to the last trial's end.
     result.wall_time_s = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-    result.outputs = write_outputs(result, Path(out_dir), config=config)
+    result.outputs = write_outputs(result, Path(out_dir), config=config, plot=plot)
     result.run_dir = Path(out_dir)
     return result
 
