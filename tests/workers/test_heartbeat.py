@@ -20,13 +20,13 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from bitscout._optuna_adapter import backend_of as _backend_of
 from bitscout.errors import SearchError
 from bitscout.study._index import RETRY_ATTR
 from bitscout.study._workers import (
     HEARTBEAT_ATTR,
     OWNER_ATTR,
     HeartbeatSettings,
-    _backend_of,
     ask_lock,
     database_url,
     fail_stale_trials,

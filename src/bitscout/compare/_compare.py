@@ -36,6 +36,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from bitscout._optuna_adapter import hypervolume
 from bitscout.errors import SearchError
 from bitscout.evaluation import (
     CachedEvaluator,
@@ -130,6 +131,10 @@ class _RunEvaluator(Evaluator):
 
     def fingerprint(self) -> dict[str, Any]:
         return self.cache.fingerprint()
+
+    @property
+    def constraint_names(self) -> tuple[str, ...]:
+        return self.cache.constraint_names
 
     def evaluate(self, config: Mapping[str, Any]) -> Evaluation:
         made = self.cache.evaluations
@@ -455,8 +460,6 @@ def _reached(value: float | None, optimum: float, sign: float, scale: float) -> 
 
 def _hypervolume(points: np.ndarray, reference: np.ndarray, signs: np.ndarray) -> float:
     """Hypervolume dominated by ``points`` (raw values) up to ``reference`` (raw)."""
-    from optuna._hypervolume import compute_hypervolume
-
     if len(points) == 0:
         return 0.0
     loss = -signs * points  # minimization form
@@ -464,7 +467,7 @@ def _hypervolume(points: np.ndarray, reference: np.ndarray, signs: np.ndarray) -
     inside = (loss < ref).all(axis=1)
     if not inside.any():
         return 0.0
-    return float(compute_hypervolume(loss[inside], ref))
+    return hypervolume(loss[inside], ref)
 
 
 def _pareto(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:

@@ -40,8 +40,9 @@ class Evaluation:
         scaled: Metric name -> its signed, scaled objective term.
         error: Why the evaluation failed, or None.
         seconds: What the evaluation cost (for a table, its share of the batched pass).
-        constraints: Constraint values, feasible when ``<= 0`` (Optuna's convention);
-            the loop records them with the trial when non-empty.
+        constraints: Constraint values, feasible when ``<= 0`` (Optuna's convention), one
+            per name of :attr:`Evaluator.constraint_names`; the loop records each with
+            ``trial.set_constraint`` when non-empty.
     """
 
     metrics: TrialMetrics = field(default_factory=TrialMetrics)
@@ -100,6 +101,11 @@ class Evaluator(abc.ABC):
     def objective_names(self) -> list[str]:
         """Names of the objective values (``"objective"``, or one per value)."""
         return objective_names(self.directions, [], True)
+
+    @property
+    def constraint_names(self) -> tuple[str, ...]:
+        """Names of the values in :attr:`Evaluation.constraints` (empty: none, or unnamed)."""
+        return ()
 
     def fingerprint(self) -> dict[str, Any]:
         """What this evaluator measures, as JSON-ready data (part of a study's fingerprint)."""

@@ -160,6 +160,10 @@ class CachedEvaluator(Evaluator):
     def baseline(self) -> Evaluation | None:
         return self.inner.baseline()
 
+    @property
+    def constraint_names(self) -> tuple[str, ...]:
+        return self.inner.constraint_names
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -30,7 +30,7 @@ from bitscout.study._outputs import CONFIG_FILE, CSV_FILE, PlotWriter, write_out
 from bitscout.study._records import BEST_FILE, LOG_FILE, SearchResult, TrialRecord, pareto_front
 from bitscout.study._result import record_from_trial, result_from_study, sampled_config
 from bitscout.study._search import FIRST_FAILURES, fail_interrupted, run_search
-from bitscout.study._storage import JOURNAL_FILE, LocalJournalBackend, open_storage
+from bitscout.study._store import JOURNAL_FILE, LocalJournalBackend, open_storage
 from bitscout.study._workers import (
     HeartbeatSettings,
     fail_stale_trials,

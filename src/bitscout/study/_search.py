@@ -37,9 +37,18 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import Trial, TrialState
 
+from bitscout._optuna_adapter import (
+    allow_stop,
+    clear_stop,
+    is_heartbeat_enabled,
+    n_trials as count_trials,
+    stop_requested,
+    storage_of,
+    study_id,
+    trial_id,
+)
 from bitscout.errors import SearchError
 from bitscout.evaluation import Evaluation, Evaluator, error_text
 from bitscout.strategies import Exhaustible
@@ -55,7 +64,7 @@ from bitscout.study._outputs import write_outputs as _write_outputs
 from bitscout.study._result import result_from_study, sampled_config
 from bitscout.study._records import SearchResult
 from bitscout.study._workers import ask_lock, fail_stale_trials
-from bitscout.study._storage import (
+from bitscout.study._store import (
     Fingerprint,
     check_fingerprint,
     open_storage,
@@ -161,7 +170,7 @@ class _Search:
         progress: Any,
     ) -> None:
         self.study = study
-        self.storage: BaseStorage = study._storage
+        self.storage: BaseStorage = storage_of(study)
         self.space = space
         self.evaluator = evaluator
         self.n_trials = n_trials
@@ -205,7 +214,7 @@ class _Search:
             if self._waiting() or (self.index.running and self.heartbeat):
                 return False  # a queued configuration to run, or one that may be queued
             reason = "the strategy has proposed every configuration"
-        elif getattr(self.study, "_stop_flag", False):
+        elif stop_requested(self.study):
             reason = "the sampler stopped the study (its space is exhausted)"
         if reason:
             st.stop, st.stop_reason = True, reason
@@ -231,7 +240,7 @@ class _Search:
 
     def _waiting(self) -> bool:
         """Queued trials (a lost or interrupted trial's configuration) wait in the study."""
-        return bool(self.storage.get_n_trials(self.study._study_id, TrialState.WAITING))
+        return bool(count_trials(self.study, TrialState.WAITING))
 
     def _sweep(self) -> None:
         """Fail lost trials (no heartbeat) and queue them again, at most once a second."""
@@ -262,14 +271,10 @@ class _Search:
         Optuna's BruteForceSampler call it from ``after_trial`` when their space is
         exhausted. The flag it sets is one of this loop's stop conditions.
         """
-        local = getattr(self.study, "_thread_local", None)
-        if local is not None:
-            local.in_optimize_loop = True
+        allow_stop(self.study, True)
 
     def leave_thread(self) -> None:
-        local = getattr(self.study, "_thread_local", None)
-        if local is not None:
-            local.in_optimize_loop = False
+        allow_stop(self.study, False)
 
     def run_one(self) -> bool:
         """Run one trial; False when the run should stop."""
@@ -336,12 +341,12 @@ class _Search:
             twin = self._running_twin(trial, key)
             if twin is None:
                 return None
-            while not self.storage.get_trial(twin._trial_id).state.is_finished():
+            while not self.storage.get_trial(trial_id(twin)).state.is_finished():
                 self._sweep()  # its worker may be lost
                 time.sleep(_TWIN_WAIT_S)
 
     def _running_twin(self, trial: Trial, key: Hashable) -> optuna.trial.FrozenTrial | None:
-        for other in self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        for other in self.storage.get_all_trials(study_id(self.study), deepcopy=False, states=(TrialState.RUNNING,)):
             if (
                 other.number >= trial.number
                 or other.number in self.state.asked_here
@@ -357,7 +362,7 @@ class _Search:
 
     def _tell_duplicate(self, trial: Trial, key: Hashable, hit: tuple[int, tuple[float, ...]]) -> None:
         first, values = hit
-        self.storage.set_trial_user_attr(trial._trial_id, DUPLICATE_ATTR, first)
+        self.storage.set_trial_user_attr(trial_id(trial), DUPLICATE_ATTR, first)
         self.study.tell(trial, list(values))
         self.index.add(trial.number, key, values, duplicate_of=first)
         self._finished()
@@ -380,9 +385,12 @@ class _Search:
             "duration_s": time.perf_counter() - start,
         }
         if evaluation.constraints:
-            record["constraints"] = list(evaluation.constraints)
-            set_constraints(self.storage, trial, evaluation.constraints)
-        self.storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, record)
+            # Optuna's constraint-aware samplers and best_trials read these (<= 0: feasible).
+            names = self.evaluator.constraint_names or tuple(f"constraint_{i}" for i in range(len(evaluation.constraints)))
+            record["constraints"] = dict(zip(names, evaluation.constraints))
+            for name, value in zip(names, evaluation.constraints):
+                trial.set_constraint(name, value)
+        self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
         self.study.tell(trial, values)
         self.index.add(trial.number, key, values)
         with self.state.lock:
@@ -397,7 +405,7 @@ class _Search:
             "duration_s": duration,
             "error": message,
         }
-        self.storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, record)
+        self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
         self.study.tell(trial, state=TrialState.FAIL)
         self.index.add(trial.number, key, None)
         with self.state.lock:
@@ -418,7 +426,7 @@ class _Search:
     def _interrupt(self, trial: Trial, why: str) -> None:
         """Mark an unfinished trial FAIL as interrupted and enqueue its params for a rerun."""
         try:
-            frozen = self.storage.get_trial(trial._trial_id)
+            frozen = self.storage.get_trial(trial_id(trial))
             if frozen.state != TrialState.RUNNING:
                 return
             fail_interrupted(self.study, frozen, why)
@@ -435,9 +443,9 @@ class _Search:
 
 def fail_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:
     """Mark a RUNNING trial FAIL as interrupted and enqueue its params to run again."""
-    storage = study._storage
-    storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, {"error": why, "interrupted": True})
-    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    storage = storage_of(study)
+    storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, {"error": why, "interrupted": True})
+    storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
     if trial.params:
         study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
 
@@ -452,9 +460,8 @@ def _recover_stale_trials(study: optuna.Study) -> list[int]:
     another host, or still running here) nothing is touched: use a storage with a
     heartbeat (PostgreSQL, see the multi-worker guide) for such setups.
     """
-    storage = study._storage
-    heartbeat = getattr(storage, "get_heartbeat_interval", None)
-    if heartbeat is not None and heartbeat() is not None:
+    storage = storage_of(study)
+    if is_heartbeat_enabled(storage):
         return fail_stale_trials(study)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
@@ -579,7 +586,7 @@ def run_search(
         bar = tqdm(total=n_trials, initial=min(search.index.counted, n_trials), desc="search", unit="trial", dynamic_ncols=True)
         search.progress = bar
     started = time.perf_counter()
-    study._stop_flag = False
+    clear_stop(study)
     try:
         if n_jobs <= 1:
             search.enter_thread()

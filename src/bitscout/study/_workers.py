@@ -53,10 +53,21 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from bitscout._optuna_adapter import (
+    BaseHeartbeat,
+    CreatedTrialHook,
+    StaleTrialHook,
+    backend_of,
+    cached_rdb_storage,
+    journal_file_path,
+    running_trials,
+    storage_of,
+    study_id,
+    trial_id,
+)
 from bitscout.errors import SearchError
 
 if TYPE_CHECKING:
@@ -331,7 +342,7 @@ def database_url(url: str) -> str:
 # ----- the journal file with a heartbeat -----------------------------------------------------
 
 
-class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+class HeartbeatJournalStorage(StaleTrialHook, JournalStorage, BaseHeartbeat):
     """Optuna's journal storage plus a heartbeat, for several processes on one machine.
 
     Every new trial records its owner in the same journal line that creates it; running
@@ -384,20 +395,21 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     def record_heartbeat(self, trial_id: int) -> None:
         self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+    def stale_trials(self, study_id: int) -> list[int]:
         now = time.time()
         grace = self.heartbeat.grace_s
         mine = self._beater.owned
         stale = []
-        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            if _owner_is_gone(owner_of(trial), mine, trial._trial_id):
-                stale.append(trial._trial_id)
+        for trial in running_trials(self, study_id):
+            tid = trial_id(trial)
+            if _owner_is_gone(owner_of(trial), mine, tid):
+                stale.append(tid)
                 continue
             last = trial.system_attrs.get(HEARTBEAT_ATTR)
             start = trial.datetime_start.timestamp() if trial.datetime_start else None
             seen = max((t for t in (last, start) if isinstance(t, (int, float))), default=None)
-            if seen is not None and now - seen > grace and trial._trial_id not in mine:
-                stale.append(trial._trial_id)
+            if seen is not None and now - seen > grace and tid not in mine:
+                stale.append(tid)
         return stale
 
     def get_heartbeat_interval(self) -> int | None:
@@ -413,7 +425,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
 # ----- an RDB (PostgreSQL) storage that knows its trials' owners ----------------------------
 
 
-class HeartbeatRDBStorage(RDBStorage):
+class HeartbeatRDBStorage(StaleTrialHook, CreatedTrialHook, RDBStorage):
     """Optuna's RDB storage with its heartbeat on, beating from one thread per process.
 
     Optuna beats only inside ``study.optimize``; bitscout's loop uses ask-and-tell, so
@@ -455,11 +467,12 @@ class HeartbeatRDBStorage(RDBStorage):
         super().__setstate__(state)
         self._beater = _Beater(self.record_heartbeat, self.heartbeat.interval, immediate=True)
 
-    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
-        frozen = super()._create_new_trial(study_id, template_trial or _running_template())
+    def new_trial_template(self, template_trial: FrozenTrial | None) -> FrozenTrial | None:
+        return template_trial or _running_template()
+
+    def trial_created(self, frozen: FrozenTrial) -> None:
         if frozen.state == TrialState.RUNNING:
-            self._beater.add(frozen._trial_id)
-        return frozen
+            self._beater.add(trial_id(frozen))
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
@@ -473,13 +486,14 @@ class HeartbeatRDBStorage(RDBStorage):
             self._beater.add(trial_id)
         return taken
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        stale = set(super()._get_stale_trial_ids(study_id))
+    def stale_trials(self, study_id: int) -> list[int]:
+        stale = set(self.optuna_stale_trials(study_id))
         mine = self._beater.owned
         stale -= mine
-        for trial in self._get_trials(study_id, states=(TrialState.RUNNING,), included_trial_ids=set(), trial_id_greater_than=-1):
-            if trial._trial_id not in stale and _owner_is_gone(owner_of(trial), mine, trial._trial_id):
-                stale.add(trial._trial_id)
+        for trial in running_trials(self, study_id):
+            tid = trial_id(trial)
+            if tid not in stale and _owner_is_gone(owner_of(trial), mine, tid):
+                stale.add(tid)
         return sorted(stale)
 
     def ask_lock(self, study_name: str) -> contextlib.AbstractContextManager[None]:
@@ -524,7 +538,7 @@ def open_worker_storage(
     Raises:
         SearchError: The URL cannot be opened (the message says why and what to install).
     """
-    from bitscout.study._storage import JOURNAL_FILE, LocalJournalBackend, _redact
+    from bitscout.study._store import JOURNAL_FILE, LocalJournalBackend, _redact
 
     _quiet_heartbeat_warning()
     if storage is None or str(storage).endswith(".journal"):
@@ -533,9 +547,7 @@ def open_worker_storage(
         return HeartbeatJournalStorage(LocalJournalBackend(str(path), fsync=fsync), heartbeat), str(path)
     url = str(storage)
     try:
-        from optuna.storages._cached_storage import _CachedStorage
-
-        return _CachedStorage(HeartbeatRDBStorage(url, heartbeat)), _redact(url)
+        return cached_rdb_storage(HeartbeatRDBStorage(url, heartbeat)), _redact(url)
     except Exception as exc:  # noqa: BLE001  (SQLAlchemy/driver errors have many types)
         hint = (
             " (PostgreSQL needs the 'postgres' extra: pip install 'bitscout[postgres]')"
@@ -547,10 +559,6 @@ def open_worker_storage(
             "storage URL such as postgresql://user@host:5432/db or sqlite:///runs/study.db, and "
             "check that the database server runs and accepts this user."
         ) from exc
-
-
-def _backend_of(storage: BaseStorage) -> BaseStorage:
-    return getattr(storage, "_backend", storage) if not isinstance(storage, JournalStorage) else storage
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:
@@ -565,17 +573,20 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     Returns:
         The numbers of the trials this call failed.
     """
-    storage = study._storage
+    storage = storage_of(study)
     if not isinstance(storage, BaseHeartbeat) or storage.get_heartbeat_interval() is None:
         return []
+    backend = backend_of(storage)
+    if not isinstance(backend, StaleTrialHook):
+        return []  # a heartbeat storage bitscout did not open: Optuna's own sweep applies
     failed: list[int] = []
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    for stale_id in backend.stale_trials(study_id(study)):
         try:
-            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            if not storage.set_trial_state_values(stale_id, state=TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:
             continue  # finished meanwhile, or failed by another worker first
-        trial = copy.deepcopy(storage.get_trial(trial_id))
+        trial = copy.deepcopy(storage.get_trial(stale_id))
         failed.append(trial.number)
         callback = storage.get_heartbeat_stale_trial_callback()
         if callback is not None:
@@ -691,11 +702,12 @@ def ask_lock(storage: BaseStorage, study_name: str) -> contextlib.AbstractContex
     with _LOCKS_GUARD:
         lock = _LOCKS.get(key)
         if lock is None:
-            backend = _backend_of(storage)
+            backend = backend_of(storage)
+            journal = journal_file_path(backend)
             if isinstance(backend, HeartbeatRDBStorage):
                 lock = backend.ask_lock(study_name)
-            elif isinstance(backend, JournalStorage) and hasattr(backend._backend, "_file_path"):
-                lock = _FileLock(str(backend._backend._file_path) + ".ask.lock")
+            elif journal is not None:
+                lock = _FileLock(journal + ".ask.lock")
             else:
                 lock = _ThreadOnlyLock()
             _LOCKS[key] = lock

@@ -25,9 +25,8 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.storages.journal import JournalFileBackend
-from optuna.storages.journal._file import BaseJournalFileLock
 
+from bitscout._optuna_adapter import FlockLock, LocalJournalBackend
 from bitscout.errors import SearchError
 
 __all__ = [
@@ -42,77 +41,6 @@ __all__ = [
 
 JOURNAL_FILE = "study.journal"
 FINGERPRINT_ATTR = "bitscout_fingerprint"
-
-
-class FlockLock(BaseJournalFileLock):
-    """An ``flock`` lock on ``<journal>.lock``: one system call to take, one to give back.
-
-    Released by the kernel when the process dies, so a killed search never leaves a
-    stale lock behind (Optuna's symlink lock waits out a 30 s grace period instead).
-    ``flock`` is not reliable on old NFS mounts: put the run folder on a local disk, or
-    share a study between machines through PostgreSQL (``--storage postgresql://...``).
-    """
-
-    def __init__(self, journal_path: str) -> None:
-        self._path = journal_path + ".lock"
-        self._fd: int | None = None
-        self._pid = -1
-
-    def _handle(self) -> int:
-        # A forked worker must not share the parent's open file description: flock locks
-        # belong to it, so parent and child would never exclude each other.
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-            self._pid = os.getpid()
-        return self._fd
-
-    def acquire(self) -> bool:
-        fcntl.flock(self._handle(), fcntl.LOCK_EX)
-        return True
-
-    def release(self) -> None:
-        fcntl.flock(self._handle(), fcntl.LOCK_UN)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"_path": self._path, "_fd": None, "_pid": -1}
-
-
-class LocalJournalBackend(JournalFileBackend):
-    """Optuna's journal file format, written with an ``flock`` lock and optional ``fsync``.
-
-    Args:
-        file_path: The journal file (created when missing).
-        fsync: Force each write to disk (survives a machine crash; ~0.5 ms per write).
-    """
-
-    def __init__(self, file_path: str, *, fsync: bool = False) -> None:
-        super().__init__(file_path, lock_obj=FlockLock(file_path))
-        self._fsync = fsync
-
-    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
-        # Optuna syncs with the file before every storage read (~17 times per trial);
-        # when the file has not grown past what was read, one stat() answers that
-        # instead of opening and scanning it. Anything appended changes the size.
-        offset = self._log_number_offset.get(log_number_from)
-        if offset is not None:
-            try:
-                if os.stat(self._file_path).st_size == offset:
-                    return
-            except OSError:
-                pass
-        yield from super().read_logs(log_number_from)
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-        self._lock.acquire()
-        try:
-            with open(self._file_path, "ab") as f:
-                f.write(text.encode("utf-8"))
-                f.flush()
-                if self._fsync:
-                    os.fsync(f.fileno())
-        finally:
-            self._lock.release()
 
 
 def open_storage(
