@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -61,18 +62,28 @@ __all__ = [
 
 
 class FlockLock(BaseJournalFileLock):
-    """An ``flock`` lock on ``<journal>.lock``: one system call to take, one to give back.
+    """An ``flock`` lock on ``<path><suffix>``: one system call to take, one to give back.
+
+    bitscout's one file lock: the journal file's write lock (``<journal>.lock``, through
+    Optuna's ``BaseJournalFileLock`` interface) and the workers' ask lock
+    (``<journal or database>.ask.lock``, as a context manager). It excludes other
+    processes (``flock``) and this process's other threads (a thread lock).
 
     Released by the kernel when the process dies, so a killed search never leaves a
     stale lock behind (Optuna's symlink lock waits out a 30 s grace period instead).
     ``flock`` is not reliable on old NFS mounts: put the run folder on a local disk, or
     share a study between machines through PostgreSQL (``--storage postgresql://...``).
+
+    Args:
+        path: The file the lock guards (the lock file is next to it).
+        suffix: Appended to ``path`` to name the lock file.
     """
 
-    def __init__(self, journal_path: str) -> None:
-        self._path = journal_path + ".lock"
+    def __init__(self, path: str, *, suffix: str = ".lock") -> None:
+        self._path = path + suffix
         self._fd: int | None = None
         self._pid = -1
+        self._thread_lock = threading.Lock()
 
     def _handle(self) -> int:
         # A forked worker must not share the parent's open file description: flock locks
@@ -83,14 +94,32 @@ class FlockLock(BaseJournalFileLock):
         return self._fd
 
     def acquire(self) -> bool:
-        fcntl.flock(self._handle(), fcntl.LOCK_EX)
+        self._thread_lock.acquire()
+        try:
+            fcntl.flock(self._handle(), fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
         return True
 
     def release(self) -> None:
-        fcntl.flock(self._handle(), fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self._handle(), fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_path": self._path, "_fd": None, "_pid": -1}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
 
 
 class LocalJournalBackend(JournalFileBackend):

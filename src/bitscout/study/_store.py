@@ -14,12 +14,11 @@ trial; only a crash of the whole machine can lose the last writes. Pass
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import socket
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from optuna.storages import BaseStorage
 
 from bitscout._optuna_adapter import FlockLock, LocalJournalBackend
 from bitscout.errors import SearchError
+from bitscout.study._process import identity, is_gone
 
 __all__ = [
     "JOURNAL_FILE",
@@ -161,35 +161,14 @@ def check_fingerprint(study: optuna.Study, fingerprint: Fingerprint, *, where: s
 
 def worker_identity() -> dict[str, Any]:
     """This process, as recorded in the study to tell live workers from dead ones."""
-    try:
-        import psutil
-
-        created = psutil.Process(os.getpid()).create_time()
-    except Exception:  # noqa: BLE001  (psutil missing or restricted /proc)
-        created = None
-    return {"host": socket.gethostname(), "pid": os.getpid(), "created": created}
+    return identity()
 
 
 def worker_may_be_alive(worker: Mapping[str, Any]) -> bool:
-    """Whether a recorded worker could still be running.
+    """Whether a recorded worker could still be running (not known to have exited).
 
-    A worker on another host might be: bitscout cannot look. One on this host is alive
-    when a process with its pid exists and started when it did (pids are reused).
+    An earlier run in this very process has ended: that record is not alive.
     """
-    if worker.get("host") != socket.gethostname():
-        return True
-    pid = int(worker.get("pid", -1))
-    if pid == os.getpid():
-        return False  # our own earlier run in this same process has ended
-    try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        created = worker.get("created")
-        return created is None or abs(proc.create_time() - float(created)) < 1e-3
-    except Exception:  # noqa: BLE001  (NoSuchProcess, AccessDenied, psutil missing)
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+    if worker.get("host") == socket.gethostname() and worker.get("pid") == os.getpid():
+        return False
+    return not is_gone(worker)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import hashlib
 import logging
 import os
@@ -59,6 +58,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bitscout._optuna_adapter import (
     BaseHeartbeat,
     CreatedTrialHook,
+    FlockLock,
     StaleTrialHook,
     backend_of,
     cached_rdb_storage,
@@ -69,6 +69,7 @@ from bitscout._optuna_adapter import (
     trial_id,
 )
 from bitscout.errors import SearchError
+from bitscout.study._process import identity, is_gone
 
 if TYPE_CHECKING:
     from bitscout.config import Config
@@ -146,26 +147,6 @@ class HeartbeatSettings:
 # ----- who runs a trial ---------------------------------------------------------------------
 
 
-def _process_start(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:  # noqa: BLE001  (psutil missing, process gone, /proc restricted)
-        return None
-
-
-_ME: dict[str, Any] = {}
-
-
-def _identity() -> dict[str, Any]:
-    """This process: host, pid and start time (pids are reused; the pair is not)."""
-    if _ME.get("pid") != os.getpid():  # recomputed in a forked child
-        _ME.clear()
-        _ME.update(host=socket.gethostname(), pid=os.getpid(), created=_process_start(os.getpid()))
-    return dict(_ME)
-
-
 def owner_of(trial: FrozenTrial) -> dict[str, Any] | None:
     """The process recorded as running ``trial`` (``{"host", "pid", "created"}``), or None."""
     owner = trial.system_attrs.get(OWNER_ATTR)
@@ -173,25 +154,11 @@ def owner_of(trial: FrozenTrial) -> dict[str, Any] | None:
 
 
 def _owner_is_gone(owner: Mapping[str, Any] | None, mine: set[int], trial_id: int) -> bool:
-    """True only when the owner is known to have exited (it ran on this host)."""
-    if owner is None or owner.get("host") != socket.gethostname():
-        return False
-    pid = owner.get("pid")
-    if not isinstance(pid, int):
-        return False
-    if pid == os.getpid():
+    """True only when the owner is known to have exited (see :func:`bitscout.study._process.is_gone`);
+    a trial of this process is gone when this process no longer beats for it."""
+    if owner is not None and owner.get("host") == socket.gethostname() and owner.get("pid") == os.getpid():
         return trial_id not in mine
-    created = owner.get("created")
-    now_created = _process_start(pid)
-    if now_created is None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False  # exists, owned by another user
-        return False
-    return created is not None and abs(now_created - float(created)) > 1e-3  # pid reused
+    return is_gone(owner)
 
 
 def _running_template() -> FrozenTrial:
@@ -206,7 +173,7 @@ def _running_template() -> FrozenTrial:
         params={},
         distributions={},
         user_attrs={},
-        system_attrs={OWNER_ATTR: _identity()},
+        system_attrs={OWNER_ATTR: identity()},
         intermediate_values={},
         trial_id=-1,
     )
@@ -386,7 +353,7 @@ class HeartbeatJournalStorage(StaleTrialHook, JournalStorage, BaseHeartbeat):
                 return super().set_trial_state_values(trial_id, state, values)
         taken = super().set_trial_state_values(trial_id, state, values)
         if state == TrialState.RUNNING and taken:  # a queued trial this process now runs
-            self.set_trial_system_attr(trial_id, OWNER_ATTR, _identity())
+            self.set_trial_system_attr(trial_id, OWNER_ATTR, identity())
             self._beater.add(trial_id)
         return taken
 
@@ -482,7 +449,7 @@ class HeartbeatRDBStorage(StaleTrialHook, CreatedTrialHook, RDBStorage):
                 return super().set_trial_state_values(trial_id, state, values)
         taken = super().set_trial_state_values(trial_id, state, values)
         if state == TrialState.RUNNING and taken:
-            self.set_trial_system_attr(trial_id, OWNER_ATTR, _identity())
+            self.set_trial_system_attr(trial_id, OWNER_ATTR, identity())
             self._beater.add(trial_id)
         return taken
 
@@ -501,7 +468,7 @@ class HeartbeatRDBStorage(StaleTrialHook, CreatedTrialHook, RDBStorage):
         if self.engine.dialect.name == "postgresql":
             return _PostgresLock(self.engine, study_name)
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
-            return _FileLock(str(self.engine.url.database) + ".ask.lock")
+            return FlockLock(str(self.engine.url.database), suffix=".ask.lock")
         return _ThreadOnlyLock()
 
 
@@ -612,34 +579,6 @@ class _ThreadOnlyLock:
         self._lock.release()
 
 
-class _FileLock:
-    """An ``flock`` on a file next to a local storage; released by the kernel on exit."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._fd: int | None = None
-        self._pid = -1
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-        try:
-            if self._fd is None or self._pid != os.getpid():
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-                self._pid = os.getpid()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._lock.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._lock.release()
-
-
 class _PostgresLock:
     """A PostgreSQL session advisory lock keyed by the study name.
 
@@ -707,7 +646,7 @@ def ask_lock(storage: BaseStorage, study_name: str) -> contextlib.AbstractContex
             if isinstance(backend, HeartbeatRDBStorage):
                 lock = backend.ask_lock(study_name)
             elif journal is not None:
-                lock = _FileLock(journal + ".ask.lock")
+                lock = FlockLock(journal, suffix=".ask.lock")
             else:
                 lock = _ThreadOnlyLock()
             _LOCKS[key] = lock
