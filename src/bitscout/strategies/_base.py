@@ -24,7 +24,6 @@ __all__ = [
     "register_strategy",
     "get_strategy",
     "strategy_names",
-    "is_exhausted",
 ]
 
 OPTIONS_PATH = "search.strategy.setup.sampler_options"
@@ -48,21 +47,12 @@ class Exhaustible(abc.ABC):
     """A sampler that can run out of configurations (brute force).
 
     The study loop asks :meth:`is_exhausted` before each new trial and stops when it
-    is True; :func:`is_exhausted` does that for any sampler (False for the ones that
-    never run out).
+    is True (``isinstance(sampler, Exhaustible)`` tells the samplers that can run out).
     """
 
     @abc.abstractmethod
     def is_exhausted(self, study: optuna.Study) -> bool:
         """True when the sampler has nothing left to hand out in ``study``."""
-
-
-def is_exhausted(sampler: optuna.samplers.BaseSampler, study: optuna.Study) -> bool:
-    """Whether ``sampler`` has run out of configurations for ``study``.
-
-    False for every sampler that is not :class:`Exhaustible` (TPE, random, ...).
-    """
-    return isinstance(sampler, Exhaustible) and sampler.is_exhausted(study)
 
 
 class Strategy(abc.ABC):

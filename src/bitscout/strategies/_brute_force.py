@@ -99,8 +99,7 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
 
     * Suggest exactly ``space.distributions()`` in every trial; the sampler answers them
       through ``sample_relative``.
-    * Before asking for a trial, call :meth:`is_exhausted` (or
-      :func:`bitscout.strategies.is_exhausted`) and stop when it is True. Inside
+    * Before asking for a trial, call :meth:`is_exhausted` and stop when it is True. Inside
       ``study.optimize`` the sampler also calls ``study.stop()`` once exhausted.
     * Should a trial be asked for anyway once nothing is left (a worker racing the
       others to the end), it receives a configuration that is already completed, so the
