@@ -169,3 +169,14 @@ def test_prepared_search_runs_trials_on_one_cpu_thread_and_restores_the_setting(
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_baseline_is_the_float_model_scored_by_the_objective(prepared, tmp_path):
+    evaluator = RunnerEvaluator(prepared.runners, prepared.objective)
+    result = run_search(prepared.space, _sampler(prepared, "random"), evaluator, out_dir=tmp_path, n_trials=2, progress=False, write_outputs=False, baseline=True)
+    reference = prepared.runners.reference()
+    assert result.baseline is not None and result.baseline.metrics == reference
+    assert result.baseline.values == tuple(prepared.objective.evaluate(reference).values)
+    assert reference["average_bitwidth"] == 32.0  # the float model: every tensor in 32 bits
+    no_baseline = run_search(prepared.space, _sampler(prepared, "random"), evaluator, out_dir=tmp_path / "b", n_trials=1, progress=False, write_outputs=False)
+    assert no_baseline.baseline is None

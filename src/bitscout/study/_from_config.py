@@ -8,10 +8,12 @@ them to :func:`~bitscout.study.run_search`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitscout.config import BitscoutConfigWarning
 from bitscout.errors import ConfigError
 from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support
 from bitscout.strategies import Exhaustible
@@ -166,6 +168,15 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     space = SearchSpace.from_config(config.search.search_space, traced.table)
     strategy_cfg = config.search.strategy
     setup = strategy_cfg.setup
+    if not strategy_cfg.eval_mode:
+        warnings.warn(
+            "search.strategy.eval_mode = false has no effect: bitscout evaluates every "
+            "candidate in eval mode (model.eval(); basic_train fine-tunes in train mode "
+            "first). The key is accepted for MASE configs and is not part of the study's "
+            "fingerprint; remove it to silence this warning.",
+            BitscoutConfigWarning,
+            stacklevel=2,
+        )
     context = RunContext(
         traced=traced,
         quantizer=Quantizer(traced),

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bitscout.errors import SearchError
+from bitscout.evaluation import Evaluation
 
 __all__ = [
     "TrialRecord",
@@ -157,6 +158,8 @@ class SearchResult:
         interrupted: the run was stopped by Ctrl-C (its finished trials are all here).
         stop_reason: why the run stopped (``"reached n_trials = 20"``, ...).
         outputs: output name (``"log"``, ``"best"``, ``"csv"``, plots...) -> path.
+        baseline: the unquantized model's evaluation (``run_search(..., baseline=True)``
+            with an evaluator that has one), else None. Not saved to the files yet.
     """
 
     trials: list[TrialRecord]
@@ -169,6 +172,7 @@ class SearchResult:
     interrupted: bool = False
     stop_reason: str = ""
     outputs: dict[str, Path] = field(default_factory=dict)
+    baseline: Evaluation | None = None
 
     # ----- counts ---------------------------------------------------------------------
 

@@ -150,7 +150,6 @@ def _fingerprint(space: SearchSpaceLike, evaluator: Evaluator, config: Config | 
             "checkpoint": None if config.load_name is None else str(config.load_name),
             "sw_runners": None if strategy is None else strategy.sw_runners,
             "hw_runners": None if strategy is None else strategy.hw_runners,
-            "eval_mode": None if strategy is None else strategy.eval_mode,
         }
     return Fingerprint(parts)
 
@@ -500,6 +499,7 @@ def run_search(
     write_outputs: bool = True,
     plot: PlotWriter | None = None,
     fsync: bool = False,
+    baseline: bool = False,
 ) -> SearchResult:
     """Run (or resume) a search and return every trial of the study.
 
@@ -524,6 +524,8 @@ def run_search(
         plot: Draws the plots into the run folder with the other outputs
             (:func:`bitscout.report.write_plots`; study draws none itself).
         fsync: With the default journal storage, force every write to disk.
+        baseline: Evaluate the unquantized model once (``evaluator.baseline()``) and
+            keep it as ``result.baseline``.
 
     Returns:
         The study's trials (this run's and earlier ones), with its best trial or Pareto
@@ -606,10 +608,12 @@ def run_search(
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - started
+    base = evaluator.baseline() if baseline else None
     result = result_from_study(study, storage_name=store_text, objective_names=objective_names)
     result.wall_time_s = wall
     result.interrupted = search.state.interrupted
     result.stop_reason = search.state.stop_reason
+    result.baseline = base
     if write_outputs:
         result.outputs = _write_outputs(result, out_dir, config=config, plot=plot)
     else:

@@ -81,6 +81,24 @@ def _redact(url: str) -> str:
     return f"{scheme}://{creds}@{host}"
 
 
+#: Keys that older bitscout versions wrote into a part and that no longer count, so that
+#: their studies still resume (``eval_mode`` never changed an evaluation).
+_RETIRED_KEYS: dict[str, tuple[str, ...]] = {"evaluation": ("eval_mode",)}
+
+
+def _without_retired(name: str, text: str | None) -> str | None:
+    if text is None or name not in _RETIRED_KEYS:
+        return text
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(data, dict):
+        for key in _RETIRED_KEYS[name]:
+            data.pop(key, None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
 class Fingerprint:
     """What a study's results depend on, stored with the study to guard resumes.
 
@@ -106,6 +124,8 @@ class Fingerprint:
         for name, text in self.parts.items():
             if stored.get(name) != mine[name]:
                 old = stored.get(f"{name}_text")
+                if old is not None and _without_retired(name, old) == text:
+                    continue  # an older study: it differs only in keys that no longer count
                 out.append(f"the {name} differs: {_short_diff(old, text)}")
         return out
 
