@@ -23,11 +23,11 @@ from optuna.trial import TrialState
 from bitscout._optuna_adapter import backend_of as _backend_of
 from bitscout.errors import SearchError
 from bitscout.study._index import RETRY_ATTR
-from bitscout.study._workers import (
+from bitscout.study._locks import ask_lock
+from bitscout.study._storages import (
     HEARTBEAT_ATTR,
     OWNER_ATTR,
     HeartbeatSettings,
-    ask_lock,
     database_url,
     fail_stale_trials,
     open_worker_storage,
@@ -110,7 +110,7 @@ _KILLED_WORKER = textwrap.dedent(
     import os, signal, sys
     import optuna
     from optuna.distributions import CategoricalDistribution
-    from bitscout.study._workers import open_worker_storage
+    from bitscout.study._storages import open_worker_storage
 
     storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
     study = optuna.load_study(study_name=sys.argv[3], storage=storage)
@@ -164,7 +164,8 @@ def test_the_ask_lock_excludes_other_processes(storage_url, tmp_path):
     holder = textwrap.dedent(
         """
         import sys, time
-        from bitscout.study._workers import ask_lock, open_worker_storage
+        from bitscout.study._locks import ask_lock
+        from bitscout.study._storages import open_worker_storage
 
         storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
         with ask_lock(storage, sys.argv[3]):

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     from bitscout.report import format_summary, write_plots
     from bitscout.study import JOURNAL_FILE, SearchResult, write_trials_csv
-    from bitscout.study._workers import dashboard_hint, open_worker_storage, report_study
+    from bitscout.study._storages import open_worker_storage
+    from bitscout.study._study_report import dashboard_hint, report_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir: Path | None = args.run_dir

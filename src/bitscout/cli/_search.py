@@ -116,15 +116,9 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     """``--workers K``: K worker processes on one study, then the outputs of the study."""
     from bitscout.report import format_summary, write_plots
     from bitscout.study import default_run_dir
-    from bitscout.study._workers import (
-        WORKERS_DIR,
-        dashboard_hint,
-        open_worker_storage,
-        report_study,
-        run_local_workers,
-        study_names,
-        worker_command,
-    )
+    from bitscout.study._pool import WORKERS_DIR, run_local_workers, worker_command
+    from bitscout.study._storages import open_worker_storage
+    from bitscout.study._study_report import dashboard_hint, report_study, study_names
 
     setup = config.search.strategy.setup  # type: ignore[union-attr]
     out_dir = default_run_dir(config)

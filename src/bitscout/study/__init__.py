@@ -30,14 +30,10 @@ from bitscout.study._outputs import CONFIG_FILE, CSV_FILE, PlotWriter, write_out
 from bitscout.study._records import BEST_FILE, LOG_FILE, SearchResult, TrialRecord, pareto_front
 from bitscout.study._result import record_from_trial, result_from_study, sampled_config
 from bitscout.study._search import FIRST_FAILURES, fail_interrupted, run_search
-from bitscout.study._store import JOURNAL_FILE, LocalJournalBackend, open_storage
-from bitscout.study._workers import (
-    HeartbeatSettings,
-    fail_stale_trials,
-    open_worker_storage,
-    report_study,
-    run_local_workers,
-)
+from bitscout.study._pool import run_local_workers
+from bitscout.study._storages import HeartbeatSettings, fail_stale_trials, open_storage, open_worker_storage
+from bitscout.study._store import JOURNAL_FILE, LocalJournalBackend
+from bitscout.study._study_report import report_study
 
 __all__ = [
     "run_search",

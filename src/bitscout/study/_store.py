@@ -33,7 +33,6 @@ __all__ = [
     "JOURNAL_FILE",
     "LocalJournalBackend",
     "FlockLock",
-    "open_storage",
     "Fingerprint",
     "check_fingerprint",
     "FINGERPRINT_ATTR",
@@ -41,44 +40,6 @@ __all__ = [
 
 JOURNAL_FILE = "study.journal"
 FINGERPRINT_ATTR = "bitscout_fingerprint"
-
-
-def open_storage(
-    storage: str | BaseStorage | None, run_dir: Path, *, fsync: bool = False
-) -> tuple[BaseStorage, str]:
-    """Open the study storage.
-
-    Args:
-        storage: None for the default journal file in ``run_dir``; an Optuna storage
-            URL (``sqlite:///path.db``, ``postgresql://user@host/db``); a path to a
-            ``.journal`` file; or a ready storage object.
-        run_dir: The run folder (created when missing).
-        fsync: With the default journal, force every write to disk.
-
-    Returns:
-        The storage and a short description of it for messages.
-
-    Raises:
-        SearchError: The URL cannot be opened (the message says why).
-    """
-    if isinstance(storage, BaseStorage):
-        return storage, type(storage).__name__
-    # Files and URLs open with a heartbeat, so that workers sharing the study (processes,
-    # machines) notice a lost trial and run it again: see bitscout.study._workers.
-    from bitscout.study._workers import open_worker_storage
-
-    return open_worker_storage(storage, run_dir, fsync=fsync)
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a storage URL (``postgresql://user:secret@host`` -> ``user:***``)."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    if ":" in creds:
-        creds = creds.split(":", 1)[0] + ":***"
-    return f"{scheme}://{creds}@{host}"
 
 
 #: Keys that older bitscout versions wrote into a part and that no longer count, so that

@@ -1,28 +1,19 @@
-"""Many workers on one study: heartbeats, retries of lost trials, one budget, local processes.
+"""Storages many workers can share: heartbeats, retries of lost trials, opening a storage.
 
 Workers are processes (on one machine or many) that run the same search on one Optuna
 study. They never talk to each other: everything goes through the study's storage.
+:func:`open_worker_storage` opens the run folder's journal file
+(:class:`HeartbeatJournalStorage`) or an RDB URL such as ``postgresql://user@host:5432/db``
+(:class:`HeartbeatRDBStorage`). Each process keeps a beat on the trials it runs, from one
+background thread (:class:`HeartbeatSettings`: every ``interval`` seconds); a RUNNING trial
+whose last beat is older than ``grace`` seconds, or whose process is gone (same host:
+:func:`bitscout.study._process.is_gone`), is *stale*. :func:`fail_stale_trials` marks stale
+trials FAIL and queues each configuration again (:class:`RetryLostTrial`, at most
+``max_retry`` times). Finished trials are never touched.
 
-* **Storages with a heartbeat.** :func:`open_worker_storage` opens the run folder's
-  journal file (:class:`HeartbeatJournalStorage`) or an RDB URL such as
-  ``postgresql://user@host:5432/db`` (:class:`HeartbeatRDBStorage`). Each process
-  keeps a beat on the trials it runs, from one background thread
-  (:class:`HeartbeatSettings`: every ``interval`` seconds); a RUNNING trial whose last
-  beat is older than ``grace`` seconds, or whose process is gone (same host: checked
-  with the process table, at once), is *stale*. :func:`fail_stale_trials` marks stale
-  trials FAIL and queues each configuration again (:class:`RetryLostTrial`, at most
-  ``max_retry`` times); the next worker to ask for a trial runs it. Finished trials are
-  never touched.
-* **One budget.** :func:`ask_lock` is a lock shared by every worker of a study (a
-  PostgreSQL advisory lock, or a file lock next to a local file storage). The loop
-  holds it while it reads the study, decides whether ``n_trials`` is reached, and asks
-  for the next trial, so that no two workers take the last trial of the budget at once.
-* **Local processes.** :func:`run_local_workers` starts ``K`` processes of
-  ``python -m bitscout search ...`` on the same study and shows one progress bar for
-  all of them (``bitscout search --workers K``, which then writes the outputs of the
-  whole study with :func:`report_study`).
-* **Reports.** :func:`report_study` writes log.json, trials.csv, best.json and the plots
-  of any study (a shared one included) with the study package's own writers.
+The rest of the multi-worker machinery: the ask lock that keeps one budget
+(:mod:`bitscout.study._locks`), local worker processes (:mod:`bitscout.study._pool`) and
+reports of a shared study (:mod:`bitscout.study._study_report`).
 
 Optuna 5.0's ``JournalStorage`` has no heartbeat of its own (only ``RDBStorage`` has);
 :class:`HeartbeatJournalStorage` adds one on top of the same file format, so that
@@ -33,13 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -47,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -58,44 +45,33 @@ from optuna.trial import FrozenTrial, TrialState
 from bitscout._optuna_adapter import (
     BaseHeartbeat,
     CreatedTrialHook,
-    FlockLock,
+    LocalJournalBackend,
     StaleTrialHook,
     backend_of,
     cached_rdb_storage,
-    journal_file_path,
     running_trials,
     storage_of,
     study_id,
     trial_id,
 )
 from bitscout.errors import SearchError
+from bitscout.study._index import RETRY_ATTR
 from bitscout.study._process import identity, is_gone
-
-if TYPE_CHECKING:
-    from bitscout.config import Config
-    from bitscout.study._outputs import PlotWriter
-    from bitscout.study._records import SearchResult
+from bitscout.study._store import JOURNAL_FILE
 
 __all__ = [
     "HeartbeatSettings",
     "HeartbeatJournalStorage",
     "HeartbeatRDBStorage",
+    "open_storage",
     "open_worker_storage",
     "fail_stale_trials",
-    "ask_lock",
     "owner_of",
     "OWNER_ATTR",
     "RETRY_HISTORY_ATTR",
     "RetryLostTrial",
     "HEARTBEAT_ATTR",
-    "LocalWorkersResult",
-    "run_local_workers",
-    "study_names",
-    "report_study",
-    "dashboard_hint",
     "database_url",
-    "worker_command",
-    "WORKERS_DIR",
 ]
 
 _log = logging.getLogger(__name__)
@@ -105,7 +81,6 @@ OWNER_ATTR = "bitscout_owner"
 #: Trial system attr of the journal storage: time of the last heartbeat (Unix seconds).
 HEARTBEAT_ATTR = "bitscout_heartbeat"
 #: Folder of the run folder where local worker processes write their logs.
-WORKERS_DIR = "workers"
 
 
 @dataclass(frozen=True)
@@ -276,8 +251,6 @@ class RetryLostTrial:
         self.max_retry = max_retry
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        from bitscout.study._index import RETRY_ATTR
-
         history = [*trial.system_attrs.get(RETRY_HISTORY_ATTR, []), trial.number]
         if len(history) > self.max_retry or not trial.params:
             return
@@ -463,13 +436,6 @@ class HeartbeatRDBStorage(StaleTrialHook, CreatedTrialHook, RDBStorage):
                 stale.add(tid)
         return sorted(stale)
 
-    def ask_lock(self, study_name: str) -> contextlib.AbstractContextManager[None]:
-        """A lock shared by every process using this database and study (see :func:`ask_lock`)."""
-        if self.engine.dialect.name == "postgresql":
-            return _PostgresLock(self.engine, study_name)
-        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
-            return FlockLock(str(self.engine.url.database), suffix=".ask.lock")
-        return _ThreadOnlyLock()
 
 
 def _quiet_heartbeat_warning() -> None:
@@ -505,8 +471,6 @@ def open_worker_storage(
     Raises:
         SearchError: The URL cannot be opened (the message says why and what to install).
     """
-    from bitscout.study._store import JOURNAL_FILE, LocalJournalBackend, _redact
-
     _quiet_heartbeat_warning()
     if storage is None or str(storage).endswith(".journal"):
         path = Path(run_dir) / JOURNAL_FILE if storage is None else Path(storage)
@@ -563,297 +527,37 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     return failed
 
 
-# ----- one lock for asking trials ---------------------------------------------------------
-
-
-class _ThreadOnlyLock:
-    """Excludes the threads of this process only (a storage with no shared lock)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-
-class _PostgresLock:
-    """A PostgreSQL session advisory lock keyed by the study name.
-
-    Held on a connection of its own (autocommit, so no transaction stays open); the
-    server releases it when that connection ends, also when the worker is killed.
-    """
-
-    def __init__(self, engine: Any, study_name: str) -> None:
-        digest = hashlib.sha256(f"bitscout:{study_name}".encode()).digest()
-        self._key = int.from_bytes(digest[:8], "big", signed=True)
-        self._engine = engine
-        self._conn: Any = None
-        self._pid = -1
-        self._lock = threading.Lock()
-
-    def _connection(self) -> Any:
-        if self._conn is None or self._pid != os.getpid():
-            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._pid = os.getpid()
-        return self._conn
-
-    def __enter__(self) -> None:
-        import sqlalchemy
-
-        self._lock.acquire()
-        try:
-            self._connection().execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
-        except BaseException:
-            self._conn = None
-            self._lock.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        import sqlalchemy
-
-        try:
-            self._connection().execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-        except Exception:  # noqa: BLE001  (a broken connection has dropped the lock already)
-            _log.debug("could not release the ask lock", exc_info=True)
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-        finally:
-            self._lock.release()
-
-
-_LOCKS: dict[tuple[int, str], contextlib.AbstractContextManager[None]] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def ask_lock(storage: BaseStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
-    """A lock that every worker of the study takes to decide on and ask for its next trial.
-
-    PostgreSQL: a session advisory lock keyed by the study name; a journal file or an
-    SQLite database: an ``flock`` on ``<file>.ask.lock``; other storages: a lock among
-    this process's threads only (then several processes may each start one trial past
-    ``n_trials``). One lock object per storage object and study, reused.
-    """
-    key = (id(storage), study_name)
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(key)
-        if lock is None:
-            backend = backend_of(storage)
-            journal = journal_file_path(backend)
-            if isinstance(backend, HeartbeatRDBStorage):
-                lock = backend.ask_lock(study_name)
-            elif journal is not None:
-                lock = FlockLock(journal, suffix=".ask.lock")
-            else:
-                lock = _ThreadOnlyLock()
-            _LOCKS[key] = lock
-        return lock
-
-
-# ----- local worker processes ---------------------------------------------------------------
-
-
-@dataclass
-class LocalWorkersResult:
-    """What :func:`run_local_workers` saw.
-
-    Attributes:
-        returncodes: Exit status of each worker process (negative: killed by that signal).
-        logs: Each worker's log file (its standard output and error).
-        interrupted: Stopped by Ctrl-C.
-    """
-
-    returncodes: list[int]
-    logs: list[Path]
-    interrupted: bool = False
-    wall_time_s: float = 0.0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.interrupted and all(code == 0 for code in self.returncodes)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _finished_count(storage: BaseStorage, study_name: str) -> int | None:
-    """Finished trials that count toward n_trials (a lost trial's FAIL does not)."""
-    from bitscout.study._index import RECORD_ATTR
-
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-    except KeyError:
-        return None
-    return sum(
-        1
-        for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
-        if t.state != TrialState.FAIL or RECORD_ATTR in t.user_attrs
-    )
-
-
-def run_local_workers(
-    command: Sequence[str],
-    workers: int,
-    *,
-    run_dir: Path,
-    storage: BaseStorage,
-    study_name: str,
-    total: int | None = None,
-    progress: bool = True,
-    env: Mapping[str, str] | None = None,
-    poll_s: float = 0.5,
-) -> LocalWorkersResult:
-    """Start ``workers`` copies of a worker command on one study and wait for them.
-
-    Each process runs ``command`` (e.g. ``[sys.executable, "-m", "bitscout", "search",
-    CONFIG, "--worker-process", ...]``) with its output in
-    ``<run_dir>/workers/worker-<i>.log``. One progress bar follows the study's finished
-    trials. Ctrl-C is passed on to every worker (each stops after its current trial).
+def open_storage(
+    storage: str | BaseStorage | None, run_dir: Path, *, fsync: bool = False
+) -> tuple[BaseStorage, str]:
+    """Open the study storage.
 
     Args:
-        command: The command line of one worker.
-        workers: How many processes to start (>= 1).
-        run_dir: The run folder (for the logs).
-        storage: The study's storage, read for the progress bar.
-        study_name: The study's name.
-        total: Trials in total, for the progress bar.
-        progress: Show the progress bar.
-        env: Extra environment variables for the workers.
-        poll_s: Seconds between two looks at the study.
+        storage: None for the default journal file in ``run_dir``; an Optuna storage
+            URL (``sqlite:///path.db``, ``postgresql://user@host/db``); a path to a
+            ``.journal`` file; or a ready storage object.
+        run_dir: The run folder (created when missing).
+        fsync: With the default journal, force every write to disk.
 
     Returns:
-        The exit status and log of every worker.
-    """
-    if workers < 1:
-        raise SearchError(f"--workers must be at least 1; got {workers}")
-    log_dir = Path(run_dir) / WORKERS_DIR
-    log_dir.mkdir(parents=True, exist_ok=True)
-    child_env = {**os.environ, **(env or {})}
-    procs: list[subprocess.Popen[bytes]] = []
-    logs: list[Path] = []
-    started = time.perf_counter()
-    for i in range(workers):
-        path = log_dir / f"worker-{i}.log"
-        logs.append(path)
-        with open(path, "wb") as out:
-            procs.append(
-                subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, env=child_env)
-            )
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=f"search ({workers} workers)", unit="trial", dynamic_ncols=True)
-    interrupted = False
-    try:
-        while True:
-            running = [p for p in procs if p.poll() is None]
-            if bar is not None:
-                done = _finished_count(storage, study_name)
-                if done is not None and done > bar.n:
-                    bar.update(done - bar.n)
-            if not running:
-                break
-            try:
-                time.sleep(poll_s)
-            except KeyboardInterrupt:
-                interrupted = True
-                for p in procs:
-                    if p.poll() is None:
-                        p.send_signal(signal.SIGINT)
-                for p in procs:
-                    p.wait()
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-    codes = [int(p.wait()) for p in procs]
-    errors = [
-        f"worker {i} ({'killed by signal ' + str(-c) if c < 0 else 'exit status ' + str(c)}), log {logs[i]}:\n{_tail(logs[i])}"
-        for i, c in enumerate(codes)
-        if c not in (0, 130)
-    ]
-    return LocalWorkersResult(codes, logs, interrupted, time.perf_counter() - started, errors)
-
-
-def worker_command(argv: Sequence[str]) -> list[str]:
-    """The command line that runs ``bitscout <argv>`` with this Python."""
-    return [sys.executable, "-m", "bitscout", *argv]
-
-
-# ----- reports of a study ---------------------------------------------------------------
-
-
-def study_names(storage: BaseStorage) -> list[str]:
-    """Names of the studies in a storage, in creation order."""
-    return [s.study_name for s in storage.get_all_studies()]
-
-
-def report_study(
-    storage: BaseStorage,
-    study_name: str | None,
-    out_dir: Path,
-    *,
-    storage_name: str = "",
-    config: Config | None = None,
-    plot: PlotWriter | None = None,
-) -> SearchResult:
-    """Write log.json, trials.csv, best.json and (with ``plot``) the plots of a stored study.
-
-    Uses the same writers as a search (:func:`bitscout.study.write_outputs`), so a
-    report of a shared study has the files of a local run.
-
-    Args:
-        storage: The study's storage.
-        study_name: The study; None when the storage holds exactly one.
-        out_dir: Where to write (created when missing).
-        storage_name: How to name the storage in best.json and messages.
-        config: The resolved config, written as config.toml when given.
+        The storage and a short description of it for messages.
 
     Raises:
-        SearchError: No such study (the message lists the studies there), or several and
-            none named.
+        SearchError: The URL cannot be opened (the message says why).
     """
-    from bitscout.study._outputs import write_outputs
-    from bitscout.study._result import result_from_study
-
-    names = study_names(storage)
-    where = storage_name or type(storage).__name__
-    if study_name is None:
-        if len(names) != 1:
-            listed = ", ".join(repr(n) for n in names) or "none"
-            raise SearchError(
-                f"{where} holds {len(names)} studies ({listed}); say which one with --study-name NAME"
-            )
-        study_name = names[0]
-    if study_name not in names:
-        listed = ", ".join(repr(n) for n in names) or "none"
-        raise SearchError(
-            f"there is no study named {study_name!r} in {where}; the studies there: {listed}. "
-            "Give the --study-name the workers were started with (default: the config's project)."
-        )
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    result = result_from_study(study, storage_name=storage_name)
-    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start is not None]
-    ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
-    # All workers together: from the first trial's start to the last trial's end.
-    result.wall_time_s = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-    result.outputs = write_outputs(result, Path(out_dir), config=config, plot=plot)
-    result.run_dir = Path(out_dir)
-    return result
+    if isinstance(storage, BaseStorage):
+        return storage, type(storage).__name__
+    # Files and URLs open with a heartbeat, so that workers sharing the study (processes,
+    # machines) notice a lost trial and run it again: see HeartbeatJournalStorage and HeartbeatRDBStorage.
+    return open_worker_storage(storage, run_dir, fsync=fsync)
 
 
-def dashboard_hint(storage_name: str) -> str:
-    """How to browse a study in optuna-dashboard (a separate package)."""
-    return (
-        f"browse the study with: optuna-dashboard {storage_name}\n"
-        "  (optuna-dashboard is a separate package: pip install optuna-dashboard)"
-    )
+def _redact(url: str) -> str:
+    """Hide a password in a storage URL (``postgresql://user:secret@host`` -> ``user:***``)."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"
