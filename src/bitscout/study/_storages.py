@@ -279,10 +279,47 @@ def database_url(url: str) -> str:
     return f"postgresql://{rest}"
 
 
+class _BeatingStorage:
+    """What both heartbeat storages do with their trials: beat for the ones this process
+    runs (owner recorded when a queued trial is taken), stop beating when one finishes,
+    and leave the beating thread out of a pickled copy.
+
+    ``_immediate``: the first beat at once (RDB: Optuna's own sweep reads the beat table).
+    """
+
+    _immediate = False
+    heartbeat: HeartbeatSettings
+    _beater: _Beater
+
+    def _new_beater(self) -> _Beater:
+        return _Beater(self.record_heartbeat, self.heartbeat.interval, immediate=self._immediate)  # type: ignore[attr-defined]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        state.pop("_beater", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        self._beater = self._new_beater()
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        if state.is_finished():
+            with self._beater.finishing(trial_id):
+                return super().set_trial_state_values(trial_id, state, values)
+        taken = super().set_trial_state_values(trial_id, state, values)
+        if state == TrialState.RUNNING and taken:  # a queued trial this process now runs
+            self.set_trial_system_attr(trial_id, OWNER_ATTR, identity())
+            self._beater.add(trial_id)
+        return taken
+
+
 # ----- the journal file with a heartbeat -----------------------------------------------------
 
 
-class HeartbeatJournalStorage(StaleTrialHook, JournalStorage, BaseHeartbeat):
+class HeartbeatJournalStorage(_BeatingStorage, StaleTrialHook, JournalStorage, BaseHeartbeat):
     """Optuna's journal storage plus a heartbeat, for several processes on one machine.
 
     Every new trial records its owner in the same journal line that creates it; running
@@ -298,17 +335,9 @@ class HeartbeatJournalStorage(StaleTrialHook, JournalStorage, BaseHeartbeat):
     def __init__(self, backend: BaseJournalBackend, heartbeat: HeartbeatSettings = HeartbeatSettings()) -> None:
         super().__init__(backend)
         self.heartbeat = heartbeat
-        self._beater = _Beater(self.record_heartbeat, heartbeat.interval)
+        self._beater = self._new_beater()
         self._retry = RetryLostTrial(heartbeat.max_retry)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("_beater", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._beater = _Beater(self.record_heartbeat, self.heartbeat.interval)
 
     # -- ownership ----------------------------------------------------------------------
 
@@ -318,17 +347,6 @@ class HeartbeatJournalStorage(StaleTrialHook, JournalStorage, BaseHeartbeat):
             self._beater.add(trial_id)
         return trial_id
 
-    def set_trial_state_values(
-        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
-    ) -> bool:
-        if state.is_finished():
-            with self._beater.finishing(trial_id):
-                return super().set_trial_state_values(trial_id, state, values)
-        taken = super().set_trial_state_values(trial_id, state, values)
-        if state == TrialState.RUNNING and taken:  # a queued trial this process now runs
-            self.set_trial_system_attr(trial_id, OWNER_ATTR, identity())
-            self._beater.add(trial_id)
-        return taken
 
     # -- BaseHeartbeat ------------------------------------------------------------------
 
@@ -365,7 +383,7 @@ class HeartbeatJournalStorage(StaleTrialHook, JournalStorage, BaseHeartbeat):
 # ----- an RDB (PostgreSQL) storage that knows its trials' owners ----------------------------
 
 
-class HeartbeatRDBStorage(StaleTrialHook, CreatedTrialHook, RDBStorage):
+class HeartbeatRDBStorage(_BeatingStorage, StaleTrialHook, CreatedTrialHook, RDBStorage):
     """Optuna's RDB storage with its heartbeat on, beating from one thread per process.
 
     Optuna beats only inside ``study.optimize``; bitscout's loop uses ask-and-tell, so
@@ -396,16 +414,10 @@ class HeartbeatRDBStorage(StaleTrialHook, CreatedTrialHook, RDBStorage):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             super().__init__(database_url(url), engine_kwargs=engine_kwargs, **kwargs)
         self.heartbeat = heartbeat
-        self._beater = _Beater(self.record_heartbeat, heartbeat.interval, immediate=True)
+        self._beater = self._new_beater()
 
-    def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        state.pop("_beater", None)
-        return state
 
-    def __setstate__(self, state: dict[Any, Any]) -> None:
-        super().__setstate__(state)
-        self._beater = _Beater(self.record_heartbeat, self.heartbeat.interval, immediate=True)
+    _immediate = True
 
     def new_trial_template(self, template_trial: FrozenTrial | None) -> FrozenTrial | None:
         return template_trial or _running_template()
@@ -414,17 +426,6 @@ class HeartbeatRDBStorage(StaleTrialHook, CreatedTrialHook, RDBStorage):
         if frozen.state == TrialState.RUNNING:
             self._beater.add(trial_id(frozen))
 
-    def set_trial_state_values(
-        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
-    ) -> bool:
-        if state.is_finished():
-            with self._beater.finishing(trial_id):
-                return super().set_trial_state_values(trial_id, state, values)
-        taken = super().set_trial_state_values(trial_id, state, values)
-        if state == TrialState.RUNNING and taken:
-            self.set_trial_system_attr(trial_id, OWNER_ATTR, identity())
-            self._beater.add(trial_id)
-        return taken
 
     def stale_trials(self, study_id: int) -> list[int]:
         stale = set(self.optuna_stale_trials(study_id))
