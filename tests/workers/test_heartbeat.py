@@ -24,7 +24,7 @@ from bitscout._optuna_adapter import backend_of as _backend_of
 from bitscout.errors import SearchError
 from bitscout.study._index import RETRY_ATTR
 from bitscout.study._locks import ask_lock
-from bitscout.study._storages import (
+from bitscout.study._worker_storage import (
     HEARTBEAT_ATTR,
     OWNER_ATTR,
     HeartbeatSettings,
@@ -110,7 +110,7 @@ _KILLED_WORKER = textwrap.dedent(
     import os, signal, sys
     import optuna
     from optuna.distributions import CategoricalDistribution
-    from bitscout.study._storages import open_worker_storage
+    from bitscout.study._worker_storage import open_worker_storage
 
     storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
     study = optuna.load_study(study_name=sys.argv[3], storage=storage)
@@ -165,7 +165,7 @@ def test_the_ask_lock_excludes_other_processes(storage_url, tmp_path):
         """
         import sys, time
         from bitscout.study._locks import ask_lock
-        from bitscout.study._storages import open_worker_storage
+        from bitscout.study._worker_storage import open_worker_storage
 
         storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
         with ask_lock(storage, sys.argv[3]):

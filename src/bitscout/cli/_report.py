@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bitscout.report import format_summary, write_plots
     from bitscout.study import JOURNAL_FILE, SearchResult, write_trials_csv
-    from bitscout.study._storages import open_worker_storage
+    from bitscout.study._worker_storage import open_worker_storage
     from bitscout.study._study_report import dashboard_hint, report_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -117,7 +117,7 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     from bitscout.report import format_summary, write_plots
     from bitscout.study import default_run_dir
     from bitscout.study._pool import WORKERS_DIR, run_local_workers, worker_command
-    from bitscout.study._storages import open_worker_storage
+    from bitscout.study._worker_storage import open_worker_storage
     from bitscout.study._study_report import dashboard_hint, report_study, study_names
 
     setup = config.search.strategy.setup  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ from bitscout.study._records import BEST_FILE, LOG_FILE, SearchResult, TrialReco
 from bitscout.study._result import record_from_trial, result_from_study, sampled_config
 from bitscout.study._search import FIRST_FAILURES, fail_interrupted, run_search
 from bitscout.study._pool import run_local_workers
-from bitscout.study._storages import HeartbeatSettings, fail_stale_trials, open_storage, open_worker_storage
+from bitscout.study._worker_storage import HeartbeatSettings, fail_stale_trials, open_storage, open_worker_storage
 from bitscout.study._store import JOURNAL_FILE, LocalJournalBackend
 from bitscout.study._study_report import report_study
 

@@ -64,7 +64,7 @@ from bitscout.study._outputs import write_outputs as _write_outputs
 from bitscout.study._result import result_from_study, sampled_config
 from bitscout.study._records import SearchResult
 from bitscout.study._locks import ask_lock
-from bitscout.study._storages import fail_stale_trials, open_storage
+from bitscout.study._worker_storage import fail_stale_trials, open_storage
 from bitscout.study._store import (
     Fingerprint,
     check_fingerprint,
