@@ -19,11 +19,9 @@ import json
 import os
 import socket
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
 
 from bitscout._optuna_adapter import FlockLock, LocalJournalBackend
 from bitscout.errors import SearchError
