@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from typing import Any, Literal
+from typing import Any
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -182,11 +182,6 @@ class StrategyConfig(_Model):
     def strategy_name(self) -> str:
         """The registry name of the strategy: the sampler for ``"optuna"``, else ``name``."""
         return self.setup.sampler if self.name == "optuna" else self.name
-
-    @staticmethod
-    def runner_path(kind: Literal["sw", "hw"], name: str) -> str:
-        """TOML path of a runner's options, for the runner's own error messages."""
-        return f"search.strategy.{kind}_runner.{name}"
 
 
 class Search(_Model):

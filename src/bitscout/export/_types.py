@@ -180,11 +180,6 @@ class TypePlan:
         """Every reason the hls4ml project may differ from bitscout, node by node."""
         return [f"{layer.name}: {note}" for layer in self.layers for note in layer.notes]
 
-    @property
-    def exact_by_construction(self) -> bool:
-        """Whether the project computes what bitscout does by construction (no notes)."""
-        return not self.notes
-
     def table(self) -> str:
         """A text table: node, kind, its hls4ml types, where the result type comes from."""
         rows = [("node", "kind", "types", "result from")]

@@ -8,11 +8,16 @@ them to :func:`~bitscout.study.run_search`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitscout.config import BitscoutConfigWarning
 from bitscout.errors import ConfigError
+from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support
+from bitscout.strategies import Exhaustible
+from bitscout.study._outputs import PlotWriter
 from bitscout.study._records import SearchResult
 from bitscout.study._search import run_search
 
@@ -72,14 +77,15 @@ class PreparedSearch:
         write_outputs: bool = True,
         precompute: bool = True,
         cpu_threads: int | None = 1,
+        plot: PlotWriter | None = None,
     ) -> SearchResult:
         """Run (or resume) the search the config describes; see :func:`run_search`.
 
         A brute-force search that will visit the whole space on a local study, with
         post-training evaluation only, evaluates every configuration at once first
-        (:func:`bitscout.study.evaluate_runner_set_exhaustively`: batched, sharing the
-        work of common layer prefixes, bit-identical to trial-by-trial evaluation); the
-        trials then read their metrics from that table. ``precompute=False`` turns this
+        (:class:`bitscout.evaluation.TableEvaluator`: batched, sharing the work of common
+        layer prefixes, bit-identical to trial-by-trial evaluation); the trials then read
+        their metrics from that table. ``precompute=False`` turns this
         off (the worker processes of ``--workers`` share the trials instead).
 
         On the CPU the trials run on ``cpu_threads`` intra-op threads (default 1): a trial
@@ -95,8 +101,7 @@ class PreparedSearch:
             return run_search(
                 self.space,
                 self.sampler,
-                self._trial_runners(progress=progress) if precompute else self.runners,
-                self.objective,
+                self.evaluator(precompute=precompute, progress=progress),
                 out_dir=self.out_dir,
                 config=self.config,
                 storage=setup.storage,
@@ -106,28 +111,30 @@ class PreparedSearch:
                 n_jobs=setup.n_jobs if n_jobs is None else n_jobs,
                 progress=progress,
                 write_outputs=write_outputs,
+                plot=plot,
             )
 
-    def _trial_runners(self, *, progress: bool) -> Any:
-        """The runner set the trials use: precomputed when that is worth it (see run)."""
-        from bitscout.study._exhaustive import evaluate_runner_set_exhaustively, exhaustive_support
-
+    def evaluator(self, *, precompute: bool = True, progress: bool = False) -> Evaluator:
+        """The evaluator the trials use: a table of the whole space when that is worth it
+        (a brute-force sampler that will visit the whole space on a local study, runners
+        that :func:`~bitscout.evaluation.exhaustive_support` accepts), else the runners."""
         setup = self.config.search.strategy.setup  # type: ignore[union-attr]
         whole_space = setup.n_trials >= self.space.distinct_size
         if (
-            self.strategy.name != "brute_force"
+            not precompute
+            or not isinstance(self.sampler, Exhaustible)
             or not whole_space
             or setup.storage is not None
             or exhaustive_support(self.runners) is not None
         ):
-            return self.runners
+            return RunnerEvaluator(self.runners, self.objective)
         if progress:
             print(
                 f"evaluating all {self.space.distinct_size:,} configurations at once "
                 "(batched, sharing common layer prefixes)...",
                 flush=True,
             )
-        return evaluate_runner_set_exhaustively(self.space, self.runners).runner_set(self.runners)
+        return TableEvaluator.from_runners(self.space, self.runners, self.objective)
 
 
 def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch:
@@ -161,6 +168,15 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     space = SearchSpace.from_config(config.search.search_space, traced.table)
     strategy_cfg = config.search.strategy
     setup = strategy_cfg.setup
+    if not strategy_cfg.eval_mode:
+        warnings.warn(
+            "search.strategy.eval_mode = false has no effect: bitscout evaluates every "
+            "candidate in eval mode (model.eval(); basic_train fine-tunes in train mode "
+            "first). The key is accepted for MASE configs and is not part of the study's "
+            "fingerprint; remove it to silence this warning.",
+            BitscoutConfigWarning,
+            stacklevel=2,
+        )
     context = RunContext(
         traced=traced,
         quantizer=Quantizer(traced),
@@ -193,6 +209,9 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     )
 
 
-def search_from_config(config: Config, *, out: Path | None = None, progress: bool = True) -> SearchResult:
-    """Run the search a config describes (what ``bitscout search CONFIG`` does)."""
-    return prepare_search(config, out=out).run(progress=progress)
+def search_from_config(
+    config: Config, *, out: Path | None = None, progress: bool = True, plot: PlotWriter | None = None
+) -> SearchResult:
+    """Run the search a config describes (what ``bitscout search CONFIG`` does, with
+    ``plot=bitscout.report.write_plots``)."""
+    return prepare_search(config, out=out).run(progress=progress, plot=plot)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from bitscout.errors import QuantConfigError
+from bitscout.errors import QuantConfigError, did_you_mean
 from bitscout.quant.formats._base import FormatFieldError, TensorFormat, format_names, get_format
 
 __all__ = ["TENSOR_NAMES", "NA", "LayerQuantConfig", "parse_layer_config"]
@@ -85,10 +84,7 @@ class LayerQuantConfig:
 
 
 def _suggest(key: str, candidates: Collection[str]) -> str:
-    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return f"accepted fields: {', '.join(sorted(candidates))}"
+    return did_you_mean(key, candidates) or f"accepted fields: {', '.join(sorted(candidates))}"
 
 
 def _split_key(key: str) -> tuple[str, str] | None:
