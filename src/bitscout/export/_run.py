@@ -102,7 +102,10 @@ def _layer_configs(record: Any, traced: Any) -> dict[str, LayerQuantConfig | Non
             configs[name] = None
         else:
             configs[name] = parse_layer_config(
-                entry, where=f"trial {record.number}, layer {name}", tensors=traced.table[name].tensors
+                entry,
+                where=f"trial {record.number}, layer {name}",
+                tensors=traced.table[name].tensors,
+                op=traced.table[name].op,
             )
     return configs
 
