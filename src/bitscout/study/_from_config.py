@@ -8,7 +8,7 @@ them to :func:`~bitscout.study.run_search`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bitscout.experiment import Experiment
     from bitscout.graph import TracedModel
     from bitscout.metrics import Objective, RunnerSet
+    from bitscout.quant import Calibration
     from bitscout.space import SearchSpace
 
 __all__ = ["PreparedSearch", "prepare_search", "search_from_config", "default_run_dir"]
@@ -52,6 +53,9 @@ class PreparedSearch:
         strategy: The strategy (from :func:`bitscout.strategies.get_strategy`).
         sampler: The Optuna sampler the strategy made for this space.
         out_dir: The run folder.
+        calibration: The activation ranges every trial shares (written to
+            ``calibration.json`` in the run folder).
+        folded: Layers that absorbed a BatchNorm -> the BatchNorm's module path.
     """
 
     config: Config
@@ -63,6 +67,8 @@ class PreparedSearch:
     strategy: Any
     sampler: optuna.samplers.BaseSampler
     out_dir: Path
+    calibration: Calibration | None = None
+    folded: dict[str, str] = field(default_factory=dict)
 
     def run(
         self,
@@ -90,6 +96,11 @@ class PreparedSearch:
         from bitscout.training import intra_op_threads
 
         setup = self.config.search.strategy.setup  # type: ignore[union-attr]
+        if write_outputs and self.calibration is not None:
+            from bitscout.quant import CALIBRATION_FILE
+
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.calibration.save(self.out_dir / CALIBRATION_FILE)
         threads = cpu_threads if self.experiment.device.type == "cpu" else None
         with intra_op_threads(threads):
             return run_search(
@@ -142,9 +153,8 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         BitscoutError: Data, model, checkpoint or space problems (their own subclasses).
     """
     from bitscout.experiment import Experiment
-    from bitscout.graph import trace
     from bitscout.metrics import Objective, RunContext, build_runners
-    from bitscout.quant import Quantizer
+    from bitscout.quant import Quantizer, prepare_ptq
     from bitscout.space import SearchSpace
     from bitscout.strategies import get_strategy
 
@@ -157,13 +167,26 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     experiment = Experiment.from_config(config)
     split = experiment.dataset.val if len(experiment.dataset.val) else experiment.dataset.train
     example = split.x[:_TRACE_BATCH].to(experiment.device)
-    traced = trace(experiment.model, example)
-    space = SearchSpace.from_config(config.search.search_space, traced.table)
     strategy_cfg = config.search.strategy
+    # Calibrated once here and shared by every trial (docs/formats.md); BatchNorm folds
+    # only for post-training (eval-mode) searches.
+    calibration_x = experiment.dataset.train.x[: config.calibration_samples].to(experiment.device)
+    prepared = prepare_ptq(
+        experiment.model,
+        example,
+        calibration_x,
+        fold_bn=config.fold_bn and strategy_cfg.eval_mode,
+        observer=config.calibration_observer,
+        percentile=config.calibration_percentile,
+        batch_size=config.batch_size,
+        source=f"train[:{len(calibration_x)}]",
+    )
+    traced = prepared.traced
+    space = SearchSpace.from_config(config.search.search_space, traced.table)
     setup = strategy_cfg.setup
     context = RunContext(
         traced=traced,
-        quantizer=Quantizer(traced),
+        quantizer=Quantizer(traced, calibration=prepared.calibration),
         dataset=experiment.dataset,
         device=experiment.device,
         batch_size=config.batch_size,
@@ -190,6 +213,8 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         strategy=strategy,
         sampler=sampler,
         out_dir=Path(out) if out is not None else default_run_dir(config),
+        calibration=prepared.calibration,
+        folded=prepared.folded,
     )
 
 
