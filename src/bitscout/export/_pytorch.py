@@ -17,7 +17,7 @@ import bitscout
 from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject, build_hls_project, require_hls4ml
 from bitscout.graph import TracedModel, trace
-from bitscout.quant import LayerQuantConfig
+from bitscout.quant import LayerQuantConfig, resolve_config
 
 __all__ = [
     "ExportResult",
@@ -183,6 +183,9 @@ def export_model(
             f"the config names layers the model lacks: {', '.join(unknown)}; its quantizable "
             f"layers are {', '.join(traced.table.names())}"
         )
+    # Weights and biases of "auto"/per-tensor int formats fit their parameters: name the
+    # fitted formats, so that the hls4ml types and quantize.toml are concrete.
+    config = resolve_config(traced, config)
     grid_model = on_grid(model, config, traced=traced)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
