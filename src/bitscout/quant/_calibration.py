@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bitscout.errors import DataError
 from bitscout.graph import FloatOp, TracedModel, fold_batchnorm, trace
 from bitscout.quant._modules import DEFAULT_LAYER_MAP, OpSpec, layer_map_key
 from bitscout.quant.formats import DEFAULT_PERCENTILE, OBSERVERS, TENSOR_NAMES, LayerQuantConfig, observe
@@ -152,14 +153,18 @@ def calibrate(
         The calibration.
 
     Raises:
-        ValueError: An unknown observer, an empty ``x`` or a bad percentile.
+        ValueError: An unknown observer or a bad percentile.
+        DataError: ``x`` holds no sample.
     """
     if observer not in OBSERVERS:
         raise ValueError(f"unknown observer {observer!r}; observers: {', '.join(OBSERVERS)}")
     if not 50 < percentile <= 100:
         raise ValueError(f"the percentile must be in (50, 100]; got {percentile!r}")
     if len(x) == 0:
-        raise ValueError("calibration needs at least one sample; got none")
+        raise DataError(
+            "calibration needs at least one sample, and the split it reads (the training "
+            "split in the commands) is empty; give the data set training samples"
+        )
     gm = traced.gm
     recorders: dict[str, _Recorder] = {}
     handles = []
