@@ -25,8 +25,14 @@ from torch import Tensor, nn
 from bitscout.errors import DataError
 from bitscout.graph import FloatOp, TracedModel, fold_batchnorm, trace
 from bitscout.quant._modules import DEFAULT_LAYER_MAP, OpSpec, layer_map_key
-from bitscout.quant.formats import DEFAULT_PERCENTILE, OBSERVERS, TENSOR_NAMES, LayerQuantConfig, observe
-from bitscout.quant.formats._range import finite_range
+from bitscout.quant.formats import (
+    DEFAULT_PERCENTILE,
+    OBSERVERS,
+    TENSOR_NAMES,
+    LayerQuantConfig,
+    finite_range,
+    observe,
+)
 
 __all__ = [
     "Calibration",
