@@ -31,6 +31,8 @@ from bitscout.config._rules import (
     LowerText,
     NonNegativeFloat,
     NonNegativeInt,
+    Observer,
+    Percentile,
     PositiveFloat,
     PositiveInt,
     Scalar,
@@ -250,6 +252,14 @@ class Config(_Model):
         load_name: Checkpoint to start from (``--load``).
         load_type: Its kind (``pt``, ``pl``, ``bitscout``); None: found from the file.
         out: Run folder (``--out``).
+        calibration_samples: Training samples the activation ranges are calibrated on
+            (once per command; see docs/formats.md).
+        calibration_observer: ``"minmax"`` or ``"percentile"``: how a range is read
+            from the calibrated activations.
+        calibration_percentile: The upper percentile of ``"percentile"`` (the lower is
+            100 minus it).
+        fold_bn: Fold BatchNorm into the Conv/Linear layer before it, for post-training
+            quantization (``quantize``, ``export`` and searches with ``eval_mode``).
         passes: ``[passes]``: a fixed ``quantize`` config.
         search: ``[search]``: the search space and strategy; None when absent.
         source: The file the config came from (for messages).
@@ -269,6 +279,10 @@ class Config(_Model):
     load_name: FilePath | None = None
     load_type: LoadType | None = None
     out: FilePath | None = None
+    calibration_samples: PositiveInt = 256
+    calibration_observer: Observer = "minmax"
+    calibration_percentile: Percentile = 99.99
+    fold_bn: Flag = True
     passes: Passes = Field(default_factory=Passes)
     search: Search | None = None
     source: FilePath | None = None

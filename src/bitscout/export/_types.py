@@ -199,6 +199,13 @@ def _integer(fmt: object, where: str) -> IntegerFormat | None:
             f"got {getattr(fmt, 'name', type(fmt).__name__)!r}. Export this candidate with "
             "--format pytorch instead."
         )
+    if fmt.is_auto:
+        # An hls4ml type needs a frac width; "auto" gets one from a range.
+        raise ExportError(
+            f"{where}: frac_width = 'auto' is not resolved; fit it to the calibrated input "
+            "range first (bitscout.quant.resolve_config with a Calibration; `bitscout "
+            "export` does this from the run's calibration.json)"
+        )
     return fmt
 
 

@@ -9,7 +9,7 @@ them to :func:`~bitscout.study.run_search`.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bitscout.experiment import Experiment
     from bitscout.graph import TracedModel
     from bitscout.metrics import Objective, RunnerSet
+    from bitscout.quant import Calibration
     from bitscout.space import SearchSpace
 
 __all__ = ["PreparedSearch", "prepare_search", "search_from_config", "default_run_dir"]
@@ -57,6 +58,9 @@ class PreparedSearch:
         strategy: The strategy (from :func:`bitscout.strategies.get_strategy`).
         sampler: The Optuna sampler the strategy made for this space.
         out_dir: The run folder.
+        calibration: The activation ranges every trial shares (written to
+            ``calibration.json`` in the run folder).
+        folded: Layers that absorbed a BatchNorm -> the BatchNorm's module path.
     """
 
     config: Config
@@ -68,6 +72,8 @@ class PreparedSearch:
     strategy: Any
     sampler: optuna.samplers.BaseSampler
     out_dir: Path
+    calibration: Calibration | None = None
+    folded: dict[str, str] = field(default_factory=dict)
 
     def run(
         self,
@@ -96,6 +102,11 @@ class PreparedSearch:
         from bitscout.training import intra_op_threads
 
         setup = self.config.search.strategy.setup  # type: ignore[union-attr]
+        if write_outputs and self.calibration is not None:
+            from bitscout.quant import CALIBRATION_FILE
+
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.calibration.save(self.out_dir / CALIBRATION_FILE)
         threads = cpu_threads if self.experiment.device.type == "cpu" else None
         with intra_op_threads(threads):
             return run_search(
@@ -149,9 +160,8 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         BitscoutError: Data, model, checkpoint or space problems (their own subclasses).
     """
     from bitscout.experiment import Experiment
-    from bitscout.graph import trace
     from bitscout.metrics import Objective, RunContext, build_runners
-    from bitscout.quant import Quantizer
+    from bitscout.quant import Quantizer, prepare_ptq
     from bitscout.space import SearchSpace
     from bitscout.strategies import get_strategy
 
@@ -164,22 +174,36 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     experiment = Experiment.from_config(config)
     split = experiment.dataset.val if len(experiment.dataset.val) else experiment.dataset.train
     example = split.x[:_TRACE_BATCH].to(experiment.device)
-    traced = trace(experiment.model, example)
-    space = SearchSpace.from_config(config.search.search_space, traced.table)
     strategy_cfg = config.search.strategy
+    # Calibrated once here and shared by every trial (docs/formats.md); BatchNorm folds
+    # only for post-training (eval-mode) searches.
+    calibration_x = experiment.dataset.train.x[: config.calibration_samples].to(experiment.device)
+    prepared = prepare_ptq(
+        experiment.model,
+        example,
+        calibration_x,
+        fold_bn=config.fold_bn and strategy_cfg.eval_mode,
+        observer=config.calibration_observer,
+        percentile=config.calibration_percentile,
+        batch_size=config.batch_size,
+        source=f"train[:{len(calibration_x)}]",
+    )
+    traced = prepared.traced
+    space = SearchSpace.from_config(config.search.search_space, traced.table)
     setup = strategy_cfg.setup
     if not strategy_cfg.eval_mode:
         warnings.warn(
-            "search.strategy.eval_mode = false has no effect: bitscout evaluates every "
-            "candidate in eval mode (model.eval(); basic_train fine-tunes in train mode "
-            "first). The key is accepted for MASE configs and is not part of the study's "
+            "search.strategy.eval_mode = false does not change the evaluation: bitscout "
+            "evaluates every candidate in eval mode (model.eval(); basic_train fine-tunes in "
+            "train mode first). It only keeps BatchNorm unfolded (as fold_bn = false would). "
+            "The key is accepted for MASE configs and is not part of the study's "
             "fingerprint; remove it to silence this warning.",
             BitscoutConfigWarning,
             stacklevel=2,
         )
     context = RunContext(
         traced=traced,
-        quantizer=Quantizer(traced),
+        quantizer=Quantizer(traced, calibration=prepared.calibration),
         dataset=experiment.dataset,
         device=experiment.device,
         batch_size=config.batch_size,
@@ -206,6 +230,8 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         strategy=strategy,
         sampler=sampler,
         out_dir=Path(out) if out is not None else default_run_dir(config),
+        calibration=prepared.calibration,
+        folded=prepared.folded,
     )
 
 

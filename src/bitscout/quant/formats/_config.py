@@ -99,6 +99,7 @@ def parse_layer_config(
     *,
     where: str,
     tensors: Collection[str] = TENSOR_NAMES,
+    op: str | None = None,
 ) -> LayerQuantConfig | None:
     """Builds a :class:`LayerQuantConfig` from MASE's flat per-layer form.
 
@@ -112,6 +113,8 @@ def parse_layer_config(
         raw: The flat config (not modified).
         where: Where it came from (a layer name or TOML path), for messages.
         tensors: The tensors the layer has.
+        op: The layer's op type (``"linear"``, ``"add"``, ...), when known: a format
+            that cannot apply to it is refused (per-channel scales on an ``add``).
 
     Returns:
         The config, or ``None`` when ``name`` is ``"NA"``.
@@ -177,6 +180,7 @@ def parse_layer_config(
                 )
         try:
             formats[tensor] = cls(**kwargs[tensor])
+            formats[tensor].check_tensor(tensor, op)
         except FormatFieldError as err:
             raise QuantConfigError(
                 f"{where}: field '{tensor}_{err.field}' {err.rule}; got {err.value!r}"
