@@ -27,7 +27,8 @@ from bitscout.report._plots import (
     plot_objective,
     plot_pareto,
 )
-from bitscout.report._tables import format_config, format_summary, format_table
+from bitscout.report._html import REPORT_FILE, ReportContext, render_page, render_search_html, write_html
+from bitscout.report._tables import describe_layer, format_config, format_summary, format_table
 
 __all__ = [
     "compare_strategies",
@@ -46,6 +47,12 @@ __all__ = [
     "plot_objective",
     "plot_pareto",
     "format_config",
+    "describe_layer",
+    "ReportContext",
+    "render_search_html",
+    "render_page",
+    "write_html",
+    "REPORT_FILE",
     "format_summary",
     "format_table",
 ]
