@@ -242,9 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Exact optimum over all {comparison['distinct_size']:,} configurations: {comparison['optimum']:.6g}. "
         f"Each strategy ran {len(comparison['strategies'][0]['seeds'])} seeds of {comparison['n_trials']} trials:",
         "",
-        "| strategy | seeds reaching the optimum | median trials to it | mean regret at the end |",
+        "| strategy | seeds reaching the optimum | median trials to it | median regret at the end |",
         "| --- | --- | --- | --- |",
         *[_strategy_row(s) for s in comparison["strategies"]],
+        "",
+        "Regret is the distance of a run's best from the optimum as a share of the distance between the "
+        "space's mean value and the optimum (0: the optimum; 1: no better than an average configuration).",
         "",
         "Brute force in a shuffled order is random search without repeats: it needs about half the space on "
         "average. A model-based sampler (TPE) uses the trials it has seen; the table says how much that helps "
