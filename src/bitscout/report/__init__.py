@@ -16,8 +16,9 @@ from bitscout.report._plots import (
     plot_objective,
     plot_pareto,
 )
+from bitscout.report._html import REPORT_FILE, ReportContext, render_page, render_search_html, write_html
 from bitscout.report._outputs import write_plots
-from bitscout.report._tables import format_config, format_summary, format_table
+from bitscout.report._tables import describe_layer, format_config, format_summary, format_table
 
 __all__ = [
     "WIDTH_TENSORS",
@@ -27,6 +28,12 @@ __all__ = [
     "plot_pareto",
     "write_plots",
     "format_config",
+    "describe_layer",
+    "ReportContext",
+    "render_search_html",
+    "render_page",
+    "write_html",
+    "REPORT_FILE",
     "format_summary",
     "format_table",
 ]
