@@ -23,7 +23,6 @@ from bitscout.strategies._base import (
     Strategy,
     StrategyOptions,
     get_strategy,
-    is_exhausted,
     register_strategy,
     strategy_names,
 )
@@ -51,7 +50,6 @@ __all__ = [
     "Exhaustible",
     "ConfigConstraints",
     "ConstraintAware",
-    "is_exhausted",
     "register_strategy",
     "get_strategy",
     "strategy_names",
