@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bitscout.errors import BitscoutError, SearchError
-from bitscout.metrics import Objective, TrialMetrics
+from bitscout.metrics import Constraints, Objective, TrialMetrics, is_feasible
 
 __all__ = [
     "Evaluation",
@@ -42,7 +42,12 @@ class Evaluation:
         seconds: What the evaluation cost (for a table, its share of the batched pass).
         constraints: Constraint values, feasible when ``<= 0`` (Optuna's convention), one
             per name of :attr:`Evaluator.constraint_names`; the loop records each with
-            ``trial.set_constraint`` when non-empty.
+            ``trial.set_constraint`` when non-empty. NaN: not known (the constraint is
+            measured on data and the evaluation was skipped).
+        skipped: The configuration alone proved it infeasible (a hardware-only
+            constraint), so nothing was built or run: ``metrics`` holds what the
+            configuration gives (the analytic hardware metrics), ``values`` is empty,
+            and the loop records the trial as PRUNED with its constraint values.
     """
 
     metrics: TrialMetrics = field(default_factory=TrialMetrics)
@@ -51,11 +56,17 @@ class Evaluation:
     error: str | None = None
     seconds: float = 0.0
     constraints: tuple[float, ...] = ()
+    skipped: bool = False
 
     @property
     def ok(self) -> bool:
         """True when the configuration was evaluated (``error`` is None)."""
         return self.error is None
+
+    @property
+    def feasible(self) -> bool:
+        """Whether every constraint value is <= 0 (True without constraints)."""
+        return not self.skipped and is_feasible(self.constraints)
 
     @classmethod
     def failed(cls, error: str, *, seconds: float = 0.0) -> Evaluation:
@@ -146,12 +157,24 @@ class ObjectiveEvaluator(Evaluator):
     objective, refuses non-finite values and turns any exception into a failed
     :class:`Evaluation`.
 
+    With constraints, the hardware-only ones are checked first, from the configuration
+    alone: a configuration they prove infeasible is not measured at all (a ``skipped``
+    evaluation that costs no data pass); every other evaluation carries one value per
+    constraint.
+
     Args:
         objective: Turns metrics into values (:class:`bitscout.metrics.Objective`).
+        constraints: The search's constraints (:class:`bitscout.metrics.Constraints`).
     """
 
-    def __init__(self, objective: ObjectiveLike) -> None:
+    def __init__(self, objective: ObjectiveLike, *, constraints: Constraints | None = None) -> None:
         self.objective = objective
+        self.constraints = constraints if constraints else None
+        self._hardware_only = None if self.constraints is None else self.constraints.hardware_only
+
+    @property
+    def constraint_names(self) -> tuple[str, ...]:
+        return () if self.constraints is None else self.constraints.keys
 
     @property
     def directions(self) -> list[str]:
@@ -170,6 +193,11 @@ class ObjectiveEvaluator(Evaluator):
             ]
         else:
             part["objective"] = type(self.objective).__qualname__
+        if self.constraints is not None:
+            # A study resumed under other budgets would mix feasibility judgements.
+            part["constraints"] = [
+                {"metric": c.metric, "bound": c.bound, "limit": c.limit} for c in self.constraints
+            ]
         return part
 
     @abc.abstractmethod
@@ -180,13 +208,37 @@ class ObjectiveEvaluator(Evaluator):
         """The cost charged to one evaluation that took ``elapsed`` seconds here."""
         return elapsed
 
+    def config_metrics(self, config: Mapping[str, Any]) -> TrialMetrics:
+        """What a skipped configuration records: the metrics its configuration gives.
+
+        By default those the hardware-only constraints are computed from.
+        """
+        assert self._hardware_only is not None  # only called when there are constraints
+        return TrialMetrics(hardware=self._hardware_only.config_metrics(config))
+
     def evaluate(self, config: Mapping[str, Any]) -> Evaluation:
         start = time.perf_counter()
         try:
+            if self._hardware_only:
+                skipped = self._skip(config, start)
+                if skipped is not None:
+                    return skipped
             metrics = self.measure(config)
             return self.score(metrics, seconds=self.seconds_of(time.perf_counter() - start))
         except Exception as exc:  # noqa: BLE001  (a failing configuration is a failed trial, not a failed search)
             return Evaluation.failed(error_text(exc), seconds=time.perf_counter() - start)
+
+    def _skip(self, config: Mapping[str, Any], start: float) -> Evaluation | None:
+        """The skipped evaluation of a configuration its hardware-only constraints rule out."""
+        assert self.constraints is not None and self._hardware_only is not None
+        if self._hardware_only.config_violation(config) <= 0:
+            return None
+        metrics = self.config_metrics(config)
+        known = dict(zip(self._hardware_only.keys, self._hardware_only.config_values(config)))
+        values = tuple(known.get(key, math.nan) for key in self.constraints.keys)
+        return Evaluation(
+            metrics=metrics, constraints=values, skipped=True, seconds=time.perf_counter() - start
+        )
 
     def score(self, metrics: TrialMetrics, *, seconds: float = 0.0) -> Evaluation:
         """Apply the objective to measured metrics.
@@ -200,4 +252,11 @@ class ObjectiveEvaluator(Evaluator):
         if bad:
             shown = ", ".join(f"{k} = {v:g}" for k, v in metrics.all().items())
             raise SearchError(f"the objective value is {bad[0]} (metrics: {shown or 'none'})")
-        return Evaluation(metrics=metrics, values=values, scaled=dict(result.scaled), seconds=seconds)
+        constraints = () if self.constraints is None else self.constraints.values(metrics)
+        return Evaluation(
+            metrics=metrics,
+            values=values,
+            scaled=dict(result.scaled),
+            seconds=seconds,
+            constraints=constraints,
+        )

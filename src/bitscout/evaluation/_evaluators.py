@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bitscout.evaluation._base import Evaluation, Evaluator, ObjectiveEvaluator, ObjectiveLike
 from bitscout.evaluation._exhaustive import ExhaustiveResult, evaluate_runner_set_exhaustively
-from bitscout.metrics import RunnerSet, TrialMetrics
+from bitscout.metrics import Constraints, RunnerSet, TrialMetrics
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,11 +36,20 @@ class RunnerEvaluator(ObjectiveEvaluator):
     Args:
         runners: The configured runners (:class:`bitscout.metrics.RunnerSet`).
         objective: The objective (:class:`bitscout.metrics.Objective`).
+        constraints: The search's constraints (see :class:`ObjectiveEvaluator`).
     """
 
-    def __init__(self, runners: MetricSource, objective: ObjectiveLike) -> None:
-        super().__init__(objective)
+    def __init__(
+        self, runners: MetricSource, objective: ObjectiveLike, *, constraints: Constraints | None = None
+    ) -> None:
+        super().__init__(objective, constraints=constraints)
         self.runners = runners
+
+    def config_metrics(self, config: Mapping[str, Any]) -> TrialMetrics:
+        """Every metric of the ``config_only`` runners (no model built, no data)."""
+        if isinstance(self.runners, RunnerSet):
+            return TrialMetrics(hardware=self.runners.config_metrics(config))
+        return super().config_metrics(config)
 
     def measure(self, config: Mapping[str, Any]) -> TrialMetrics:
         metrics = self.runners.run(config)
@@ -67,16 +76,34 @@ class TableEvaluator(ObjectiveEvaluator):
         table: The metrics of every distinct configuration.
         objective: The objective.
         seconds: What the table cost in all (default: its own measured time).
+        constraints: The search's constraints (see :class:`ObjectiveEvaluator`); a
+            configuration they rule out from its configuration alone is skipped, as a
+            trial would skip it.
     """
 
-    def __init__(self, table: ExhaustiveResult, objective: ObjectiveLike, *, seconds: float | None = None) -> None:
-        super().__init__(objective)
+    def __init__(
+        self,
+        table: ExhaustiveResult,
+        objective: ObjectiveLike,
+        *,
+        seconds: float | None = None,
+        constraints: Constraints | None = None,
+    ) -> None:
+        super().__init__(objective, constraints=constraints)
         self.table = table
+        self.runners: RunnerSet | None = None  # set by from_runners: measures the baseline
         self.seconds = table.seconds if seconds is None else seconds
         self.share_seconds = self.seconds / max(1, len(table))
 
     @classmethod
-    def from_runners(cls, space: SearchSpace, runners: RunnerSet, objective: ObjectiveLike) -> TableEvaluator:
+    def from_runners(
+        cls,
+        space: SearchSpace,
+        runners: RunnerSet,
+        objective: ObjectiveLike,
+        *,
+        constraints: Constraints | None = None,
+    ) -> TableEvaluator:
         """Evaluate every configuration of ``space`` as ``runners`` would, at once.
 
         Raises:
@@ -85,10 +112,19 @@ class TableEvaluator(ObjectiveEvaluator):
         """
         start = time.perf_counter()
         table = evaluate_runner_set_exhaustively(space, runners)
-        return cls(table, objective, seconds=time.perf_counter() - start)
+        evaluator = cls(table, objective, seconds=time.perf_counter() - start, constraints=constraints)
+        evaluator.runners = runners
+        return evaluator
 
     def measure(self, config: Mapping[str, Any]) -> TrialMetrics:
         return self.table.metrics_for(config)
+
+    def baseline(self) -> Evaluation | None:
+        """The float model as the table's runners measure it (None for a bare table)."""
+        if self.runners is None:
+            return None
+        start = time.perf_counter()
+        return self.score(self.runners.reference(), seconds=time.perf_counter() - start)
 
     def seconds_of(self, elapsed: float) -> float:
         return self.share_seconds
@@ -105,6 +141,7 @@ class FunctionEvaluator(ObjectiveEvaluator):
         objective: The objective over ``fn``'s metrics.
         build: Builds the quantized model of a decoded configuration
             (e.g. ``lambda config: quantizer.build(config)``).
+        constraints: Constraints over ``fn``'s metrics (see :class:`ObjectiveEvaluator`).
     """
 
     def __init__(
@@ -113,8 +150,9 @@ class FunctionEvaluator(ObjectiveEvaluator):
         objective: ObjectiveLike,
         *,
         build: Callable[[Mapping[str, Any]], nn.Module],
+        constraints: Constraints | None = None,
     ) -> None:
-        super().__init__(objective)
+        super().__init__(objective, constraints=constraints)
         self.fn = fn
         self.build = build
 

@@ -73,11 +73,24 @@ def _metrics_line(record: TrialRecord) -> str:
     return ", ".join(shown) or "(none)"
 
 
+def _drops_line(record: TrialRecord, baseline: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} = {_fmt(v)}" for k, v in record.drops(baseline).items())
+
+
+def _constraints_line(record: TrialRecord) -> str:
+    return ", ".join(
+        f"{k} = {'unknown' if v is None else _fmt(v)}" for k, v in record.constraints.items()
+    )
+
+
 def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = None) -> str:
     """The table printed at the end of a search.
 
-    Trials, unique evaluations, duplicates, failures, wall time; the best trial (or the
-    Pareto set) with its value(s), metrics and configuration; the paths of the outputs.
+    Trials, unique evaluations, duplicates, failures, wall time (and with constraints
+    how many trials were feasible or skipped); the float model's metrics; the best
+    *feasible* trial (or the Pareto set of feasible trials) with its value(s), metrics,
+    drops from the float model and configuration, or the least-violating trial, flagged,
+    when none is feasible; the paths of the outputs.
     """
     lines: list[str] = []
     rows: list[tuple[str, Any]] = [
@@ -88,24 +101,42 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
         ("failures", result.n_failed),
         ("wall time", f"{result.wall_time_s:.1f} s"),
     ]
+    if result.has_constraints:
+        rows.insert(3, ("feasible", f"{result.n_feasible} of {result.n_unique} evaluated"))
+        rows.insert(4, ("skipped", f"{result.n_skipped} (infeasible from the configuration; never evaluated)"))
     if result.stop_reason:
         rows.append(("stopped", result.stop_reason))
     lines.append(format_table(rows))
+    baseline = result.baseline_metrics
+    if baseline:
+        shown = [f"{k} = {_fmt(v)}" for k, v in baseline.items() if not k.endswith("_ratio")]
+        lines.append(f"\nfloat model (baseline): {', '.join(shown)}")
+    if result.has_constraints and result.best_trials and not result.best_is_feasible:
+        lines.append(
+            "\nNO TRIAL MEETS THE CONSTRAINTS: the trial below is the least-violating one "
+            "(relax a bound, or search more)"
+        )
     names = result.objective_names or [f"objective {i}" for i in range(len(result.directions))]
     best = result.best_trials
     if not best:
         lines.append("\nno trial completed: there is no best configuration")
     elif result.is_multi_objective:
         lines.append(f"\nPareto set ({len(best)} trials; " + ", ".join(f"{n} {d}" for n, d in zip(names, result.directions)) + "):")
-        rows = [[t.number, *t.values] for t in best]
-        lines.append(format_table(rows, header=["trial", *names]))
+        drop_names = list(best[0].drops(baseline)) if baseline else []
+        rows = [[t.number, *t.values, *(t.drops(baseline)[d] for d in drop_names)] for t in best]
+        lines.append(format_table(rows, header=["trial", *names, *drop_names]))
         top = max(best, key=lambda t: t.values[0] if result.directions[0] == "maximize" else -t.values[0])
         lines.append(f"\nbest {names[0]} in the set: trial {top.number}; {_metrics_line(top)}")
         lines.append(format_config(top.sampled_config))
     else:
         t = best[0]
-        lines.append(f"\nbest trial: {t.number}, {names[0]} = {_fmt(t.values[0])} ({result.directions[0]})")
+        value = f"{names[0]} = {_fmt(t.values[0])}" if t.values else "not evaluated (skipped)"
+        lines.append(f"\nbest trial: {t.number}, {value} ({result.directions[0]})")
         lines.append(f"metrics: {_metrics_line(t)}")
+        if baseline and t.software_metrics:
+            lines.append(f"drop from the float model: {_drops_line(t, baseline)}")
+        if t.constraints:
+            lines.append(f"constraints (<= 0 met): {_constraints_line(t)}")
         lines.append(format_config(t.sampled_config))
     paths = dict(outputs if outputs is not None else result.outputs)
     if paths:

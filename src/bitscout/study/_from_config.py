@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from bitscout.config import Config
     from bitscout.experiment import Experiment
     from bitscout.graph import TracedModel
-    from bitscout.metrics import Objective, RunnerSet
+    from bitscout.metrics import Constraints, Objective, RunnerSet
     from bitscout.quant import Calibration
     from bitscout.space import SearchSpace
 
@@ -61,6 +61,7 @@ class PreparedSearch:
         calibration: The activation ranges every trial shares (written to
             ``calibration.json`` in the run folder).
         folded: Layers that absorbed a BatchNorm -> the BatchNorm's module path.
+        constraints: The constraints of ``[search.strategy.constraints]`` (None: none).
     """
 
     config: Config
@@ -74,6 +75,7 @@ class PreparedSearch:
     out_dir: Path
     calibration: Calibration | None = None
     folded: dict[str, str] = field(default_factory=dict)
+    constraints: Constraints | None = None
 
     def run(
         self,
@@ -123,6 +125,8 @@ class PreparedSearch:
                 progress=progress,
                 write_outputs=write_outputs,
                 plot=plot,
+                # The float model once: the summary shows it and every trial's drop from it.
+                baseline=True,
             )
 
     def evaluator(self, *, precompute: bool = True, progress: bool = False) -> Evaluator:
@@ -138,14 +142,16 @@ class PreparedSearch:
             or setup.storage is not None
             or exhaustive_support(self.runners) is not None
         ):
-            return RunnerEvaluator(self.runners, self.objective)
+            return RunnerEvaluator(self.runners, self.objective, constraints=self.constraints)
         if progress:
             print(
                 f"evaluating all {self.space.distinct_size:,} configurations at once "
                 "(batched, sharing common layer prefixes)...",
                 flush=True,
             )
-        return TableEvaluator.from_runners(self.space, self.runners, self.objective)
+        return TableEvaluator.from_runners(
+            self.space, self.runners, self.objective, constraints=self.constraints
+        )
 
 
 def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch:
@@ -160,7 +166,7 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         BitscoutError: Data, model, checkpoint or space problems (their own subclasses).
     """
     from bitscout.experiment import Experiment
-    from bitscout.metrics import Objective, RunContext, build_runners
+    from bitscout.metrics import Constraints, Objective, RunContext, build_runners
     from bitscout.quant import Quantizer, prepare_ptq
     from bitscout.space import SearchSpace
     from bitscout.strategies import get_strategy
@@ -211,6 +217,7 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     )
     runners = build_runners(strategy_cfg, context)
     objective = Objective.from_config(strategy_cfg, runners)
+    constraints = Constraints.from_config(strategy_cfg, runners)
     strategy = get_strategy(strategy_cfg.strategy_name)
     seed = setup.seed if setup.seed is not None else config.seed
     sampler = strategy.make_sampler(
@@ -219,6 +226,9 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         directions=objective.directions,
         options=setup.sampler_options,
         n_trials=setup.n_trials,
+        # What the configuration alone decides: brute force and sensitivity never
+        # propose a configuration these rule out.
+        constraints=constraints.hardware_only if constraints else None,
     )
     return PreparedSearch(
         config=config,
@@ -232,6 +242,7 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         out_dir=Path(out) if out is not None else default_run_dir(config),
         calibration=prepared.calibration,
         folded=prepared.folded,
+        constraints=constraints if constraints else None,
     )
 
 

@@ -58,6 +58,8 @@ class StudyIndex:
         self._absorbed: set[int] = set()
         self._low = 0  # every trial below this number is finished and absorbed
         self.first: dict[Hashable, tuple[int, tuple[float, ...]]] = {}
+        # Constraint values of the first trial of a configuration, for its duplicates.
+        self.constraints: dict[Hashable, dict[str, float]] = {}
         self.counted = 0  # finished trials that count toward n_trials
         self.running = 0  # RUNNING trials in the storage at the last refresh
         self.interrupted: list[FrozenTrial] = []
@@ -100,8 +102,19 @@ class StudyIndex:
         known = self.first.get(key)
         if known is None or first < known[0]:
             self.first[key] = (int(first), tuple(trial.values))
+            if trial.constraints:
+                self.constraints[key] = dict(trial.constraints)
 
-    def add(self, number: int, key: Hashable | None, values: Sequence[float] | None, *, duplicate_of: int | None = None, interrupted: bool = False) -> None:
+    def add(
+        self,
+        number: int,
+        key: Hashable | None,
+        values: Sequence[float] | None,
+        *,
+        duplicate_of: int | None = None,
+        interrupted: bool = False,
+        constraints: Mapping[str, float] | None = None,
+    ) -> None:
         """Record a trial this process just finished (no storage read needed)."""
         with self.lock:
             if number in self._absorbed:
@@ -115,6 +128,13 @@ class StudyIndex:
                 known = self.first.get(key)
                 if known is None or first < known[0]:
                     self.first[key] = (first, tuple(values))
+                    if constraints:
+                        self.constraints[key] = dict(constraints)
+
+    def constraints_of(self, key: Hashable) -> dict[str, float]:
+        """The constraint values recorded for a configuration (empty: none)."""
+        with self.lock:
+            return dict(self.constraints.get(key, {}))
 
     def lookup(self, key: Hashable) -> tuple[int, tuple[float, ...]] | None:
         with self.lock:

@@ -3,8 +3,10 @@
 =================  ===================================================================
 ``study.journal``  the Optuna study (default storage; ``optuna-dashboard study.journal``)
 ``log.json``       every trial as a :class:`~bitscout.study.TrialRecord` (a JSON list)
-``trials.csv``     one row per trial: number, state, values, metrics, scaled metrics,
-                   and the sampled config flattened as ``<layer>.<field>`` columns
+``trials.csv``     one row per trial: number, state, values, with constraints their
+                   values (``constraint.<metric>.<bound>``, <= 0 met) and ``feasible``,
+                   metrics, ``<metric>_drop`` from the float model, scaled metrics, and
+                   the sampled config flattened as ``<layer>.<field>`` columns
 ``best.json``      the best trial (``"best"``) or the Pareto set (``"pareto"``), with
                    the directions and the counts of trials, duplicates and failures
 ``config.toml``    the resolved config (``Config.to_toml()``)
@@ -49,15 +51,25 @@ def _flat_config(record: TrialRecord) -> dict[str, Any]:
 def write_trials_csv(result: SearchResult, path: Path) -> Path:
     """One row per trial; columns appear in the order first met."""
     names = result.objective_names or [f"objective_{i}" for i in range(len(result.directions))]
+    constrained = result.constraint_names
+    baseline = result.baseline_metrics
     rows: list[dict[str, Any]] = []
     for t in result.trials:
         row: dict[str, Any] = {"number": t.number, "state": t.state}
         for i, name in enumerate(names):
             row[f"value.{name}"] = t.values[i] if i < len(t.values) else ""
+        if constrained:
+            for name in constrained:
+                value = t.constraints.get(name)
+                row[f"constraint.{name}"] = "" if value is None else value
+            # A trial not measured (failed, running) is neither feasible nor not.
+            row["feasible"] = "" if t.state in ("FAIL", "RUNNING", "WAITING") else t.feasible
         row["duplicate_of"] = "" if t.duplicate_of is None else t.duplicate_of
         row["duration_s"] = t.duration_s
         row["error"] = t.error or ""
         row.update(t.software_metrics)
+        if baseline:
+            row.update(t.drops(baseline))
         row.update(t.hardware_metrics)
         row.update({f"scaled.{k}": v for k, v in t.scaled_metrics.items()})
         row.update(_flat_config(t))

@@ -24,6 +24,7 @@ import numpy as np
 
 from bitscout.errors import SearchError
 from bitscout.evaluation import Evaluation
+from bitscout.metrics import TrialMetrics
 
 __all__ = [
     "TrialRecord",
@@ -60,6 +61,10 @@ class TrialRecord:
         duplicate_of: number of the trial that evaluated this configuration first, or None.
         error: why the trial failed, or None.
         params: the raw Optuna parameters of the trial (``"<layer>/<field>"`` -> choice).
+        constraints: ``<metric>.<bound>`` -> constraint value (<= 0: met; None: not
+            known, as for a measured-on-data constraint of a skipped trial).
+        skipped: the configuration alone proved it infeasible (a hardware-only
+            constraint), so it was not evaluated: a PRUNED trial without values.
     """
 
     number: int
@@ -73,10 +78,30 @@ class TrialRecord:
     duplicate_of: int | None = None
     error: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    constraints: dict[str, float | None] = field(default_factory=dict)
+    skipped: bool = False
 
     @property
     def is_complete(self) -> bool:
         return self.state == "COMPLETE"
+
+    @property
+    def feasible(self) -> bool:
+        """Every constraint met (True when the search has none; False when skipped)."""
+        return not self.skipped and all(v is not None and v <= 0 for v in self.constraints.values())
+
+    @property
+    def violation(self) -> float:
+        """Sum of the positive constraint values (0 when feasible): Optuna's measure."""
+        return math.fsum(v for v in self.constraints.values() if v is not None and v > 0)
+
+    def drops(self, baseline: Mapping[str, float]) -> dict[str, float]:
+        """``<metric>_drop`` = the float model's value minus this trial's, per software metric."""
+        return {
+            f"{name}_drop": baseline[name] - value
+            for name, value in self.software_metrics.items()
+            if name in baseline
+        }
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -103,6 +128,8 @@ class TrialRecord:
                 duplicate_of=raw.get("duplicate_of"),
                 error=raw.get("error"),
                 params=dict(raw.get("params") or {}),
+                constraints=dict(raw.get("constraints") or {}),
+                skipped=bool(raw.get("skipped", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(
@@ -159,7 +186,12 @@ class SearchResult:
         stop_reason: why the run stopped (``"reached n_trials = 20"``, ...).
         outputs: output name (``"log"``, ``"best"``, ``"csv"``, plots...) -> path.
         baseline: the unquantized model's evaluation (``run_search(..., baseline=True)``
-            with an evaluator that has one), else None. Not saved to the files yet.
+            with an evaluator that has one), else None. ``best.json`` keeps its metrics.
+
+    With constraints, "best" means best *feasible*: the best trial meets every
+    constraint, the Pareto set holds feasible trials only, and when no trial is
+    feasible the best is the least-violating one (:attr:`best_is_feasible` is then
+    False).
     """
 
     trials: list[TrialRecord]
@@ -199,6 +231,32 @@ class SearchResult:
         return sum(t.state == "FAIL" for t in self.trials)
 
     @property
+    def baseline_metrics(self) -> dict[str, float]:
+        """The float model's metrics (empty without a baseline): what drops are measured from."""
+        if self.baseline is None or self.baseline.error is not None:
+            return {}
+        return self.baseline.metrics.all()
+
+    @property
+    def n_skipped(self) -> int:
+        """Trials whose configuration alone proved them infeasible (never evaluated)."""
+        return sum(t.skipped for t in self.trials)
+
+    @property
+    def constraint_names(self) -> list[str]:
+        """The constraints the trials recorded, in order of first appearance."""
+        return list(dict.fromkeys(name for t in self.trials for name in t.constraints))
+
+    @property
+    def has_constraints(self) -> bool:
+        return any(t.constraints for t in self.trials)
+
+    @property
+    def n_feasible(self) -> int:
+        """Evaluated configurations that meet every constraint (duplicates left out)."""
+        return sum(t.feasible for t in self._unique_complete())
+
+    @property
     def is_multi_objective(self) -> bool:
         return len(self.directions) > 1
 
@@ -219,18 +277,36 @@ class SearchResult:
                 f"This study has {len(self.directions)} objectives {self.directions}: it has "
                 "no single best trial. Use `pareto` for the Pareto set."
             )
-        candidates = self._unique_complete()
-        if not candidates:
-            return None
+        candidates = self._feasible_complete()
         sign = 1.0 if self.directions[0] == "maximize" else -1.0
-        return max(candidates, key=lambda t: (sign * t.values[0], -t.number))
+        if candidates:
+            return max(candidates, key=lambda t: (sign * t.values[0], -t.number))
+        return self._least_violating(sign)
+
+    @property
+    def best_is_feasible(self) -> bool:
+        """Whether :attr:`best` (or every trial of :attr:`best_trials`) meets every constraint."""
+        return all(t.feasible for t in self.best_trials) if self.best_trials else not self.has_constraints
 
     @property
     def pareto(self) -> list[TrialRecord]:
-        """The non-dominated COMPLETE trials (duplicates left out), by trial number."""
-        candidates = self._unique_complete()
+        """The non-dominated feasible COMPLETE trials (duplicates left out), by trial number."""
+        candidates = self._feasible_complete()
         keep = pareto_front([t.values for t in candidates], self.directions)
         return [candidates[i] for i in keep]
+
+    def _feasible_complete(self) -> list[TrialRecord]:
+        return [t for t in self._unique_complete() if t.feasible]
+
+    def _least_violating(self, sign: float) -> TrialRecord | None:
+        """No trial is feasible: the one closest to it (then the best value, the earliest)."""
+        pool = self._unique_complete() + [t for t in self.trials if t.skipped and t.duplicate_of is None]
+        if not pool:
+            return None
+        return min(
+            pool,
+            key=lambda t: (t.violation, -sign * t.values[0] if t.values else math.inf, t.number),
+        )
 
     @property
     def best_trials(self) -> list[TrialRecord]:
@@ -241,12 +317,12 @@ class SearchResult:
         return [] if best is None else [best]
 
     def best_so_far(self, objective: int = 0) -> list[tuple[int, float]]:
-        """(trial number, best value up to that trial) for each COMPLETE trial, in order."""
+        """(trial number, best value up to that trial) for each feasible COMPLETE trial, in order."""
         sign = 1.0 if self.directions[objective] == "maximize" else -1.0
         out: list[tuple[int, float]] = []
         best = -math.inf
         for t in sorted(self.complete, key=lambda r: r.number):
-            if len(t.values) <= objective:
+            if len(t.values) <= objective or not t.feasible:
                 continue
             best = max(best, sign * t.values[objective])
             out.append((t.number, sign * best))
@@ -267,6 +343,14 @@ class SearchResult:
             "n_failed": self.n_failed,
             "wall_time_s": self.wall_time_s,
         }
+        if self.has_constraints:
+            out["constraints"] = self.constraint_names
+            out["n_feasible"] = self.n_feasible
+            out["n_skipped"] = self.n_skipped
+            out["best_is_feasible"] = self.best_is_feasible
+        base = self.baseline
+        if base is not None and base.error is None:
+            out["baseline"] = {"metrics": base.metrics.to_dict(), "values": list(base.values)}
         if self.is_multi_objective:
             out["pareto"] = [t.to_dict() for t in self.pareto]
         else:
@@ -306,7 +390,19 @@ class SearchResult:
             run_dir=run_dir,
             wall_time_s=float(raw_best.get("wall_time_s", 0.0)),
             objective_names=list(raw_best.get("objective_names", [])),
+            baseline=_baseline_from(raw_best.get("baseline")),
         )
+
+
+def _baseline_from(raw: Mapping[str, Any] | None) -> Evaluation | None:
+    """The baseline of a saved result (``best.json``'s ``"baseline"``)."""
+    if not raw:
+        return None
+    metrics = raw.get("metrics") or {}
+    return Evaluation(
+        metrics=TrialMetrics(software=dict(metrics.get("software") or {}), hardware=dict(metrics.get("hardware") or {})),
+        values=tuple(float(v) for v in raw.get("values") or ()),
+    )
 
 
 def _json_default(obj: Any) -> Any:

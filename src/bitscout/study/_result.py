@@ -37,6 +37,7 @@ def record_from_trial(trial: FrozenTrial, originals: Mapping[int, TrialRecord] |
             "scaled_metrics": original.scaled_metrics,
             "sampled_config": original.sampled_config,
             "duration_s": 0.0,
+            "constraints": original.constraints,
         }
     error = raw.get("error")
     if error is None and is_interrupted(trial):
@@ -53,6 +54,8 @@ def record_from_trial(trial: FrozenTrial, originals: Mapping[int, TrialRecord] |
         duplicate_of=None if duplicate_of is None else int(duplicate_of),
         error=error,
         params=dict(trial.params),
+        constraints=dict(raw.get("constraints") or {}),
+        skipped=bool(raw.get("skipped", False)),
     )
 
 

@@ -362,6 +362,10 @@ class _Search:
     def _tell_duplicate(self, trial: Trial, key: Hashable, hit: tuple[int, tuple[float, ...]]) -> None:
         first, values = hit
         self.storage.set_trial_user_attr(trial_id(trial), DUPLICATE_ATTR, first)
+        # The same configuration is as feasible as it was: constraint-aware samplers
+        # count every trial, duplicates included.
+        for name, value in self.index.constraints_of(key).items():
+            trial.set_constraint(name, value)
         self.study.tell(trial, list(values))
         self.index.add(trial.number, key, values, duplicate_of=first)
         self._finished()
@@ -376,22 +380,33 @@ class _Search:
             self._fail(trial, key, config, evaluation.error, evaluation.seconds)
             return
         values = list(evaluation.values)
-        record = {
+        record: dict[str, Any] = {
             "software_metrics": dict(evaluation.metrics.software),
             "hardware_metrics": dict(evaluation.metrics.hardware),
             "scaled_metrics": dict(evaluation.scaled),
             "sampled_config": sampled_config(config),
             "duration_s": time.perf_counter() - start,
         }
+        known: dict[str, float] = {}
         if evaluation.constraints:
             # Optuna's constraint-aware samplers and best_trials read these (<= 0: feasible).
             names = self.evaluator.constraint_names or tuple(f"constraint_{i}" for i in range(len(evaluation.constraints)))
-            record["constraints"] = dict(zip(names, evaluation.constraints))
-            for name, value in zip(names, evaluation.constraints):
+            # NaN: measured on data, which a skipped trial never reached (Optuna refuses NaN).
+            record["constraints"] = {n: None if math.isnan(v) else v for n, v in zip(names, evaluation.constraints)}
+            known = {n: v for n, v in record["constraints"].items() if v is not None}
+            for name, value in known.items():
                 trial.set_constraint(name, value)
+        if evaluation.skipped:
+            # Proven infeasible from the configuration alone: nothing was built or run.
+            record["skipped"] = True
+            self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.index.add(trial.number, None, None)
+            self._finished()
+            return
         self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
         self.study.tell(trial, values)
-        self.index.add(trial.number, key, values)
+        self.index.add(trial.number, key, values, constraints=known)
         with self.state.lock:
             self.state.evaluated += 1
             self.state.succeeded += 1
