@@ -3,6 +3,7 @@
 =================== ===================================================================
 ``objective.png``   objective value and best so far against the trial number
 ``pareto_<m>.png``  accuracy against each cost metric ``m`` that varies, front marked
+                    (feasible trials only), infeasible trials grey, budgets dashed
 ``best_widths.png`` widths per layer of the best trial
 =================== ===================================================================
 """
@@ -46,6 +47,25 @@ def _varying_costs(result: SearchResult) -> list[str]:
     return out
 
 
+def constraint_bounds(result: SearchResult) -> dict[str, list[tuple[str, float]]]:
+    """Metric -> its bounds (``("max", 4.0)``), read back from the trials' constraint values.
+
+    A trial's value of ``<metric>.max`` is ``metric - max`` (of ``.min``, ``min - metric``),
+    so one evaluated trial that records both gives the bound.
+    """
+    bounds: dict[str, list[tuple[str, float]]] = {}
+    for key in result.constraint_names:
+        metric, _, bound = key.rpartition(".")
+        for t in result.trials:
+            value = t.constraints.get(key)
+            if value is None or metric not in t.metrics:
+                continue
+            limit = t.metrics[metric] - value if bound == "max" else t.metrics[metric] + value
+            bounds.setdefault(metric, []).append((bound, limit))
+            break
+    return bounds
+
+
 def write_plots(result: SearchResult, run_dir: Path) -> dict[str, Path]:
     """Draw the plots that the trials allow; returns name -> path."""
     paths: dict[str, Path] = {}
@@ -54,9 +74,11 @@ def write_plots(result: SearchResult, run_dir: Path) -> dict[str, Path]:
     paths["objective_plot"] = plot_objective(result, run_dir / "objective.png")
     evaluated = [t for t in result.trials if t.is_complete and t.duplicate_of is None]
     if any("accuracy" in t.software_metrics for t in evaluated):
+        bounds = constraint_bounds(result)
         for metric in _varying_costs(result):
             paths[f"pareto_{metric}_plot"] = plot_pareto(
-                evaluated, metric, run_dir / f"pareto_{metric}.png", x_direction=_natural_direction(metric)
+                evaluated, metric, run_dir / f"pareto_{metric}.png", x_direction=_natural_direction(metric),
+                x_bounds=bounds.get(metric, ()), y_bounds=bounds.get("accuracy", ()),
             )
     best = result.best_trials
     if best:

@@ -57,16 +57,27 @@ def plot_objective(result: SearchResult, path: Path) -> Path:
     """Each objective value against the trial number, with the best so far as a line.
 
     Failed trials are marked with a red x on the lower edge; duplicates are drawn hollow.
+    With constraints, infeasible trials are grey (the best-so-far line counts feasible
+    ones only) and trials skipped as infeasible from their configuration are grey ticks
+    on the lower edge.
     """
     n_obj = max(1, len(result.directions))
     fig, axes = _pyplot().subplots(n_obj, 1, figsize=(7, 3.2 * n_obj), squeeze=False)
     names = result.objective_names or [f"objective {i}" for i in range(n_obj)]
     complete = [t for t in result.trials if t.is_complete and len(t.values) == n_obj]
     failed = [t.number for t in result.trials if t.state == "FAIL"]
+    skipped = [t.number for t in result.trials if t.skipped]
+    infeasible = [t for t in complete if not t.feasible]
+    complete_all, complete = complete, [t for t in complete if t.feasible]
     for i, ax in enumerate(axes[:, 0]):
         fresh = [t for t in complete if t.duplicate_of is None]
         dups = [t for t in complete if t.duplicate_of is not None]
         ax.scatter([t.number for t in fresh], [t.values[i] for t in fresh], s=14, label="evaluated", color="tab:blue")
+        if infeasible:
+            ax.scatter([t.number for t in infeasible], [t.values[i] for t in infeasible], s=14, color="0.65", label="infeasible")
+        if skipped:
+            y0 = min((t.values[i] for t in complete_all), default=0.0)
+            ax.scatter(skipped, [y0] * len(skipped), marker="|", color="0.65", label="skipped (infeasible config)")
         if dups:
             ax.scatter([t.number for t in dups], [t.values[i] for t in dups], s=14, facecolors="none", edgecolors="tab:blue", label="duplicate")
         curve = result.best_so_far(i)
@@ -74,7 +85,7 @@ def plot_objective(result: SearchResult, path: Path) -> Path:
             xs, ys = zip(*curve)
             ax.step(xs, ys, where="post", color="tab:orange", label="best so far")
         if failed:
-            y0 = min((t.values[i] for t in complete), default=0.0)
+            y0 = min((t.values[i] for t in complete_all), default=0.0)
             ax.scatter(failed, [y0] * len(failed), marker="x", color="tab:red", label="failed")
         label = names[i] if i < len(names) else f"objective {i}"
         ax.set_ylabel(f"{label} ({result.directions[i] if result.directions else ''})")
@@ -94,26 +105,40 @@ def plot_pareto(
     x_direction: str = "minimize",
     y_direction: str = "maximize",
     title: str | None = None,
+    x_bounds: Sequence[tuple[str, float]] = (),
+    y_bounds: Sequence[tuple[str, float]] = (),
 ) -> Path:
     """``y_metric`` against ``x_metric`` for every evaluated trial, the Pareto front marked.
+
+    Infeasible trials (a constraint missed) are grey and left out of the front; each
+    bound in ``x_bounds`` / ``y_bounds`` (``("max", 4.0)``) is drawn as a dashed budget
+    line.
 
     Raises:
         SearchError: No evaluated trial has both metrics.
     """
     from bitscout.study import pareto_front
 
-    points = [
-        (t.metrics[x_metric], t.metrics[y_metric], t.number)
-        for t in records
+    usable = [
+        t for t in records
         if t.is_complete and t.duplicate_of is None and x_metric in t.metrics and y_metric in t.metrics
     ]
-    if not points:
+    points = [(t.metrics[x_metric], t.metrics[y_metric], t.number) for t in usable if t.feasible]
+    others = [(t.metrics[x_metric], t.metrics[y_metric]) for t in usable if not t.feasible]
+    if not points and not others:
         raise SearchError(f"no evaluated trial has both {x_metric!r} and {y_metric!r}: nothing to plot")
     front = pareto_front([(x, y) for x, y, _ in points], [x_direction, y_direction])
     front_pts = sorted((points[i][0], points[i][1]) for i in front)
     fig, ax = _pyplot().subplots(figsize=(6, 4.5))
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.6, label="trials", color="tab:blue")
-    ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "o-", color="tab:red", ms=5, label=f"Pareto front ({len(front)})")
+    if others:
+        ax.scatter([p[0] for p in others], [p[1] for p in others], s=14, alpha=0.6, label="infeasible", color="0.65")
+    if front_pts:
+        ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "o-", color="tab:red", ms=5, label=f"Pareto front ({len(front)})")
+    for bound, value in x_bounds:
+        ax.axvline(value, linestyle="--", color="tab:green", label=f"{x_metric} {bound} {value:g}")
+    for bound, value in y_bounds:
+        ax.axhline(value, linestyle="--", color="tab:green", label=f"{y_metric} {bound} {value:g}")
     ax.set_xlabel(f"{x_metric} ({x_direction})")
     ax.set_ylabel(f"{y_metric} ({y_direction})")
     ax.set_title(title or f"{y_metric} against {x_metric}")
