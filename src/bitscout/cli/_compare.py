@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         budgets=budgets,
         progress=True,
         notes=[f"Config: {config.source}."] if config.source is not None else [],
+        constraints=prepared.constraints,
     )
     paths = comparison.save(out)
     print(format_comparison(comparison))

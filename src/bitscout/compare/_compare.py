@@ -46,7 +46,7 @@ from bitscout.evaluation import (
     TableEvaluator,
     exhaustive_support,
 )
-from bitscout.metrics import RunnerSet
+from bitscout.metrics import Constraints, RunnerSet
 from bitscout.strategies import Exhaustible, get_strategy
 from bitscout.study import pareto_front, run_search
 
@@ -96,7 +96,7 @@ def _precompute(cache: CachedEvaluator, space: Any, runners: Any, *, progress: b
         return None
     if exhaustive_support(runners) is not None:
         return None
-    table = TableEvaluator.from_runners(space, runners, cache.inner.objective)
+    table = TableEvaluator.from_runners(space, runners, cache.inner.objective, constraints=cache.inner.constraints)
     cache.use(table)
     if progress:
         print(f"evaluated {len(table.table):,} configurations at once in {table.seconds:.1f} s", flush=True)
@@ -221,6 +221,9 @@ class RunTrace:
             cost when first made (what the run would have spent alone).
         loop_s: The rest of the loop's time (storage, bookkeeping, cache lookups).
         stop_reason: Why the run stopped.
+        feasible: Per trial, whether it met every constraint (empty: no constraints).
+        skipped: Per trial, whether its configuration alone proved it infeasible, so
+            that it was never evaluated (empty: no constraints).
     """
 
     strategy: str
@@ -231,6 +234,8 @@ class RunTrace:
     evaluation_s: float
     loop_s: float
     stop_reason: str = ""
+    feasible: list[bool] = field(default_factory=list)
+    skipped: list[bool] = field(default_factory=list)
 
     @property
     def n_trials(self) -> int:
@@ -242,12 +247,20 @@ class RunTrace:
         return self.sampler_s + self.evaluation_s + self.loop_s
 
     def unique_counts(self) -> list[int]:
-        """Per trial, the unique evaluations made up to and including it."""
+        """Per trial, the unique evaluations made up to and including it (skipped
+        configurations are not evaluations)."""
         out, count = [], 0
-        for dup, vals in zip(self.duplicate, self.values):
-            count += not dup
+        skipped = self.skipped or [False] * len(self.values)
+        for dup, skip in zip(self.duplicate, skipped):
+            count += not dup and not skip
             out.append(count)
         return out
+
+    def counted_values(self) -> list[list[float]]:
+        """Per trial, its values when it counts for the optimum (feasible), else empty."""
+        if not self.feasible:
+            return self.values
+        return [vals if ok else [] for vals, ok in zip(self.values, self.feasible)]
 
 
 @dataclass(frozen=True)
@@ -446,7 +459,7 @@ def best_so_far(run: RunTrace, direction: str) -> list[float | None]:
     sign = 1.0 if direction == "maximize" else -1.0
     out: list[float | None] = []
     best: float | None = None
-    for vals in run.values:
+    for vals in run.counted_values():
         if vals and (best is None or sign * vals[0] > sign * best):
             best = vals[0]
         out.append(best)
@@ -495,8 +508,15 @@ def compare_strategies(
     mean_samples: int = 256,
     progress: bool = False,
     notes: Sequence[str] = (),
+    constraints: Constraints | None = None,
 ) -> Comparison:
     """Run every strategy with every seed on one space and objective, and measure them.
+
+    With constraints, the optimum is the best *feasible* value (exact: over every
+    feasible configuration), a run reaches it only with a feasible trial, and a
+    configuration its hardware-only constraints rule out is skipped, not evaluated: it
+    uses a trial but no evaluation. Brute force and ``sensitivity`` get those
+    constraints and never propose such configurations.
 
     Args:
         space: The search space (:class:`bitscout.space.SearchSpace`).
@@ -517,6 +537,8 @@ def compare_strategies(
         mean_samples: Uniform samples for the mean when the space is not enumerated.
         progress: Print one line per run.
         notes: Lines to add to the report.
+        constraints: The constraints (:class:`bitscout.metrics.Constraints`); default:
+            those of ``cache``'s evaluator, if any.
 
     Returns:
         The comparison (save it with :meth:`Comparison.save`).
@@ -541,7 +563,11 @@ def compare_strategies(
     directions = list(objective.directions)
     signs = _signs(directions)
     multi = len(directions) > 1
-    cache = cache if cache is not None else CachedEvaluator(RunnerEvaluator(runners, objective), key=space.key)
+    if cache is None:
+        cache = CachedEvaluator(RunnerEvaluator(runners, objective, constraints=constraints), key=space.key)
+    if constraints is None and isinstance(cache.inner, ObjectiveEvaluator):
+        constraints = cache.inner.constraints
+    hardware_only = constraints.hardware_only if constraints else None
     cached_before = len(cache)
     made_before = cache.evaluations
     chosen_options = {**_DEFAULT_OPTIONS, **dict(options or {})}
@@ -557,10 +583,21 @@ def compare_strategies(
             extra_notes.append(note)
         for i in range(space.distinct_size):
             entry = cache.evaluate(space.decode(space.distinct_params_at(i)))
-            if entry.error is None:
+            if entry.error is None and entry.feasible:
                 all_values.append(entry.values)
         if progress:
             print(f"enumerated {space.distinct_size:,} configurations", flush=True)
+        if constraints:
+            extra_notes.append(
+                f"Constraints: {constraints.describe()}; {len(all_values):,} of "
+                f"{space.distinct_size:,} configurations meet them: the optimum, the mean and "
+                "the regret are over those."
+            )
+            if not all_values:
+                raise SearchError(
+                    f"no configuration of the space meets the constraints ({constraints.describe()}); "
+                    "relax a bound in [search.strategy.constraints]"
+                )
 
     # 2. The runs.
     runs: list[RunTrace] = []
@@ -575,6 +612,7 @@ def compare_strategies(
                         directions=directions,
                         options=chosen_options.get(name, {}),
                         n_trials=n_trials,
+                        constraints=hardware_only,
                     )
                 except SearchError as exc:
                     skipped[name] = str(exc)
@@ -584,7 +622,7 @@ def compare_strategies(
                     print(f"{name} seed {seed}: {runs[-1].n_trials} trials", flush=True)
 
     # 3. The reference values.
-    valid = [np.array(v) for run in runs for v in run.values if v]
+    valid = [np.array(v) for run in runs for v in run.counted_values() if v]
     mean_value: float | None = None
     n_mean = 0
     if exact:
@@ -594,7 +632,7 @@ def compare_strategies(
         sample = []
         for _ in range(min(mean_samples, space.distinct_size)):
             entry = cache.evaluate(space.decode(space.distinct_params_at(rng.randrange(space.distinct_size))))
-            if entry.error is None:
+            if entry.error is None and entry.feasible:
                 sample.append(entry.values)
         n_mean = len(sample)
         pool = np.array(sample + [tuple(v) for v in valid]) if (sample or valid) else np.zeros((0, len(directions)))
@@ -692,8 +730,9 @@ def _run_one(
             write_outputs=False,
         )
     total = time.perf_counter() - start
-    trials = [t for t in result.trials if t.state in ("COMPLETE", "FAIL")]
+    trials = [t for t in result.trials if t.state in ("COMPLETE", "FAIL", "PRUNED")]
     trials.sort(key=lambda t: t.number)
+    constrained = bool(runners.constraint_names)
     evaluation = math.fsum(runners.charged)
     return RunTrace(
         strategy=name,
@@ -706,6 +745,8 @@ def _run_one(
         # sampler (a real evaluation made here is not counted: it is in evaluation_s).
         loop_s=max(0.0, total - timed.seconds - runners.spent),
         stop_reason=result.stop_reason,
+        feasible=[t.state == "COMPLETE" and t.feasible for t in trials] if constrained else [],
+        skipped=[t.skipped for t in trials] if constrained else [],
     )
 
 
@@ -747,7 +788,7 @@ def _summarize(
             ref = np.array(reference)
             points: list[np.ndarray] = []
             ratios = []
-            for i, vals in enumerate(run.values):
+            for i, vals in enumerate(run.counted_values()):
                 if vals:
                     points.append(np.array(vals))
                 hv = _hypervolume(np.array(points), ref, signs) if points else 0.0
@@ -1004,7 +1045,7 @@ def _hv_curve(run: RunTrace, c: Comparison) -> list[float]:
     true_hv = _hypervolume(np.array(c.optimum), ref, signs)
     points: list[list[float]] = []
     out = []
-    for vals in run.values:
+    for vals in run.counted_values():
         if vals:
             points.append(vals)
         hv = _hypervolume(np.array(points), ref, signs) if points else 0.0
