@@ -31,6 +31,7 @@ def test_the_optimum_is_the_best_feasible_value(comparison_and_truth) -> None:
     best = max(feasible.values())
     assert comparison.optimum_configs == sum(abs(v - best) <= 1e-12 for v in feasible.values())
     assert any(f"{len(feasible):,} of 8,000 configurations meet them" in note for note in comparison.notes)
+    assert comparison.feasible_size == len(feasible)
 
 
 def test_runs_count_feasible_trials_and_skipped_ones_cost_no_evaluation(comparison_and_truth) -> None:

@@ -357,6 +357,8 @@ class Comparison:
         runs: Every run.
         notes: Extra lines for the report (where the optimum lies, how it was found).
         created: When it was made (UTC, ISO format).
+        feasible_size: With constraints and an exact optimum, the distinct
+            configurations that meet them (what brute force with the constraints visits).
     """
 
     directions: list[str]
@@ -378,6 +380,7 @@ class Comparison:
     runs: list[RunTrace]
     notes: list[str] = field(default_factory=list)
     created: str = ""
+    feasible_size: int | None = None
 
     def summary(self, strategy: str) -> StrategySummary:
         """The summary of ``strategy``.
@@ -700,6 +703,7 @@ def compare_strategies(
         runs=runs,
         notes=extra_notes,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        feasible_size=len(all_values) if exact and constraints else None,
     )
 
 
@@ -956,12 +960,14 @@ def _reading(c: Comparison) -> list[str]:
     brute = next((s for s in ran if s.strategy == "brute_force"), None)
     if c.exact and len(c.directions) == 1 and c.optimum_configs:
         k = c.optimum_configs
-        expected = (c.distinct_size + 1) / (k + 1)
+        n = c.distinct_size if c.feasible_size is None else c.feasible_size
+        expected = (n + 1) / (k + 1)
         share = "half the space" if k == 1 else f"1/{k + 1} of the space"
+        among = f"N = {n:,}" + ("" if c.feasible_size is None else " feasible")
         text = (
             f"- Brute force in a random order needs on average (N + 1) / (k + 1) = "
             f"{expected:,.0f} evaluations to meet one of the k = {k} optimal configuration(s) "
-            f"among N = {c.distinct_size:,} ({share}); it is sure to find it only after all N."
+            f"among {among} ({share}); it is sure to find it only after all N."
         )
         if brute is not None:
             text += f" Here it reached it in {len(brute.trials_to_optimum) - brute.never} of {len(brute.trials_to_optimum)} seeds within {c.n_trials} trials."
