@@ -581,7 +581,8 @@ def compare_strategies(
     exact = space.distinct_size <= exact_limit
     all_values: list[tuple[float, ...]] = []
     if exact:
-        note = _precompute(cache, space, runners, progress=progress)
+        # A cache given every configuration beforehand (a benchmark's enumeration) needs no table.
+        note = None if len(cache) >= space.distinct_size else _precompute(cache, space, runners, progress=progress)
         if note is not None:
             extra_notes.append(note)
         for i in range(space.distinct_size):
