@@ -222,3 +222,26 @@ def test_a_drop_constraint_is_measured_from_the_float_model(tmp_path: Path) -> N
         assert result.best.number == max(feasible, key=lambda t: (t.values[0], -t.number)).number
     else:
         assert not result.best_is_feasible
+
+
+def test_a_skipped_trial_leaves_constraints_measured_on_data_unknown(tmp_path: Path) -> None:
+    both = Digits({"average_bitwidth": {"max": 4}, "accuracy_drop": {"max": 0.3}})
+    evaluator = RunnerEvaluator(both.runners, both.objective, constraints=both.constraints)
+    storage = optuna.storages.InMemoryStorage()
+    result = run_search(
+        both.space, both.sampler("random", constrained=False), evaluator, out_dir=tmp_path,
+        storage=storage, study_name="both", n_trials=30, progress=False,
+    )
+    study = optuna.load_study(study_name="both", storage=storage)
+    skipped = [t for t in result.trials if t.skipped]
+    evaluated = [t for t in result.complete if t.duplicate_of is None]
+    assert skipped and evaluated
+    for t in skipped:  # nothing ran: the drop is unknown, and Optuna is told only what is known
+        assert t.constraints["accuracy_drop.max"] is None and t.constraints["average_bitwidth.max"] > 0
+        assert set(study.trials[t.number].constraints) == {"average_bitwidth.max"}
+    for t in evaluated:
+        assert set(study.trials[t.number].constraints) == {"average_bitwidth.max", "accuracy_drop.max"}
+    with open(tmp_path / "trials.csv") as f:
+        rows = {int(r["number"]): r for r in csv.DictReader(f)}
+    assert all(rows[t.number]["constraint.accuracy_drop.max"] == "" for t in skipped)
+    assert all(rows[t.number]["feasible"] == "False" for t in skipped)

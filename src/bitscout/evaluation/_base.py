@@ -211,16 +211,18 @@ class ObjectiveEvaluator(Evaluator):
     def config_metrics(self, config: Mapping[str, Any]) -> TrialMetrics:
         """What a skipped configuration records: the metrics its configuration gives.
 
-        By default those the hardware-only constraints are computed from.
+        By default those the hardware-only constraints are computed from (none without
+        constraints).
         """
-        assert self._hardware_only is not None  # only called when there are constraints
+        if self._hardware_only is None:
+            return TrialMetrics()
         return TrialMetrics(hardware=self._hardware_only.config_metrics(config))
 
     def evaluate(self, config: Mapping[str, Any]) -> Evaluation:
         start = time.perf_counter()
         try:
-            if self._hardware_only:
-                skipped = self._skip(config, start)
+            if self.constraints is not None and self._hardware_only:
+                skipped = self._skip(config, self.constraints, self._hardware_only, start)
                 if skipped is not None:
                     return skipped
             metrics = self.measure(config)
@@ -228,14 +230,16 @@ class ObjectiveEvaluator(Evaluator):
         except Exception as exc:  # noqa: BLE001  (a failing configuration is a failed trial, not a failed search)
             return Evaluation.failed(error_text(exc), seconds=time.perf_counter() - start)
 
-    def _skip(self, config: Mapping[str, Any], start: float) -> Evaluation | None:
+    def _skip(
+        self, config: Mapping[str, Any], constraints: Constraints, hardware_only: Constraints, start: float
+    ) -> Evaluation | None:
         """The skipped evaluation of a configuration its hardware-only constraints rule out."""
-        assert self.constraints is not None and self._hardware_only is not None
-        if self._hardware_only.config_violation(config) <= 0:
+        if hardware_only.config_violation(config) <= 0:
             return None
         metrics = self.config_metrics(config)
-        known = dict(zip(self._hardware_only.keys, self._hardware_only.config_values(config)))
-        values = tuple(known.get(key, math.nan) for key in self.constraints.keys)
+        known = dict(zip(hardware_only.keys, hardware_only.config_values(config)))
+        # Constraints measured on data stay unknown (NaN): nothing was run.
+        values = tuple(known.get(key, math.nan) for key in constraints.keys)
         return Evaluation(
             metrics=metrics, constraints=values, skipped=True, seconds=time.perf_counter() - start
         )
