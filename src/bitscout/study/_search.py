@@ -44,6 +44,7 @@ from bitscout._optuna_adapter import (
     clear_stop,
     is_heartbeat_enabled,
     n_trials as count_trials,
+    set_trial_user_attrs,
     stop_requested,
     storage_of,
     study_id,
@@ -396,15 +397,18 @@ class _Search:
             known = {n: v for n, v in record["constraints"].items() if v is not None}
             for name, value in known.items():
                 trial.set_constraint(name, value)
+        # The whole record, and each finite metric as its own attribute so that
+        # optuna-dashboard can chart any of them; one write on the journal.
+        metrics = {name: value for name, value in evaluation.metrics.all().items() if math.isfinite(value)}
         if evaluation.skipped:
             # Proven infeasible from the configuration alone: nothing was built or run.
             record["skipped"] = True
-            self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
+            set_trial_user_attrs(self.storage, trial_id(trial), {RECORD_ATTR: record, **metrics})
             self.study.tell(trial, state=TrialState.PRUNED)
             self.index.add(trial.number, None, None)
             self._finished()
             return
-        self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
+        set_trial_user_attrs(self.storage, trial_id(trial), {RECORD_ATTR: record, **metrics})
         self.study.tell(trial, values)
         self.index.add(trial.number, key, values, constraints=known)
         with self.state.lock:
