@@ -97,7 +97,9 @@ class Experiment:
             ConfigError: The accelerator is not available.
         """
         device = resolve_device(config.accelerator)
-        dataset = load_dataset(config.dataset, path=config.dataset_path, seed=config.seed)
+        dataset = load_dataset(
+            config.dataset, path=config.dataset_path, seed=config.seed, label_column=config.label_column
+        )
         model = build_fresh_model(config, dataset.info)
         checkpoint: Path | None = None
         if config.load_name is not None:

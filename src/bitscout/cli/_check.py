@@ -16,8 +16,9 @@ import argparse
 
 from bitscout.cli._common import add_config_argument, add_override_options, config_from_args
 from bitscout.config import Config, StrategyConfig
-from bitscout.data import get_dataset_source
-from bitscout.errors import BitscoutError, ConfigError
+from bitscout.data import dataset_problem
+from bitscout.config._plugins import import_object
+from bitscout.errors import BitscoutError, ConfigError, ModelError
 from bitscout.models import get_model_builder
 from bitscout.quant import TENSOR_NAMES, parse_layer_config
 
@@ -63,14 +64,15 @@ def config_problems(config: Config) -> list[str]:
     """
     problems: list[str] = []
     try:
-        if ":" not in config.model:  # a user factory is only found by importing it
+        if ":" in config.model:  # a user factory: it must import (its call needs data)
+            import_object(config.model, what="model", error=ModelError)
+        else:
             get_model_builder(config.model).parse_options(config.model_options)
     except BitscoutError as exc:
         problems.append(f"model: {exc}")
-    try:
-        get_dataset_source(config.dataset)
-    except BitscoutError as exc:
-        problems.append(f"dataset: {exc}")
+    dataset = dataset_problem(config.dataset, label_column=config.label_column)
+    if dataset is not None:
+        problems.append(f"dataset: {dataset}")
     quantize = config.passes.quantize
     if quantize is not None:
         for key, entry in quantize.entries.items():
