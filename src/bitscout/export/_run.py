@@ -142,11 +142,17 @@ def _export(
     model = experiment.model.eval()
     data = experiment.dataset
     x_all = torch.cat([data.train.x, data.val.x, data.test.x])
-    traced = trace(model, data.train.x[: experiment.config.batch_size])
+    if not len(x_all):
+        raise ExportError(f"the data set of {run_dir} has no samples to trace the model with")
+    # The training split may be empty (data given for evaluation only): trace on what there is.
+    batch = x_all[: experiment.config.batch_size]
+    traced = trace(model, batch, warn=False)  # the search has warned already
     configs = _layer_configs(chosen.record, traced)
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{chosen.number}"
-    # The input range (for a float first layer) comes from every sample on hand.
-    example = torch.cat([data.train.x[: experiment.config.batch_size], x_all[x_all.abs().amax(1).argmax()][None]])
+    # The input range (for a float first layer) comes from every sample on hand: add the
+    # sample with the largest magnitude, whatever the shape of a sample.
+    largest = x_all.abs().flatten(1).amax(1).argmax()
+    example = torch.cat([batch, x_all[largest][None]])
     return export_model(
         model,
         configs,
@@ -195,7 +201,7 @@ def verify_run(
     assert result.hls is not None  # format="hls4ml" always builds it
     part = experiment.dataset.split(split)
     x, y = part.x[:samples], part.y[:samples]
-    traced = trace(experiment.model.eval(), x[:2])
+    traced = trace(experiment.model.eval(), x[:2], warn=False)
     configs = _layer_configs(chosen.record, traced)
     report = verify(experiment.model, configs, HLSProject.load(result.hls.path), x, y, tolerance=tolerance)
     return report, result, chosen
