@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 
 from bitscout.cli import main
+from bitscout.config import _mase
+from bitscout.metrics import _runner
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -75,6 +77,9 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    # The plugin registers a runner: keep it out of the registries other tests read.
+    monkeypatch.setattr(_runner, "_REGISTRY", dict(_runner._REGISTRY))
+    monkeypatch.setattr(_mase, "_ADDED_RUNNERS", {k: set(v) for k, v in _mase._ADDED_RUNNERS.items()})
     yield tmp_path
     for name in ("owndata_factories", "owndata_runners"):
         sys.modules.pop(name, None)
