@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from bitscout.config._plugins import import_object, is_import_spec
+from bitscout.config._problems import suggest
 from bitscout.data._base import Dataset, DatasetInfo, Split, get_dataset_source
 from bitscout.errors import BitscoutError, DataError
 
@@ -228,7 +229,7 @@ def _inputs(value: Any, where: str) -> torch.Tensor:
         raise DataError(f"{where}: inputs must be numbers; got an array of dtype {array.dtype}")
     if array.ndim < 2:
         raise DataError(
-            f"{where}: inputs must have shape (samples, features...) ; got shape {array.shape}. "
+            f"{where}: inputs must have shape (samples, features...); got shape {array.shape}. "
             "For one feature per sample, reshape to (samples, 1)"
         )
     if not np.isfinite(array).all():
@@ -442,8 +443,6 @@ def _read_table(path: Path, kind: str, label_column: str) -> tuple[torch.Tensor,
     if label_column not in table.columns:
         columns = [str(c) for c in table.columns]
         shown = ", ".join(repr(c) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
-        from bitscout.config._problems import suggest
-
         hint = suggest(label_column, columns)
         hint = f"; {hint}" if hint.startswith("did you mean") else ""
         raise DataError(f"{where}: has no column {label_column!r} (label_column); its columns: {shown}{hint}")
