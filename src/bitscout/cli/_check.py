@@ -109,7 +109,8 @@ def config_problems(config: Config) -> list[str]:
             # A relu has only an input; every other layer may have all three tensors.
             tensors = ("data_in",) if quantize.by == "type" and key == "relu" else TENSOR_NAMES
             try:
-                parse_layer_config(entry, where=f"passes.quantize.{key}.config", tensors=tensors)
+                op = key if quantize.by == "type" and key != "default" else None
+                parse_layer_config(entry, where=f"passes.quantize.{key}.config", tensors=tensors, op=op)
             except BitscoutError as exc:
                 problems.append(str(exc))
     if config.search is not None:

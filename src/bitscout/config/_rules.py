@@ -41,6 +41,9 @@ __all__ = [
     "LoadType",
     "Task",
     "SpaceName",
+    "Observer",
+    "Percentile",
+    "OBSERVER_NAMES",
     "DIRECTIONS",
     "ACCELERATORS",
     "LOAD_TYPES",
@@ -58,6 +61,9 @@ DIRECTIONS = ("maximize", "minimize")
 ACCELERATORS = ("cpu", "cuda", "auto")
 LOAD_TYPES = ("pt", "pl", "bitscout")
 PTQ_SPACE = "graph/quantize/mixed_precision_ptq"
+#: Calibration observers (bitscout.quant.OBSERVERS; config sits below quant, so the
+#: names are repeated here and a test keeps the two equal).
+OBSERVER_NAMES = ("minmax", "percentile")
 #: The names of a data split a config may use: bitscout's, and MASE's data-loader names
 #: for the same splits (``bitscout.data`` maps them to its splits).
 SPLIT_NAMES = ("train", "val", "test", "train_dataloader", "val_dataloader", "test_dataloader")
@@ -229,3 +235,21 @@ SpaceName = Annotated[
         )
     ),
 ]
+
+
+def _percentile(value: Any) -> float:
+    if not _is_number(value) or not 50 < value <= 100:
+        raise _fail("must be a number in (50, 100] (the upper percentile; the lower one is 100 minus it)")
+    return float(value)
+
+
+Observer = Annotated[
+    Literal["minmax", "percentile"],
+    BeforeValidator(
+        _one_of(
+            OBSERVER_NAMES,
+            rule=f"must be one of {quote(OBSERVER_NAMES)} (the range calibration fits activations to)",
+        )
+    ),
+]
+Percentile = Annotated[float, BeforeValidator(_percentile)]
