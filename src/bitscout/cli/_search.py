@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the search; 0 when it finished, 130 when interrupted with Ctrl-C."""
     import optuna
 
-    from bitscout.report import format_summary, write_plots
+    from bitscout.report import format_summary, write_report
     from bitscout.study import prepare_search
 
     # Optuna logs every trial at INFO; the progress bar and the summary say it better.
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             write_outputs=not args.worker_process,
             precompute=not args.worker_process,
-            plot=write_plots,
+            plot=write_report,
         )
     if args.worker_process:
         finished = sum(t.state != "RUNNING" for t in result.trials)
@@ -114,7 +114,7 @@ _PASSED_ON = {
 
 def _run_workers(args: argparse.Namespace, config: Config) -> int:
     """``--workers K``: K worker processes on one study, then the outputs of the study."""
-    from bitscout.report import format_summary, write_plots
+    from bitscout.report import format_summary, write_report
     from bitscout.study import default_run_dir
     from bitscout.study._pool import WORKERS_DIR, run_local_workers, worker_command
     from bitscout.study._worker_storage import open_worker_storage
@@ -150,7 +150,7 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
         )
     for error in workers.errors:
         print(f"warning: {error}", file=sys.stderr)
-    result = report_study(storage, name, out_dir, storage_name=storage_name, config=config, plot=write_plots)
+    result = report_study(storage, name, out_dir, storage_name=storage_name, config=config, plot=write_report)
     done = sum(code == 0 for code in workers.returncodes)
     result.stop_reason = f"{done} of {setup.workers} workers finished"
     print()

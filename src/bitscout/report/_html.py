@@ -77,6 +77,7 @@ class ReportContext:
         facts: Extra facts of the run (strategy, seed, ...), shown in order.
         images: Plot name -> PNG path; each is embedded in the page.
         constraints: One line per constraint, e.g. ``"average_bitwidth <= 4"``.
+        config_toml: The resolved config of the run (its ``config.toml``).
     """
 
     title: str | None = None
@@ -86,6 +87,7 @@ class ReportContext:
     facts: Mapping[str, Any] = field(default_factory=dict)
     images: Mapping[str, Path] = field(default_factory=dict)
     constraints: Sequence[str] = ()
+    config_toml: str | None = None
 
 
 def _e(value: Any) -> str:
@@ -231,6 +233,8 @@ def render_search_html(result: SearchResult, ctx: ReportContext | None = None) -
     if ctx.images:
         sections.append(("Plots", "".join(_image(name, path) for name, path in ctx.images.items() if Path(path).is_file())))
     sections.append((f"Trials ({len(result.trials)}; click a column head to sort)", _trials_table(result)))
+    if ctx.config_toml:
+        sections.append(("Config (config.toml)", f"<pre>{_e(ctx.config_toml)}</pre>"))
     facts: dict[str, Any] = {
         "study": f"{result.study_name} ({result.storage})" if result.storage else result.study_name,
         **dict(ctx.facts),
