@@ -130,7 +130,7 @@ def test_the_pareto_table_labels_scaled_values_and_prints_the_raw_metrics_beside
     ]
     result = SearchResult(trials=trials, directions=["maximize", "minimize"], objective_names=["accuracy", "average_bitwidth"])
     lines = format_summary(result).splitlines()
-    header = next(line for line in lines if line.startswith("trial"))
+    header = next(line for line in lines if line.startswith("trial "))
     assert header.split() == ["trial", "accuracy", "(scaled)", "average_bitwidth", "(scaled)", "accuracy", "average_bitwidth"]
     rows = [line.split() for line in lines[lines.index(header) + 2 :][:2]]
     assert rows == [["0", "0.9", "1.6", "0.9", "8"], ["1", "0.8", "0.8", "0.8", "4"]]
