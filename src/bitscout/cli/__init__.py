@@ -9,11 +9,14 @@ printed as one plain message (no traceback) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from bitscout.errors import BitscoutError
+from bitscout.errors import BitscoutError, BitscoutWarning
 
 __all__ = ["main", "build_parser"]
 
@@ -45,13 +48,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _plain_warnings():
+            return int(args.func(args) or 0)
     except BitscoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _plain_warnings() -> Iterator[None]:
+    """Print bitscout's own warnings as ``warning: ...`` lines, once each."""
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, BitscoutWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

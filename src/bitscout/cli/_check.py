@@ -16,8 +16,9 @@ import argparse
 
 from bitscout.cli._common import add_config_argument, add_override_options, config_from_args
 from bitscout.config import Config, StrategyConfig
-from bitscout.data import get_dataset_source
-from bitscout.errors import BitscoutError, ConfigError
+from bitscout.data import dataset_problem
+from bitscout.config._plugins import import_object
+from bitscout.errors import BitscoutError, ConfigError, ModelError
 from bitscout.models import get_model_builder
 from bitscout.quant import TENSOR_NAMES, parse_layer_config
 
@@ -46,9 +47,39 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         label = config.source if config.source is not None else "the config"
         raise ConfigError(f"problems in {label}:\n  " + "\n  ".join(problems))
+    _trace_model(config)
     print(config.to_toml(), end="")
     print(f"\n# ok: {config.summary()}")
     return 0
+
+
+def _trace_model(config: Config) -> None:
+    """Build and trace the model on its data, so that check warns of parameters left in
+    float (:class:`bitscout.graph.TraceCoverageWarning`) and fails on an untraceable model.
+
+    A registered data set that is not on this machine (JSC without its file) is not an
+    error of the config: the model is then not traced here.
+
+    Raises:
+        BitscoutError: The data file or factory cannot be read, the model cannot be
+            built, or it cannot be traced.
+    """
+    from bitscout.data import dataset_kind, load_dataset
+    from bitscout.errors import DataError
+    from bitscout.experiment import build_fresh_model
+    from bitscout.graph import trace, traceable_view
+
+    try:
+        dataset = load_dataset(
+            config.dataset, path=config.dataset_path, seed=config.seed, label_column=config.label_column
+        )
+    except DataError:
+        if dataset_kind(config.dataset) == "registry":
+            return
+        raise
+    model = traceable_view(build_fresh_model(config, dataset.info).eval(), config.trace_into)
+    x = next(split.x for split in (dataset.val, dataset.train, dataset.test) if len(split))
+    trace(model, x[:2])
 
 
 def config_problems(config: Config) -> list[str]:
@@ -63,14 +94,15 @@ def config_problems(config: Config) -> list[str]:
     """
     problems: list[str] = []
     try:
-        if ":" not in config.model:  # a user factory is only found by importing it
+        if ":" in config.model:  # a user factory: it must import (its call needs data)
+            import_object(config.model, what="model", error=ModelError)
+        else:
             get_model_builder(config.model).parse_options(config.model_options)
     except BitscoutError as exc:
         problems.append(f"model: {exc}")
-    try:
-        get_dataset_source(config.dataset)
-    except BitscoutError as exc:
-        problems.append(f"dataset: {exc}")
+    dataset = dataset_problem(config.dataset, label_column=config.label_column)
+    if dataset is not None:
+        problems.append(f"dataset: {dataset}")
     quantize = config.passes.quantize
     if quantize is not None:
         for key, entry in quantize.entries.items():

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from bitscout.report import format_summary, write_report
+    from bitscout.strategies import Exhaustible
     from bitscout.study import prepare_search
 
     # Optuna logs every trial at INFO; the progress bar and the summary say it better.
@@ -73,9 +74,12 @@ def run(args: argparse.Namespace) -> int:
         prepared = prepare_search(config)
         setup = prepared.config.search.strategy.setup  # type: ignore[union-attr]
         print(prepared.space.describe())
+        total = f"{setup.n_trials} trials in total"
+        if isinstance(prepared.sampler, Exhaustible) and prepared.space.distinct_size < setup.n_trials:
+            total = f"{prepared.space.distinct_size} trials (every configuration once; n_trials = {setup.n_trials})"
         print(
             f"\nstrategy: {prepared.config.search.strategy.strategy_name}, "  # type: ignore[union-attr]
-            f"{setup.n_trials} trials in total, run folder: {prepared.out_dir}",
+            f"{total}, run folder: {prepared.out_dir}",
             flush=True,
         )
         result = prepared.run(

@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     device = resolve_device(config.accelerator)
-    dataset = load_dataset(config.dataset, path=config.dataset_path, seed=config.seed)
+    dataset = load_dataset(
+        config.dataset, path=config.dataset_path, seed=config.seed, label_column=config.label_column
+    )
     info = dataset.info
     model = build_fresh_model(config, info)
     params = sum(p.numel() for p in model.parameters())

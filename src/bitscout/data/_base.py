@@ -171,17 +171,31 @@ def get_dataset_source(name: str) -> DatasetSource:
         ) from None
 
 
-def load_dataset(name: str, *, path: Path | None = None, seed: int = 0) -> Dataset:
-    """Load a registered data set.
+def load_dataset(
+    name: str, *, path: Path | None = None, seed: int = 0, label_column: str | None = None
+) -> Dataset:
+    """Load a data set: a registered one, a data file, or a factory's.
 
     Args:
-        name: Registry name (see :func:`dataset_names`).
-        path: A data file, for data sets read from a file (``jsc``).
+        name: Registry name (see :func:`dataset_names`), a data file (``.npz``, ``.pt``,
+            ``.csv``, ``.parquet``), or ``"package.module:factory"`` (see
+            :func:`bitscout.data.as_dataset` for what the file or factory may hold).
+        path: A data file, for registered data sets read from a file (``jsc``).
         seed: Seed of the train/validation/test split.
+        label_column: The label column of a CSV or Parquet file.
 
     Raises:
         DataError: Unknown name, or the data cannot be found or read.
     """
+    from bitscout.data._user import dataset_kind, load_data_file, load_factory_data
+
+    kind = dataset_kind(name)
+    if kind == "file":
+        return load_data_file(name, seed=seed, label_column=label_column)
+    if label_column is not None:
+        raise DataError(f"dataset {name!r}: label_column is only for CSV and Parquet files; remove it")
+    if kind == "factory":
+        return load_factory_data(name, seed=seed)
     return get_dataset_source(name).load(path=path, seed=seed)
 
 

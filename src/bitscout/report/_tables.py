@@ -122,9 +122,15 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
         lines.append("\nno trial completed: there is no best configuration")
     elif result.is_multi_objective:
         lines.append(f"\nPareto set ({len(best)} trials; " + ", ".join(f"{n} {d}" for n, d in zip(names, result.directions)) + "):")
+        # The objective values are scaled (scale x metric); the raw metric sits beside each,
+        # then each trial's drop from the float model.
+        raw = [n for n in names if any(n in t.metrics for t in best)]
         drop_names = list(best[0].drops(baseline)) if baseline else []
-        rows = [[t.number, *t.values, *(t.drops(baseline)[d] for d in drop_names)] for t in best]
-        lines.append(format_table(rows, header=["trial", *names, *drop_names]))
+        rows = [
+            [t.number, *t.values, *[t.metrics.get(n, "") for n in raw], *(t.drops(baseline).get(d, "") for d in drop_names)]
+            for t in best
+        ]
+        lines.append(format_table(rows, header=["trial", *[f"{n} (scaled)" for n in names], *raw, *drop_names]))
         top = max(best, key=lambda t: t.values[0] if result.directions[0] == "maximize" else -t.values[0])
         lines.append(f"\nbest {names[0]} in the set: trial {top.number}; {_metrics_line(top)}")
         lines.append(format_config(top.sampled_config))

@@ -604,7 +604,9 @@ def run_search(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_trials, initial=min(search.index.counted, n_trials), desc="search", unit="trial", dynamic_ncols=True)
+        # A strategy that visits each configuration once ends with the space.
+        total = min(n_trials, search.n_distinct) if search.exhaustible is not None else n_trials
+        bar = tqdm(total=total, initial=min(search.index.counted, total), desc="search", unit="trial", dynamic_ncols=True)
         search.progress = bar
     started = time.perf_counter()
     clear_stop(study)
