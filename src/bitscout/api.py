@@ -234,6 +234,7 @@ def search(
     example_input: torch.Tensor | None = None,
     space: Mapping[str, Mapping[str, Any]],
     objective: Mapping[str, float],
+    constraints: Mapping[str, Mapping[str, float | str]] | None = None,
     strategy: str = "tpe",
     strategy_options: Mapping[str, Any] | None = None,
     n_trials: int = 20,
@@ -268,6 +269,10 @@ def search(
         space: Key -> field -> choices (see the module docstring for keys and defaults).
         objective: Metric -> weight; the sign is the direction (``+``: larger is better).
             Hardware metrics (``average_bitwidth``, ``bitops``, ...) bring their runner.
+        constraints: Metric -> bounds, as ``[search.strategy.constraints]``:
+            ``{"average_bitwidth": {"max": 4}, "weight_bytes": {"max": "4 KiB"},
+            "accuracy_drop": {"max": 0.01}}``. ``best`` is then the best feasible trial;
+            configurations over a hardware bound are skipped without evaluation.
         strategy: A registered strategy: ``"tpe"``, ``"random"``, ``"brute_force"``,
             ``"nsgaii"``, ... (as ``--sampler``).
         strategy_options: The strategy's options (``sampler_options`` in TOML).
@@ -297,13 +302,14 @@ def search(
         BitscoutError: The same errors as ``bitscout search`` for bad data, space,
             objective, strategy or storage.
     """
+    import pydantic
     import torch
 
     from bitscout.config import MetricSpec, Setup, StrategyConfig
     from bitscout.data import Dataset, DatasetInfo, Split, as_dataset
     from bitscout.evaluation import RunnerEvaluator
     from bitscout.graph import traceable_view
-    from bitscout.metrics import Objective, RunContext, RunnerSet, build_runners
+    from bitscout.metrics import Constraints, Objective, RunContext, RunnerSet, build_runners
     from bitscout.quant import Quantizer, prepare_ptq
     from bitscout.space import SearchSpace
     from bitscout.strategies import get_strategy
@@ -357,8 +363,8 @@ def search(
             sw["basic_evaluation"] = {"num_samples": len(dataset.val)}
         fn_runner = None if eval_fn is None else _function_runner(eval_fn, traced.gm.eval())
         produced = set(fn_runner.metrics) if fn_runner is not None else {"accuracy", "balanced_accuracy", "loss"}
-        for metric in objective:
-            if metric in produced:
+        for metric in [*objective, *(constraints or {})]:
+            if metric in produced or metric.removesuffix("_drop") in produced:
                 continue
             base = metric.removesuffix("_ratio")
             runner = _hardware_runner_for(metric) or _hardware_runner_for(base)
@@ -378,19 +384,26 @@ def search(
             name: MetricSpec(scale=abs(weight), direction="maximize" if weight > 0 else "minimize")
             for name, weight in objective.items()
         }
-        strategy_cfg = StrategyConfig(
-            sw_runners=sw, hw_runners=hw, metrics=metrics,
-            setup=Setup(n_trials=n_trials, sampler=strategy, seed=seed, sum_scaled_metrics=True, direction="maximize"),
-        )
+        try:
+            strategy_cfg = StrategyConfig(
+                sw_runners=sw, hw_runners=hw, metrics=metrics, constraints=dict(constraints or {}),
+                setup=Setup(n_trials=n_trials, sampler=strategy, seed=seed, sum_scaled_metrics=True, direction="maximize"),
+            )
+        except pydantic.ValidationError as exc:
+            from bitscout.config._problems import describe_validation_error
+
+            lines = describe_validation_error(exc, "search", owner="search()", fields=["constraints"])
+            raise ConfigError("\n".join(line.replace("search.constraints", "constraints", 1) for line in lines)) from None
         built = build_runners(strategy_cfg, context)
         runner_set = built if fn_runner is None else RunnerSet(
             [fn_runner(fn_runner.Options(), context), *built.runners], context
         )
         score = Objective.from_config(strategy_cfg, runner_set)
+        bounds = Constraints.from_config(strategy_cfg, runner_set) if constraints else None
         chosen = get_strategy(strategy)
         sampler = chosen.make_sampler(
             search_space, seed=seed, directions=score.directions, options=dict(strategy_options or {}),
-            n_trials=n_trials,
+            n_trials=n_trials, constraints=bounds.hardware_only if bounds else None,
         )
         tmp = None
         if out is None:
@@ -404,7 +417,7 @@ def search(
 
             plot = write_plots
         result = run_search(
-            search_space, sampler, RunnerEvaluator(runner_set, score), out_dir=out_dir,
+            search_space, sampler, RunnerEvaluator(runner_set, score, constraints=bounds), out_dir=out_dir,
             storage=storage, study_name=study_name, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
             progress=progress, write_outputs=out is not None, plot=plot, baseline=True,
         )

@@ -1,0 +1,60 @@
+"""bitscout.search(..., constraints=...): budgets from Python, checked like the TOML's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import bitscout
+from bitscout.errors import ConfigError
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def mlp() -> tuple[nn.Module, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype(np.float32), digits.target
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    xt, yt = torch.from_numpy(x[:1200]), torch.from_numpy(y[:1200])
+    model.train()
+    for _ in range(60):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(xt), yt).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.5 * p.grad
+    return model.eval(), x[1200:], y[1200:]
+
+
+SPACE = {"linear": {"name": "integer", "weight_width": [2, 3, 4, 6, 8], "data_in_width": [4, 8]}}
+
+
+def test_best_is_feasible_and_over_budget_configurations_are_skipped(mlp) -> None:
+    model, x, y = mlp
+    result = bitscout.search(
+        model, data=(x, y), space=SPACE, objective={"accuracy": 1.0},
+        constraints={"average_bitwidth": {"max": 4}, "weight_bytes": {"max": "2 KiB"}},
+        strategy="tpe", n_trials=40, seed=0,
+    )
+    best = result.best
+    assert best is not None and best.feasible
+    weights = 64 * 32 + 32 * 10
+    assert best.hardware_metrics["average_bitwidth"] <= 4
+    assert best.hardware_metrics["weight_bytes"] == pytest.approx(best.hardware_metrics["average_bitwidth"] * weights / 8)
+    assert best.hardware_metrics["weight_bytes"] <= 2048
+    skipped = [t for t in result.trials if t.skipped]
+    assert skipped and all(not t.feasible and not t.software_metrics for t in skipped)
+
+
+def test_a_bad_unit_is_one_error_with_its_path(mlp) -> None:
+    model, x, y = mlp
+    with pytest.raises(ConfigError) as info:
+        bitscout.search(model, data=(x, y), space=SPACE, objective={"accuracy": 1.0},
+                        constraints={"weight_bytes": {"max": "2 KB"}}, n_trials=1)
+    assert str(info.value).startswith("constraints.weight_bytes.max: must be a number, or a size with a unit")
