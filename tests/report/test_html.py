@@ -43,14 +43,14 @@ def test_the_report_opens_with_the_best_trial_its_config_and_the_drop_from_float
     page = render_search_html(_result(), ctx)
     answer = page[page.index('<div class="answer">') : page.index("</div>")]
     assert "Best trial 1" in answer
-    # 0.93 - 0.04 = 0.89 is the objective; the drop from float is 0.95 - 0.93 = 0.02 (accuracy is
-    # better when higher) and 4 - 32 = -28 for the width (a cost: lower is better, the drop is negative).
+    # 0.93 - 0.04 = 0.89 is the objective; the drop from float is float minus trial, as in
+    # trials.csv: 0.95 - 0.93 = 0.02 for accuracy and 32 - 4 = 28 for the width.
     assert "objective = 0.89" in answer
     assert "<td>fc1</td><td>integer: weight 4b (4 frac)</td>" in answer
     row = re.search(r"<tr><td>accuracy</td>(.*?)</tr>", answer).group(1)
     assert [c for c in re.findall(r">([^<]*)</td>", row)][:3] == ["0.93", "0.95", "0.02"]
     row = re.search(r"<tr><td>average_bitwidth</td>(.*?)</tr>", answer).group(1)
-    assert re.findall(r">([^<]*)</td>", row)[:3] == ["4", "32", "-28"]
+    assert re.findall(r">([^<]*)</td>", row)[:3] == ["4", "32", "28"]
 
 
 def test_text_is_escaped_and_every_trial_is_listed():
@@ -161,6 +161,11 @@ def test_search_and_report_write_report_html_with_the_best_trial(tmp_path, capsy
     page = (run_dir / "report.html").read_text()
     assert f"Best trial {best['number']}" in page
     assert page.count("data:image/png;base64,") >= 2  # objective and widths plots at least
+    # The float model was measured once: its accuracy and the best trial's drop from it.
+    float_acc = json.loads((run_dir / "best.json").read_text())["baseline"]["metrics"]["software"]["accuracy"]
+    acc = best["software_metrics"]["accuracy"]
+    row = re.search(r"<tr><td>accuracy</td>(.*?)</tr>", page).group(1)
+    assert re.findall(r'data-sort="([^"]*)"', row)[:3] == [repr(acc), repr(float_acc), repr(float_acc - acc)]
     (run_dir / "report.html").unlink()
     assert main(["report", str(run_dir)]) == 0  # rewritten from the study
     assert f"Best trial {best['number']}" in (run_dir / "report.html").read_text()

@@ -103,9 +103,7 @@ def write_report(result: SearchResult, run_dir: Path) -> dict[str, Path]:
     """
     run_dir = Path(run_dir)
     paths = write_plots(result, run_dir)
-    baseline = None
-    if result.baseline is not None and result.baseline.ok:
-        baseline = result.baseline.metrics.all()
+    baseline = result.baseline_metrics or None
     config_file = run_dir / "config.toml"
     ctx = ReportContext(
         baseline=baseline,
