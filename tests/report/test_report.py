@@ -134,3 +134,24 @@ def test_the_pareto_table_labels_scaled_values_and_prints_the_raw_metrics_beside
     assert header.split() == ["trial", "accuracy", "(scaled)", "average_bitwidth", "(scaled)", "accuracy", "average_bitwidth"]
     rows = [line.split() for line in lines[lines.index(header) + 2 :][:2]]
     assert rows == [["0", "0.9", "1.6", "0.9", "8"], ["1", "0.8", "0.8", "0.8", "4"]]
+
+
+def test_pareto_plots_mark_the_float_model_when_the_run_measured_it(tmp_path, monkeypatch):
+    from bitscout.evaluation import Evaluation
+    from bitscout.metrics import TrialMetrics
+    from bitscout.report import _outputs
+
+    seen = {}
+
+    def fake_plot_pareto(records, metric, path, **kw):
+        seen[metric] = kw["reference"]
+        return path
+
+    monkeypatch.setattr(_outputs, "plot_pareto", fake_plot_pareto)
+    records = [_record(0, 0.7, 4), _record(1, 0.9, 8)]
+    result = SearchResult(trials=records, directions=["maximize"])
+    _outputs.write_plots(result, tmp_path)
+    assert seen == {"average_bitwidth": None}  # no baseline: no point
+    result.baseline = Evaluation(metrics=TrialMetrics(software={"accuracy": 0.95}, hardware={"average_bitwidth": 32.0}), values=(0.63,))
+    _outputs.write_plots(result, tmp_path)
+    assert seen == {"average_bitwidth": (32.0, 0.95)}

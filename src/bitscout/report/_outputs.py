@@ -77,10 +77,12 @@ def write_plots(result: SearchResult, run_dir: Path) -> dict[str, Path]:
     evaluated = [t for t in result.trials if t.is_complete and t.duplicate_of is None]
     if any("accuracy" in t.software_metrics for t in evaluated):
         bounds = constraint_bounds(result)
+        base = result.baseline_metrics
         for metric in _varying_costs(result):
+            reference = (base[metric], base["accuracy"]) if metric in base and "accuracy" in base else None
             paths[f"pareto_{metric}_plot"] = plot_pareto(
                 evaluated, metric, run_dir / f"pareto_{metric}.png", x_direction=_natural_direction(metric),
-                x_bounds=bounds.get(metric, ()), y_bounds=bounds.get("accuracy", ()),
+                x_bounds=bounds.get(metric, ()), y_bounds=bounds.get("accuracy", ()), reference=reference,
             )
     best = result.best_trials
     if best:

@@ -107,12 +107,13 @@ def plot_pareto(
     title: str | None = None,
     x_bounds: Sequence[tuple[str, float]] = (),
     y_bounds: Sequence[tuple[str, float]] = (),
+    reference: tuple[float, float] | None = None,
 ) -> Path:
     """``y_metric`` against ``x_metric`` for every evaluated trial, the Pareto front marked.
 
     Infeasible trials (a constraint missed) are grey and left out of the front; each
     bound in ``x_bounds`` / ``y_bounds`` (``("max", 4.0)``) is drawn as a dashed budget
-    line.
+    line; ``reference`` (the float model's ``(x, y)``) is drawn as a black star.
 
     Raises:
         SearchError: No evaluated trial has both metrics.
@@ -135,6 +136,8 @@ def plot_pareto(
         ax.scatter([p[0] for p in others], [p[1] for p in others], s=14, alpha=0.6, label="infeasible", color="0.65")
     if front_pts:
         ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "o-", color="tab:red", ms=5, label=f"Pareto front ({len(front)})")
+    if reference is not None:
+        ax.scatter([reference[0]], [reference[1]], marker="*", s=120, color="black", label="float model", zorder=3)
     for bound, value in x_bounds:
         ax.axvline(value, linestyle="--", color="tab:green", label=f"{x_metric} {bound} {value:g}")
     for bound, value in y_bounds:
