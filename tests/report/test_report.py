@@ -155,3 +155,18 @@ def test_pareto_plots_mark_the_float_model_when_the_run_measured_it(tmp_path, mo
     result.baseline = Evaluation(metrics=TrialMetrics(software={"accuracy": 0.95}, hardware={"average_bitwidth": 32.0}), values=(0.63,))
     _outputs.write_plots(result, tmp_path)
     assert seen == {"average_bitwidth": (32.0, 0.95)}
+
+
+def test_the_sensitivity_view_averages_the_objective_per_choice_of_each_parameter(tmp_path):
+    from bitscout.report._plots import choice_values, plot_sensitivity
+
+    def rec(number, w1, w2, value, **kw):
+        return TrialRecord(number=number, state=kw.get("state", "COMPLETE"), values=(value,) if kw.get("state") is None else (),
+                           params={"fc1/weight_width": w1, "fc2/weight_width": w2}, duplicate_of=kw.get("dup"))
+
+    trials = [rec(0, 2, 8, 0.5), rec(1, 8, 8, 0.9), rec(2, 8, 8, 0.9, dup=1), rec(3, 2, 8, 0.0, state="FAIL"), rec(4, 8, 8, 0.7)]
+    result = SearchResult(trials=trials, directions=["maximize"])
+    assert choice_values(result) == {"fc1/weight_width": {2: [0.5], 8: [0.9, 0.7]}, "fc2/weight_width": {8: [0.5, 0.9, 0.7]}}
+    assert plot_sensitivity(result, tmp_path / "s.png").read_bytes()[:8] == PNG_MAGIC
+    two = SearchResult(trials=trials, directions=["maximize", "minimize"])
+    assert plot_sensitivity(two, tmp_path / "t.png") is None

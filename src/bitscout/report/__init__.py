@@ -15,6 +15,7 @@ from bitscout.report._plots import (
     plot_best_widths,
     plot_objective,
     plot_pareto,
+    plot_sensitivity,
 )
 from bitscout.report._html import (
     REPORT_FILE,
@@ -34,6 +35,7 @@ __all__ = [
     "plot_best_widths",
     "plot_objective",
     "plot_pareto",
+    "plot_sensitivity",
     "write_plots",
     "write_report",
     "format_config",

@@ -5,6 +5,7 @@
 ``pareto_<m>.png``  accuracy against each cost metric ``m`` that varies, front marked
                     (feasible trials only), infeasible trials grey, budgets dashed
 ``best_widths.png`` widths per layer of the best trial
+``sensitivity.png`` mean objective for each choice of each searched parameter
 ``report.html``     one self-contained page: the answer, the plots, every trial
 =================== ===================================================================
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from bitscout.metrics import get_runner, runner_names
 from bitscout.report._html import REPORT_FILE, ReportContext, render_search_html, write_html
-from bitscout.report._plots import plot_best_widths, plot_objective, plot_pareto
+from bitscout.report._plots import plot_best_widths, plot_objective, plot_pareto, plot_sensitivity
 from bitscout.study import SearchResult
 
 __all__ = ["write_plots", "write_report"]
@@ -84,6 +85,9 @@ def write_plots(result: SearchResult, run_dir: Path) -> dict[str, Path]:
                 evaluated, metric, run_dir / f"pareto_{metric}.png", x_direction=_natural_direction(metric),
                 x_bounds=bounds.get(metric, ()), y_bounds=bounds.get("accuracy", ()), reference=reference,
             )
+    sensitivity = plot_sensitivity(result, run_dir / "sensitivity.png")
+    if sensitivity is not None:
+        paths["sensitivity_plot"] = sensitivity
     best = result.best_trials
     if best:
         if result.is_multi_objective:

@@ -21,6 +21,8 @@ __all__ = [
     "plot_objective",
     "plot_pareto",
     "plot_best_widths",
+    "plot_sensitivity",
+    "choice_values",
     "layer_widths",
     "WIDTH_TENSORS",
 ]
@@ -204,4 +206,51 @@ def plot_best_widths(record: TrialRecord, path: Path, *, title: str | None = Non
     ax.set_title(title or f"widths per layer, trial {record.number}")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def choice_values(result: SearchResult) -> dict[str, dict[Any, list[float]]]:
+    """Parameter -> choice -> the objective values of the evaluated, feasible trials that
+    took that choice (first objective; duplicates counted once)."""
+    evaluated = [t for t in result.trials if t.is_complete and t.duplicate_of is None and t.values and t.feasible]
+    by_param: dict[str, dict[Any, list[float]]] = {}
+    for t in evaluated:
+        for name, choice in t.params.items():
+            by_param.setdefault(name, {}).setdefault(choice, []).append(t.values[0])
+    return by_param
+
+
+def plot_sensitivity(result: SearchResult, path: Path) -> Path | None:
+    """Per-layer sensitivity seen in the trials: the mean objective for each choice of each
+    searched parameter (``<layer>/<field>``), over the evaluated trials (a main-effects view).
+
+    A steep line is a layer whose width matters; a flat one can take the fewest bits. It
+    reads what the trials show, whatever strategy drew them (a strategy that samples some
+    choices rarely leaves those means uncertain: the number of trials is written beside each
+    point). Single objective only; None when no parameter varies.
+    """
+    if result.is_multi_objective:
+        return None
+    varying = {name: groups for name, groups in choice_values(result).items() if len(groups) > 1}
+    if not varying:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(max(6.0, 0.6 * len(varying) + 4), 4.5))
+    for name, groups in varying.items():
+        try:
+            choices = sorted(groups)
+        except TypeError:  # mixed types (a number and "NA"): keep the order met
+            choices = list(groups)
+        xs = list(range(len(choices)))
+        ys = [sum(groups[c]) / len(groups[c]) for c in choices]
+        line = ax.plot(xs, ys, "o-", label=name, ms=4)[0]
+        for x, y, c in zip(xs, ys, choices):
+            ax.annotate(f"{c} (n={len(groups[c])})", (x, y), fontsize=6, color=line.get_color(),
+                        xytext=(3, 3), textcoords="offset points")
+    name = result.objective_names[0] if result.objective_names else "objective"
+    ax.set_xlabel("choice (in increasing order; labels: the choice and its trial count)")
+    ax.set_ylabel(f"mean {name} ({result.directions[0]})")
+    ax.set_xticks([])
+    ax.set_title("sensitivity per layer: mean objective for each choice")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=7)
     return _save(fig, path)
