@@ -23,7 +23,7 @@ from bitscout.config._loader import (
     load_config,
     parse_config,
 )
-from bitscout.config._mase import IGNORED_KEYS
+from bitscout.config._mase import IGNORED_KEYS, IGNORED_SETUP_KEYS
 from bitscout.config.schema import (
     HARDWARE_RUNNERS,
     SOFTWARE_RUNNERS,
@@ -54,4 +54,5 @@ __all__ = [
     "SOFTWARE_RUNNERS",
     "HARDWARE_RUNNERS",
     "IGNORED_KEYS",
+    "IGNORED_SETUP_KEYS",
 ]
