@@ -80,3 +80,45 @@ def test_storage_that_is_a_folder_is_refused_by_check(tmp_path: Path, lab_path: 
         "error: --storage: must be an Optuna storage URL (postgresql://user@host:5432/db, "
         f"sqlite:///path/study.db) or a path ending in .journal (it is a folder); got {str(folder)!r}"
     )
+
+
+def test_check_judges_every_seed_without_data_and_reports_every_problem(
+    lab_doc: dict[str, Any], write_toml: Callable[..., Path], capsys
+) -> None:
+    seeds = lab_doc["search"]["search_space"]["seed"]
+    seeds["linear"]["config"]["weight_width"] = [0, 4]
+    # A name seed that setup.by = "type" ignores: still judged, every bad choice named.
+    seeds["seq_blocks_2"] = {
+        "config": {"name": ["integer"], "data_in_width": [8], "weight_width": [-2, 2.5], "weight_widht": [3]}
+    }
+    seeds["conv2d"] = {"config": {"name": ["integre"]}}
+    lab_doc["dataset_path"] = "/data/jsc.csv"  # the lab's jsc reads a file: no problem
+    path = write_toml(lab_doc)
+    assert cli.main(["check", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    seed = "search.search_space.seed"
+    assert [line for line in lines if not line.startswith("warning:")] == [
+        f"error: problems in {path}:",
+        f"  {seed}.linear.config: field 'weight_width' must be an integer in 1..32; got 0",
+        f"  {seed}.seq_blocks_2.config: field 'weight_widht' is not a field of format 'integer' "
+        "(did you mean 'weight_width'?); got 3",
+        f"  {seed}.seq_blocks_2.config: field 'weight_width' must be an integer in 1..32; got -2",
+        f"  {seed}.seq_blocks_2.config: field 'weight_width' must be an integer in 1..32; got 2.5",
+        f"  {seed}.conv2d.config: field 'name' must be a known format (binary, block_fp, integer, "
+        "log, minifloat, minifloat_ieee, ternary) or 'NA'; got 'integre'",
+    ]
+
+
+def test_check_refuses_dataset_path_on_a_bundled_data_set(write_toml: Callable[..., Path], capsys) -> None:
+    path = write_toml('model = "mlp"\ndataset = "digits"\ndataset_path = "digits.csv"\n')
+    assert cli.main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: problems in {path}:\n  dataset_path: dataset 'digits' reads no file, so "
+        "dataset_path = 'digits.csv' would be ignored; remove dataset_path"
+    )
+
+
+def test_check_needs_no_checkpoint(lab_path: Path, capsys) -> None:
+    assert cli.main(["check", str(lab_path), "--load", "not/there.ckpt"]) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("# ok: ")

@@ -15,7 +15,9 @@ from bitscout.data._base import (
     DatasetSource,
     Split,
     SplitName,
+    check_finite,
     dataset_names,
+    dataset_path_problem,
     get_dataset_source,
     load_dataset,
     register_dataset,
@@ -34,6 +36,8 @@ from bitscout.data._jsc import (
 )
 
 __all__ = [
+    "check_finite",
+    "dataset_path_problem",
     "JSC_CLASS_NAMES",
     "JSC_ENV_VAR",
     "JSC_FEATURES",
