@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from bitscout.errors import BitscoutError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run_command"]
 
 # Subcommand modules, in the order `bitscout --help` lists them.
 _COMMANDS = (
@@ -42,8 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``bitscout`` command line; returns the exit status."""
+    return run_command(build_parser().parse_args(argv))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: a :class:`BitscoutError` is one ``error:`` line and status 2.
+
+    Args:
+        args: What :func:`build_parser` parsed (a caller running many commands builds
+            the parser once).
+
+    Returns:
+        The command's exit status.
+    """
     try:
         return int(args.func(args) or 0)
     except BitscoutError as exc:
