@@ -123,6 +123,9 @@ def test_check_judges_names_and_the_quantize_pass_without_loading_anything(write
         "synthetic, wine",
         "  passes.quantize.linear.config: field 'data_in_exponent_width' is not a field of "
         "format 'integer' (did you mean 'data_in_width'?); got 3",
+        # Each tensor is judged on its own, so the missing bias width is no longer hidden.
+        "  passes.quantize.linear.config: field 'bias_width' is required by format 'integer' "
+        "(it has no default); got nothing",
     ]
 
 

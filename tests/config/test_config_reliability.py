@@ -122,3 +122,31 @@ def test_check_refuses_dataset_path_on_a_bundled_data_set(write_toml: Callable[.
 def test_check_needs_no_checkpoint(lab_path: Path, capsys) -> None:
     assert cli.main(["check", str(lab_path), "--load", "not/there.ckpt"]) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("# ok: ")
+
+
+def test_a_sqlite_file_name_given_as_storage_gets_its_url(lab_path: Path) -> None:
+    from bitscout.config import ConfigOverrides
+
+    with pytest.raises(ConfigError) as caught, warnings.catch_warnings():
+        warnings.simplefilter("ignore", BitscoutConfigWarning)
+        load_config(lab_path, ConfigOverrides(storage="runs/study.db"))
+    assert str(caught.value).endswith(
+        "or a path ending in .journal (for this SQLite file: 'sqlite:///runs/study.db'); got 'runs/study.db'"
+    )
+
+
+def test_check_reports_every_problem_of_a_quantize_entry(write_toml: Callable[..., Path], capsys) -> None:
+    path = write_toml(
+        'model = "mlp"\ndataset = "digits"\n[passes.quantize]\nby = "type"\n'
+        '[passes.quantize.linear.config]\nname = "integer"\ndata_in_width = 0\nweight_width = 2.5\n'
+        'weight_widht = 3\nbias_width = 8\n'
+    )
+    assert cli.main(["check", str(path)]) == 2
+    where = "passes.quantize.linear.config"
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: problems in {path}:",
+        f"  {where}: field 'data_in_width' must be an integer in 1..32; got 0",
+        f"  {where}: field 'weight_widht' is not a field of format 'integer' (did you mean "
+        "'weight_width'?); got 3",
+        f"  {where}: field 'weight_width' must be an integer in 1..32; got 2.5",
+    ]

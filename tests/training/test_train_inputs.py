@@ -112,3 +112,20 @@ def test_a_missing_load_is_blamed_on_load_not_on_load_name(workdir: Path, capsys
         f"error: --load missing.pt: no such file (relative to the current folder, {workdir}); "
         "give an existing checkpoint file\n"
     )
+
+
+def test_a_read_only_out_is_refused_before_training(workdir: Path, capsys, monkeypatch) -> None:
+    import bitscout.cli._common as common
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    # Root writes into read-only folders, so the refusal is simulated where it happens.
+    monkeypatch.setattr(common.tempfile, "NamedTemporaryFile", read_only)
+    assert main(["train", "c.toml", "--out", "ro", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "error: --out ro: cannot write in ro (Permission denied); choose a folder you can write "
+        "to (--out DIR)\n"
+    )
+    assert "epoch" not in captured.out

@@ -93,10 +93,9 @@ def config_problems(config: Config) -> list[str]:
         for key, entry in quantize.entries.items():
             # A relu has only an input; every other layer may have all three tensors.
             tensors = ("data_in",) if quantize.by == "type" and key == "relu" else TENSOR_NAMES
-            try:
-                parse_layer_config(entry, where=f"passes.quantize.{key}.config", tensors=tensors)
-            except BitscoutError as exc:
-                problems.append(str(exc))
+            where = f"passes.quantize.{toml_key(key)}.config"
+            fields = {field: (value,) for field, value in entry.items()}
+            problems += _one_seed_problems(fields, where, tensors)
     if config.search is not None:
         problems += seed_problems(config.search.search_space)
         problems += _search_problems(config.search.strategy)
@@ -135,10 +134,33 @@ def seed_problems(space: SearchSpaceConfig) -> list[str]:
 
 def _one_seed_problems(
     fields: dict[str, tuple[Any, ...]], where: str, tensors: tuple[str, ...]
+) -> list[str]:
+    """Problems of one seed (or quantize entry), all of them, each once.
+
+    Each tensor is judged on its own, so that a bad input width does not hide a bad
+    weight width; fields of no tensor (unknown ones) are judged with the first.
+    """
+    problems: list[str] = []
+    for index, tensor in enumerate(tensors):
+        own = {
+            field: choices
+            for field, choices in fields.items()
+            if field == "name"
+            or str(field).startswith(f"{tensor}_")
+            or (index == 0 and not any(str(field).startswith(f"{t}_") for t in tensors))
+        }
+        for problem in _tensor_problems(own, where, (tensor,)):
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def _tensor_problems(
+    fields: dict[str, tuple[Any, ...]], where: str, tensors: tuple[str, ...]
 ) -> Iterator[str]:
-    """Problems of one seed, all of them: a parse stops at its first problem, so each
-    bad choice found is taken out (an unknown field: the whole field) and the seed parsed
-    again, until it parses or a field has no choice left to try."""
+    """A parse stops at its first problem, so each bad choice found is taken out (an
+    unknown field: the whole field) and the fields parsed again, until they parse or a
+    field has no choice left to try."""
     for _ in range(sum(len(choices) for choices in fields.values()) + 1):
         failure = None
         for raw in _seed_configs(fields):

@@ -132,9 +132,11 @@ def _storage(value: Any) -> str:
     if "://" in value or value.endswith(".journal"):
         return value
     folder = " (it is a folder)" if Path(value).expanduser().is_dir() else ""
+    sqlite = value.endswith((".db", ".sqlite", ".sqlite3"))
+    hint = f" (for this SQLite file: 'sqlite:///{value}')" if sqlite else ""
     raise _fail(
         "must be an Optuna storage URL (postgresql://user@host:5432/db, "
-        f"sqlite:///path/study.db) or a path ending in .journal{folder}"
+        f"sqlite:///path/study.db) or a path ending in .journal{folder}{hint}"
     )
 
 
