@@ -125,3 +125,22 @@ def test_the_dashboard_hint_names_the_driver_that_is_installed(monkeypatch) -> N
     # An explicit driver, SQLite and journal files are printed as given.
     for url in ("postgresql+psycopg2://db/s", "sqlite:///runs/s.db", "runs/x/study.journal"):
         assert dashboard_hint(url).splitlines()[0] == f"browse the study with: optuna-dashboard {url}"
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("d.journal", "storage d.journal: is a folder; give the journal file's path (a new name is fine)"),
+        ("afile/x.journal", "storage afile/x.journal: afile is a file, not a folder; give a journal "
+         "path in a folder you can write to"),
+    ],
+)
+def test_a_journal_storage_that_cannot_be_written_is_refused_before_loading(
+    config_file: Path, tmp_path: Path, capsys, monkeypatch, storage: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("d.journal").mkdir()
+    Path("afile").write_text("x")
+    argv = ["search", str(config_file), "--out", "run", "--no-progress", "--storage", storage]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {message}"

@@ -117,7 +117,7 @@ def _check_load_option(args: argparse.Namespace) -> None:
         raise CheckpointError(f"--load {load}: no such file{where}; give an existing checkpoint file")
 
 
-def check_output_folder(folder: Path, what: str) -> None:
+def check_output_folder(folder: Path, what: str, *, remedy: str | None = None) -> None:
     """Make sure ``folder`` can be created and written, before any work is done.
 
     A run folder that is a file, lies under a file, or sits in a read-only place would
@@ -127,6 +127,7 @@ def check_output_folder(folder: Path, what: str) -> None:
     Args:
         folder: The folder outputs will be written to.
         what: How the user named it, for the message (``"--out runs/x"``).
+        remedy: What to do instead; default: choose another run folder with --out.
 
     Raises:
         ConfigError: The folder cannot be created or written, saying why and what to do.
@@ -135,15 +136,17 @@ def check_output_folder(folder: Path, what: str) -> None:
     existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
     if existing is not None and not existing.is_dir():
         where = "is a file" if existing == folder else f"is under {existing}, which is a file"
-        raise ConfigError(f"{what}: {folder} {where}, not a folder; choose another run folder (--out DIR)")
+        raise ConfigError(
+            f"{what}: {folder} {where}, not a folder; {remedy or 'choose another run folder (--out DIR)'}"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".bitscout-write-check-"):
             pass
     except OSError as exc:
         raise ConfigError(
-            f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose a folder you "
-            "can write to (--out DIR)"
+            f"{what}: cannot write in {folder} ({exc.strerror or exc}); "
+            f"{remedy or 'choose a folder you can write to (--out DIR)'}"
         ) from None
 
 

@@ -23,7 +23,7 @@ from bitscout.cli._common import (
     config_from_args,
     config_path_from_args,
 )
-from bitscout.errors import SearchError
+from bitscout.errors import ConfigError, SearchError
 
 if TYPE_CHECKING:
     from bitscout.config import Config
@@ -115,6 +115,14 @@ def _check_before_loading(config: Config, *, worker: bool) -> None:
     raise_config_problems(config)
     out_dir = default_run_dir(config)
     check_output_folder(out_dir, f"--out {config.out}" if config.out is not None else "the run folder")
+    storage = config.search.strategy.setup.storage if config.search is not None else None
+    if storage is not None and storage.endswith(".journal") and "://" not in storage:
+        journal = Path(storage).expanduser()
+        if journal.is_dir():
+            raise ConfigError(f"storage {storage}: is a folder; give the journal file's path (a new name is fine)")
+        check_output_folder(
+            journal.parent, f"storage {storage}", remedy="give a journal path in a folder you can write to"
+        )
     if config.load_name is None and not worker:
         label = config.source if config.source is not None else "the config"
         print(
