@@ -144,3 +144,20 @@ def test_a_journal_storage_that_cannot_be_written_is_refused_before_loading(
     argv = ["search", str(config_file), "--out", "run", "--no-progress", "--storage", storage]
     assert main(argv) == 2
     assert capsys.readouterr().err.splitlines()[-1] == f"error: {message}"
+
+
+def test_compare_reports_the_configs_problems_and_a_bad_out_before_loading(
+    config_file: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config_file.read_text().replace("weight_width = [2, 4, 8]", "weight_width = [0, 4]"))
+    assert main(["compare", str(bad), "--seeds", "1", "--n-trials", "2"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "  search.search_space.seed.fc1.config: field 'weight_width' must be an integer in 1..32; got 0"
+    )
+    Path("afile").write_text("x")
+    assert main(["compare", str(config_file), "--seeds", "1", "--n-trials", "2", "--out", "afile"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: --out afile: afile is a file, not a folder; choose another run folder (--out DIR)"
+    )
