@@ -161,3 +161,22 @@ def test_compare_reports_the_configs_problems_and_a_bad_out_before_loading(
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: --out afile: afile is a file, not a folder; choose another run folder (--out DIR)"
     )
+
+
+def test_paths_the_system_refuses_are_one_error_line(config_file: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    long = "a" * 300  # longer than any file name the system accepts (255 bytes)
+    assert main(["search", str(config_file), "--out", long, "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --out {long}: {long} cannot be used (File name too long); choose another run "
+        "folder (--out DIR)\n"
+    )
+    assert main(["search", str(config_file), "--load", long, "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --load {long}: cannot be read (File name too long); give an existing checkpoint file\n"
+    )
+    # Where no check names the path first, the CLI still prints one line naming it.
+    assert main(["search", str(config_file), "--out", "run", "--storage", f"{long}.journal", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {long}.journal: File name too long (refused by the operating system")
+    assert "Traceback" not in err and err.count("\n") == 1

@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command: a :class:`BitscoutError` is one ``error:`` line and status 2.
+    """Run a parsed command: a :class:`BitscoutError` (or an ``OSError`` on a path) is one
+    ``error:`` line and status 2.
 
     Args:
         args: What :func:`build_parser` parsed (a caller running many commands builds
@@ -60,6 +61,17 @@ def run_command(args: argparse.Namespace) -> int:
         return int(args.func(args) or 0)
     except BitscoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A path the user gave that the system refuses (a name too long, a full disk, a
+        # folder that vanished) where no check named it first: still one line, not a
+        # traceback, naming the path and the system's reason.
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(
+            f"error: {where}{exc.strerror or exc} (refused by the operating system; check the "
+            "path, its permissions and the free disk space)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

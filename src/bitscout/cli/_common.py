@@ -110,6 +110,12 @@ def _check_load_option(args: argparse.Namespace) -> None:
     if load is None:
         return
     path = Path(load).expanduser()
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CheckpointError(f"--load {load}: cannot be read ({exc.strerror or exc}); give an existing checkpoint file") from None
     if path.is_dir():
         raise CheckpointError(f"--load {load}: is a folder, not a checkpoint file; give the checkpoint file itself")
     if not path.is_file():
@@ -133,7 +139,10 @@ def check_output_folder(folder: Path, what: str, *, remedy: str | None = None) -
         ConfigError: The folder cannot be created or written, saying why and what to do.
     """
     folder = Path(folder).expanduser()
-    existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
+    try:
+        existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
+    except OSError as exc:  # a name too long, a loop of links
+        raise ConfigError(f"{what}: {folder} cannot be used ({exc.strerror or exc}); {remedy or 'choose another run folder (--out DIR)'}") from None
     if existing is not None and not existing.is_dir():
         where = "is a file" if existing == folder else f"is under {existing}, which is a file"
         raise ConfigError(
