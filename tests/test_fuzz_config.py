@@ -162,3 +162,29 @@ def test_mutated_configs_load_or_fail_with_a_bitscout_error(case, tmp_path_facto
         again = path.with_name(f"resolved-{name}")
         again.write_text(config.to_toml())
         assert load_config(again) == config
+
+
+OPTION_VALUES = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
+    st.sampled_from(["0", "1", "-1", "4294967296", "9223372036854775807", "nan", "inf", "tpe", "mz",
+                     "gpu", "tpu", "sqlite:///x.db", "x.db", "runs", "/proc/x", "a" * 300]),
+)
+OPTIONS = ["--load-type", "--seed", "--accelerator", "--n-trials", "--sampler", "--storage",
+           "--study-name", "--workers"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(DOCUMENTS)), options=st.dictionaries(st.sampled_from(OPTIONS), OPTION_VALUES, max_size=4))
+def test_command_line_overrides_never_end_in_a_traceback(name: str, options: dict[str, str]) -> None:
+    argv = ["check", str(CONFIGS[[p.name for p in CONFIGS].index(name)])]
+    for option, value in options.items():
+        argv.append(f"{option}={value}")  # "=" so that a value starting with "-" stays a value
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            code = cli.run_command(PARSER.parse_args(argv))
+        except SystemExit as exc:  # argparse's own refusal (a value that is not an integer)
+            code = exc.code
+    assert code in (0, 2), err.getvalue()
