@@ -115,9 +115,13 @@ def _check_load_option(args: argparse.Namespace) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise CheckpointError(f"--load {load}: cannot be read ({exc.strerror or exc}); give an existing checkpoint file") from None
+        raise CheckpointError(
+            f"--load {load}: cannot be read ({exc.strerror or exc}); give an existing checkpoint file"
+        ) from None
     if path.is_dir():
-        raise CheckpointError(f"--load {load}: is a folder, not a checkpoint file; give the checkpoint file itself")
+        raise CheckpointError(
+            f"--load {load}: is a folder, not a checkpoint file; give the checkpoint file itself"
+        )
     if not path.is_file():
         where = "" if path.is_absolute() else f" (relative to the current folder, {Path.cwd()})"
         raise CheckpointError(f"--load {load}: no such file{where}; give an existing checkpoint file")
@@ -139,15 +143,14 @@ def check_output_folder(folder: Path, what: str, *, remedy: str | None = None) -
         ConfigError: The folder cannot be created or written, saying why and what to do.
     """
     folder = Path(folder).expanduser()
+    elsewhere = remedy or "choose another run folder (--out DIR)"
     try:
         existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
     except OSError as exc:  # a name too long, a loop of links
-        raise ConfigError(f"{what}: {folder} cannot be used ({exc.strerror or exc}); {remedy or 'choose another run folder (--out DIR)'}") from None
+        raise ConfigError(f"{what}: {folder} cannot be used ({exc.strerror or exc}); {elsewhere}") from None
     if existing is not None and not existing.is_dir():
         where = "is a file" if existing == folder else f"is under {existing}, which is a file"
-        raise ConfigError(
-            f"{what}: {folder} {where}, not a folder; {remedy or 'choose another run folder (--out DIR)'}"
-        )
+        raise ConfigError(f"{what}: {folder} {where}, not a folder; {elsewhere}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".bitscout-write-check-"):

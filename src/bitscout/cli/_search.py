@@ -119,7 +119,9 @@ def _check_before_loading(config: Config, *, worker: bool) -> None:
     if storage is not None and storage.endswith(".journal") and "://" not in storage:
         journal = Path(storage).expanduser()
         if journal.is_dir():
-            raise ConfigError(f"storage {storage}: is a folder; give the journal file's path (a new name is fine)")
+            raise ConfigError(
+                f"storage {storage}: is a folder; give the journal file's path (a new name is fine)"
+            )
         check_output_folder(
             journal.parent, f"storage {storage}", remedy="give a journal path in a folder you can write to"
         )

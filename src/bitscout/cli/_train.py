@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if args.if_missing and ckpt.is_file():
         print(f"checkpoint {ckpt} exists; not training again (--if-missing)")
         return 0
-    check_output_folder(ckpt.parent, f"--out {config.out}" if config.out is not None else "the checkpoint folder")
+    where = f"--out {config.out}" if config.out is not None else "the checkpoint folder"
+    check_output_folder(ckpt.parent, where)
 
     device = resolve_device(config.accelerator)
     dataset = load_dataset(config.dataset, path=config.dataset_path, seed=config.seed)
