@@ -338,7 +338,8 @@ DEFAULT_STRATEGIES = ("sensitivity", "tpe", "random", "qmc", "nsgaii", "brute_fo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bitscout.report import EvaluationCache, compare_strategies, format_comparison
+    from bitscout.compare import compare_strategies, format_comparison
+    from bitscout.evaluation import CachedEvaluator, Evaluation, RunnerEvaluator
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spaces", default="mlp,cnn", help="comma-separated: mlp, cnn")
@@ -370,9 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "configurations re-evaluated by the search's runners gave identical values."
         )
         print("\n".join(notes), flush=True)
-        cache = EvaluationCache(setup.space, setup.runners, setup.objective)
+        cache = CachedEvaluator(RunnerEvaluator(setup.runners, setup.objective), key=setup.space.key)
         for index in range(setup.space.size):
-            cache.add(setup.space.params_at(index), [float(values[index])])
+            cache.add(setup.space.decode(setup.space.params_at(index)), Evaluation(values=(float(values[index]),)))
         started = time.perf_counter()
         comparison = compare_strategies(
             setup.space,

@@ -36,7 +36,7 @@ interquartile range, "IQR", over repeats). What is measured:
    trials 100, 1,000 and 2,000 on the digits MLP space (6 parameters x 6 choices).
 7. **exhaustive evaluation**: all 46,656 configurations of the digits MLP space
    (weight and data_in widths per layer in {2, 3, 4, 5, 6, 8}) with
-   :func:`bitscout.study._exhaustive.evaluate_runner_set_exhaustively`, bit-identical
+   :func:`bitscout.evaluation.evaluate_runner_set_exhaustively`, bit-identical
    to trial-by-trial evaluation, against the trial-by-trial estimate.
 
 The machine is shared: wall times rise with other processes' load. CPU seconds (of this
@@ -482,7 +482,7 @@ from bitscout.study import prepare_search, run_search
 config = load_config(Path(sys.argv[2]), ConfigOverrides(out=Path(sys.argv[3]), n_trials=1))
 prepared = prepare_search(config)
 setup = prepared.config.search.strategy.setup
-run_search(prepared.space, prepared.sampler, prepared.runners, prepared.objective,
+run_search(prepared.space, prepared.sampler, prepared.evaluator(precompute=False),
            out_dir=prepared.out_dir, config=prepared.config, n_trials=1, progress=False,
            write_outputs=False)
 print("FIRST_TRIAL_S", time.time() - t0)
@@ -655,7 +655,7 @@ def section_exhaustive(device: torch.device, quick: bool) -> None:
     from bitscout.metrics import AverageBitwidth, BasicEvaluation, Bitops, RunContext, RunnerSet
     from bitscout.models import build_model
     from bitscout.quant import Quantizer
-    from bitscout.study._exhaustive import evaluate_runner_set_exhaustively
+    from bitscout.evaluation import evaluate_runner_set_exhaustively
 
     _header("7. exhaustive evaluation: 46,656 configurations of the digits MLP")
     digits, space = _digits_mlp_space()

@@ -9,6 +9,19 @@ cd "$(dirname "$0")/.."
 export PYTHONHASHSEED=0
 export MPLBACKEND=Agg
 
+# The HTML report is checked in a real browser (tests/report/test_html.py): install headless
+# Chromium from the system's packages where this user can; without it that test is skipped.
+if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell) \
+        >/tmp/bitscout-chromium.log 2>&1; then
+      echo "Installed headless Chromium for the report test"
+    else
+      echo "Headless Chromium could not be installed (see /tmp/bitscout-chromium.log): the browser test is skipped"
+    fi
+  fi
+fi
+
 pgdir=$(mktemp -d /tmp/bitscout-pg.XXXXXX)
 cleanup() { bash scripts/postgres.sh stop "$pgdir" || true; rm -rf "$pgdir"; }
 trap cleanup EXIT

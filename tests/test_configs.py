@@ -21,6 +21,7 @@ import pytest
 from bitscout.cli import main
 from bitscout.config import ConfigOverrides, load_config
 from bitscout.data import load_dataset
+from bitscout.report import write_plots
 from bitscout.data._jsc import JSC_CLASS_NAMES, JSC_FEATURES
 from bitscout.models import build_model, save_checkpoint
 from bitscout.study import SearchResult, prepare_search
@@ -82,7 +83,7 @@ def test_example_config_runs_a_search(name, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the objective's advice (constant FLOPs, ...) is expected here
         prepared = prepare_search(config)
-        result = prepared.run(progress=False)
+        result = prepared.run(progress=False, plot=write_plots)  # plots are drawn above study
 
     assert result.n_trials == TRIALS
     assert result.n_failed == 0, [t.error for t in result.trials if t.error]

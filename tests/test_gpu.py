@@ -23,7 +23,7 @@ from bitscout.models import build_model, save_checkpoint
 from bitscout.quant import Quantizer
 from bitscout.space import SearchSpace
 from bitscout.study import prepare_search
-from bitscout.study._exhaustive import evaluate_runner_set_exhaustively
+from bitscout.evaluation import evaluate_runner_set_exhaustively
 
 pytestmark = pytest.mark.gpu
 

@@ -7,7 +7,11 @@ exits with status 2. Messages say what was wrong, where, and what to do.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
+    "did_you_mean",
     "BitscoutError",
     "ConfigError",
     "DataError",
@@ -18,6 +22,25 @@ __all__ = [
     "SearchError",
     "ExportError",
 ]
+
+
+def did_you_mean(word: object, choices: Iterable[object], *, cutoff: float = 0.6, sentence: bool = False) -> str:
+    """The one "did you mean" hint of bitscout's messages.
+
+    Args:
+        word: What the user wrote.
+        choices: What would have been accepted.
+        cutoff: How close (0..1, :func:`difflib.get_close_matches`) a choice must be.
+        sentence: ``"Did you mean 'x'?"`` (a sentence of its own) instead of
+            ``"did you mean 'x'?"`` (after a ``;``).
+
+    Returns:
+        The hint naming the nearest choice, or ``""`` when none is close.
+    """
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=cutoff)
+    if not close:
+        return ""
+    return f"{'Did' if sentence else 'did'} you mean {close[0]!r}?"
 
 
 class BitscoutError(Exception):

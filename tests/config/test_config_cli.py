@@ -134,7 +134,7 @@ def test_check_judges_the_model_options(write_toml, capsys) -> None:
     assert cli.main(["check", str(path)]) == 2
     assert capsys.readouterr().err.splitlines()[1] == (
         "  model: bad options for model 'mlp': model_options.hiden: unknown option "
-        "(model 'mlp' takes: hidden); got [32]; did you mean 'hidden'?"
+        "(model 'mlp' takes: hidden, batch_norm); got [32]; did you mean 'hidden'?"
     )
 
 

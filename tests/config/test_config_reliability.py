@@ -12,6 +12,7 @@ import pytest
 from bitscout import cli
 from bitscout.config import BitscoutConfigWarning, load_config
 from bitscout.errors import ConfigError
+from bitscout.quant import format_names
 
 
 def test_a_duplicate_key_is_named_with_its_table_and_both_lines(write_toml: Callable[..., Path]) -> None:
@@ -104,8 +105,8 @@ def test_check_judges_every_seed_without_data_and_reports_every_problem(
         "(did you mean 'weight_width'?); got 3",
         f"  {seed}.seq_blocks_2.config: field 'weight_width' must be an integer in 1..32; got -2",
         f"  {seed}.seq_blocks_2.config: field 'weight_width' must be an integer in 1..32; got 2.5",
-        f"  {seed}.conv2d.config: field 'name' must be a known format (binary, block_fp, integer, "
-        "log, minifloat, minifloat_ieee, ternary) or 'NA'; got 'integre'",
+        f"  {seed}.conv2d.config: field 'name' must be a known format ({', '.join(format_names())}) "
+        "or 'NA'; got 'integre'",
     ]
 
 

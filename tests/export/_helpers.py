@@ -99,3 +99,22 @@ def write_run(run_dir: Path, model_name: str, model: torch.nn.Module,
 
 def sampled(config: dict[str, LayerQuantConfig | None]) -> dict[str, object]:
     return {name: ("float" if c is None else c.to_dict()) for name, c in config.items()}
+
+
+def bn_mlp(seed: int = 0) -> torch.nn.Module:
+    """The MLP 16-32-16-4 with BatchNorm after each hidden layer, trained briefly in train
+    mode (so the running statistics are real ones) on the synthetic data."""
+    torch.manual_seed(seed)
+    data = synthetic()
+    model = build_model("mlp", data.info, {"hidden": (32, 16), "batch_norm": True})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(data.train.x), data.train.y).backward()
+        opt.step()
+    return model.eval()
+
+
+#: Fixed point with every frac width fitted to the range ("auto"), 8 bits everywhere.
+AUTO8 = {"name": "integer", "data_in_width": 8, "data_in_frac_width": "auto", "weight_width": 8,
+         "weight_frac_width": "auto", "bias_width": 8, "bias_frac_width": "auto"}

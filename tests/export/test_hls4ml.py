@@ -14,7 +14,17 @@ from bitscout.cli import main  # noqa: E402
 from bitscout.export import HLSProject, VerifyReport, export_model, verify  # noqa: E402
 from bitscout.study import TrialRecord  # noqa: E402
 
-from tests.export._helpers import MLP_CONFIGS, jsc_tiny, lq, mlp, sampled, synthetic, write_run  # noqa: E402
+from tests.export._helpers import (  # noqa: E402
+    AUTO8,
+    MLP_CONFIGS,
+    bn_mlp,
+    jsc_tiny,
+    lq,
+    mlp,
+    sampled,
+    synthetic,
+    write_run,
+)
 
 pytestmark = pytest.mark.hls4ml
 
@@ -100,3 +110,27 @@ def test_cli_verify_compares_every_sample_of_the_split_by_default(tmp_path: Path
     run = write_run(tmp_path / "run", "jsc-tiny", jsc_tiny(), [trial], ["maximize"])
     assert main(["verify", str(run), "--split", "train"]) == 0
     assert f"samples compared:        {len(synthetic().train)}" in capsys.readouterr().out
+
+
+def test_cli_verify_is_bit_exact_on_an_auto_mlp_with_batchnorm_folded(tmp_path: Path, capsys) -> None:
+    """The search-side path end to end: the run's sampled config says "auto", export
+    folds BatchNorm, calibrates the inputs, resolves every frac width, and the C
+    simulation agrees with bitscout on every output bit."""
+    import json
+
+    relu = {"name": "integer", "data_in_width": 8, "data_in_frac_width": "auto"}
+    config = {"fc1": AUTO8, "relu1": relu, "fc2": AUTO8, "relu2": relu, "fc3": AUTO8}
+    trial = TrialRecord(number=0, state="COMPLETE", values=(0.5,), software_metrics={"accuracy": 0.5},
+                        sampled_config=config)
+    options = "[model_options]\nhidden = [32, 16]\nbatch_norm = true\n"
+    run = write_run(tmp_path / "run", "mlp", bn_mlp(), [trial], ["maximize"], options=options)
+    code = main(["verify", str(run), "--samples", "5000", "--split", "train"])
+    printed = capsys.readouterr().out
+    assert "bit-exact by construction" in printed  # no BatchNorm note: it was folded away
+    assert "samples compared:        360" in printed
+    assert "max |output difference|: 0 " in printed and "identical top-1:         100.0000%" in printed
+    assert code == 0
+    meta = json.loads((run / "export" / "trial_0" / "export.json").read_text())
+    assert meta["folded_batchnorm"] == {"fc1": "bn1", "fc2": "bn2"}
+    assert all(isinstance(meta["config"][n]["data_in_frac_width"], int) for n in config)
+    assert not any("bn" in layer for layer in meta["hls4ml"]["types"])

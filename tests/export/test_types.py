@@ -118,3 +118,26 @@ def test_the_batchnorm_note_says_which_quantization_hides_it_or_that_none_does()
         "reaches the output, on possibly every sample; compare with --tolerance, or quantize the "
         "layer after it"
     ]
+
+
+def test_unresolved_auto_input_is_refused_and_resolved_auto_plans_concrete_types() -> None:
+    from bitscout.quant import calibrate, resolve_config
+
+    from tests.export._helpers import AUTO8, synthetic
+
+    model = mlp()
+    traced = _traced(model)
+    config = {name: parse_layer_config(AUTO8, where=name, tensors=traced.table[name].tensors)
+              for name in ("fc1", "fc2", "fc3")}
+    with pytest.raises(ExportError, match="layer 'fc1', data_in: frac_width = 'auto' is not resolved"):
+        plan_types(traced, config, input_max_abs=4.0)
+    x = synthetic().train.x
+    calibration = calibrate(traced, x)
+    resolved = resolve_config(traced, config, calibration)
+    plan = plan_types(traced, resolved, input_max_abs=4.0)
+    # fc1's input type fits the calibrated input range: frac = 8 - 1 - ceil(log2(max |x|)).
+    lo, hi = calibration.range("fc1", "data_in")
+    frac = 7 - int(np.ceil(np.log2(max(-lo, hi))))
+    assert plan[plan.input_name].result == FixedType(8, frac)
+    w = model.fc2.weight.detach().abs().max().item()
+    assert plan["fc2"].precision["weight"] == FixedType(8, 7 - int(np.ceil(np.log2(w))))

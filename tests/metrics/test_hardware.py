@@ -161,6 +161,46 @@ def test_cnn_mixed_config_d_with_fractional_block_fp_width(cnn_context: RunConte
     check(hardware(cnn_context, config), expected, CNN_FLOAT)
 
 
+def test_cnn_scaled_int_counts_scales_and_zero_points(cnn_context: RunContext) -> None:
+    # conv1: int8 input per tensor (1 scale), int8 weights per channel (16 scales), int8
+    # bias per tensor (1 scale). conv2: asymmetric int4 weights per channel (32 scales and
+    # 32 4-bit zero points), symmetric int4 input and bias (1 scale each). fc: float.
+    def scaled(width: int, weight: dict) -> object:
+        return parse_layer_config(
+            {"name": "int", "data_in_width": width, "weight_width": width, "bias_width": width, **weight},
+            where="test", op="conv2d",
+        )
+
+    config = {
+        "conv1": scaled(8, {"weight_granularity": "channel"}),
+        "conv2": scaled(4, {"weight_granularity": "channel", "weight_symmetric": False}),
+        "fc": None,
+    }
+    weight_extra = 16 * 32 + 32 * (32 + 4)
+    expected = {
+        "average_bitwidth": (8 * 144 + 4 * 4608 + 32 * 5120 + weight_extra) / 9872,
+        "memory_density": 32 / ((8 * 144 + 4 * 4608 + 32 * 5120 + weight_extra) / 9872),
+        "model_size": (
+            32 * 9930 - 24 * 144 - 24 * 16 - 28 * 4608 - 28 * 32
+            + weight_extra + 2 * 32  # bias scales of conv1 and conv2
+            + 2 * 32  # input scales of conv1 and conv2
+        ) / 8,
+        "bitops": 9216 * 8 * 8 + 294912 * 4 * 4 + 5120 * 32 * 32.0,
+    }
+    check(hardware(cnn_context, config), expected, CNN_FLOAT)
+
+
+def test_fixed_point_auto_stores_nothing_extra(cnn_context: RunContext) -> None:
+    auto = parse_layer_config(
+        {"name": "integer", "data_in_width": 8, "data_in_frac_width": "auto", "weight_width": 8,
+         "weight_frac_width": "auto", "bias_width": 8, "bias_frac_width": "auto"},
+        where="test",
+    )
+    got = hardware(cnn_context, {"conv1": auto, "conv2": auto, "fc": auto})
+    assert got["average_bitwidth"] == 8.0
+    assert got["model_size"] == 8 * 9930 / 8
+
+
 def test_tensor_bits() -> None:
     config = int_config(weight=5)
     assert tensor_bits(config, "weight") == 5

@@ -181,6 +181,7 @@ def test_straight_through_gradient_in_training() -> None:
 # registered format must add its example here, or the contract test fails.
 _FORMAT_EXAMPLES: dict[str, dict[str, object]] = {
     "integer": {"width": 5, "frac_width": 3},
+    "int": {"width": 6, "symmetric": False},
     "minifloat": {"width": 6, "exponent_width": 3},
     "minifloat_ieee": {"width": 6, "exponent_width": 3},
     "block_fp": {"width": 5, "block_size": 4},

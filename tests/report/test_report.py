@@ -96,7 +96,7 @@ def test_summary_names_counts_best_config_and_outputs(tmp_path):
     assert "unique evaluations  2" in text and "duplicates          1" in text and "failures            1" in text
     assert "best trial: 1, objective = 0.84 (maximize)" in text
     assert "accuracy = 0.9" in text and "average_bitwidth = 6" in text and "ratio" not in text
-    assert "fc1  integer: data_in 3.2, weight 5.4, bias 8.4\nfc2  float" in text
+    assert "fc1  integer: data_in 3b (2 frac), weight 5b (4 frac), bias 8b (4 frac)\nfc2  float" in text
     assert str(tmp_path / "log.json") in text
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from bitscout.space import SearchSpace
-from bitscout.strategies import is_exhausted
+from bitscout.strategies import Exhaustible
 
 
 def bits_objective(space: SearchSpace, params: dict[str, Any], n_objectives: int) -> list[float]:
@@ -38,7 +38,7 @@ def run_ask_tell(
     study = optuna.create_study(sampler=sampler, directions=list(directions), storage=storage)
     dists = space.distributions()
     for _ in range(n_trials):
-        if is_exhausted(sampler, study):
+        if _exhausted(sampler, study):
             break
         trial = study.ask(dists)
         if fail is not None and space.distinct_index_of(trial.params) in fail:
@@ -46,3 +46,8 @@ def run_ask_tell(
             continue
         study.tell(trial, bits_objective(space, trial.params, len(directions)))
     return study
+
+
+def _exhausted(sampler, study) -> bool:
+    """What the loop asks: a sampler that can run out (Exhaustible) and has."""
+    return isinstance(sampler, Exhaustible) and sampler.is_exhausted(study)

@@ -12,7 +12,7 @@ from bitscout.strategies import (
     BruteForceSampler,
     SeededPermutation,
     get_strategy,
-    is_exhausted,
+    Exhaustible,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -42,7 +42,7 @@ def test_visits_every_configuration_once_in_index_order(space36: SearchSpace) ->
     study.optimize(objective, n_trials=100)  # stops itself once the space is exhausted
     assert len(study.trials) == space36.size == 36
     assert [t.params for t in study.trials] == [space36.params_at(i) for i in range(36)]
-    assert is_exhausted(sampler, study)
+    assert _exhausted(sampler, study)
     # the best is the best of an independent enumeration
     best = max(bits_objective(space36, space36.params_at(i), 1)[0] for i in range(36))
     assert study.best_value == best
@@ -102,7 +102,7 @@ def test_too_large_space_is_refused_unless_n_trials_caps_it(space36: SearchSpace
     visited = [space36.index_of(t.params) for t in study.trials]
     assert len(visited) == len(set(visited)) == 10
     assert visited == [capped.order(i) for i in range(10)]
-    assert not is_exhausted(capped, study)
+    assert not _exhausted(capped, study)
 
 
 def test_failed_configurations_are_handed_out_again(space36: SearchSpace) -> None:
@@ -111,7 +111,7 @@ def test_failed_configurations_are_handed_out_again(space36: SearchSpace) -> Non
     dists = space36.distributions()
     failing = {3, 7, 9}
     handed = []
-    while not is_exhausted(sampler, study):
+    while not _exhausted(sampler, study):
         trial = study.ask(dists)
         index = space36.index_of(trial.params)
         handed.append(index)
@@ -131,7 +131,7 @@ def test_retries_are_bounded(space36: SearchSpace, retry_failed: int, expected_e
     sampler = _sampler(space36, retry_failed=retry_failed)
     study = run_ask_tell(space36, sampler, MAX, 100, fail={5})
     assert [space36.index_of(t.params) for t in study.trials] == list(range(36)) + expected_extra
-    assert is_exhausted(sampler, study)
+    assert _exhausted(sampler, study)
 
 
 def test_workers_sharing_a_storage_get_disjoint_configurations(
@@ -152,7 +152,7 @@ def test_workers_sharing_a_storage_get_disjoint_configurations(
     active = list(workers)
     while active:
         for sampler, study in list(active):
-            if is_exhausted(sampler, study):
+            if _exhausted(sampler, study):
                 active.remove((sampler, study))
                 continue
             # ask now, tell one round later: trials of different workers overlap in time
@@ -163,3 +163,8 @@ def test_workers_sharing_a_storage_get_disjoint_configurations(
     trials = workers[0][1].get_trials()
     indices = [space36.index_of(t.params) for t in trials]
     assert sorted(indices) == list(range(36))
+
+
+def _exhausted(sampler, study) -> bool:
+    """What the loop asks: a sampler that can run out (Exhaustible) and has."""
+    return isinstance(sampler, Exhaustible) and sampler.is_exhausted(study)

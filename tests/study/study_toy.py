@@ -46,6 +46,10 @@ class ToySpace:
     def size(self) -> int:
         return math.prod(len(v) for v in self.choices.values())
 
+    @property
+    def distinct_size(self) -> int:
+        return self.size
+
     def distributions(self) -> dict[str, CategoricalDistribution]:
         return {f"{k}/weight_width": CategoricalDistribution(v) for k, v in self.choices.items() if len(v) > 1}
 

@@ -9,6 +9,8 @@ import optuna
 import pytest
 from tests.study.study_toy import ToyObjective, ToyRunners, ToySpace
 
+from bitscout.evaluation import RunnerEvaluator
+from bitscout.report import write_plots
 from bitscout.study import SearchResult, run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -24,11 +26,11 @@ def finished_run(tmp_path_factory):
     result = run_search(
         space,
         optuna.samplers.TPESampler(seed=0, n_startup_trials=5),
-        ToyRunners(fail_on=[bad]),
-        ToyObjective(),
+        RunnerEvaluator(ToyRunners(fail_on=[bad]), ToyObjective()),
         out_dir=out,
         n_trials=25,
         progress=False,
+        plot=write_plots,
     )
     return out, result
 

@@ -8,6 +8,7 @@ import math
 
 import optuna
 import pytest
+from bitscout.evaluation import RunnerEvaluator
 from tests.study.study_toy import ToyObjective, ToyRunners, ToySpace, toy_metrics
 
 from bitscout.errors import SearchError
@@ -35,8 +36,7 @@ def _search(tmp_path, space, runners, objective=None, *, sampler=None, n_trials=
     return run_search(
         space,
         sampler or optuna.samplers.RandomSampler(seed=0),
-        runners,
-        objective or ToyObjective(),
+        RunnerEvaluator(runners, objective or ToyObjective()),
         out_dir=tmp_path,
         n_trials=n_trials,
         progress=False,

@@ -10,6 +10,7 @@ import pytest
 
 from bitscout.config import load_config
 from bitscout.strategies import get_strategy
+from bitscout.evaluation import RunnerEvaluator, TableEvaluator
 from bitscout.study import prepare_search, run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -83,7 +84,7 @@ def _sampler(prepared, name, seed=0):
 def test_brute_force_evaluates_each_configuration_once_and_its_best_is_the_enumerated_optimum(prepared, tmp_path):
     space, objective = prepared.space, prepared.objective
     runners = Counting(prepared.runners, space)
-    result = run_search(space, prepared.sampler, runners, objective, out_dir=tmp_path, n_trials=100, progress=False, write_outputs=False)
+    result = run_search(space, prepared.sampler, RunnerEvaluator(runners, objective), out_dir=tmp_path, n_trials=100, progress=False, write_outputs=False)
 
     # Independent enumeration: every parameter vector, measured directly.
     enumerated = {}
@@ -102,7 +103,7 @@ def test_brute_force_evaluates_each_configuration_once_and_its_best_is_the_enume
 def test_duplicates_are_not_measured_again(prepared, tmp_path):
     space = prepared.space
     runners = Counting(prepared.runners, space)
-    result = run_search(space, _sampler(prepared, "tpe"), runners, prepared.objective, out_dir=tmp_path, n_trials=40, progress=False, write_outputs=False)
+    result = run_search(space, _sampler(prepared, "tpe"), RunnerEvaluator(runners, prepared.objective), out_dir=tmp_path, n_trials=40, progress=False, write_outputs=False)
     assert len(runners.calls) == len(set(runners.calls)) == result.n_unique
     assert result.n_unique + result.n_duplicates + result.n_failed == result.n_trials
     by_number = {t.number: t for t in result.trials}
@@ -114,8 +115,8 @@ def test_duplicates_are_not_measured_again(prepared, tmp_path):
 
 def test_same_configuration_in_two_studies_gives_identical_metrics(prepared, tmp_path):
     space = prepared.space
-    a = run_search(space, _sampler(prepared, "random", 1), prepared.runners, prepared.objective, out_dir=tmp_path / "a", n_trials=10, progress=False, write_outputs=False)
-    b = run_search(space, _sampler(prepared, "random", 2), prepared.runners, prepared.objective, out_dir=tmp_path / "b", n_trials=10, progress=False, write_outputs=False)
+    a = run_search(space, _sampler(prepared, "random", 1), RunnerEvaluator(prepared.runners, prepared.objective), out_dir=tmp_path / "a", n_trials=10, progress=False, write_outputs=False)
+    b = run_search(space, _sampler(prepared, "random", 2), RunnerEvaluator(prepared.runners, prepared.objective), out_dir=tmp_path / "b", n_trials=10, progress=False, write_outputs=False)
     first = {space.key(space.decode(t.params)): t for t in a.complete}
     common = [t for t in b.complete if space.key(space.decode(t.params)) in first]
     assert common, "the two studies share no configuration; change a seed"
@@ -130,19 +131,17 @@ def test_prepared_brute_force_over_the_whole_space_reads_a_precomputed_table(pre
     # n_trials (100) covers the whole space: PreparedSearch.run evaluates every
     # configuration at once and the trials read that table; the metrics must be the
     # ones the plain runners give, configuration by configuration.
-    from bitscout.study import PrecomputedRunnerSet
-
     used = []
     original = run_search
 
-    def spy(space, sampler, runners, *args, **kwargs):
-        used.append(runners)
-        return original(space, sampler, runners, *args, **kwargs)
+    def spy(space, sampler, evaluator, *args, **kwargs):
+        used.append(evaluator)
+        return original(space, sampler, evaluator, *args, **kwargs)
 
     monkeypatch.setattr("bitscout.study._from_config.run_search", spy)
     monkeypatch.setattr(prepared, "out_dir", tmp_path)
     result = prepared.run(progress=False)
-    assert isinstance(used[0], PrecomputedRunnerSet)
+    assert isinstance(used[0], TableEvaluator)
     assert result.n_unique == prepared.space.distinct_size
     for trial in result.complete:
         direct = prepared.runners.run(prepared.space.decode(trial.params))
@@ -170,3 +169,14 @@ def test_prepared_search_runs_trials_on_one_cpu_thread_and_restores_the_setting(
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_baseline_is_the_float_model_scored_by_the_objective(prepared, tmp_path):
+    evaluator = RunnerEvaluator(prepared.runners, prepared.objective)
+    result = run_search(prepared.space, _sampler(prepared, "random"), evaluator, out_dir=tmp_path, n_trials=2, progress=False, write_outputs=False, baseline=True)
+    reference = prepared.runners.reference()
+    assert result.baseline is not None and result.baseline.metrics == reference
+    assert result.baseline.values == tuple(prepared.objective.evaluate(reference).values)
+    assert reference["average_bitwidth"] == 32.0  # the float model: every tensor in 32 bits
+    no_baseline = run_search(prepared.space, _sampler(prepared, "random"), evaluator, out_dir=tmp_path / "b", n_trials=1, progress=False, write_outputs=False)
+    assert no_baseline.baseline is None

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from tests.study.study_toy import ToyObjective, ToyRunners, ToySpace
 
+from bitscout.evaluation import RunnerEvaluator
 from bitscout.study import run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -25,7 +26,7 @@ SPACE = {"fc1": (2, 3, 4, 5, 6, 8), "fc2": (2, 3, 4, 5, 6, 8), "fc3": (2, 3, 4, 
 def _per_trial_ms(tmp_path, storage, n):
     start = time.perf_counter()
     result = run_search(
-        ToySpace(SPACE), optuna.samplers.RandomSampler(seed=0), ToyRunners(), ToyObjective(),
+        ToySpace(SPACE), optuna.samplers.RandomSampler(seed=0), RunnerEvaluator(ToyRunners(), ToyObjective()),
         out_dir=tmp_path, storage=storage, n_trials=n, progress=False, write_outputs=False,
     )
     assert result.n_trials == n

@@ -20,14 +20,14 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from bitscout._optuna_adapter import backend_of as _backend_of
 from bitscout.errors import SearchError
 from bitscout.study._index import RETRY_ATTR
-from bitscout.study._workers import (
+from bitscout.study._locks import ask_lock
+from bitscout.study._worker_storage import (
     HEARTBEAT_ATTR,
     OWNER_ATTR,
     HeartbeatSettings,
-    _backend_of,
-    ask_lock,
     database_url,
     fail_stale_trials,
     open_worker_storage,
@@ -110,7 +110,7 @@ _KILLED_WORKER = textwrap.dedent(
     import os, signal, sys
     import optuna
     from optuna.distributions import CategoricalDistribution
-    from bitscout.study._workers import open_worker_storage
+    from bitscout.study._worker_storage import open_worker_storage
 
     storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
     study = optuna.load_study(study_name=sys.argv[3], storage=storage)
@@ -164,7 +164,8 @@ def test_the_ask_lock_excludes_other_processes(storage_url, tmp_path):
     holder = textwrap.dedent(
         """
         import sys, time
-        from bitscout.study._workers import ask_lock, open_worker_storage
+        from bitscout.study._locks import ask_lock
+        from bitscout.study._worker_storage import open_worker_storage
 
         storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
         with ask_lock(storage, sys.argv[3]):
@@ -197,3 +198,22 @@ def test_journal_heartbeat_attr_is_written_only_for_long_trials(tmp_path):
     assert HEARTBEAT_ATTR in storage.get_trial(slow._trial_id).system_attrs
     study.tell(slow, 1.0)
     assert Path(tmp_path / "study.journal").is_file()
+
+
+def test_sqlite_storage_beats_for_its_trials_and_pickles_without_its_thread(tmp_path):
+    # The RDB heartbeat storage without a PostgreSQL server: SQLite takes the same path
+    # (owner recorded at creation, beats while running, none after the trial finishes).
+    import pickle
+
+    from bitscout._optuna_adapter import backend_of as backend_of_storage
+
+    storage = _storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
+    study = optuna.create_study(storage=storage, study_name=unique_name("sqlite"))
+    trial = study.ask(SPACE)
+    rdb = backend_of_storage(storage)
+    assert trial._trial_id in rdb._beater.owned
+    assert storage.get_trial(trial._trial_id).system_attrs[OWNER_ATTR]["pid"] == os.getpid()
+    study.tell(trial, 1.0)
+    assert trial._trial_id not in rdb._beater.owned
+    copy = pickle.loads(pickle.dumps(rdb))
+    assert copy._beater is not rdb._beater and not copy._beater.owned

@@ -85,7 +85,7 @@ def test_report_says_what_is_wrong(tmp_path, capsys):
     journal.parent.mkdir()
     import optuna
 
-    from bitscout.study._workers import open_worker_storage
+    from bitscout.study._worker_storage import open_worker_storage
 
     storage, _ = open_worker_storage(str(journal), journal.parent)
     for name in ("a", "b"):

@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bitscout.study._workers import OWNER_ATTR, database_url
+from bitscout.study._worker_storage import OWNER_ATTR, database_url
 
 REPO = Path(__file__).resolve().parents[2]
 

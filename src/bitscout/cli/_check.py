@@ -95,7 +95,8 @@ def config_problems(config: Config) -> list[str]:
             tensors = ("data_in",) if quantize.by == "type" and key == "relu" else TENSOR_NAMES
             where = f"passes.quantize.{toml_key(key)}.config"
             fields = {field: (value,) for field, value in entry.items()}
-            problems += _one_seed_problems(fields, where, tensors)
+            op = key if quantize.by == "type" and key != "default" else None
+            problems += _one_seed_problems(fields, where, tensors, op=op)
     if config.search is not None:
         problems += seed_problems(config.search.search_space)
         problems += _search_problems(config.search.strategy)
@@ -126,14 +127,15 @@ def seed_problems(space: SearchSpaceConfig) -> list[str]:
         where = f"{_SEED_PATH}.{toml_key(key)}.config"
         named = tuple(t for t in TENSOR_NAMES if any(str(f).startswith(f"{t}_") for f in fields))
         tensors = ("data_in",) if space.by == "type" and key == "relu" else named or ("data_in",)
-        for problem in _one_seed_problems(dict(fields), where, tensors):
+        op = key if space.by == "type" and key != "default" else None
+        for problem in _one_seed_problems(dict(fields), where, tensors, op=op):
             if problem not in problems:
                 problems.append(problem)
     return problems
 
 
 def _one_seed_problems(
-    fields: dict[str, tuple[Any, ...]], where: str, tensors: tuple[str, ...]
+    fields: dict[str, tuple[Any, ...]], where: str, tensors: tuple[str, ...], *, op: str | None = None
 ) -> list[str]:
     """Problems of one seed (or quantize entry), all of them, each once.
 
@@ -149,14 +151,14 @@ def _one_seed_problems(
             or str(field).startswith(f"{tensor}_")
             or (index == 0 and not any(str(field).startswith(f"{t}_") for t in tensors))
         }
-        for problem in _tensor_problems(own, where, (tensor,)):
+        for problem in _tensor_problems(own, where, (tensor,), op=op):
             if problem not in problems:
                 problems.append(problem)
     return problems
 
 
 def _tensor_problems(
-    fields: dict[str, tuple[Any, ...]], where: str, tensors: tuple[str, ...]
+    fields: dict[str, tuple[Any, ...]], where: str, tensors: tuple[str, ...], *, op: str | None = None
 ) -> Iterator[str]:
     """A parse stops at its first problem, so each bad choice found is taken out (an
     unknown field: the whole field) and the fields parsed again, until they parse or a
@@ -165,7 +167,7 @@ def _tensor_problems(
         failure = None
         for raw in _seed_configs(fields):
             try:
-                parse_layer_config(raw, where=where, tensors=tensors)
+                parse_layer_config(raw, where=where, tensors=tensors, op=op)
             except BitscoutError as exc:
                 failure = (str(exc), raw)
                 break

@@ -2,7 +2,7 @@
 
 Builds the search the config describes (data, model with its checkpoint, space,
 runners, objective) once, then runs every strategy with every seed on it through
-:func:`bitscout.report.compare_strategies`, sharing evaluations through a cache. Writes
+:func:`bitscout.compare.compare_strategies`, sharing evaluations through a cache. Writes
 ``comparison.md``, ``comparison.json`` and ``best_so_far.png`` to ``--out`` (default
 ``runs/<project>/compare``) and prints the table and its reading.
 """
@@ -23,7 +23,7 @@ DEFAULT_STRATEGIES = "tpe,random,qmc,nsgaii,brute_force,sensitivity"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` subcommand."""
-    from bitscout.report import DEFAULT_EXACT_LIMIT
+    from bitscout.compare import DEFAULT_EXACT_LIMIT
 
     parser = subparsers.add_parser(
         "compare",
@@ -72,7 +72,7 @@ def _int_list(text: str, option: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its report; 0 on success."""
-    from bitscout.report import compare_strategies, format_comparison
+    from bitscout.compare import compare_strategies, format_comparison
     from bitscout.study import prepare_search
 
     for option, value in (("--seeds", args.seeds), ("--n-trials", args.n_trials), ("--exact-limit", args.exact_limit)):

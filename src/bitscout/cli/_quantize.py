@@ -1,7 +1,8 @@
 """``bitscout quantize CONFIG [--load CKPT]``: apply ``[passes.quantize]`` once.
 
-Loads the data set and the model (with its checkpoint), traces the model, applies the
-config's ``[passes.quantize]`` section with :func:`bitscout.quant.quantize` and prints
+Loads the data set and the model (with its checkpoint), folds BatchNorm (unless
+``fold_bn = false``), traces the model, calibrates activation ranges on
+``calibration_samples`` training samples, applies the config's ``[passes.quantize]`` section with :func:`bitscout.quant.quantize` and prints
 the validation accuracy, balanced accuracy and loss of the float and the quantized
 model, then the node-by-node table of what was quantized and how.
 """
@@ -14,8 +15,7 @@ import sys
 from bitscout.cli._common import add_config_overrides, config_from_args
 from bitscout.errors import ConfigError
 from bitscout.experiment import Experiment
-from bitscout.graph import trace
-from bitscout.quant import Quantizer, format_quant_table, resolve_pass
+from bitscout.quant import Quantizer, format_quant_table, prepare_ptq, resolve_config, resolve_pass
 from bitscout.training import EvalResult, evaluate
 
 __all__ = ["register", "run"]
@@ -55,9 +55,20 @@ def run(args: argparse.Namespace) -> int:
         )
     val = experiment.dataset.split("val")
     x = val.x.to(experiment.device)
-    traced = trace(experiment.model, x[: config.batch_size])
+    calibration_x = experiment.dataset.train.x[: config.calibration_samples].to(experiment.device)
+    prepared = prepare_ptq(
+        experiment.model,
+        x[: config.batch_size],
+        calibration_x,
+        fold_bn=config.fold_bn,
+        observer=config.calibration_observer,
+        percentile=config.calibration_percentile,
+        batch_size=config.batch_size,
+        source=f"train[:{len(calibration_x)}]",
+    )
+    traced, calibration = prepared.traced, prepared.calibration
     layer_configs = resolve_pass(pass_cfg, traced.table)
-    quantized = Quantizer(traced).build(layer_configs)
+    quantized = Quantizer(traced, calibration=calibration).build(layer_configs)
 
     num_classes = experiment.dataset.info.num_classes
     before = evaluate(experiment.model, x, val.y, batch_size=config.batch_size, num_classes=num_classes)
@@ -71,7 +82,13 @@ def run(args: argparse.Namespace) -> int:
     print()
     quantized_count = sum(1 for c in layer_configs.values() if c is not None)
     print(f"[passes.quantize] by {pass_cfg.by}: {quantized_count} of {len(traced.table)} quantizable nodes quantized")
-    print(format_quant_table(traced.table, layer_configs))
+    if prepared.folded:
+        print("BatchNorm folded into: " + ", ".join(f"{n} ({bn})" for n, bn in prepared.folded.items()))
+    print(
+        f"calibration: {calibration.observer} observer on {calibration.samples} training samples "
+        "(range-calibrated formats shown resolved)"
+    )
+    print(format_quant_table(traced.table, resolve_config(traced, layer_configs, calibration), folded=prepared.folded))
     return 0
 
 

@@ -57,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success."""
     import optuna
 
-    from bitscout.report import format_summary
-    from bitscout.study import JOURNAL_FILE, SearchResult, write_plots, write_trials_csv
-    from bitscout.study._workers import dashboard_hint, open_worker_storage, report_study
+    from bitscout.report import format_summary, write_plots
+    from bitscout.study import JOURNAL_FILE, SearchResult, write_trials_csv
+    from bitscout.study._worker_storage import open_worker_storage
+    from bitscout.study._study_report import dashboard_hint, report_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir: Path | None = args.run_dir
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         out = run_dir
     else:
         out = Path("runs") / (study_name or "study") / "report"
-    result = report_study(storage, study_name, out, storage_name=storage_name)
+    result = report_study(storage, study_name, out, storage_name=storage_name, plot=write_plots)
     print(format_summary(result))
     running = sum(t.state == "RUNNING" for t in result.trials)
     if running:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the search; 0 when it finished, 130 when interrupted with Ctrl-C."""
     import optuna
 
-    from bitscout.report import format_summary
+    from bitscout.report import format_summary, write_plots
     from bitscout.study import prepare_search
 
     # Optuna logs every trial at INFO; the progress bar and the summary say it better.
@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             write_outputs=not args.worker_process,
             precompute=not args.worker_process,
+            plot=write_plots,
         )
     if args.worker_process:
         finished = sum(t.state != "RUNNING" for t in result.trials)
@@ -169,16 +170,11 @@ _PASSED_ON = {
 
 def _run_workers(args: argparse.Namespace, config: Config) -> int:
     """``--workers K``: K worker processes on one study, then the outputs of the study."""
-    from bitscout.report import format_summary
+    from bitscout.report import format_summary, write_plots
     from bitscout.study import default_run_dir
-    from bitscout.study._workers import (
-        WORKERS_DIR,
-        open_worker_storage,
-        report_study,
-        run_local_workers,
-        study_names,
-        worker_command,
-    )
+    from bitscout.study._pool import WORKERS_DIR, run_local_workers, worker_command
+    from bitscout.study._study_report import report_study, study_names
+    from bitscout.study._worker_storage import open_worker_storage
 
     setup = config.search.strategy.setup  # type: ignore[union-attr]
     out_dir = default_run_dir(config)
@@ -210,7 +206,7 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
         )
     for error in workers.errors:
         print(f"warning: {error}", file=sys.stderr)
-    result = report_study(storage, name, out_dir, storage_name=storage_name, config=config)
+    result = report_study(storage, name, out_dir, storage_name=storage_name, config=config, plot=write_plots)
     done = sum(code == 0 for code in workers.returncodes)
     result.stop_reason = f"{done} of {setup.workers} workers finished"
     print()

@@ -7,7 +7,6 @@ such as ``did you mean 'n_trials'?``.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 import pydantic
 
 from bitscout.config._rules import quote
+from bitscout.errors import did_you_mean
 
 __all__ = [
     "Problem",
@@ -56,10 +56,7 @@ def suggest(key: str, valid: Iterable[str]) -> str:
     valid = sorted(set(valid))
     if not valid:
         return "this table takes no keys"
-    nearest = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    if nearest:
-        return f"did you mean {nearest[0]!r}?"
-    return f"valid keys here: {quote(valid)}"
+    return did_you_mean(key, valid) or f"valid keys here: {quote(valid)}"
 
 
 def _show(value: Any) -> str:
@@ -165,8 +162,8 @@ def describe_validation_error(
         if error["type"] == "extra_forbidden":
             known = ", ".join(fields) or "(none)"
             line = f"{path}: unknown option ({owner} takes: {known}); got {_show(error['input'])}"
-            nearest = difflib.get_close_matches(str(loc[-1]), list(fields), n=1)
-            lines.append(f"{line}; did you mean {nearest[0]!r}?" if nearest else line)
+            hint = did_you_mean(loc[-1], fields)
+            lines.append(f"{line}; {hint}" if hint else line)
         elif loc and error["type"] != "missing":
             lines.append(f"{path}: {_rule(error)}; got {_show(error['input'])}")
         else:  # a rule across fields, or a missing key: there is no one value to show

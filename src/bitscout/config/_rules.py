@@ -47,6 +47,9 @@ __all__ = [
     "LoadType",
     "Task",
     "SpaceName",
+    "Observer",
+    "Percentile",
+    "OBSERVER_NAMES",
     "DIRECTIONS",
     "ACCELERATORS",
     "LOAD_TYPES",
@@ -64,6 +67,9 @@ DIRECTIONS = ("maximize", "minimize")
 ACCELERATORS = ("cpu", "cuda", "auto")
 LOAD_TYPES = ("pt", "pl", "bitscout")
 PTQ_SPACE = "graph/quantize/mixed_precision_ptq"
+#: Calibration observers (bitscout.quant.OBSERVERS; config sits below quant, so the
+#: names are repeated here and a test keeps the two equal).
+OBSERVER_NAMES = ("minmax", "percentile")
 #: The largest seed: NumPy and scikit-learn take seeds in [0, 2**32 - 1] (the data split),
 #: so a larger one would pass here and fail in the middle of a run.
 SEED_MAX = 2**32 - 1
@@ -278,3 +284,21 @@ SpaceName = Annotated[
         )
     ),
 ]
+
+
+def _percentile(value: Any) -> float:
+    if not _is_number(value) or not 50 < value <= 100:
+        raise _fail("must be a number in (50, 100] (the upper percentile; the lower one is 100 minus it)")
+    return float(value)
+
+
+Observer = Annotated[
+    Literal["minmax", "percentile"],
+    BeforeValidator(
+        _one_of(
+            OBSERVER_NAMES,
+            rule=f"must be one of {quote(OBSERVER_NAMES)} (the range calibration fits activations to)",
+        )
+    ),
+]
+Percentile = Annotated[float, BeforeValidator(_percentile)]

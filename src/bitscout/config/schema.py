@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from typing import Any, Literal
+from typing import Any
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -30,6 +30,9 @@ from bitscout.config._rules import (
     LoadType,
     LowerText,
     NonNegativeFloat,
+    NonNegativeInt,
+    Observer,
+    Percentile,
     ParallelCount,
     PositiveFloat,
     PositiveInt,
@@ -186,11 +189,6 @@ class StrategyConfig(_Model):
         """The registry name of the strategy: the sampler for ``"optuna"``, else ``name``."""
         return self.setup.sampler if self.name == "optuna" else self.name
 
-    @staticmethod
-    def runner_path(kind: Literal["sw", "hw"], name: str) -> str:
-        """TOML path of a runner's options, for the runner's own error messages."""
-        return f"search.strategy.{kind}_runner.{name}"
-
 
 class Search(_Model):
     """The ``[search]`` section: a space and a strategy."""
@@ -258,6 +256,14 @@ class Config(_Model):
         load_name: Checkpoint to start from (``--load``).
         load_type: Its kind (``pt``, ``pl``, ``bitscout``); None: found from the file.
         out: Run folder (``--out``).
+        calibration_samples: Training samples the activation ranges are calibrated on
+            (once per command; see docs/formats.md).
+        calibration_observer: ``"minmax"`` or ``"percentile"``: how a range is read
+            from the calibrated activations.
+        calibration_percentile: The upper percentile of ``"percentile"`` (the lower is
+            100 minus it).
+        fold_bn: Fold BatchNorm into the Conv/Linear layer before it, for post-training
+            quantization (``quantize``, ``export`` and searches with ``eval_mode``).
         passes: ``[passes]``: a fixed ``quantize`` config.
         search: ``[search]``: the search space and strategy; None when absent.
         source: The file the config came from (for messages).
@@ -277,6 +283,10 @@ class Config(_Model):
     load_name: FilePath | None = None
     load_type: LoadType | None = None
     out: FilePath | None = None
+    calibration_samples: PositiveInt = 256
+    calibration_observer: Observer = "minmax"
+    calibration_percentile: Percentile = 99.99
+    fold_bn: Flag = True
     passes: Passes = Field(default_factory=Passes)
     search: Search | None = None
     source: FilePath | None = None

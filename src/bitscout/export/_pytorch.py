@@ -17,7 +17,7 @@ import bitscout
 from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject, build_hls_project, require_hls4ml
 from bitscout.graph import TracedModel, trace
-from bitscout.quant import LayerQuantConfig
+from bitscout.quant import LayerQuantConfig, resolve_config
 
 __all__ = [
     "ExportResult",
@@ -137,6 +137,7 @@ def export_model(
     base_config: Mapping[str, Any] | None = None,
     rounding: str = "AP_RND_CONV",
     saturation: str = "AP_SAT",
+    folded: Mapping[str, str] | None = None,
 ) -> ExportResult:
     """Export a float model and a per-layer config: weights on grids, config, metrics.
 
@@ -156,6 +157,15 @@ def export_model(
         base_config: A resolved config (dict) whose top-level keys go into quantize.toml.
         rounding: hls4ml rounding mode of the copied types (``AP_RND_CONV`` matches bitscout).
         saturation: hls4ml overflow mode of the copied types (``AP_SAT`` matches bitscout).
+        folded: Layer -> the BatchNorm folded into it, when ``model`` is a folded model
+            (:func:`bitscout.graph.fold_batchnorm`). Its checkpoint then holds the folded
+            weights, which the original architecture (with BatchNorm) cannot load, so
+            ``quantize.toml`` keeps the float checkpoint and ``fold_bn = true``, which
+            rebuild the same folded model.
+
+    Range-calibrated formats (``frac_width = "auto"``, per-tensor ``int``) should come
+    resolved (:func:`bitscout.quant.resolve_config`): the hls4ml types and
+    ``quantize.toml`` then name concrete frac widths and scales.
 
     Raises:
         ExportError: ``format`` is unknown, hls4ml is missing for ``format="hls4ml"``, or
@@ -173,6 +183,9 @@ def export_model(
             f"the config names layers the model lacks: {', '.join(unknown)}; its quantizable "
             f"layers are {', '.join(traced.table.names())}"
         )
+    # Weights and biases of "auto"/per-tensor int formats fit their parameters: name the
+    # fitted formats, so that the hls4ml types and quantize.toml are concrete.
+    config = resolve_config(traced, config)
     grid_model = on_grid(model, config, traced=traced)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +195,10 @@ def export_model(
     toml_path = out_dir / CONFIG_FILE
     # The exported checkpoint replaces the float one: quantizing weights already on their
     # grids changes nothing, so `bitscout quantize quantize.toml` gives the same model.
-    base = {**dict(base_config or {}), "load_name": str(checkpoint.resolve()), "load_type": "pt"}
+    if folded:
+        base = {**dict(base_config or {}), "fold_bn": True}
+    else:
+        base = {**dict(base_config or {}), "load_name": str(checkpoint.resolve()), "load_type": "pt"}
     toml_path.write_text(quantize_pass_toml(config, names, base))
     hls = None
     if format == "hls4ml":
@@ -198,6 +214,7 @@ def export_model(
         "input_shape": list(example_input.shape[1:]),
         "config": {n: ("float" if config.get(n) is None else config[n].to_dict()) for n in names},  # type: ignore[union-attr]
         "metrics": dict(metrics or {}),
+        "folded_batchnorm": dict(folded or {}),
         **dict(metadata or {}),
     }
     if hls is not None:

@@ -13,8 +13,14 @@ from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject
 from bitscout.export._pytorch import ExportResult, export_model
 from bitscout.export._verify import VerifyReport, verify
-from bitscout.graph import trace
-from bitscout.quant import LayerQuantConfig, parse_layer_config
+from bitscout.quant import (
+    CALIBRATION_FILE,
+    Calibration,
+    LayerQuantConfig,
+    parse_layer_config,
+    prepare_ptq,
+    resolve_config,
+)
 
 __all__ = ["ChosenTrial", "choose_trial", "export_run", "verify_run", "RUN_CONFIG_FILE"]
 
@@ -102,9 +108,49 @@ def _layer_configs(record: Any, traced: Any) -> dict[str, LayerQuantConfig | Non
             configs[name] = None
         else:
             configs[name] = parse_layer_config(
-                entry, where=f"trial {record.number}, layer {name}", tensors=traced.table[name].tensors
+                entry,
+                where=f"trial {record.number}, layer {name}",
+                tensors=traced.table[name].tensors,
+                op=traced.table[name].op,
             )
     return configs
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """The float model a trial was evaluated on, and its config with every range fitted."""
+
+    model: torch.nn.Module
+    configs: dict[str, LayerQuantConfig | None]
+    folded: dict[str, str]
+    calibration: Calibration
+
+
+def _candidate(run_dir: Path, experiment: Any, record: Any) -> _Candidate:
+    """What the search evaluated for ``record``: the same BatchNorm folding, the same
+    calibration (the run's calibration.json; computed again, identically, for a run
+    that has none) and the range-calibrated formats resolved from them."""
+    config = experiment.config
+    model = experiment.model.eval()
+    data = experiment.dataset
+    eval_mode = config.search is None or config.search.strategy.eval_mode
+    calibration_x = data.train.x[: config.calibration_samples]
+    prepared = prepare_ptq(
+        model,
+        data.train.x[: config.batch_size],
+        calibration_x,
+        fold_bn=config.fold_bn and eval_mode,
+        observer=config.calibration_observer,
+        percentile=config.calibration_percentile,
+        batch_size=config.batch_size,
+        source=f"train[:{len(calibration_x)}]",
+    )
+    saved = Path(run_dir) / CALIBRATION_FILE
+    calibration = Calibration.load(saved) if saved.is_file() else prepared.calibration
+    configs = _layer_configs(record, prepared.traced)
+    return _Candidate(
+        prepared.traced.gm, resolve_config(prepared.traced, configs, calibration), prepared.folded, calibration
+    )
 
 
 def export_run(
@@ -139,17 +185,15 @@ def _export(
     out: Path | None,
     format: Literal["pytorch", "hls4ml"],
 ) -> ExportResult:
-    model = experiment.model.eval()
     data = experiment.dataset
     x_all = torch.cat([data.train.x, data.val.x, data.test.x])
-    traced = trace(model, data.train.x[: experiment.config.batch_size])
-    configs = _layer_configs(chosen.record, traced)
+    candidate = _candidate(run_dir, experiment, chosen.record)
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{chosen.number}"
     # The input range (for a float first layer) comes from every sample on hand.
     example = torch.cat([data.train.x[: experiment.config.batch_size], x_all[x_all.abs().amax(1).argmax()][None]])
     return export_model(
-        model,
-        configs,
+        candidate.model,
+        candidate.configs,
         out,
         example_input=example,
         format=format,
@@ -162,8 +206,10 @@ def _export(
             "model": experiment.config.model,
             "dataset": experiment.config.dataset,
             "checkpoint_of_float_model": None if experiment.checkpoint is None else str(experiment.checkpoint),
+            "calibration": candidate.calibration.to_json(),
         },
         base_config=raw,
+        folded=candidate.folded,
     )
 
 
@@ -197,7 +243,6 @@ def verify_run(
     assert result.hls is not None  # format="hls4ml" always builds it
     part = experiment.dataset.split(split)
     x, y = part.x[:samples], part.y[:samples]
-    traced = trace(experiment.model.eval(), x[:2])
-    configs = _layer_configs(chosen.record, traced)
-    report = verify(experiment.model, configs, HLSProject.load(result.hls.path), x, y, tolerance=tolerance)
+    candidate = _candidate(run_dir, experiment, chosen.record)
+    report = verify(candidate.model, candidate.configs, HLSProject.load(result.hls.path), x, y, tolerance=tolerance)
     return report, result, chosen

@@ -180,11 +180,6 @@ class TypePlan:
         """Every reason the hls4ml project may differ from bitscout, node by node."""
         return [f"{layer.name}: {note}" for layer in self.layers for note in layer.notes]
 
-    @property
-    def exact_by_construction(self) -> bool:
-        """Whether the project computes what bitscout does by construction (no notes)."""
-        return not self.notes
-
     def table(self) -> str:
         """A text table: node, kind, its hls4ml types, where the result type comes from."""
         rows = [("node", "kind", "types", "result from")]
@@ -203,6 +198,13 @@ def _integer(fmt: object, where: str) -> IntegerFormat | None:
             f"{where}: the hls4ml export supports the 'integer' (fixed-point) format only; "
             f"got {getattr(fmt, 'name', type(fmt).__name__)!r}. Export this candidate with "
             "--format pytorch instead."
+        )
+    if fmt.is_auto:
+        # An hls4ml type needs a frac width; "auto" gets one from a range.
+        raise ExportError(
+            f"{where}: frac_width = 'auto' is not resolved; fit it to the calibrated input "
+            "range first (bitscout.quant.resolve_config with a Calibration; `bitscout "
+            "export` does this from the run's calibration.json)"
         )
     return fmt
 

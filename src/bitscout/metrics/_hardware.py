@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FLOAT_BITS",
     "tensor_bits",
+    "overhead_bits",
     "has_weight_parameter",
     "AverageBitwidth",
     "ActivationBitwidth",
@@ -73,6 +74,24 @@ def tensor_bits(layer_config: LayerQuantConfig | None, tensor: str) -> float:
         return FLOAT_BITS
     fmt = getattr(layer_config, tensor)
     return FLOAT_BITS if fmt is None else float(fmt.bits)
+
+
+def overhead_bits(layer_config: LayerQuantConfig | None, tensor: str, shape: tuple[int, ...] | None) -> int:
+    """Bits a tensor's format stores besides its elements: scales and zero points.
+
+    ``int`` stores a float32 scale (and, asymmetric, a zero point) per tensor or per
+    output channel; every other format stores nothing extra (a fixed-point frac width,
+    ``"auto"`` included, is part of the type, not data).
+
+    Args:
+        layer_config: The layer's config (``None``: floating point).
+        tensor: ``"data_in"``, ``"weight"`` or ``"bias"``.
+        shape: The tensor's shape (per sample for ``data_in``), or None.
+    """
+    if layer_config is None or shape is None:
+        return 0
+    fmt = getattr(layer_config, tensor)
+    return 0 if fmt is None else fmt.storage_overhead_bits(tuple(shape))
 
 
 def has_weight_parameter(layer: LayerInfo) -> bool:
@@ -122,9 +141,12 @@ class _AnalyticRunner(Runner):
 
 @register_runner
 class AverageBitwidth(_AnalyticRunner):
-    """``average_bitwidth`` = sum_l w_l |W_l| / sum_l |W_l| over weight parameters.
+    """``average_bitwidth`` = sum_l (w_l |W_l| + S_l) / sum_l |W_l| over weight parameters.
 
-    MASE's definition. Also ``memory_density`` = ``compare_to`` / ``average_bitwidth``,
+    MASE's definition, plus ``S_l``: the bits a scaled format stores beside the weight
+    elements (a float32 scale per tensor or per output channel for ``int``, and a
+    zero point when asymmetric; 0 for every other format, so MASE's formats give
+    MASE's numbers). Also ``memory_density`` = ``compare_to`` / ``average_bitwidth``,
     better when larger.
     """
 
@@ -143,17 +165,20 @@ class AverageBitwidth(_AnalyticRunner):
         compare_to: pydantic.PositiveFloat = 32.0
 
     @functools.cached_property
-    def _weights(self) -> tuple[tuple[str, int], ...]:
-        """(layer, |W_l|) of each weight parameter: what every trial sums over."""
+    def _weights(self) -> tuple[tuple[str, int, tuple[int, ...] | None], ...]:
+        """(layer, |W_l|, shape) of each weight parameter: what every trial sums over."""
         return tuple(
-            (layer.name, layer.weight_numel) for layer in self.table if has_weight_parameter(layer)
+            (layer.name, layer.weight_numel, layer.weight_shape)
+            for layer in self.table
+            if has_weight_parameter(layer)
         )
 
     def measure(self, config: Config) -> dict[str, float]:
         bits = 0
         count = 0
-        for name, numel in self._weights:
-            bits += tensor_bits(config.get(name), "weight") * numel
+        for name, numel, shape in self._weights:
+            layer_config = config.get(name)
+            bits += tensor_bits(layer_config, "weight") * numel + overhead_bits(layer_config, "weight", shape)
             count += numel
         if count == 0:
             return {"average_bitwidth": 0.0, "memory_density": 0.0}
@@ -193,7 +218,9 @@ class ActivationBitwidth(_AnalyticRunner):
 class ModelSize(_AnalyticRunner):
     """``model_size``: bytes to store every parameter and floating-point buffer.
 
-    Quantized weights and biases at their format's bits, every other parameter and every
+    Quantized weights and biases at their format's bits plus what the format stores
+    beside them (scales and zero points of ``int``, per tensor or per channel; the
+    input's scale of a layer whose ``data_in`` is ``int``), every other parameter and every
     floating-point buffer (BatchNorm statistics) at 32 bits; integer buffers
     (BatchNorm's ``num_batches_tracked``) are bookkeeping, not model data, and are left
     out. Each weight is taken to belong to one layer: a model that ties one weight to
@@ -204,20 +231,21 @@ class ModelSize(_AnalyticRunner):
     metrics = _with_ratios("model_size")
 
     @functools.cached_property
-    def _stored(self) -> tuple[tuple[str, int, int], ...]:
-        """(layer, |W_l|, |b_l|) of each layer whose weight is a parameter."""
-        return tuple(
-            (layer.name, layer.weight_numel, layer.bias_numel)
-            for layer in self.table
-            if has_weight_parameter(layer)
-        )
+    def _stored(self) -> tuple[LayerInfo, ...]:
+        """Each layer whose weight is a parameter."""
+        return tuple(layer for layer in self.table if has_weight_parameter(layer))
 
     def measure(self, config: Config) -> dict[str, float]:
         bits = FLOAT_BITS * (self.table.param_count + self.table.buffer_float_count)
-        for name, weight_numel, bias_numel in self._stored:
-            layer_config = config.get(name)
-            bits += (tensor_bits(layer_config, "weight") - FLOAT_BITS) * weight_numel
-            bits += (tensor_bits(layer_config, "bias") - FLOAT_BITS) * bias_numel
+        for layer in self._stored:
+            layer_config = config.get(layer.name)
+            bits += (tensor_bits(layer_config, "weight") - FLOAT_BITS) * layer.weight_numel
+            bits += (tensor_bits(layer_config, "bias") - FLOAT_BITS) * layer.bias_numel
+            bits += overhead_bits(layer_config, "weight", layer.weight_shape)
+            bits += overhead_bits(layer_config, "bias", layer.bias_shape)
+        for layer in self.table:
+            if "data_in" in layer.tensors:
+                bits += overhead_bits(config.get(layer.name), "data_in", layer.input_shape)
         return {"model_size": bits / 8}
 
 

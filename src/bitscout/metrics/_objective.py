@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import threading
 import warnings
@@ -10,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from bitscout.errors import ConfigError
+from bitscout.errors import ConfigError, did_you_mean
 from bitscout.metrics._runner import RunnerKind, _all_metrics, _producers, get_runner, runner_names
 from bitscout.metrics._runner_set import RunnerSet, TrialMetrics
 
@@ -294,8 +293,8 @@ def _unknown_metric(name: str, runner_set: RunnerSet) -> str:
         runner = get_runner(providers[0])
         table = "sw_runner" if runner.kind == "software" else "hw_runner"
         return f"{message}; to measure it, add [search.strategy.{table}.{runner.name}]"
-    close = difflib.get_close_matches(name, _all_metrics(), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, _all_metrics())
+    hint = f"; {hint}" if hint else ""
     return (
         f"{message}; no bitscout runner produces it (runners: {', '.join(runner_names())}){hint}"
     )

@@ -239,7 +239,8 @@ class BasicTrain(Runner):
         for parameter in private.gm.parameters():
             parameter.requires_grad_(True)
         layer_map = self.context.quantizer.layer_map
-        return Quantizer(private, layer_map=layer_map).build(candidate.config)
+        calibration = self.context.quantizer.calibration
+        return Quantizer(private, layer_map=layer_map, calibration=calibration).build(candidate.config)
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]

@@ -9,11 +9,22 @@ Formats (:class:`TensorFormat` and its registry, :class:`LayerQuantConfig`,
 * :class:`Quantizer`: builds candidates of a traced model cheaply, sharing float
   parameters and caching quantized weights (:class:`QuantizedTensorCache`);
 * :func:`quantize`: the one-shot transform (a ``[passes.quantize]`` section or a
-  per-node mapping); :func:`resolve_pass`: that section as one config per layer.
+  per-node mapping); :func:`resolve_pass`: that section as one config per layer;
+* :func:`calibrate`: activation ranges measured once (:class:`Calibration`), which
+  range-calibrated formats are fitted to (:func:`resolve_config`).
 """
 
 from bitscout.quant import formats as _formats
 from bitscout.quant.formats import *  # noqa: F403 (re-exported; the list is formats.__all__)
+from bitscout.quant._calibration import (
+    CALIBRATION_FILE,
+    DEFAULT_CALIBRATION_SAMPLES,
+    Calibration,
+    PreparedModel,
+    calibrate,
+    prepare_ptq,
+    resolve_layer_config,
+)
 from bitscout.quant._modules import (
     DEFAULT_LAYER_MAP,
     Operands,
@@ -27,11 +38,20 @@ from bitscout.quant.transform import (
     Quantizer,
     format_quant_table,
     quantize,
+    resolve_config,
     resolve_pass,
 )
 
 __all__ = [
     *_formats.__all__,
+    "CALIBRATION_FILE",
+    "DEFAULT_CALIBRATION_SAMPLES",
+    "Calibration",
+    "PreparedModel",
+    "calibrate",
+    "prepare_ptq",
+    "resolve_config",
+    "resolve_layer_config",
     "DEFAULT_LAYER_MAP",
     "Operands",
     "OpSpec",

@@ -18,9 +18,17 @@ from bitscout.quant._modules import (
     QuantizedTensorCache,
     layer_map_key,
 )
+from bitscout.quant._calibration import Calibration, resolve_layer_config
 from bitscout.quant.formats import LayerQuantConfig, parse_layer_config
 
-__all__ = ["Quantizer", "quantize", "resolve_pass", "format_quant_table", "QuantizePassLike"]
+__all__ = [
+    "Quantizer",
+    "quantize",
+    "resolve_pass",
+    "resolve_config",
+    "format_quant_table",
+    "QuantizePassLike",
+]
 
 LayerConfigs = Mapping[str, LayerQuantConfig | None]
 
@@ -44,11 +52,20 @@ class Quantizer:
     Non-quantized submodules (BatchNorm, Dropout, ...) are shared with the traced model
     too: switching a candidate to ``train()`` switches them as well.
 
+    With a ``calibration``, the input formats that need a range (``integer`` with
+    ``frac_width = "auto"``, per-tensor ``int``) are fitted to the calibrated range of
+    that layer's input when the wrapper is built, so every batch is quantized alike.
+    Weight and bias formats fit themselves to the parameter each time it is quantized
+    (once per parameter version, through the cache), so they follow fine-tuning.
+    Without a calibration an input format that needs a range fits each batch it sees
+    (dynamic quantization).
+
     Args:
         traced: The traced model (from :func:`bitscout.graph.trace`).
         layer_map: Float layer type or traced function -> how to run it from its
             operands (defaults to :data:`~bitscout.quant.DEFAULT_LAYER_MAP`).
         cache: The quantized-weight cache (a new one by default).
+        calibration: The activation ranges (from :func:`bitscout.quant.calibrate`).
     """
 
     def __init__(
@@ -57,10 +74,12 @@ class Quantizer:
         *,
         layer_map: Mapping[Any, OpSpec] = DEFAULT_LAYER_MAP,
         cache: QuantizedTensorCache | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.traced = traced
         self.layer_map = dict(layer_map)
         self.cache = cache if cache is not None else QuantizedTensorCache()
+        self.calibration = calibration
         self._names = frozenset(traced.table.names())
         self._wrappers: dict[tuple[str, LayerQuantConfig], QuantizedLayer] = {}
 
@@ -122,9 +141,43 @@ class Quantizer:
                 f"layer {name!r} ({type(float_module).__name__}) has no quantized form in the "
                 "layer map given to Quantizer; add an OpSpec for it."
             )
-        wrapper = QuantizedLayer(name, float_module, spec, layer_config, self.cache)
+        resolved = layer_config
+        if self.calibration is not None:
+            resolved = resolve_layer_config(layer_config, ranges=self.calibration.ranges.get(name))
+        wrapper = QuantizedLayer(name, float_module, spec, resolved, self.cache)  # type: ignore[arg-type]
         self._wrappers[(name, layer_config)] = wrapper
         return wrapper
+
+
+def resolve_config(
+    traced: TracedModel,
+    config: LayerConfigs,
+    calibration: Calibration | None = None,
+) -> dict[str, LayerQuantConfig | None]:
+    """Every range-calibrated format of a config fitted to its range: what a candidate uses.
+
+    Input formats take the calibrated ranges, weight and bias formats of module layers
+    the range of the parameter; the result names concrete formats (``int8.5`` for
+    ``integer`` with ``frac_width = "auto"``, a fixed scale for per-tensor ``int``), as
+    the layer table, the export and the hls4ml types need. Per-channel ``int`` weights
+    keep fitting each channel to itself.
+
+    Args:
+        traced: The traced float model.
+        config: Node name -> LayerQuantConfig or None.
+        calibration: The activation ranges; None leaves input formats dynamic.
+
+    Returns:
+        Node name -> resolved LayerQuantConfig or None.
+    """
+    return {
+        name: resolve_layer_config(
+            layer_config,
+            float_module=traced.gm._modules.get(name),
+            ranges=None if calibration is None else calibration.ranges.get(name),
+        )
+        for name, layer_config in config.items()
+    }
 
 
 def resolve_pass(pass_cfg: QuantizePassLike, table: LayerTable) -> dict[str, LayerQuantConfig | None]:
@@ -174,6 +227,7 @@ def resolve_pass(pass_cfg: QuantizePassLike, table: LayerTable) -> dict[str, Lay
             raw,
             where=f"passes.quantize.{key}.config (layer {layer.name})",
             tensors=layer.tensors,
+            op=layer.op,
         )
     return resolved
 
@@ -183,6 +237,7 @@ def quantize(
     config: QuantizePassLike | LayerConfigs,
     *,
     example_input: ExampleInput | None = None,
+    calibration: Calibration | None = None,
 ) -> fx.GraphModule:
     """A quantized copy of ``model``; the model and the config are left as they were.
 
@@ -193,6 +248,8 @@ def quantize(
             type or by name with a default) or a mapping node name -> LayerQuantConfig
             or None, as a search proposes.
         example_input: A batch of inputs, needed when ``model`` is not traced yet.
+        calibration: Activation ranges for range-calibrated input formats (see
+            :class:`Quantizer`); None: those fit each batch.
 
     Returns:
         The quantized model, sharing its float parameters with ``model``.
@@ -216,19 +273,25 @@ def quantize(
         layer_configs: LayerConfigs = config
     else:
         layer_configs = resolve_pass(config, traced.table)
-    return Quantizer(traced).build(layer_configs)
+    return Quantizer(traced, calibration=calibration).build(layer_configs)
 
 
-def format_quant_table(table: LayerTable, config: LayerConfigs) -> str:
+def format_quant_table(
+    table: LayerTable, config: LayerConfigs, *, folded: Mapping[str, str] | None = None
+) -> str:
     """Node-by-node text table of what a config applies: shapes and formats.
 
     Args:
         table: The layer table.
-        config: Node name -> LayerQuantConfig or None; absent layers are float.
+        config: Node name -> LayerQuantConfig or None; absent layers are float. Pass
+            the resolved config (:func:`resolve_config`) to show calibrated formats.
+        folded: Node name -> the BatchNorm folded into it; such a layer's op reads
+            ``conv2d+bn`` (its weights are the folded ones).
 
     Returns:
         Aligned text with columns node, op, input, weight, bias, output, quantization.
     """
+    folded = folded or {}
     header = ("node", "op", "input", "weight", "bias", "output", "quantization")
     rows = [header]
     for layer in table:
@@ -236,7 +299,7 @@ def format_quant_table(table: LayerTable, config: LayerConfigs) -> str:
         rows.append(
             (
                 layer.name,
-                layer.op,
+                layer.op + ("+bn" if layer.name in folded else ""),
                 _shape(layer.input_shape),
                 _shape(layer.weight_shape),
                 _shape(layer.bias_shape),

@@ -146,6 +146,9 @@ def layer_widths(record: TrialRecord) -> dict[str, dict[str, int]]:
 def plot_best_widths(record: TrialRecord, path: Path, *, title: str | None = None) -> Path:
     """Grouped bars: the width of each tensor of each layer in one trial's config.
 
+    Each bar is labelled with its width and, for fixed point, its frac width (``8`` over
+    ``4f``: 8 bits of which 4 are fraction bits).
+
     Raises:
         SearchError: The trial has no sampled configuration.
     """
@@ -160,9 +163,13 @@ def plot_best_widths(record: TrialRecord, path: Path, *, title: str | None = Non
         xs = [i + (j - (len(tensors) - 1) / 2) * bar for i in range(len(layers))]
         ys = [widths[layer].get(tensor, 0) for layer in layers]
         bars = ax.bar(xs, ys, width=bar, label=tensor)
-        for rect, y in zip(bars, ys):
+        for rect, y, layer in zip(bars, ys, layers):
             if y:
-                ax.annotate(str(y), (rect.get_x() + rect.get_width() / 2, y), ha="center", va="bottom", fontsize=7)
+                # Fixed point: the frac width too (what hls4ml calls ap_fixed<W, W - F>).
+                cfg = record.sampled_config.get(layer)
+                frac = cfg.get(f"{tensor}_frac_width") if isinstance(cfg, dict) else None
+                label = f"{y}" if frac is None else f"{y}\n{frac}f"
+                ax.annotate(label, (rect.get_x() + rect.get_width() / 2, y), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(layers)))
     ax.set_xticklabels([f"{layer}\n(float)" if not widths[layer] else layer for layer in layers], rotation=30, ha="right")
     ax.set_ylabel("width (bits)")

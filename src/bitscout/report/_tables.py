@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bitscout.study import SearchResult, TrialRecord
 
-__all__ = ["format_table", "format_config", "format_summary"]
+__all__ = ["format_table", "format_config", "format_summary", "describe_layer"]
 
 
 def _fmt(value: Any) -> str:
@@ -32,7 +32,13 @@ def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = N
     return "\n".join(lines)
 
 
-def _describe_layer(cfg: Mapping[str, Any] | str) -> str:
+def describe_layer(cfg: Mapping[str, Any] | str) -> str:
+    """One layer's configuration as people read it.
+
+    Fixed point is written as width and fraction bits: ``weight 8b (4 frac)`` is what
+    hls4ml calls ``ap_fixed<8,4>`` (integer bits = width - frac). Other fields of a
+    tensor follow in the brackets; a layer left in floating point is ``float``.
+    """
     if not isinstance(cfg, Mapping):
         return str(cfg)
     name = cfg.get("name", "?")
@@ -41,14 +47,24 @@ def _describe_layer(cfg: Mapping[str, Any] | str) -> str:
         width = cfg.get(f"{tensor}_width")
         if width is None:
             continue
+        text = f"{tensor} {width}b"
+        details = []
         frac = cfg.get(f"{tensor}_frac_width")
-        parts.append(f"{tensor} {width}" + (f".{frac}" if frac is not None else ""))
+        if frac is not None:
+            details.append(f"{frac} frac")
+        prefix = f"{tensor}_"
+        for key, value in cfg.items():
+            if key.startswith(prefix) and key not in (f"{tensor}_width", f"{tensor}_frac_width"):
+                details.append(f"{key[len(prefix):]} {value}")
+        if details:
+            text += f" ({', '.join(details)})"
+        parts.append(text)
     return f"{name}: " + ", ".join(parts) if parts else str(name)
 
 
 def format_config(sampled_config: Mapping[str, Any]) -> str:
-    """One line per layer: ``layer  integer: data_in 4.2, weight 6.3, bias 8.4``."""
-    return format_table([(layer, _describe_layer(cfg)) for layer, cfg in sampled_config.items()])
+    """One line per layer: ``layer  integer: data_in 4b (2 frac), weight 6b (3 frac)``."""
+    return format_table([(layer, describe_layer(cfg)) for layer, cfg in sampled_config.items()])
 
 
 def _metrics_line(record: TrialRecord) -> str:

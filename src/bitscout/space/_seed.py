@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from bitscout.config import BitscoutConfigWarning
-from bitscout.errors import ConfigError
+from bitscout.errors import ConfigError, did_you_mean
 from bitscout.graph import QUANTIZABLE_FUNCTIONS, QUANTIZABLE_MODULES, LayerTable
 
 __all__ = ["resolve_seeds", "known_op_types", "SEED_PATH", "DEFAULT_KEY"]
@@ -26,8 +25,8 @@ def known_op_types(table: LayerTable) -> list[str]:
 
 
 def _suggest(key: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(key, candidates, sentence=True)
+    return f" {hint}" if hint else ""
 
 
 def resolve_seeds(

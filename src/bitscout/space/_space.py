@@ -584,7 +584,7 @@ def _parse_all(
         raw = dict(fixed)
         raw.update(zip(searched, values))
         try:
-            cfg = parse_layer_config(raw, where=label, tensors=info.tensors)
+            cfg = parse_layer_config(raw, where=label, tensors=info.tensors, op=info.op)
         except QuantConfigError as err:
             combo = ", ".join(f"{f}={v!r}" for f, v in zip(searched, values))
             raise QuantConfigError(

@@ -21,7 +21,6 @@ from bitscout.strategies._base import (
     Strategy,
     StrategyOptions,
     get_strategy,
-    is_exhausted,
     register_strategy,
     strategy_names,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "Strategy",
     "StrategyOptions",
     "Exhaustible",
-    "is_exhausted",
     "register_strategy",
     "get_strategy",
     "strategy_names",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,7 +10,7 @@ import optuna
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
-from bitscout.errors import ConfigError, SearchError
+from bitscout.errors import ConfigError, SearchError, did_you_mean
 
 if TYPE_CHECKING:
     from bitscout.space import SearchSpace
@@ -25,7 +24,6 @@ __all__ = [
     "register_strategy",
     "get_strategy",
     "strategy_names",
-    "is_exhausted",
 ]
 
 OPTIONS_PATH = "search.strategy.setup.sampler_options"
@@ -49,21 +47,12 @@ class Exhaustible(abc.ABC):
     """A sampler that can run out of configurations (brute force).
 
     The study loop asks :meth:`is_exhausted` before each new trial and stops when it
-    is True; :func:`is_exhausted` does that for any sampler (False for the ones that
-    never run out).
+    is True (``isinstance(sampler, Exhaustible)`` tells the samplers that can run out).
     """
 
     @abc.abstractmethod
     def is_exhausted(self, study: optuna.Study) -> bool:
         """True when the sampler has nothing left to hand out in ``study``."""
-
-
-def is_exhausted(sampler: optuna.samplers.BaseSampler, study: optuna.Study) -> bool:
-    """Whether ``sampler`` has run out of configurations for ``study``.
-
-    False for every sampler that is not :class:`Exhaustible` (TPE, random, ...).
-    """
-    return isinstance(sampler, Exhaustible) and sampler.is_exhausted(study)
 
 
 class Strategy(abc.ABC):
@@ -221,8 +210,8 @@ class Strategy(abc.ABC):
             path = f"{where}.{loc}" if loc else where
             value = error.get("input")
             if error["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(str(loc), fields, n=1, cutoff=0.6)
-                hint = f"did you mean '{close[0]}'? " if close else ""
+                hint = did_you_mean(loc, fields)
+                hint = f"{hint} " if hint else ""
                 accepted = ", ".join(fields) or "(none)"
                 lines.append(
                     f"{path}: unknown option of sampler '{self.name}' ({hint}its options: "
@@ -282,8 +271,8 @@ def get_strategy(name: str) -> Strategy:
     cls = _REGISTRY.get(key)
     if cls is None:
         names = strategy_names()
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(key, names, cutoff=0.5, sentence=True)
+        hint = f" {hint}" if hint else ""
         raise ConfigError(
             f"unknown search strategy / sampler {name!r}.{hint} Available: {', '.join(names)}."
         )

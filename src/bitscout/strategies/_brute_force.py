@@ -12,6 +12,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field
 
+from bitscout._optuna_adapter import n_trials as count_trials
 from bitscout.errors import ConfigError, SearchError
 from bitscout.space import SearchSpace
 from bitscout.strategies._base import (
@@ -98,8 +99,7 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
 
     * Suggest exactly ``space.distributions()`` in every trial; the sampler answers them
       through ``sample_relative``.
-    * Before asking for a trial, call :meth:`is_exhausted` (or
-      :func:`bitscout.strategies.is_exhausted`) and stop when it is True. Inside
+    * Before asking for a trial, call :meth:`is_exhausted` and stop when it is True. Inside
       ``study.optimize`` the sampler also calls ``study.stop()`` once exhausted.
     * Should a trial be asked for anyway once nothing is left (a worker racing the
       others to the end), it receives a configuration that is already completed, so the
@@ -228,7 +228,7 @@ class BruteForceSampler(optuna.samplers.BaseSampler, Exhaustible):
         self, study: optuna.Study, finishing: tuple[FrozenTrial, TrialState] | None
     ) -> bool:
         # A count, not get_trials(): an RDB storage answers it with one COUNT query.
-        if study._storage.get_n_trials(study._study_id) < self._n:
+        if count_trials(study) < self._n:
             return False
         with self._lock:
             trials = study.get_trials(deepcopy=False)

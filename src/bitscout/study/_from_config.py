@@ -8,11 +8,16 @@ them to :func:`~bitscout.study.run_search`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitscout.config import BitscoutConfigWarning
 from bitscout.errors import ConfigError
+from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support
+from bitscout.strategies import Exhaustible
+from bitscout.study._outputs import PlotWriter
 from bitscout.study._records import SearchResult
 from bitscout.study._search import run_search
 
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
     from bitscout.experiment import Experiment
     from bitscout.graph import TracedModel
     from bitscout.metrics import Objective, RunnerSet
+    from bitscout.quant import Calibration
     from bitscout.space import SearchSpace
 
 __all__ = ["PreparedSearch", "prepare_search", "search_from_config", "default_run_dir"]
@@ -52,6 +58,9 @@ class PreparedSearch:
         strategy: The strategy (from :func:`bitscout.strategies.get_strategy`).
         sampler: The Optuna sampler the strategy made for this space.
         out_dir: The run folder.
+        calibration: The activation ranges every trial shares (written to
+            ``calibration.json`` in the run folder).
+        folded: Layers that absorbed a BatchNorm -> the BatchNorm's module path.
     """
 
     config: Config
@@ -63,6 +72,8 @@ class PreparedSearch:
     strategy: Any
     sampler: optuna.samplers.BaseSampler
     out_dir: Path
+    calibration: Calibration | None = None
+    folded: dict[str, str] = field(default_factory=dict)
 
     def run(
         self,
@@ -72,14 +83,15 @@ class PreparedSearch:
         write_outputs: bool = True,
         precompute: bool = True,
         cpu_threads: int | None = 1,
+        plot: PlotWriter | None = None,
     ) -> SearchResult:
         """Run (or resume) the search the config describes; see :func:`run_search`.
 
         A brute-force search that will visit the whole space on a local study, with
         post-training evaluation only, evaluates every configuration at once first
-        (:func:`bitscout.study.evaluate_runner_set_exhaustively`: batched, sharing the
-        work of common layer prefixes, bit-identical to trial-by-trial evaluation); the
-        trials then read their metrics from that table. ``precompute=False`` turns this
+        (:class:`bitscout.evaluation.TableEvaluator`: batched, sharing the work of common
+        layer prefixes, bit-identical to trial-by-trial evaluation); the trials then read
+        their metrics from that table. ``precompute=False`` turns this
         off (the worker processes of ``--workers`` share the trials instead).
 
         On the CPU the trials run on ``cpu_threads`` intra-op threads (default 1): a trial
@@ -90,13 +102,17 @@ class PreparedSearch:
         from bitscout.training import intra_op_threads
 
         setup = self.config.search.strategy.setup  # type: ignore[union-attr]
+        if write_outputs and self.calibration is not None:
+            from bitscout.quant import CALIBRATION_FILE
+
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.calibration.save(self.out_dir / CALIBRATION_FILE)
         threads = cpu_threads if self.experiment.device.type == "cpu" else None
         with intra_op_threads(threads):
             return run_search(
                 self.space,
                 self.sampler,
-                self._trial_runners(progress=progress) if precompute else self.runners,
-                self.objective,
+                self.evaluator(precompute=precompute, progress=progress),
                 out_dir=self.out_dir,
                 config=self.config,
                 storage=setup.storage,
@@ -106,28 +122,30 @@ class PreparedSearch:
                 n_jobs=setup.n_jobs if n_jobs is None else n_jobs,
                 progress=progress,
                 write_outputs=write_outputs,
+                plot=plot,
             )
 
-    def _trial_runners(self, *, progress: bool) -> Any:
-        """The runner set the trials use: precomputed when that is worth it (see run)."""
-        from bitscout.study._exhaustive import evaluate_runner_set_exhaustively, exhaustive_support
-
+    def evaluator(self, *, precompute: bool = True, progress: bool = False) -> Evaluator:
+        """The evaluator the trials use: a table of the whole space when that is worth it
+        (a brute-force sampler that will visit the whole space on a local study, runners
+        that :func:`~bitscout.evaluation.exhaustive_support` accepts), else the runners."""
         setup = self.config.search.strategy.setup  # type: ignore[union-attr]
         whole_space = setup.n_trials >= self.space.distinct_size
         if (
-            self.strategy.name != "brute_force"
+            not precompute
+            or not isinstance(self.sampler, Exhaustible)
             or not whole_space
             or setup.storage is not None
             or exhaustive_support(self.runners) is not None
         ):
-            return self.runners
+            return RunnerEvaluator(self.runners, self.objective)
         if progress:
             print(
                 f"evaluating all {self.space.distinct_size:,} configurations at once "
                 "(batched, sharing common layer prefixes)...",
                 flush=True,
             )
-        return evaluate_runner_set_exhaustively(self.space, self.runners).runner_set(self.runners)
+        return TableEvaluator.from_runners(self.space, self.runners, self.objective)
 
 
 def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch:
@@ -142,9 +160,8 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         BitscoutError: Data, model, checkpoint or space problems (their own subclasses).
     """
     from bitscout.experiment import Experiment
-    from bitscout.graph import trace
     from bitscout.metrics import Objective, RunContext, build_runners
-    from bitscout.quant import Quantizer
+    from bitscout.quant import Quantizer, prepare_ptq
     from bitscout.space import SearchSpace
     from bitscout.strategies import get_strategy
 
@@ -157,13 +174,36 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     experiment = Experiment.from_config(config)
     split = experiment.dataset.val if len(experiment.dataset.val) else experiment.dataset.train
     example = split.x[:_TRACE_BATCH].to(experiment.device)
-    traced = trace(experiment.model, example)
-    space = SearchSpace.from_config(config.search.search_space, traced.table)
     strategy_cfg = config.search.strategy
+    # Calibrated once here and shared by every trial (docs/formats.md); BatchNorm folds
+    # only for post-training (eval-mode) searches.
+    calibration_x = experiment.dataset.train.x[: config.calibration_samples].to(experiment.device)
+    prepared = prepare_ptq(
+        experiment.model,
+        example,
+        calibration_x,
+        fold_bn=config.fold_bn and strategy_cfg.eval_mode,
+        observer=config.calibration_observer,
+        percentile=config.calibration_percentile,
+        batch_size=config.batch_size,
+        source=f"train[:{len(calibration_x)}]",
+    )
+    traced = prepared.traced
+    space = SearchSpace.from_config(config.search.search_space, traced.table)
     setup = strategy_cfg.setup
+    if not strategy_cfg.eval_mode:
+        warnings.warn(
+            "search.strategy.eval_mode = false does not change the evaluation: bitscout "
+            "evaluates every candidate in eval mode (model.eval(); basic_train fine-tunes in "
+            "train mode first). It only keeps BatchNorm unfolded (as fold_bn = false would). "
+            "The key is accepted for MASE configs and is not part of the study's "
+            "fingerprint; remove it to silence this warning.",
+            BitscoutConfigWarning,
+            stacklevel=2,
+        )
     context = RunContext(
         traced=traced,
-        quantizer=Quantizer(traced),
+        quantizer=Quantizer(traced, calibration=prepared.calibration),
         dataset=experiment.dataset,
         device=experiment.device,
         batch_size=config.batch_size,
@@ -190,9 +230,14 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         strategy=strategy,
         sampler=sampler,
         out_dir=Path(out) if out is not None else default_run_dir(config),
+        calibration=prepared.calibration,
+        folded=prepared.folded,
     )
 
 
-def search_from_config(config: Config, *, out: Path | None = None, progress: bool = True) -> SearchResult:
-    """Run the search a config describes (what ``bitscout search CONFIG`` does)."""
-    return prepare_search(config, out=out).run(progress=progress)
+def search_from_config(
+    config: Config, *, out: Path | None = None, progress: bool = True, plot: PlotWriter | None = None
+) -> SearchResult:
+    """Run the search a config describes (what ``bitscout search CONFIG`` does, with
+    ``plot=bitscout.report.write_plots``)."""
+    return prepare_search(config, out=out).run(progress=progress, plot=plot)

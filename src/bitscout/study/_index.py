@@ -15,6 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from bitscout._optuna_adapter import storage_of, study_id
+
 __all__ = ["StudyIndex", "RECORD_ATTR", "DUPLICATE_ATTR", "RETRY_ATTR", "WORKER_ATTR_PREFIX"]
 
 # The one user attr an evaluated (or failed) trial gets: its record, written in one write.
@@ -50,8 +52,8 @@ class StudyIndex:
 
     def __init__(self, study: optuna.Study, key_of: Callable[[Mapping[str, Any]], Hashable]) -> None:
         self._study = study
-        self._storage = study._storage
-        self._study_id = study._study_id
+        self._store = storage_of(study)
+        self._id = study_id(study)
         self._key_of = key_of
         self._absorbed: set[int] = set()
         self._low = 0  # every trial below this number is finished and absorbed
@@ -64,8 +66,8 @@ class StudyIndex:
     def refresh(self) -> None:
         """Absorb every trial that finished since the last refresh, in any process."""
         with self.lock:
-            trials: Sequence[FrozenTrial] = self._storage.get_all_trials(
-                self._study_id, deepcopy=False
+            trials: Sequence[FrozenTrial] = self._store.get_all_trials(
+                self._id, deepcopy=False
             )
             running = 0
             low: int | None = None

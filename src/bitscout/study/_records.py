@@ -20,7 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from bitscout.errors import SearchError
+from bitscout.evaluation import Evaluation
 
 __all__ = [
     "TrialRecord",
@@ -111,21 +114,13 @@ class TrialRecord:
         return replace(self, **changes)
 
 
-def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
-    """True when ``a`` is at least as good as ``b`` everywhere and better somewhere."""
-    better = False
-    for x, y, s in zip(a, b, signs):
-        if s * x < s * y:
-            return False
-        if s * x > s * y:
-            better = True
-    return better
-
-
 def pareto_front(
-    points: Sequence[Sequence[float]], directions: Sequence[str]
+    points: Sequence[Sequence[float]] | np.ndarray, directions: Sequence[str]
 ) -> list[int]:
-    """Indices of the non-dominated points (O(n^2); the sets here are small).
+    """Indices of the non-dominated points: bitscout's one Pareto implementation.
+
+    A point dominates another when it is at least as good in every coordinate and
+    better in one. Vectorized per point (O(n^2) comparisons in numpy).
 
     Args:
         points: one value vector per point.
@@ -135,12 +130,16 @@ def pareto_front(
         The indices of the points no other point dominates, in input order. Points with
         equal vectors are all kept.
     """
-    signs = [1.0 if d == "maximize" else -1.0 for d in directions]
-    return [
-        i
-        for i, p in enumerate(points)
-        if not any(_dominates(q, p, signs) for j, q in enumerate(points) if j != i)
-    ]
+    pts = np.asarray(points, dtype=float)
+    if len(pts) == 0:
+        return []
+    better = pts.reshape(len(pts), -1) * np.array([1.0 if d == "maximize" else -1.0 for d in directions])
+    keep = []
+    for i in range(len(better)):
+        dominated = ((better >= better[i]).all(axis=1) & (better > better[i]).any(axis=1)).any()
+        if not dominated:
+            keep.append(i)
+    return keep
 
 
 @dataclass
@@ -159,6 +158,8 @@ class SearchResult:
         interrupted: the run was stopped by Ctrl-C (its finished trials are all here).
         stop_reason: why the run stopped (``"reached n_trials = 20"``, ...).
         outputs: output name (``"log"``, ``"best"``, ``"csv"``, plots...) -> path.
+        baseline: the unquantized model's evaluation (``run_search(..., baseline=True)``
+            with an evaluator that has one), else None. Not saved to the files yet.
     """
 
     trials: list[TrialRecord]
@@ -171,6 +172,7 @@ class SearchResult:
     interrupted: bool = False
     stop_reason: str = ""
     outputs: dict[str, Path] = field(default_factory=dict)
+    baseline: Evaluation | None = None
 
     # ----- counts ---------------------------------------------------------------------
 
@@ -282,23 +284,6 @@ class SearchResult:
         _write_json(best_path, self.best_dict())
         self.run_dir = run_dir
         return {"log": log_path, "best": best_path}
-
-    def plot(self, out_dir: Path | None = None) -> dict[str, Path]:
-        """Draw the plots of this result (objective, Pareto fronts, best widths) as PNGs.
-
-        Args:
-            out_dir: Where to write them; default :attr:`run_dir`.
-
-        Returns:
-            Plot name -> path.
-        """
-        from bitscout.study._outputs import write_plots
-
-        target = out_dir if out_dir is not None else self.run_dir
-        if target is None:
-            raise SearchError("this result has no run folder; give plot() the folder to write to")
-        Path(target).mkdir(parents=True, exist_ok=True)
-        return write_plots(self, Path(target))
 
     @classmethod
     def load(cls, run_dir: Path) -> SearchResult:

@@ -8,9 +8,10 @@ One trial, in order:
 3. decode the parameters into a per-layer config and take its key; a configuration
    already evaluated in the study is answered with the stored values and marked
    ``duplicate_of`` (one write), without running anything;
-4. otherwise run the runners, evaluate the objective, store the whole record in one user
-   attr write and tell the values. An exception or a NaN is told as FAIL with the
-   message stored; the search goes on, unless the first 5 evaluations of the run all
+4. otherwise ask the :class:`~bitscout.evaluation.Evaluator` for its
+   :class:`~bitscout.evaluation.Evaluation`, store the whole record in one user attr write
+   (and its constraint values, when it has some) and tell the values. A failed evaluation
+   is told as FAIL with its error stored; the search goes on, unless the first 5 evaluations of the run all
    failed (:class:`~bitscout.errors.SearchError` with the first error).
 
 ``n_trials`` is a total for the study: a resumed search (or several processes sharing a
@@ -26,7 +27,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +37,21 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import Trial, TrialState
 
-from bitscout.errors import BitscoutError, SearchError
+from bitscout._optuna_adapter import (
+    allow_stop,
+    clear_stop,
+    is_heartbeat_enabled,
+    n_trials as count_trials,
+    stop_requested,
+    storage_of,
+    study_id,
+    trial_id,
+)
+from bitscout.errors import SearchError
+from bitscout.evaluation import Evaluation, Evaluator, error_text
+from bitscout.strategies import Exhaustible
 from bitscout.study._index import (
     DUPLICATE_ATTR,
     RECORD_ATTR,
@@ -47,13 +59,15 @@ from bitscout.study._index import (
     WORKER_ATTR_PREFIX,
     StudyIndex,
 )
+from bitscout.study._outputs import PlotWriter
+from bitscout.study._outputs import write_outputs as _write_outputs
 from bitscout.study._result import result_from_study, sampled_config
 from bitscout.study._records import SearchResult
-from bitscout.study._workers import ask_lock, fail_stale_trials
-from bitscout.study._storage import (
+from bitscout.study._locks import ask_lock
+from bitscout.study._worker_storage import fail_stale_trials, open_storage
+from bitscout.study._store import (
     Fingerprint,
     check_fingerprint,
-    open_storage,
     worker_identity,
     worker_may_be_alive,
 )
@@ -61,7 +75,7 @@ from bitscout.study._storage import (
 if TYPE_CHECKING:
     from bitscout.config import Config
 
-__all__ = ["run_search", "SearchSpaceLike", "RunnerSetLike", "ObjectiveLike", "FIRST_FAILURES"]
+__all__ = ["run_search", "SearchSpaceLike", "FIRST_FAILURES"]
 
 _log = logging.getLogger(__name__)
 
@@ -80,36 +94,16 @@ class SearchSpaceLike(Protocol):
     @property
     def size(self) -> int: ...
 
+    @property
+    def distinct_size(self) -> int:
+        """Configurations that build different models (at most ``size``)."""
+        ...
+
     def distributions(self) -> dict[str, BaseDistribution]: ...
 
     def decode(self, params: Mapping[str, Any]) -> dict[str, Any]: ...
 
     def key(self, config: Mapping[str, Any]) -> Hashable: ...
-
-
-class _MetricsLike(Protocol):
-    software: dict[str, float]
-    hardware: dict[str, float]
-
-
-class RunnerSetLike(Protocol):
-    """What the loop needs of the runners (:class:`bitscout.metrics.RunnerSet`)."""
-
-    def run(self, candidate: Any) -> _MetricsLike: ...
-
-
-class _ObjectiveResultLike(Protocol):
-    values: tuple[float, ...]
-    scaled: dict[str, float]
-
-
-class ObjectiveLike(Protocol):
-    """What the loop needs of the objective (:class:`bitscout.metrics.Objective`)."""
-
-    @property
-    def directions(self) -> list[str]: ...
-
-    def evaluate(self, metrics: Any) -> _ObjectiveResultLike: ...
 
 
 @dataclass
@@ -138,7 +132,7 @@ def _choices(dist: BaseDistribution) -> Any:
     return repr(dist)
 
 
-def _fingerprint(space: SearchSpaceLike, objective: ObjectiveLike, config: Config | None) -> Fingerprint:
+def _fingerprint(space: SearchSpaceLike, evaluator: Evaluator, config: Config | None) -> Fingerprint:
     dists = space.distributions()
     first = {name: dist.choices[0] for name, dist in dists.items() if isinstance(dist, CategoricalDistribution)}
     try:
@@ -146,16 +140,7 @@ def _fingerprint(space: SearchSpaceLike, objective: ObjectiveLike, config: Confi
     except Exception:  # noqa: BLE001  (a space that cannot decode a point fails later, plainly)
         point = {}
     space_part = {"params": {n: _choices(d) for n, d in dists.items()}, "point": point}
-    terms = getattr(objective, "terms", None)
-    objective_part: dict[str, Any] = {"directions": list(objective.directions)}
-    if terms is not None:
-        objective_part["terms"] = [
-            {k: getattr(t, k, None) for k in ("metric", "scale", "direction", "normalize", "sign")}
-            for t in terms
-        ]
-    else:
-        objective_part["objective"] = type(objective).__qualname__
-    parts: dict[str, Any] = {"space": space_part, "objective": objective_part}
+    parts: dict[str, Any] = {"space": space_part, "objective": evaluator.fingerprint()}
     if config is not None:
         strategy = config.search.strategy if config.search is not None else None
         parts["evaluation"] = {
@@ -165,23 +150,8 @@ def _fingerprint(space: SearchSpaceLike, objective: ObjectiveLike, config: Confi
             "checkpoint": None if config.load_name is None else str(config.load_name),
             "sw_runners": None if strategy is None else strategy.sw_runners,
             "hw_runners": None if strategy is None else strategy.hw_runners,
-            "eval_mode": None if strategy is None else strategy.eval_mode,
         }
     return Fingerprint(parts)
-
-
-def _objective_names(objective: ObjectiveLike) -> list[str]:
-    directions = list(objective.directions)
-    names = list(getattr(objective, "metric_names", []) or [])
-    if len(directions) == 1 and (len(names) != 1 or getattr(objective, "sum_scaled", True)):
-        return ["objective"]
-    return names if len(names) == len(directions) else [f"objective_{i}" for i in range(len(directions))]
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, BitscoutError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 class _Search:
@@ -191,26 +161,24 @@ class _Search:
         self,
         study: optuna.Study,
         space: SearchSpaceLike,
-        runners: RunnerSetLike,
-        objective: ObjectiveLike,
+        evaluator: Evaluator,
         *,
         n_trials: int,
         timeout: float | None,
-        is_exhausted: Callable[[optuna.Study], bool] | None,
+        exhaustible: Exhaustible | None,
         progress: Any,
     ) -> None:
         self.study = study
-        self.storage: BaseStorage = study._storage
+        self.storage: BaseStorage = storage_of(study)
         self.space = space
-        self.runners = runners
-        self.objective = objective
+        self.evaluator = evaluator
         self.n_trials = n_trials
         self.timeout = timeout
-        self.is_exhausted = is_exhausted
+        self.exhaustible = exhaustible
         self.distributions = space.distributions()
         # Configurations that build different models (a space may count a layer left in
         # float once per value of its unused widths: those share one key).
-        self.n_distinct = int(getattr(space, "distinct_size", space.size))
+        self.n_distinct = int(space.distinct_size)
         self.index = StudyIndex(study, self._key_of_params)
         self.state = _RunState()
         self.progress = progress
@@ -241,11 +209,11 @@ class _Search:
             reason = f"timeout of {self.timeout:g} s"
         elif len(self.index.first) >= self.n_distinct and not self.index.running:
             reason = f"every one of the {self.n_distinct} configurations is evaluated"
-        elif self.is_exhausted is not None and self.is_exhausted(self.study):
+        elif self._exhausted():
             if self._waiting() or (self.index.running and self.heartbeat):
                 return False  # a queued configuration to run, or one that may be queued
             reason = "the strategy has proposed every configuration"
-        elif getattr(self.study, "_stop_flag", False):
+        elif stop_requested(self.study):
             reason = "the sampler stopped the study (its space is exhausted)"
         if reason:
             st.stop, st.stop_reason = True, reason
@@ -261,13 +229,17 @@ class _Search:
             return False
         if self.index.counted + self.index.running >= self.n_trials:
             return True  # the budget is taken: wait to see whether a running trial is lost
-        if self.is_exhausted is not None and self.is_exhausted(self.study):
+        if self._exhausted():
             return not self._waiting()
         return False
 
+    def _exhausted(self) -> bool:
+        """The sampler can run out of configurations (brute force) and has."""
+        return self.exhaustible is not None and self.exhaustible.is_exhausted(self.study)
+
     def _waiting(self) -> bool:
         """Queued trials (a lost or interrupted trial's configuration) wait in the study."""
-        return bool(self.storage.get_n_trials(self.study._study_id, TrialState.WAITING))
+        return bool(count_trials(self.study, TrialState.WAITING))
 
     def _sweep(self) -> None:
         """Fail lost trials (no heartbeat) and queue them again, at most once a second."""
@@ -298,14 +270,10 @@ class _Search:
         Optuna's BruteForceSampler call it from ``after_trial`` when their space is
         exhausted. The flag it sets is one of this loop's stop conditions.
         """
-        local = getattr(self.study, "_thread_local", None)
-        if local is not None:
-            local.in_optimize_loop = True
+        allow_stop(self.study, True)
 
     def leave_thread(self) -> None:
-        local = getattr(self.study, "_thread_local", None)
-        if local is not None:
-            local.in_optimize_loop = False
+        allow_stop(self.study, False)
 
     def run_one(self) -> bool:
         """Run one trial; False when the run should stop."""
@@ -332,7 +300,7 @@ class _Search:
             config = self.space.decode(params)
             key = self.space.key(config)
         except Exception as exc:  # noqa: BLE001  (stored as the trial's error)
-            self._fail(trial, None, {}, exc, 0.0)
+            self._fail(trial, None, {}, error_text(exc), 0.0)
             return
         while True:
             hit = self.index.lookup(key)
@@ -372,12 +340,12 @@ class _Search:
             twin = self._running_twin(trial, key)
             if twin is None:
                 return None
-            while not self.storage.get_trial(twin._trial_id).state.is_finished():
+            while not self.storage.get_trial(trial_id(twin)).state.is_finished():
                 self._sweep()  # its worker may be lost
                 time.sleep(_TWIN_WAIT_S)
 
     def _running_twin(self, trial: Trial, key: Hashable) -> optuna.trial.FrozenTrial | None:
-        for other in self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        for other in self.storage.get_all_trials(study_id(self.study), deepcopy=False, states=(TrialState.RUNNING,)):
             if (
                 other.number >= trial.number
                 or other.number in self.state.asked_here
@@ -393,7 +361,7 @@ class _Search:
 
     def _tell_duplicate(self, trial: Trial, key: Hashable, hit: tuple[int, tuple[float, ...]]) -> None:
         first, values = hit
-        self.storage.set_trial_user_attr(trial._trial_id, DUPLICATE_ATTR, first)
+        self.storage.set_trial_user_attr(trial_id(trial), DUPLICATE_ATTR, first)
         self.study.tell(trial, list(values))
         self.index.add(trial.number, key, values, duplicate_of=first)
         self._finished()
@@ -401,25 +369,27 @@ class _Search:
     def _evaluate(self, trial: Trial, key: Hashable, config: dict[str, Any]) -> None:
         start = time.perf_counter()
         try:
-            metrics = self.runners.run(config)
-            result = self.objective.evaluate(metrics)
-            values = [float(v) for v in result.values]
-            bad = [v for v in values if not math.isfinite(v)]
-            if bad:
-                shown = ", ".join(f"{k} = {v:g}" for k, v in {**metrics.software, **metrics.hardware}.items())
-                raise SearchError(f"the objective value is {bad[0]} (metrics: {shown or 'none'})")
-        except Exception as exc:  # noqa: BLE001  (a failing trial is stored; the search goes on)
-            self._fail(trial, key, config, exc, time.perf_counter() - start)
+            evaluation = self.evaluator.evaluate(config)
+        except Exception as exc:  # noqa: BLE001  (an evaluator breaking its contract fails the trial only)
+            evaluation = Evaluation.failed(error_text(exc), seconds=time.perf_counter() - start)
+        if evaluation.error is not None:
+            self._fail(trial, key, config, evaluation.error, evaluation.seconds)
             return
-        duration = time.perf_counter() - start
+        values = list(evaluation.values)
         record = {
-            "software_metrics": dict(metrics.software),
-            "hardware_metrics": dict(metrics.hardware),
-            "scaled_metrics": dict(result.scaled),
+            "software_metrics": dict(evaluation.metrics.software),
+            "hardware_metrics": dict(evaluation.metrics.hardware),
+            "scaled_metrics": dict(evaluation.scaled),
             "sampled_config": sampled_config(config),
-            "duration_s": duration,
+            "duration_s": time.perf_counter() - start,
         }
-        self.storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, record)
+        if evaluation.constraints:
+            # Optuna's constraint-aware samplers and best_trials read these (<= 0: feasible).
+            names = self.evaluator.constraint_names or tuple(f"constraint_{i}" for i in range(len(evaluation.constraints)))
+            record["constraints"] = dict(zip(names, evaluation.constraints))
+            for name, value in zip(names, evaluation.constraints):
+                trial.set_constraint(name, value)
+        self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
         self.study.tell(trial, values)
         self.index.add(trial.number, key, values)
         with self.state.lock:
@@ -427,15 +397,14 @@ class _Search:
             self.state.succeeded += 1
         self._finished()
 
-    def _fail(self, trial: Trial, key: Hashable | None, config: Mapping[str, Any], exc: BaseException, duration: float) -> None:
-        message = _error_text(exc)
-        _log.debug("trial %d failed", trial.number, exc_info=exc)
+    def _fail(self, trial: Trial, key: Hashable | None, config: Mapping[str, Any], message: str, duration: float) -> None:
+        _log.debug("trial %d failed: %s", trial.number, message)
         record = {
             "sampled_config": sampled_config(config) if config else {},
             "duration_s": duration,
             "error": message,
         }
-        self.storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, record)
+        self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
         self.study.tell(trial, state=TrialState.FAIL)
         self.index.add(trial.number, key, None)
         with self.state.lock:
@@ -456,7 +425,7 @@ class _Search:
     def _interrupt(self, trial: Trial, why: str) -> None:
         """Mark an unfinished trial FAIL as interrupted and enqueue its params for a rerun."""
         try:
-            frozen = self.storage.get_trial(trial._trial_id)
+            frozen = self.storage.get_trial(trial_id(trial))
             if frozen.state != TrialState.RUNNING:
                 return
             fail_interrupted(self.study, frozen, why)
@@ -473,9 +442,9 @@ class _Search:
 
 def fail_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> None:
     """Mark a RUNNING trial FAIL as interrupted and enqueue its params to run again."""
-    storage = study._storage
-    storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, {"error": why, "interrupted": True})
-    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    storage = storage_of(study)
+    storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, {"error": why, "interrupted": True})
+    storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
     if trial.params:
         study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
 
@@ -490,9 +459,8 @@ def _recover_stale_trials(study: optuna.Study) -> list[int]:
     another host, or still running here) nothing is touched: use a storage with a
     heartbeat (PostgreSQL, see the multi-worker guide) for such setups.
     """
-    storage = study._storage
-    heartbeat = getattr(storage, "get_heartbeat_interval", None)
-    if heartbeat is not None and heartbeat() is not None:
+    storage = storage_of(study)
+    if is_heartbeat_enabled(storage):
         return fail_stale_trials(study)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
@@ -518,8 +486,7 @@ def _register_worker(study: optuna.Study) -> None:
 def run_search(
     space: SearchSpaceLike,
     sampler: optuna.samplers.BaseSampler,
-    runners: RunnerSetLike,
-    objective: ObjectiveLike,
+    evaluator: Evaluator,
     *,
     out_dir: Path,
     config: Config | None = None,
@@ -529,9 +496,10 @@ def run_search(
     timeout: float | None = None,
     n_jobs: int = 1,
     progress: bool = True,
-    is_exhausted: Callable[[optuna.Study], bool] | None = None,
     write_outputs: bool = True,
+    plot: PlotWriter | None = None,
     fsync: bool = False,
+    baseline: bool = False,
 ) -> SearchResult:
     """Run (or resume) a search and return every trial of the study.
 
@@ -539,8 +507,8 @@ def run_search(
         space: The search space (:class:`bitscout.space.SearchSpace`).
         sampler: The Optuna sampler proposing configurations (a strategy's
             ``make_sampler(...)``).
-        runners: Measures a per-layer config (:class:`bitscout.metrics.RunnerSet`).
-        objective: Turns metrics into the objective value(s) (:class:`bitscout.metrics.Objective`).
+        evaluator: What a configuration is worth (:class:`bitscout.evaluation.Evaluator`,
+            e.g. ``RunnerEvaluator(runners, objective)``).
         out_dir: The run folder: the default storage and the outputs go there.
         config: The resolved config, written as ``config.toml`` and part of the study's
             fingerprint (model, data set, runners).
@@ -552,11 +520,12 @@ def run_search(
         timeout: Stop starting trials after this many seconds of this run.
         n_jobs: Trials evaluated in parallel threads of this process.
         progress: Show a progress bar.
-        is_exhausted: ``is_exhausted(study)`` is True when the strategy has nothing new
-            to propose (brute force); the search stops then. Default: the sampler's own
-            ``is_exhausted`` method, when it has one.
-        write_outputs: Write log.json, trials.csv, best.json, config.toml and plots.
+        write_outputs: Write log.json, trials.csv, best.json and config.toml.
+        plot: Draws the plots into the run folder with the other outputs
+            (:func:`bitscout.report.write_plots`; study draws none itself).
         fsync: With the default journal storage, force every write to disk.
+        baseline: Evaluate the unquantized model once (``evaluator.baseline()``) and
+            keep it as ``result.baseline``.
 
     Returns:
         The study's trials (this run's and earlier ones), with its best trial or Pareto
@@ -570,8 +539,10 @@ def run_search(
     out_dir.mkdir(parents=True, exist_ok=True)
     name = study_name or (config.project if config is not None and config.project else "bitscout")
     store, store_text = open_storage(storage, out_dir, fsync=fsync)
-    directions = list(objective.directions)
-    fingerprint = _fingerprint(space, objective, config)
+    if not isinstance(evaluator, Evaluator):
+        raise TypeError(f"run_search needs a bitscout.evaluation.Evaluator; got {type(evaluator).__qualname__}")
+    directions = list(evaluator.directions)
+    fingerprint = _fingerprint(space, evaluator, config)
     where = f"{name!r} in {store_text}"
     # Workers started together create, check and recover the study one at a time
     # (create_study(load_if_exists=True) alone leaves the fingerprint check racing).
@@ -594,20 +565,21 @@ def run_search(
                 storage=store, sampler=sampler, study_name=name, directions=directions, load_if_exists=True
             )
         check_fingerprint(study, fingerprint, where=where)
-        objective_names = _objective_names(objective)
+        objective_names = evaluator.objective_names
         if study.user_attrs.get("bitscout_objective_names") != objective_names:
             study.set_user_attr("bitscout_objective_names", objective_names)
         recovered = _recover_stale_trials(study)
         if recovered:
             _log.warning("trials %s were interrupted in an earlier run; their configurations run again", recovered)
         _register_worker(study)
-    if is_exhausted is None:
-        is_exhausted = getattr(sampler, "is_exhausted", None)
 
     bar = None
     search = _Search(
-        study, space, runners, objective,
-        n_trials=n_trials, timeout=timeout, is_exhausted=is_exhausted, progress=None,
+        study, space, evaluator,
+        n_trials=n_trials, timeout=timeout,
+        # A sampler that can run out of configurations (brute force) stops the search then.
+        exhaustible=sampler if isinstance(sampler, Exhaustible) else None,
+        progress=None,
     )
     search.index.refresh()
     if progress:
@@ -616,7 +588,7 @@ def run_search(
         bar = tqdm(total=n_trials, initial=min(search.index.counted, n_trials), desc="search", unit="trial", dynamic_ncols=True)
         search.progress = bar
     started = time.perf_counter()
-    study._stop_flag = False
+    clear_stop(study)
     try:
         if n_jobs <= 1:
             search.enter_thread()
@@ -636,14 +608,14 @@ def run_search(
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - started
+    base = evaluator.baseline() if baseline else None
     result = result_from_study(study, storage_name=store_text, objective_names=objective_names)
     result.wall_time_s = wall
     result.interrupted = search.state.interrupted
     result.stop_reason = search.state.stop_reason
+    result.baseline = base
     if write_outputs:
-        from bitscout.study._outputs import write_outputs as _write
-
-        result.outputs = _write(result, out_dir, config=config)
+        result.outputs = _write_outputs(result, out_dir, config=config, plot=plot)
     else:
         result.run_dir = out_dir
     if search.state.fatal is not None:

@@ -265,3 +265,68 @@ def ternary_ref(x: np.ndarray, threshold: float | None = None, scale: float | No
     s = F32(_mean_abs(finite[np.abs(finite) > t]) if scale is None else scale)
     out = np.where(above, np.where(x < 0, -s, s), F32(0.0)).astype(np.float32)
     return np.where(np.isnan(x), np.float32(np.nan), out)
+
+
+# ------------------------------------------------------- range-calibrated (auto, int)
+
+
+def finite_range_ref(x: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest finite value, (0, 0) when there is none."""
+    v = np.asarray(x, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    return (0.0, 0.0) if v.size == 0 else (float(v.min()), float(v.max()))
+
+
+def auto_frac_ref(width: int, max_abs: float) -> int:
+    """width - 1 - ceil(log2(m)) in exact rationals: the smallest e with 2**e >= m."""
+    if not (max_abs > 0 and math.isfinite(max_abs)):
+        return width - 1
+    m = Fraction(max_abs)
+    e = 0
+    while Fraction(2) ** e < m:
+        e += 1
+    while Fraction(2) ** (e - 1) >= m:
+        e -= 1
+    return width - 1 - e
+
+
+def int_fit_ref(lo: float, hi: float, width: int, symmetric: bool) -> tuple[float, int]:
+    """Scale (a float32 value) and zero point of the scaled-int format for [lo, hi]."""
+    qmax = 2 ** (width - 1) - 1
+    qmin = -qmax if symmetric else -qmax - 1
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = max(-lo, hi) if symmetric else hi - lo
+    if span == 0:
+        return 1.0, 0
+    steps = qmax if symmetric else 2**width - 1
+    # Exact rational quotient rounded to float32 by numpy (float64 division first, as the
+    # format defines it: one float64 division, then one rounding to float32).
+    scale = float(np.float32(np.float64(span) / np.float64(steps)))
+    scale = max(scale, float(np.float32(2.0**-149)))
+    if symmetric:
+        return scale, 0
+    zero = qmin - int(np.round(np.float64(lo) / np.float64(scale)))
+    return scale, int(min(qmax, max(qmin, zero)))
+
+
+def int_ref(x: np.ndarray, width: int, symmetric: bool, scale: float, zero: int) -> np.ndarray:
+    """clamp(round(x / s) + z, qmin, qmax) - z, times s: numpy float64, then float32.
+
+    Element by element with Python Fractions for the rounding step, so that ties and
+    the clamp are decided exactly on the float64 quotient.
+    """
+    qmax = 2 ** (width - 1) - 1
+    qmin = -qmax if symmetric else -qmax - 1
+    out = []
+    for v in np.asarray(x, dtype=np.float32).ravel().tolist():
+        if math.isnan(v):
+            out.append(math.nan)
+            continue
+        if math.isinf(v):
+            code = qmax if v > 0 else qmin
+        else:
+            quotient = float(np.float64(v) / np.float64(scale))  # the format's one division
+            code = min(qmax, max(qmin, round(Fraction(quotient)) + zero))
+        value = float(np.float64(code - zero) * np.float64(scale))
+        out.append(math.copysign(0.0, v) if value == 0 and symmetric and not math.isinf(v) else value)
+    return np.array(out, dtype=np.float64).astype(np.float32).reshape(np.shape(x))

@@ -152,7 +152,7 @@ def test_missing_name_is_an_error() -> None:
 
 
 def test_get_format_lists_available_names() -> None:
-    with pytest.raises(QuantConfigError, match=r"unknown quantization format 'posit'; available: binary, block_fp, integer"):
+    with pytest.raises(QuantConfigError, match=r"unknown quantization format 'posit'; available: binary, block_fp, int, integer"):
         get_format("posit")
 
 

@@ -5,6 +5,10 @@ looked up by their MASE name with :func:`get_format`; :func:`parse_layer_config`
 MASE's flat per-layer dict (``name``, ``weight_width``, ...) into a
 :class:`LayerQuantConfig`, and :func:`fake_quantize` applies a format with a
 straight-through gradient.
+
+Range-calibrated formats (``integer`` with ``frac_width = "auto"``, the scaled ``int``)
+are fitted to a range by :meth:`TensorFormat.calibrated`; :func:`observe` gives the
+range an observer (``minmax``, ``percentile``) sees in a tensor.
 """
 
 from bitscout.quant.formats._base import (
@@ -18,12 +22,21 @@ from bitscout.quant.formats._binary import BinaryFormat, TernaryFormat
 from bitscout.quant.formats._block_fp import BlockFPFormat
 from bitscout.quant.formats._config import NA, TENSOR_NAMES, LayerQuantConfig, parse_layer_config
 from bitscout.quant.formats._fake import fake_quantize
-from bitscout.quant.formats._integer import IntegerFormat
+from bitscout.quant.formats._integer import AUTO, IntegerFormat, auto_frac_width
 from bitscout.quant.formats._log import LogFormat
 from bitscout.quant.formats._minifloat import MinifloatFormat, MinifloatIEEEFormat
+from bitscout.quant.formats._range import DEFAULT_PERCENTILE, OBSERVERS, finite_range, observe
+from bitscout.quant.formats._scaled_int import IntFormat
 
 __all__ = [
+    "AUTO",
+    "DEFAULT_PERCENTILE",
     "NA",
+    "OBSERVERS",
+    "IntFormat",
+    "auto_frac_width",
+    "finite_range",
+    "observe",
     "TENSOR_NAMES",
     "BinaryFormat",
     "BlockFPFormat",

@@ -78,6 +78,17 @@ class TensorFormat(abc.ABC):
     * ``params()`` gives every field with its resolved value, in declaration order;
       ``cls(**fmt.params()) == fmt``.
 
+    Optional hooks (the defaults suit a format whose values do not depend on data):
+
+    * ``needs_calibration`` / ``calibrated(lo, hi)``: a format fitted to a range
+      (``integer`` with ``frac_width = "auto"``, ``int`` without a fixed scale) says so,
+      and gives the resolved format for a range seen in calibration (activations) or in
+      the parameter (weights), so that a layer quantizes with fixed parameters.
+    * ``storage_overhead_bits(shape)``: bits stored per tensor beyond ``bits`` per
+      element (scales and zero points), counted by the hardware metrics.
+    * ``check_tensor(tensor, op)``: refuses a format that cannot apply to a layer's
+      tensor (per-channel scales on an input), raising :class:`FormatFieldError`.
+
     Attributes:
         name: Registry name of the format (``"integer"``, ``"minifloat"``, ...).
     """
@@ -96,6 +107,31 @@ class TensorFormat(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> str:
         """Returns a short name for tables and logs, e.g. ``"int8.4"``."""
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether the format's parameters come from a range (see :meth:`calibrated`)."""
+        return False
+
+    def calibrated(self, lo: float, hi: float) -> TensorFormat:
+        """The format with its data-dependent parameters fitted to ``[lo, hi]``.
+
+        Formats that are not fitted to a range return themselves.
+        """
+        return self
+
+    def storage_overhead_bits(self, shape: tuple[int, ...]) -> int:
+        """Bits stored for a tensor of ``shape`` besides ``bits`` per element (0 by default)."""
+        return 0
+
+    def check_tensor(self, tensor: str, op: str | None) -> None:
+        """Raises :class:`FormatFieldError` if the format cannot quantize this tensor.
+
+        Args:
+            tensor: ``"data_in"``, ``"weight"`` or ``"bias"``.
+            op: The layer's op type (``"linear"``, ``"conv2d"``, ``"add"``, ...), or None
+                when unknown.
+        """
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

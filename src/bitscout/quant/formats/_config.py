@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from bitscout.errors import QuantConfigError
+from bitscout.errors import QuantConfigError, did_you_mean
 from bitscout.quant.formats._base import FormatFieldError, TensorFormat, format_names, get_format
 
 __all__ = ["TENSOR_NAMES", "NA", "LayerQuantConfig", "parse_layer_config"]
@@ -85,10 +84,7 @@ class LayerQuantConfig:
 
 
 def _suggest(key: str, candidates: Collection[str]) -> str:
-    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return f"accepted fields: {', '.join(sorted(candidates))}"
+    return did_you_mean(key, candidates) or f"accepted fields: {', '.join(sorted(candidates))}"
 
 
 def _split_key(key: str) -> tuple[str, str] | None:
@@ -103,6 +99,7 @@ def parse_layer_config(
     *,
     where: str,
     tensors: Collection[str] = TENSOR_NAMES,
+    op: str | None = None,
 ) -> LayerQuantConfig | None:
     """Builds a :class:`LayerQuantConfig` from MASE's flat per-layer form.
 
@@ -116,6 +113,8 @@ def parse_layer_config(
         raw: The flat config (not modified).
         where: Where it came from (a layer name or TOML path), for messages.
         tensors: The tensors the layer has.
+        op: The layer's op type (``"linear"``, ``"add"``, ...), when known: a format
+            that cannot apply to it is refused (per-channel scales on an ``add``).
 
     Returns:
         The config, or ``None`` when ``name`` is ``"NA"``.
@@ -181,6 +180,7 @@ def parse_layer_config(
                 )
         try:
             formats[tensor] = cls(**kwargs[tensor])
+            formats[tensor].check_tensor(tensor, op)
         except FormatFieldError as err:
             raise QuantConfigError(
                 f"{where}: field '{tensor}_{err.field}' {err.rule}; got {err.value!r}"

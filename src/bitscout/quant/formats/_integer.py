@@ -1,20 +1,51 @@
-"""Signed fixed point (MASE's ``integer``)."""
+"""Signed fixed point (MASE's ``integer``), with a fixed or a range-calibrated frac width."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 import torch
 from torch import Tensor
 
 from bitscout.quant.formats._base import MAX_WIDTH, TensorFormat, check_floating, register_format
+from bitscout.quant.formats._range import finite_range
 
-__all__ = ["IntegerFormat"]
+__all__ = ["IntegerFormat", "AUTO", "auto_frac_width"]
+
+AUTO = "auto"
+"""The frac width that is chosen per tensor from the tensor's range."""
 
 # Beyond this |frac_width| every float32 (or narrower) input either saturates or rounds to
 # zero, so the scale exponent can be clipped here without changing any result, while
 # 2**±1000 stays a normal float64.
 _FRAC_CLIP = 1000
+
+
+def auto_frac_width(width: int, max_abs: float) -> int:
+    """The frac width that fits ``max_abs``: ``width - 1 - ceil(log2(max_abs))``.
+
+    So the largest magnitude of the tensor lies in ``(2**(w-1-f-1), 2**(w-1-f)]``, the
+    range of ``w`` signed bits at scale ``2**-f``: nothing saturates by more than one
+    step. An exact power of two ``2**k`` gives ``f = w - 1 - k``; its positive value then
+    saturates one step below it, to ``2**k - 2**-f`` (its negative is a code).
+    ``max_abs = 0`` (an all-zero tensor, or no finite element) gives ``f = w - 1``, the
+    range ``[-1, 1)``: any choice keeps zeros exact, and this one is that of ``|x| <= 1``.
+    The result may be negative (large values) or exceed the width (small values).
+
+    Args:
+        width: Total bits of the format.
+        max_abs: The largest finite magnitude of the tensor (>= 0).
+
+    Returns:
+        The frac width, computed exactly (``math.frexp``, no floating-point log).
+    """
+    if not max_abs > 0 or not math.isfinite(max_abs):
+        return width - 1
+    mantissa, exponent = math.frexp(max_abs)  # max_abs = mantissa * 2**exponent, 0.5 <= m < 1
+    ceil_log2 = exponent - 1 if mantissa == 0.5 else exponent
+    return width - 1 - ceil_log2
 
 
 @register_format
@@ -42,20 +73,35 @@ class IntegerFormat(TensorFormat):
     the scale exponent is clipped to ±1000, which only matters for float64 values
     outside float32's range.
 
+    ``frac_width = "auto"`` (range-calibrated fixed point) chooses the frac width per
+    tensor with :func:`auto_frac_width` from the largest finite magnitude. In a
+    quantized layer the weight's and bias's come from the parameters and the input's
+    from calibration (:meth:`calibrated` gives the resolved format); a bare
+    ``quantize(x)`` uses ``x``'s own range, so it is dynamic and not idempotent in
+    general (quantizing can lower the largest magnitude below a power of two).
+
     Attributes:
         width: Total bits, 1..32.
-        frac_width: Fractional bits; ``None`` (MASE's ``"NA"``) means ``width // 2``.
+        frac_width: Fractional bits; ``None`` (MASE's ``"NA"``) means ``width // 2``;
+            ``"auto"`` means from the tensor's range.
     """
 
     name = "integer"
 
     width: int
-    frac_width: int | None = None
+    frac_width: int | str | None = None
 
     def __post_init__(self) -> None:
         width = self._int_field("width", 1, MAX_WIDTH)
         if self.frac_width is None:
             self._set("frac_width", width // 2)
+        if isinstance(self.frac_width, str):
+            if self.frac_width != AUTO:
+                raise self._fail(
+                    "frac_width", "must be an integer, 'auto' (from the range) or 'NA' (width // 2)",
+                    self.frac_width,
+                )
+            return
         f = self._int_field("frac_width")
         # Constants of quantize(), computed once: a search calls it for every layer of
         # every candidate. They are not fields, so equality and hashing ignore them.
@@ -71,15 +117,33 @@ class IntegerFormat(TensorFormat):
         return self.width
 
     @property
+    def is_auto(self) -> bool:
+        """Whether the frac width is chosen from each tensor's range (``"auto"``)."""
+        return self.frac_width == AUTO
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.is_auto
+
+    def calibrated(self, lo: float, hi: float) -> IntegerFormat:
+        """With ``"auto"``, the format whose frac width fits ``[lo, hi]``; else itself."""
+        if not self.is_auto:
+            return self
+        return _fixed(self.width, auto_frac_width(self.width, max(abs(lo), abs(hi))))
+
+    @property
     def levels(self) -> tuple[int, int]:
         """The smallest and largest integer codes, ``-2**(w-1)`` and ``2**(w-1) - 1``."""
-        return self._levels
+        return -(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1
 
     def describe(self) -> str:
         return f"int{self.width}.{self.frac_width}"
 
     def quantize(self, x: Tensor) -> Tensor:
         check_floating(x, self)
+        if self.is_auto:
+            lo, hi = finite_range(x)
+            return self.calibrated(lo, hi).quantize(x)
         lo, hi = self._levels
         dtype = x.dtype
         if dtype is torch.float32 and self._float32_exact:
@@ -93,3 +157,10 @@ class IntegerFormat(TensorFormat):
             scale, inverse = self._scale64
             y = (x.double() * scale).round_().clamp_(lo, hi).mul_(inverse)
         return y if y.dtype == dtype else y.to(dtype)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fixed(width: int, frac_width: int) -> IntegerFormat:
+    # An "auto" format resolves to the same few (width, frac) pairs over and over (every
+    # batch, every trial): build each once.
+    return IntegerFormat(width, frac_width)

@@ -17,7 +17,8 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from bitscout.graph import trace
-from bitscout.report import Comparison, EvaluationCache, compare_strategies
+from bitscout.compare import Comparison, compare_strategies
+from bitscout.evaluation import CachedEvaluator, Evaluation, RunnerEvaluator
 from bitscout.space import SearchSpace
 from bitscout.strategies import Strategy, StrategyOptions
 
@@ -198,10 +199,11 @@ def test_without_enumeration_the_optimum_is_labelled_best_found(space: SearchSpa
 
 def test_prefilled_cache_costs_no_evaluation(space: SearchSpace) -> None:
     runners = CountingRunners()
-    cache = EvaluationCache(space, runners, SumObjective())
+    cache = CachedEvaluator(RunnerEvaluator(runners, SumObjective()), key=space.key)
     for i in range(space.size):
         params = space.params_at(i)
-        cache.add(params, [score(params["fc1/weight_width"], params["fc1/data_in_width"], params["fc2/weight_width"])])
+        value = score(params["fc1/weight_width"], params["fc1/data_in_width"], params["fc2/weight_width"])
+        cache.add(space.decode(params), Evaluation(values=(value,)))
     comp = compare_strategies(space, runners, SumObjective(), ["random"], seeds=2, n_trials=10, cache=cache)
     assert comp.evaluations == 0 and not runners.calls
     assert comp.cached_before == 18
@@ -307,7 +309,7 @@ def test_cli_refuses_bad_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_quantiles_count_misses_as_infinitely_late() -> None:
-    from bitscout.report._compare import _quantile
+    from bitscout.compare._compare import _quantile
 
     assert _quantile([1, 2, 3, None], 0.5) == 2.5
     assert _quantile([1, None, None], 0.5) is None

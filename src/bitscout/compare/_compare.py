@@ -4,7 +4,7 @@
 Optuna study through :func:`bitscout.study.run_search` (the search's own ask/tell loop
 and duplicate handling: a configuration already evaluated in that study is answered from
 it and costs no evaluation). The objective is deterministic, so evaluations are shared
-by all runs through an :class:`EvaluationCache` keyed by ``space.key``: the whole
+by all runs through a :class:`~bitscout.evaluation.CachedEvaluator` keyed by ``space.key``: the whole
 comparison costs at most one evaluation per distinct configuration.
 
 When the space has at most ``exact_limit`` distinct configurations, every one is
@@ -23,10 +23,9 @@ import json
 import math
 import random
 import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,22 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from bitscout._optuna_adapter import hypervolume
 from bitscout.errors import SearchError
+from bitscout.evaluation import (
+    CachedEvaluator,
+    Evaluation,
+    Evaluator,
+    ObjectiveEvaluator,
+    RunnerEvaluator,
+    TableEvaluator,
+    exhaustive_support,
+)
+from bitscout.metrics import RunnerSet
+from bitscout.strategies import Exhaustible, get_strategy
+from bitscout.study import pareto_front, run_search
 
 __all__ = [
-    "Evaluation",
-    "EvaluationCache",
     "RunTrace",
     "StrategySummary",
     "Comparison",
@@ -70,174 +80,73 @@ _DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"brute_force": {"shuffle": True}}
 _TOLERANCE = 1e-12
 
 
-# -- the shared evaluation cache ---------------------------------------------------------
+# -- evaluations -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """One configuration's evaluation, shared by every run of a comparison.
-
-    Attributes:
-        values: The objective values (one per direction); empty when it failed.
-        error: Why the evaluation failed, or None.
-        seconds: What the evaluation cost when it was made (charged again to every run
-            that evaluates the same configuration, as if it had run alone).
-        software: Software metrics (empty for values given with :meth:`EvaluationCache.add`).
-        hardware: Hardware metrics.
-        scaled: The objective's scaled terms.
-    """
-
-    values: tuple[float, ...]
-    error: str | None = None
-    seconds: float = 0.0
-    software: dict[str, float] = field(default_factory=dict)
-    hardware: dict[str, float] = field(default_factory=dict)
-    scaled: dict[str, float] = field(default_factory=dict)
-
-
-class EvaluationCache:
-    """Configuration key -> :class:`Evaluation`, evaluating each configuration once.
-
-    Args:
-        space: The search space (its ``decode`` and ``key`` define equal configurations).
-        runners: Measures a per-layer config (:class:`bitscout.metrics.RunnerSet`, or
-            anything with ``run(config)`` returning metrics).
-        objective: Turns the metrics into values (:class:`bitscout.metrics.Objective`).
-
-    Attributes:
-        evaluations: Evaluations made by this cache (values given with :meth:`add`
-            are not counted).
-        seconds: Their total time.
-    """
-
-    def __init__(self, space: Any, runners: Any, objective: Any) -> None:
-        self.space = space
-        self.runners = runners
-        self.objective = objective
-        self._entries: dict[Hashable, Evaluation] = {}
-        self._lock = threading.Lock()
-        self.evaluations = 0
-        self.seconds = 0.0
-        # Set when the runners answer from a precomputed table: the time charged to each
-        # evaluation (its share of the batched evaluation) instead of the lookup's.
-        self.share_seconds: float | None = None
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, config: Mapping[str, Any]) -> bool:
-        return self.space.key(config) in self._entries
-
-    def add(self, params: Mapping[str, Any], values: Sequence[float], *, seconds: float = 0.0) -> None:
-        """Store values computed elsewhere (a faster exhaustive evaluation) for ``params``."""
-        key = self.space.key(self.space.decode(params))
-        self._entries[key] = Evaluation(values=tuple(float(v) for v in values), seconds=seconds)
-
-    def evaluate_params(self, params: Mapping[str, Any]) -> Evaluation:
-        """The evaluation of a parameter vector (see :meth:`evaluate`)."""
-        return self.evaluate(self.space.decode(params))
-
-    def evaluate(self, config: Mapping[str, Any]) -> Evaluation:
-        """The evaluation of a decoded config: stored, or made now and stored."""
-        key = self.space.key(config)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                return hit
-            start = time.perf_counter()
-            try:
-                metrics = self.runners.run(config)
-                result = self.objective.evaluate(metrics)
-                values = tuple(float(v) for v in result.values)
-                bad = [v for v in values if not math.isfinite(v)]
-                if bad:
-                    raise SearchError(f"the objective value is {bad[0]}")
-                elapsed = time.perf_counter() - start
-                entry = Evaluation(
-                    values=values,
-                    seconds=elapsed if self.share_seconds is None else self.share_seconds,
-                    software=dict(metrics.software),
-                    hardware=dict(metrics.hardware),
-                    scaled=dict(result.scaled),
-                )
-            except Exception as exc:  # noqa: BLE001  (a failing configuration fails every time)
-                message = str(exc) if isinstance(exc, SearchError) else f"{type(exc).__name__}: {exc}"
-                entry = Evaluation(values=(), error=message, seconds=time.perf_counter() - start)
-            self.evaluations += 1
-            self.seconds += entry.seconds
-            self._entries[key] = entry
-            return entry
-
-
-def _precompute(cache: EvaluationCache, *, progress: bool) -> str | None:
+def _precompute(cache: CachedEvaluator, space: Any, runners: Any, *, progress: bool) -> str | None:
     """Answer the cache from one batched, prefix-sharing evaluation of the whole space.
 
-    Applies when the cache's runners are a :class:`bitscout.metrics.RunnerSet` that
-    :func:`bitscout.study.exhaustive_support` accepts (post-training evaluation); its
-    results are bit-identical to evaluating each configuration alone. Each configuration
-    is then charged an equal share of the batched evaluation's time. Returns a note for
-    the report, or None when the runners are not supported.
+    Applies when the runners are a :class:`bitscout.metrics.RunnerSet` that
+    :func:`bitscout.evaluation.exhaustive_support` accepts (post-training evaluation);
+    its results are bit-identical to evaluating each configuration alone. Each
+    configuration is then charged an equal share of the batched evaluation's time.
+    Returns a note for the report, or None when the runners are not supported.
     """
-    from bitscout.metrics import RunnerSet
-    from bitscout.study import evaluate_runner_set_exhaustively, exhaustive_support
-
-    runners = cache.runners
-    if not isinstance(runners, RunnerSet) or exhaustive_support(runners) is not None:
+    if not isinstance(runners, RunnerSet) or not isinstance(cache.inner, ObjectiveEvaluator):
         return None
-    start = time.perf_counter()
-    table = evaluate_runner_set_exhaustively(cache.space, runners)
-    seconds = time.perf_counter() - start
-    share = seconds / max(1, len(table))
-    cache.runners = table.runner_set(runners)
-    cache.share_seconds = share
+    if exhaustive_support(runners) is not None:
+        return None
+    table = TableEvaluator.from_runners(space, runners, cache.inner.objective)
+    cache.use(table)
     if progress:
-        print(f"evaluated {len(table):,} configurations at once in {seconds:.1f} s", flush=True)
+        print(f"evaluated {len(table.table):,} configurations at once in {table.seconds:.1f} s", flush=True)
     return (
-        f"All {len(table):,} configurations were evaluated at once in {seconds:.1f} s "
+        f"All {len(table.table):,} configurations were evaluated at once in {table.seconds:.1f} s "
         "(batched, sharing the work of common layer prefixes; bit-identical to one by one); "
-        f"each evaluation is charged an equal share, {share * 1e3:.2f} ms."
+        f"each evaluation is charged an equal share, {table.share_seconds * 1e3:.2f} ms."
     )
 
 
-class _CachedRunners:
-    """The runner side of :func:`run_search`, answered from the shared cache.
+class _RunEvaluator(Evaluator):
+    """The shared cache as one run sees it: records what each evaluation cost the run.
 
-    Records, for the run it serves, what each evaluation cost (first-evaluation time).
+    ``charged`` holds, per evaluation the run asked for, what it cost when first made (as
+    if the run had been alone); ``spent`` is the time of the evaluations made during
+    this run (so that the loop's own time can be told apart).
     """
 
-    def __init__(self, cache: EvaluationCache) -> None:
+    def __init__(self, cache: CachedEvaluator) -> None:
         self.cache = cache
         self.charged: list[float] = []
         self.spent = 0.0
 
-    def run(self, config: Mapping[str, Any]) -> Evaluation:
+    @property
+    def directions(self) -> list[str]:
+        return self.cache.directions
+
+    @property
+    def objective_names(self) -> list[str]:
+        return self.cache.objective_names
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self.cache.fingerprint()
+
+    @property
+    def constraint_names(self) -> tuple[str, ...]:
+        return self.cache.constraint_names
+
+    def evaluate(self, config: Mapping[str, Any]) -> Evaluation:
         made = self.cache.evaluations
         start = time.perf_counter()
         entry = self.cache.evaluate(config)
         if self.cache.evaluations != made:
             self.spent += time.perf_counter() - start
         self.charged.append(entry.seconds)
-        if entry.error is not None:
-            raise SearchError(entry.error)
         return entry
 
 
-class _CachedObjective:
-    """The objective side of :func:`run_search`: the cached entry already holds the values."""
-
-    def __init__(self, objective: Any) -> None:
-        self._objective = objective
-        self.directions = list(objective.directions)
-        self.metric_names = list(getattr(objective, "metric_names", []) or [])
-        self.sum_scaled = getattr(objective, "sum_scaled", len(self.directions) == 1)
-        self.terms = getattr(objective, "terms", None)
-
-    def evaluate(self, metrics: Evaluation) -> Evaluation:
-        return metrics
-
-
 class _TimedSampler(optuna.samplers.BaseSampler):
-    """Delegates to a sampler and adds up the time spent in it."""
+    """Delegates to a sampler and adds up the time spent in it (see :func:`_timed`)."""
 
     def __init__(self, inner: optuna.samplers.BaseSampler) -> None:
         self.inner = inner
@@ -275,6 +184,24 @@ class _TimedSampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
+
+
+class _TimedExhaustibleSampler(_TimedSampler, Exhaustible):
+    """A timed sampler that can run out of configurations, as the one it wraps."""
+
+    def __init__(self, inner: Exhaustible) -> None:
+        super().__init__(inner)  # type: ignore[arg-type]
+        self.exhaustible = inner
+
+    def is_exhausted(self, study: optuna.Study) -> bool:
+        return self._timed(self.exhaustible.is_exhausted, study)
+
+
+def _timed(sampler: optuna.samplers.BaseSampler) -> _TimedSampler:
+    """``sampler`` with its time counted; Exhaustible when it is (the loop stops on it)."""
+    if isinstance(sampler, Exhaustible):
+        return _TimedExhaustibleSampler(sampler)
+    return _TimedSampler(sampler)
 
 
 # -- records -----------------------------------------------------------------------------
@@ -532,8 +459,6 @@ def _reached(value: float | None, optimum: float, sign: float, scale: float) -> 
 
 def _hypervolume(points: np.ndarray, reference: np.ndarray, signs: np.ndarray) -> float:
     """Hypervolume dominated by ``points`` (raw values) up to ``reference`` (raw)."""
-    from optuna._hypervolume import compute_hypervolume
-
     if len(points) == 0:
         return 0.0
     loss = -signs * points  # minimization form
@@ -541,21 +466,15 @@ def _hypervolume(points: np.ndarray, reference: np.ndarray, signs: np.ndarray) -
     inside = (loss < ref).all(axis=1)
     if not inside.any():
         return 0.0
-    return float(compute_hypervolume(loss[inside], ref))
+    return hypervolume(loss[inside], ref)
 
 
-def _pareto(points: np.ndarray, signs: np.ndarray) -> np.ndarray:
+def _pareto(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     """The non-dominated rows of ``points`` (duplicates kept once)."""
     if len(points) == 0:
         return points
     pts = np.unique(points, axis=0)
-    better = pts * signs
-    keep = []
-    for i in range(len(pts)):
-        dominated = ((better >= better[i]).all(axis=1) & (better > better[i]).any(axis=1)).any()
-        if not dominated:
-            keep.append(i)
-    return pts[keep]
+    return pts[pareto_front(pts, directions)]
 
 
 # -- the comparison ------------------------------------------------------------------------
@@ -572,7 +491,7 @@ def compare_strategies(
     exact_limit: int = DEFAULT_EXACT_LIMIT,
     budgets: Sequence[int] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
-    cache: EvaluationCache | None = None,
+    cache: CachedEvaluator | None = None,
     mean_samples: int = 256,
     progress: bool = False,
     notes: Sequence[str] = (),
@@ -593,7 +512,8 @@ def compare_strategies(
             those up to ``n_trials``, plus ``n_trials``).
         options: Strategy name -> its options (default: ``brute_force`` shuffled, so
             that seeds differ).
-        cache: A shared evaluation cache (e.g. one pre-filled with :meth:`EvaluationCache.add`).
+        cache: A shared evaluation cache (a :class:`bitscout.evaluation.CachedEvaluator`
+            keyed by ``space.key``, e.g. one pre-filled with :meth:`CachedEvaluator.add`).
         mean_samples: Uniform samples for the mean when the space is not enumerated.
         progress: Print one line per run.
         notes: Lines to add to the report.
@@ -605,8 +525,6 @@ def compare_strategies(
         SearchError: No strategy given, an unknown strategy, or ``n_trials`` < 1.
         ConfigError: Bad strategy options.
     """
-    from bitscout.strategies import get_strategy
-
     if not strategies:
         raise SearchError("compare_strategies needs at least one strategy; got none")
     if n_trials < 1:
@@ -623,7 +541,7 @@ def compare_strategies(
     directions = list(objective.directions)
     signs = _signs(directions)
     multi = len(directions) > 1
-    cache = cache if cache is not None else EvaluationCache(space, runners, objective)
+    cache = cache if cache is not None else CachedEvaluator(RunnerEvaluator(runners, objective), key=space.key)
     cached_before = len(cache)
     made_before = cache.evaluations
     chosen_options = {**_DEFAULT_OPTIONS, **dict(options or {})}
@@ -634,11 +552,11 @@ def compare_strategies(
     exact = space.distinct_size <= exact_limit
     all_values: list[tuple[float, ...]] = []
     if exact:
-        note = _precompute(cache, progress=progress)
+        note = _precompute(cache, space, runners, progress=progress)
         if note is not None:
             extra_notes.append(note)
         for i in range(space.distinct_size):
-            entry = cache.evaluate_params(space.distinct_params_at(i))
+            entry = cache.evaluate(space.decode(space.distinct_params_at(i)))
             if entry.error is None:
                 all_values.append(entry.values)
         if progress:
@@ -661,7 +579,7 @@ def compare_strategies(
                 except SearchError as exc:
                     skipped[name] = str(exc)
                     break
-                runs.append(_run_one(name, seed, sampler, space, cache, objective, n_trials, Path(tmp)))
+                runs.append(_run_one(name, seed, sampler, space, cache, n_trials, Path(tmp)))
                 if progress:
                     print(f"{name} seed {seed}: {runs[-1].n_trials} trials", flush=True)
 
@@ -675,7 +593,7 @@ def compare_strategies(
         rng = random.Random(0)
         sample = []
         for _ in range(min(mean_samples, space.distinct_size)):
-            entry = cache.evaluate_params(space.distinct_params_at(rng.randrange(space.distinct_size)))
+            entry = cache.evaluate(space.decode(space.distinct_params_at(rng.randrange(space.distinct_size))))
             if entry.error is None:
                 sample.append(entry.values)
         n_mean = len(sample)
@@ -687,7 +605,7 @@ def compare_strategies(
     reference_point: list[float] | None = None
     optimum_configs: int | None = None
     if multi:
-        front = _pareto(pool, signs)
+        front = _pareto(pool, directions)
         worst = np.where(signs > 0, pool.min(axis=0), pool.max(axis=0))
         span = np.ptp(pool, axis=0)
         span[span == 0] = 1.0
@@ -726,7 +644,7 @@ def compare_strategies(
         )
     return Comparison(
         directions=directions,
-        objective_names=_objective_names(objective),
+        objective_names=cache.objective_names,
         space_size=int(space.size),
         distinct_size=int(space.distinct_size),
         exact=exact,
@@ -747,30 +665,18 @@ def compare_strategies(
     )
 
 
-def _objective_names(objective: Any) -> list[str]:
-    directions = list(objective.directions)
-    names = list(getattr(objective, "metric_names", []) or [])
-    if len(directions) == 1:
-        return ["objective"] if len(names) != 1 or getattr(objective, "sum_scaled", True) else names
-    return names if len(names) == len(directions) else [f"objective_{i}" for i in range(len(directions))]
-
-
 def _run_one(
     name: str,
     seed: int,
     sampler: optuna.samplers.BaseSampler,
     space: Any,
-    cache: EvaluationCache,
-    objective: Any,
+    cache: CachedEvaluator,
     n_trials: int,
     tmp: Path,
 ) -> RunTrace:
     """One strategy run: an in-memory study driven by the search loop."""
-    from bitscout.study import run_search
-
-    timed = _TimedSampler(sampler)
-    runners = _CachedRunners(cache)
-    exhausted = getattr(sampler, "is_exhausted", None)
+    timed = _timed(sampler)
+    runners = _RunEvaluator(cache)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -778,13 +684,11 @@ def _run_one(
             space,
             timed,
             runners,
-            _CachedObjective(objective),
             out_dir=tmp,
             storage=optuna.storages.InMemoryStorage(),
             study_name=f"{name}-{seed}",
             n_trials=n_trials,
             progress=False,
-            is_exhausted=exhausted if callable(exhausted) else None,
             write_outputs=False,
         )
     total = time.perf_counter() - start

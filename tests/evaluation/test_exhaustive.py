@@ -36,7 +36,9 @@ from bitscout.quant import Quantizer
 from bitscout.space import SearchSpace
 from bitscout.strategies import get_strategy
 from bitscout.study import run_search
-from bitscout.study._exhaustive import (
+from bitscout.evaluation import (
+    RunnerEvaluator,
+    TableEvaluator,
     evaluate_exhaustively,
     evaluate_runner_set_exhaustively,
     exhaustive_support,
@@ -299,16 +301,16 @@ def test_brute_force_search_from_the_table_equals_the_plain_search(digits: Datas
     )
     strategy = get_strategy("brute_force")
 
-    def search(runner_set: Any, out: str) -> Any:
+    def search(evaluator: Any, out: str) -> Any:
         sampler = strategy.make_sampler(space, seed=0, directions=objective.directions, options={})
         return run_search(
-            space, sampler, runner_set, objective, out_dir=tmp_path / out,
+            space, sampler, evaluator, out_dir=tmp_path / out,
             n_trials=100, progress=False, write_outputs=False,
         )
 
     table = evaluate_runner_set_exhaustively(space, runners)
-    fast = search(table.runner_set(runners), "fast")
-    plain = search(runners, "plain")
+    fast = search(TableEvaluator(table, objective), "fast")
+    plain = search(RunnerEvaluator(runners, objective), "plain")
     assert len(fast.trials) == len(plain.trials) == 27
     assert [t.values for t in fast.trials] == [t.values for t in plain.trials]
     best = int(np.argmax([objective.evaluate(table.metrics_at(i)).values[0] for i in range(27)]))

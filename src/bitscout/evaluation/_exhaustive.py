@@ -30,10 +30,9 @@ built model and is refused). :func:`exhaustive_support` says whether a runner se
 qualifies and why not; :func:`evaluate_exhaustively` raises
 :class:`~bitscout.errors.SearchError` with that reason.
 
-Use in a search: :meth:`ExhaustiveResult.runner_set` wraps the original runners so that
-``run(config)`` returns the precomputed metrics; pass it to
-:func:`bitscout.study.run_search` with the brute-force sampler and every trial costs only
-the storage write.
+Use in a search: :class:`bitscout.evaluation.TableEvaluator` answers each configuration
+from the table (give it to :func:`bitscout.study.run_search` with the brute-force sampler
+and every trial costs only the storage write).
 """
 
 from __future__ import annotations
@@ -53,16 +52,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from bitscout.errors import DataError, SearchError
+from bitscout.metrics import BasicEvaluation, Candidate, TrialMetrics
+from bitscout.metrics._software import _chunk_size
+from bitscout.quant import Operands, QuantizedLayer, Quantizer, fake_quantize
 
 if TYPE_CHECKING:
     from bitscout.graph import TracedModel
-    from bitscout.metrics import RunnerSet, Runner, TrialMetrics
-    from bitscout.quant import LayerQuantConfig, Quantizer
+    from bitscout.metrics import Runner, RunnerSet
+    from bitscout.quant import LayerQuantConfig
     from bitscout.space import SearchSpace
 
 __all__ = [
     "ExhaustiveResult",
-    "PrecomputedRunnerSet",
     "evaluate_exhaustively",
     "evaluate_runner_set_exhaustively",
     "exhaustive_support",
@@ -141,8 +142,6 @@ class ExhaustiveResult:
 
     def metrics_at(self, index: int) -> TrialMetrics:
         """The metrics of distinct configuration ``index`` as a trial record."""
-        from bitscout.metrics import TrialMetrics
-
         return TrialMetrics(
             software={name: float(values[index]) for name, values in self.software.items()},
             hardware={name: float(values[index]) for name, values in self.hardware.items()},
@@ -151,38 +150,6 @@ class ExhaustiveResult:
     def metrics_for(self, config: Mapping[str, LayerQuantConfig | None]) -> TrialMetrics:
         """The metrics of a decoded config (see :meth:`distinct_index`)."""
         return self.metrics_at(self.distinct_index(config))
-
-    def runner_set(self, runners: RunnerSet) -> PrecomputedRunnerSet:
-        """``runners``, answering :meth:`run` from this result (for the search loop)."""
-        return PrecomputedRunnerSet(self, runners)
-
-
-class PrecomputedRunnerSet:
-    """A :class:`~bitscout.metrics.RunnerSet` whose ``run`` looks metrics up.
-
-    Everything else (``produces``, ``reference``, ``natural_direction``, ...) is the
-    wrapped runner set's, so an :class:`~bitscout.metrics.Objective` built on either
-    behaves the same.
-
-    Args:
-        result: The exhaustive evaluation.
-        runners: The runner set it was computed for.
-    """
-
-    def __init__(self, result: ExhaustiveResult, runners: RunnerSet) -> None:
-        self.result = result
-        self.runners = runners
-
-    def run(self, candidate: Any) -> TrialMetrics:
-        """The precomputed metrics of a candidate or a decoded per-layer config."""
-        config = getattr(candidate, "config", candidate)
-        return self.result.metrics_for(config)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.runners, name)
-
-    def __repr__(self) -> str:
-        return f"PrecomputedRunnerSet({len(self.result)} configurations, {self.runners!r})"
 
 
 def _distinct_positions(layer: Any) -> dict[Any, int]:
@@ -203,8 +170,6 @@ def exhaustive_support(runners: RunnerSet) -> str | None:
     that compute their metrics from the config alone (checked by running each on the
     float reference candidate and seeing that it did not build the model).
     """
-    from bitscout.metrics import BasicEvaluation, Candidate
-
     software = [r for r in runners.software if not isinstance(r, BasicEvaluation)]
     if software:
         return (
@@ -256,7 +221,6 @@ class _Layer:
         *,
         copy_input: bool = False,
     ) -> None:
-        from bitscout.quant import QuantizedLayer
 
         self.copy_input = copy_input
         self.node = node
@@ -296,7 +260,6 @@ class _Layer:
 
     def outputs(self, env: dict[fx.Node, Any]) -> Iterator[Any]:
         """The layer's output under each distinct config, in order."""
-        from bitscout.quant import Operands, QuantizedLayer, fake_quantize
 
         args, kwargs = self._args(env), self._kwargs(env)
         if not self._split:
@@ -669,8 +632,6 @@ def evaluate_exhaustively(
         DataError: No samples, ``x`` and ``y`` of different lengths, logits of another
             width than ``num_classes``, or labels outside ``0..num_classes-1``.
     """
-    from bitscout.quant import Quantizer
-
     started = time.perf_counter()
     n = int(y.shape[0])
     if n == 0:
@@ -741,8 +702,6 @@ class _ConfigOnly:
 
 
 def _hardware_metrics(space: SearchSpace, runners: Sequence[Runner]) -> dict[str, np.ndarray]:
-    from bitscout.metrics import Candidate
-
     count = space.distinct_size
     out: dict[str, np.ndarray] = {}
     configs = list(_all_configs(space))
@@ -780,8 +739,6 @@ def evaluate_runner_set_exhaustively(
     Raises:
         SearchError: The runner set is not supported (see :func:`exhaustive_support`).
     """
-    from bitscout.metrics._software import _chunk_size
-
     reason = exhaustive_support(runners)
     if reason is not None:
         raise SearchError(f"cannot evaluate this search exhaustively: {reason}")

@@ -1,0 +1,305 @@
+"""Every use of a private Optuna name in bitscout, in one place (tested with ``optuna>=5,<6``).
+
+bitscout drives Optuna with ask-and-tell from its own loop (:mod:`bitscout.study`), shares
+studies between processes and keeps its own heartbeat; a few things that needs have no
+public API. Each use below says why it is needed. ``tests/test_optuna_adapter.py``
+exercises every one, so a new Optuna release that moves one fails there, loudly, rather
+than in a user's search. Nothing else in bitscout may touch a private Optuna name
+(``grep -rnE 'optuna\\._|storages\\._|\\._storage|_trial_id|_stop_flag|_thread_local' src``
+finds this module only).
+
+This module imports nothing from bitscout, so every layer may use it. It also holds the two
+journal-file classes that extend Optuna's private journal internals (:class:`FlockLock`,
+:class:`LocalJournalBackend`; re-exported by :mod:`bitscout.study`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+# Why: the heartbeat protocol (interval, stale-trial ids, stale-trial callback) is the
+# base class Optuna's own storages implement; bitscout's journal storage implements it too
+# so that Optuna's heartbeat machinery treats it like an RDB storage with a heartbeat.
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages._heartbeat import is_heartbeat_enabled as _is_heartbeat_enabled
+
+# Why: bitscout's flock-based lock for the journal file plugs into the journal backend
+# through this base class (Optuna exports only its own two lock classes).
+from optuna.storages.journal._file import BaseJournalFileLock
+
+__all__ = [
+    "BaseHeartbeat",
+    "BaseJournalFileLock",
+    "FlockLock",
+    "LocalJournalBackend",
+    "StaleTrialHook",
+    "CreatedTrialHook",
+    "storage_of",
+    "study_id",
+    "trial_id",
+    "n_trials",
+    "is_heartbeat_enabled",
+    "stop_requested",
+    "clear_stop",
+    "allow_stop",
+    "cached_rdb_storage",
+    "journal_file_path",
+    "backend_of",
+    "hypervolume",
+    "running_trials",
+]
+
+
+class FlockLock(BaseJournalFileLock):
+    """An ``flock`` lock on ``<path><suffix>``: one system call to take, one to give back.
+
+    bitscout's one file lock: the journal file's write lock (``<journal>.lock``, through
+    Optuna's ``BaseJournalFileLock`` interface) and the workers' ask lock
+    (``<journal or database>.ask.lock``, as a context manager). It excludes other
+    processes (``flock``) and this process's other threads (a thread lock).
+
+    Released by the kernel when the process dies, so a killed search never leaves a
+    stale lock behind (Optuna's symlink lock waits out a 30 s grace period instead).
+    ``flock`` is not reliable on old NFS mounts: put the run folder on a local disk, or
+    share a study between machines through PostgreSQL (``--storage postgresql://...``).
+
+    Args:
+        path: The file the lock guards (the lock file is next to it).
+        suffix: Appended to ``path`` to name the lock file.
+    """
+
+    def __init__(self, path: str, *, suffix: str = ".lock") -> None:
+        self._path = path + suffix
+        self._fd: int | None = None
+        self._pid = -1
+        self._thread_lock = threading.Lock()
+
+    def _handle(self) -> int:
+        # A forked worker must not share the parent's open file description: flock locks
+        # belong to it, so parent and child would never exclude each other.
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self) -> bool:
+        self._thread_lock.acquire()
+        try:
+            fcntl.flock(self._handle(), fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        try:
+            fcntl.flock(self._handle(), fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_path": self._path, "_fd": None, "_pid": -1}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
+class LocalJournalBackend(JournalFileBackend):
+    """Optuna's journal file format, written with an ``flock`` lock and optional ``fsync``.
+
+    Args:
+        file_path: The journal file (created when missing).
+        fsync: Force each write to disk (survives a machine crash; ~0.5 ms per write).
+    """
+
+    def __init__(self, file_path: str, *, fsync: bool = False) -> None:
+        super().__init__(file_path, lock_obj=FlockLock(file_path))
+        self._fsync = fsync
+
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
+        # Private: JournalFileBackend's _log_number_offset (log number -> byte offset) and
+        # _file_path, read to skip a scan when the file has not grown.
+        # Optuna syncs with the file before every storage read (~17 times per trial);
+        # when the file has not grown past what was read, one stat() answers that
+        # instead of opening and scanning it. Anything appended changes the size.
+        offset = self._log_number_offset.get(log_number_from)
+        if offset is not None:
+            try:
+                if os.stat(self._file_path).st_size == offset:
+                    return
+            except OSError:
+                pass
+        yield from super().read_logs(log_number_from)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        # Private: JournalFileBackend's _lock and _file_path (the same lock and file its
+        # own append_logs uses, so readers and writers of any version still exclude).
+        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+        self._lock.acquire()
+        try:
+            with open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+        finally:
+            self._lock.release()
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The study's storage object.
+
+    Why: the loop writes user attrs of a trial, reads single trials and counts trials by
+    state through the storage (one storage call instead of a full ``get_trials`` copy);
+    ``Study`` keeps it in ``_storage`` only.
+    """
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's id in its storage (``Study._study_id``: the storage API is keyed by it)."""
+    return study._study_id
+
+
+def trial_id(trial: Trial | FrozenTrial) -> int:
+    """The trial's id in its storage (``_trial_id``: the storage API is keyed by it, not by number)."""
+    return trial._trial_id
+
+
+def n_trials(study: optuna.Study, state: TrialState | None = None) -> int:
+    """Trials of the study (in ``state``) by one storage count: an RDB storage answers it
+    with one COUNT query, where ``len(study.get_trials())`` reads every trial."""
+    return storage_of(study).get_n_trials(study_id(study), state)
+
+
+def is_heartbeat_enabled(storage: BaseStorage) -> bool:
+    """Whether the storage keeps a heartbeat (Optuna's own test, in a private module)."""
+    return _is_heartbeat_enabled(storage)
+
+
+def stop_requested(study: optuna.Study) -> bool:
+    """Whether a sampler called ``study.stop()`` (Optuna's flag is ``Study._stop_flag``).
+
+    Why: samplers such as Optuna's BruteForceSampler stop the study from ``after_trial``
+    when their space is spent; the ask-and-tell loop must see that to stop too.
+    """
+    return bool(getattr(study, "_stop_flag", False))
+
+
+def clear_stop(study: optuna.Study) -> None:
+    """Reset ``Study._stop_flag`` before a run (``study.optimize`` does the same on entry)."""
+    study._stop_flag = False
+
+
+def allow_stop(study: optuna.Study, allowed: bool) -> None:
+    """Let samplers call ``study.stop()`` in this thread, as inside ``study.optimize``.
+
+    Why: ``Study.stop`` raises outside Optuna's own loop, which it detects through the
+    thread-local ``Study._thread_local.in_optimize_loop``; the ask-and-tell loop sets it
+    the same way ``study.optimize`` does.
+    """
+    study._thread_local.in_optimize_loop = allowed
+
+
+def cached_rdb_storage(storage: BaseStorage) -> BaseStorage:
+    """An RDB storage wrapped in Optuna's trial cache, as ``optuna.create_study(storage=url)``
+    wraps it (``optuna.storages._cached_storage._CachedStorage``): without it every trial
+    read is a query."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    return _CachedStorage(storage)
+
+
+def backend_of(storage: BaseStorage) -> BaseStorage:
+    """The RDB storage inside Optuna's trial cache (``_CachedStorage._backend``), or ``storage``."""
+    if isinstance(storage, JournalStorage):
+        return storage
+    return getattr(storage, "_backend", storage)
+
+
+def journal_file_path(storage: BaseStorage) -> str | None:
+    """The file of a journal-file storage (``JournalStorage._backend._file_path``), else None.
+
+    Why: workers sharing a journal file take an ``flock`` next to it to ask trials one at a
+    time; the storage does not expose its file.
+    """
+    if not isinstance(storage, JournalStorage):
+        return None
+    path = getattr(storage._backend, "_file_path", None)
+    return None if path is None else str(path)
+
+
+def hypervolume(loss: np.ndarray, reference: np.ndarray) -> float:
+    """Hypervolume dominated by ``loss`` (minimisation form, points below ``reference``).
+
+    Why: Optuna's exact hypervolume (``optuna._hypervolume.compute_hypervolume``) is the
+    one its samplers and ``optuna.visualization`` use; bitscout's comparisons report the
+    same number.
+    """
+    from optuna._hypervolume import compute_hypervolume
+
+    return float(compute_hypervolume(loss, reference))
+
+
+class StaleTrialHook:
+    """Mixin for a storage that decides itself which RUNNING trials are stale.
+
+    Why: Optuna finds stale trials through the private storage method
+    ``_get_stale_trial_ids`` (abstract in ``BaseHeartbeat``, implemented by ``RDBStorage``).
+    Subclasses implement :meth:`stale_trials`; :meth:`optuna_stale_trials` is the
+    base storage's own answer (RDB: heartbeat older than the grace period).
+    """
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return self.stale_trials(study_id)
+
+    def optuna_stale_trials(self, study_id: int) -> list[int]:
+        return list(super()._get_stale_trial_ids(study_id))  # type: ignore[misc]
+
+    def stale_trials(self, study_id: int) -> list[int]:
+        raise NotImplementedError
+
+
+class CreatedTrialHook:
+    """Mixin for an RDB storage that must know each trial it creates.
+
+    Why: ``RDBStorage.create_new_trial`` creates through the private ``_create_new_trial``
+    (which ``_CachedStorage`` calls directly); this is the one place a new trial passes.
+    Subclasses implement :meth:`trial_created`.
+    """
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        frozen = super()._create_new_trial(study_id, self.new_trial_template(template_trial))  # type: ignore[misc]
+        self.trial_created(frozen)
+        return frozen
+
+    def new_trial_template(self, template_trial: FrozenTrial | None) -> FrozenTrial | None:
+        return template_trial
+
+    def trial_created(self, frozen: FrozenTrial) -> None:
+        raise NotImplementedError
+
+
+def running_trials(storage: BaseStorage, study_id: int) -> list[FrozenTrial]:
+    """The study's RUNNING trials, read from the storage itself (no copies)."""
+    return list(storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)))
+
+

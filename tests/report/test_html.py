@@ -1,0 +1,116 @@
+"""The HTML report: its content from hand-made records, and a real browser rendering it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bitscout.report import ReportContext, plot_objective, render_search_html, write_html
+from bitscout.study import SearchResult, TrialRecord
+
+_BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
+
+
+def _record(number, acc, bits, *, state="COMPLETE", dup=None, frac=4):
+    complete = state == "COMPLETE"
+    return TrialRecord(
+        number=number,
+        state=state,
+        values=(acc - 0.01 * bits,) if complete else (),
+        software_metrics={"accuracy": acc} if complete else {},
+        hardware_metrics={"average_bitwidth": bits, "average_bitwidth_ratio": bits / 32} if complete else {},
+        scaled_metrics={"accuracy": acc, "average_bitwidth": -0.01 * bits} if complete else {},
+        sampled_config={"fc1": {"name": "integer", "weight_width": int(bits), "weight_frac_width": frac}, "fc2": "float"},
+        duplicate_of=dup,
+        error=None if complete else "RuntimeError: <boom> & more",
+    )
+
+
+def _result():
+    trials = [_record(0, 0.70, 8), _record(1, 0.93, 4), _record(2, 0.0, 0, state="FAIL"), _record(3, 0.93, 4, dup=1)]
+    return SearchResult(trials=trials, directions=["maximize"], study_name="demo", objective_names=["objective"])
+
+
+def test_the_report_opens_with_the_best_trial_its_config_and_the_drop_from_float():
+    ctx = ReportContext(baseline={"accuracy": 0.95, "average_bitwidth": 32.0}, objective=["+1 x accuracy (maximize)"])
+    page = render_search_html(_result(), ctx)
+    answer = page[page.index('<div class="answer">') : page.index("</div>")]
+    assert "Best trial 1" in answer
+    # 0.93 - 0.04 = 0.89 is the objective; the drop from float is 0.95 - 0.93 = 0.02 (accuracy is
+    # better when higher) and 4 - 32 = -28 for the width (a cost: lower is better, the drop is negative).
+    assert "objective = 0.89" in answer
+    assert "<td>fc1</td><td>integer: weight 4b (4 frac)</td>" in answer
+    row = re.search(r"<tr><td>accuracy</td>(.*?)</tr>", answer).group(1)
+    assert [c for c in re.findall(r">([^<]*)</td>", row)][:3] == ["0.93", "0.95", "0.02"]
+    row = re.search(r"<tr><td>average_bitwidth</td>(.*?)</tr>", answer).group(1)
+    assert re.findall(r">([^<]*)</td>", row)[:3] == ["4", "32", "-28"]
+
+
+def test_text_is_escaped_and_every_trial_is_listed():
+    page = render_search_html(_result())
+    assert "RuntimeError: &lt;boom&gt; &amp; more" in page
+    assert "<boom>" not in page
+    body = page[page.index("<h2>Trials") :]
+    assert len(re.findall(r"<tr><td class=\"num\" data-sort=\"[0-9.]+\">[0-9]+</td><td>(?:COMPLETE|FAIL)", body)) == 4
+
+
+def test_plots_are_embedded_so_the_page_needs_no_other_file(tmp_path):
+    result = _result()
+    png = plot_objective(result, tmp_path / "objective.png")
+    page = render_search_html(result, ReportContext(images={"objective per trial": png}))
+    encoded = base64.b64encode(png.read_bytes()).decode("ascii")
+    assert f"data:image/png;base64,{encoded}" in page
+    assert "src=\"http" not in page and "href=\"http" not in page
+
+
+def test_a_pareto_report_shows_objective_and_raw_metric_columns():
+    trials = [
+        TrialRecord(number=i, state="COMPLETE", values=(acc, 0.2 * bits), software_metrics={"accuracy": acc},
+                    hardware_metrics={"average_bitwidth": bits}, sampled_config={"fc1": "float"})
+        for i, (acc, bits) in enumerate([(0.9, 8), (0.8, 4), (0.7, 6)])
+    ]
+    result = SearchResult(trials=trials, directions=["maximize", "minimize"], objective_names=["accuracy", "average_bitwidth"])
+    page = render_search_html(result)
+    assert "Pareto set: 2 trials" in page
+    assert "<th>average_bitwidth (objective)</th>" in page and "<th>average_bitwidth</th>" in page
+
+
+def test_a_run_without_a_completed_trial_says_so():
+    result = SearchResult(trials=[_record(0, 0, 0, state="FAIL")], directions=["maximize"])
+    assert "No trial completed" in render_search_html(result)
+
+
+def _browser() -> str | None:
+    for name in _BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_a_headless_browser_renders_the_report_without_console_errors(tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no headless Chromium here (scripts/test.sh installs chromium-headless-shell where apt-get can)")
+    result = _result()
+    png = plot_objective(result, tmp_path / "objective.png")
+    path = write_html(render_search_html(result, ReportContext(images={"objective": png}, baseline={"accuracy": 0.95})), tmp_path / "report.html")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    done = subprocess.run([browser, *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
+    assert console == []
+    assert 'data-ready="1"' in done.stdout  # the page's script ran to its end
+    assert "Best trial 1" in done.stdout and "fc1: integer: weight 4b (4 frac)" in done.stdout
+    artifacts = Path(os.environ.get("BITSCOUT_TEST_ARTIFACTS", "build/test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "search_report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot.resolve()}", "--window-size=1280,1600", path.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

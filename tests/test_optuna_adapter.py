@@ -1,0 +1,126 @@
+"""Every private Optuna name bitscout uses (all in bitscout._optuna_adapter) still works.
+
+An Optuna release that renames or moves one fails here, not in a user's search.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.storages import InMemoryStorage, JournalStorage, RDBStorage
+from optuna.trial import TrialState
+
+from bitscout import _optuna_adapter as adapter
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+DIST = {"x": CategoricalDistribution((1, 2, 3))}
+
+
+def _study(storage=None, **kw) -> optuna.Study:
+    return optuna.create_study(storage=storage or InMemoryStorage(), **kw)
+
+
+def test_pinned_to_the_tested_major_version() -> None:
+    assert optuna.__version__.split(".")[0] == "5"
+
+
+def test_storage_ids_and_counts() -> None:
+    study = _study()
+    trial = study.ask(DIST)
+    storage = adapter.storage_of(study)
+    assert storage is study._storage
+    tid = adapter.trial_id(trial)
+    assert storage.get_trial(tid).number == trial.number
+    assert adapter.study_id(study) == storage.get_study_id_from_name(study.study_name)
+    frozen = storage.get_trial(tid)
+    assert adapter.trial_id(frozen) == tid
+    assert adapter.n_trials(study) == 1
+    assert adapter.n_trials(study, TrialState.RUNNING) == 1
+    study.tell(trial, 1.0)
+    assert adapter.n_trials(study, TrialState.RUNNING) == 0
+    assert adapter.running_trials(storage, adapter.study_id(study)) == []
+
+
+def test_stop_flag_and_stop_outside_optimize() -> None:
+    study = _study()
+    with pytest.raises(RuntimeError):
+        study.stop()  # outside study.optimize: Optuna refuses ...
+    adapter.allow_stop(study, True)
+    study.stop()  # ... unless the loop says it is its own optimize loop
+    assert adapter.stop_requested(study)
+    adapter.clear_stop(study)
+    assert not adapter.stop_requested(study)
+    adapter.allow_stop(study, False)
+    with pytest.raises(RuntimeError):
+        study.stop()
+    # Thread-local: another thread is not allowed by this one's flag.
+    adapter.allow_stop(study, True)
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            study.stop()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert errors
+
+
+def test_hypervolume_matches_a_hand_computed_area() -> None:
+    # Two points (minimisation) under reference (4, 4): union of [1,4]x[3,4] and [2,4]x[1,4].
+    points = np.array([[1.0, 3.0], [2.0, 1.0]])
+    assert adapter.hypervolume(points, np.array([4.0, 4.0])) == pytest.approx(3.0 * 1.0 + 2.0 * 3.0 - 2.0 * 1.0)  # minus the overlap [2,4]x[3,4]
+
+
+def test_journal_backend_file_path_and_its_lock(tmp_path: Path) -> None:
+    path = tmp_path / "s.journal"
+    storage = JournalStorage(adapter.LocalJournalBackend(str(path)))
+    assert adapter.journal_file_path(storage) == str(path)
+    assert adapter.journal_file_path(InMemoryStorage()) is None
+    study = _study(storage)
+    trial = study.ask(DIST)
+    study.tell(trial, 2.0)
+    # Skipping the scan when the file has not grown must not hide new lines.
+    again = JournalStorage(adapter.LocalJournalBackend(str(path)))
+    assert [t.value for t in optuna.load_study(study_name=study.study_name, storage=again).trials] == [2.0]
+    study.tell(study.ask(DIST), 3.0)
+    assert [t.value for t in optuna.load_study(study_name=study.study_name, storage=again).trials] == [2.0, 3.0]
+    lock = adapter.FlockLock(str(path))
+    assert isinstance(lock, adapter.BaseJournalFileLock)
+    assert lock.acquire()
+    lock.release()
+
+
+def test_rdb_hooks_cached_storage_and_backend(tmp_path: Path) -> None:
+    created, asked = [], []
+
+    class Probe(adapter.StaleTrialHook, adapter.CreatedTrialHook, RDBStorage):
+        def trial_created(self, frozen):
+            created.append(adapter.trial_id(frozen))
+
+        def stale_trials(self, study_id):
+            asked.append(study_id)
+            return self.optuna_stale_trials(study_id)
+
+    rdb = Probe(f"sqlite:///{tmp_path / 'db.sqlite'}", heartbeat_interval=60, grace_period=120)
+    storage = adapter.cached_rdb_storage(rdb)
+    assert adapter.backend_of(storage) is rdb
+    assert adapter.is_heartbeat_enabled(storage)
+    assert not adapter.is_heartbeat_enabled(InMemoryStorage())
+    study = _study(storage)
+    trial = study.ask(DIST)
+    assert created == [adapter.trial_id(trial)]  # the cache creates through _create_new_trial
+    assert storage._get_stale_trial_ids(adapter.study_id(study)) == []  # Optuna's hook -> ours
+    assert asked == [adapter.study_id(study)]
+
+
+def test_heartbeat_base_class_is_optunas() -> None:
+    assert issubclass(RDBStorage, adapter.BaseHeartbeat)
