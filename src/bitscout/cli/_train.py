@@ -33,6 +33,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 import bitscout
+from bitscout._atomic import atomic_write_text
 from bitscout.cli._common import (
     add_config_argument,
     add_override_options,
@@ -194,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         "history": [m.__dict__ for m in result.history],
         "bitscout_version": bitscout.__version__,
     }
-    metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(metrics_file, json.dumps(summary, indent=2) + "\n")
 
     print(
         f"best epoch {result.best_epoch}: val accuracy {val.accuracy:.4f} "

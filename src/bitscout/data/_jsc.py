@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from bitscout._atomic import atomic_path
 from bitscout.data._base import Dataset, DatasetInfo, DatasetSource, register_dataset, to_split
 from bitscout.errors import DataError
 
@@ -363,15 +364,12 @@ def _read_cache(cache: Path, stamp: np.ndarray) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray], stamp: np.ndarray) -> bool:
-    tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
             np.savez(f, stamp=stamp, **arrays)
-        os.replace(tmp, cache)
         return True
     except OSError:
-        tmp.unlink(missing_ok=True)
         return False
 
 

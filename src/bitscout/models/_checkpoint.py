@@ -14,7 +14,6 @@ Forms understood (``load_type``, or detected from the content when ``None``):
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 import bitscout
+from bitscout._atomic import atomic_path
 from bitscout.errors import CheckpointError
 
 __all__ = ["LOAD_TYPES", "save_checkpoint", "load_checkpoint", "read_state_dict"]
@@ -52,9 +52,8 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: Mapping[str, Any]) -
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "bitscout_version": bitscout.__version__,
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _detect_type(obj: Any) -> str:
