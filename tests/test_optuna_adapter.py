@@ -124,3 +124,20 @@ def test_rdb_hooks_cached_storage_and_backend(tmp_path: Path) -> None:
 
 def test_heartbeat_base_class_is_optunas() -> None:
     assert issubclass(RDBStorage, adapter.BaseHeartbeat)
+
+
+@pytest.mark.parametrize("kind", ["journal", "memory"])
+def test_several_user_attrs_in_one_write_replay_like_single_ones(tmp_path: Path, kind: str) -> None:
+    path = str(tmp_path / "s.journal")
+    storage = JournalStorage(adapter.LocalJournalBackend(path)) if kind == "journal" else InMemoryStorage()
+    study = _study(storage, study_name="s")
+    trial = study.ask(DIST)
+    attrs = {"bitscout_record": {"a": [1, 2]}, "accuracy": 0.5, "bitops": 1234.0}
+    adapter.set_trial_user_attrs(storage, adapter.trial_id(trial), attrs)
+    study.tell(trial, 1.0)
+    assert study.trials[0].user_attrs == attrs
+    if kind == "journal":
+        # A fresh reader of the file (another process, optuna-dashboard) sees the same.
+        again = optuna.load_study(study_name="s", storage=JournalStorage(adapter.LocalJournalBackend(path)))
+        assert again.trials[0].user_attrs == attrs
+        assert again.trials[0].state == TrialState.COMPLETE

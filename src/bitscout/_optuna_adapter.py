@@ -67,6 +67,7 @@ __all__ = [
     "backend_of",
     "hypervolume",
     "running_trials",
+    "set_trial_user_attrs",
 ]
 
 
@@ -417,6 +418,39 @@ def journal_file_path(storage: BaseStorage) -> str | None:
         return None
     path = getattr(storage._backend, "_file_path", None)
     return None if path is None else str(path)
+
+
+def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: dict[str, Any]) -> None:
+    """Set several user attributes of a running trial, in one write where the storage allows.
+
+    Private: ``JournalStorage._thread_lock``, ``._replay_result.worker_id``, ``._backend``
+    and ``._sync_with_backend`` and the journal's SET_TRIAL_USER_ATTR log entry (what
+    ``JournalStorage.set_trial_user_attr`` writes, one entry per key). Why: each public
+    call is one locked append plus a re-read of the file (~0.8 ms on the run folder's
+    journal); a trial stores its record and each metric as its own attribute (for
+    optuna-dashboard), and one append of all of them costs what one attribute did.
+    Other storages get one public call per attribute.
+    """
+    if not isinstance(storage, JournalStorage):
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+    from optuna.storages.journal._storage import JournalOperation
+
+    with storage._thread_lock:
+        worker_id = storage._replay_result.worker_id
+        storage._backend.append_logs(
+            [
+                {
+                    "op_code": JournalOperation.SET_TRIAL_USER_ATTR,
+                    "worker_id": worker_id,
+                    "trial_id": trial_id,
+                    "user_attr": {key: value},
+                }
+                for key, value in attrs.items()
+            ]
+        )
+        storage._sync_with_backend()
 
 
 def hypervolume(loss: np.ndarray, reference: np.ndarray) -> float:

@@ -21,6 +21,7 @@ __all__ = [
     "TraceError",
     "SearchError",
     "ExportError",
+    "BitscoutWarning",
 ]
 
 
@@ -77,3 +78,8 @@ class SearchError(BitscoutError):
 
 class ExportError(BitscoutError):
     """A search result cannot be exported or verified."""
+
+
+class BitscoutWarning(UserWarning):
+    """Something a user should know that does not stop the run (the CLI prints it as
+    ``warning: ...``)."""

@@ -15,6 +15,7 @@ from torch import nn
 
 from bitscout.data import Dataset, DatasetInfo, load_dataset
 from bitscout.errors import CheckpointError, ConfigError
+from bitscout.graph import traceable_view
 from bitscout.models import build_model, load_checkpoint
 
 if TYPE_CHECKING:
@@ -97,7 +98,9 @@ class Experiment:
             ConfigError: The accelerator is not available.
         """
         device = resolve_device(config.accelerator)
-        dataset = load_dataset(config.dataset, path=config.dataset_path, seed=config.seed)
+        dataset = load_dataset(
+            config.dataset, path=config.dataset_path, seed=config.seed, label_column=config.label_column
+        )
         model = build_fresh_model(config, dataset.info)
         checkpoint: Path | None = None
         if config.load_name is not None:
@@ -122,5 +125,9 @@ class Experiment:
                 f"model's checkpoint, or run `{_train_hint(config)}` to train one "
                 "(it saves best.pt and prints where)"
             )
+        if config.trace_into:
+            # After the checkpoint (its keys are the model's own): every command traces
+            # the same view, so a layer searched is a layer exported.
+            model = traceable_view(model, config.trace_into)
         model.to(device).eval()
         return cls(config=config, dataset=dataset, model=model, device=device, checkpoint=checkpoint)

@@ -148,6 +148,14 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
         def not_a_model():
             return 42
+
+        def with_kwargs(**kwargs):
+            return nn.Linear(kwargs.get("features", 16), 5)
+
+        class Net(nn.Module):
+            def __init__(self, info, hidden=3):
+                super().__init__()
+                self.fc = nn.Linear(info.input_shape[0], hidden)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     yield name
@@ -159,6 +167,14 @@ def test_user_factory_with_and_without_info(user_module: str) -> None:
     assert model(torch.randn(2, 13)).shape == (2, 3)
     assert model[1].out_features == 6
     assert isinstance(build_model(f"{user_module}:without_args", JSC), nn.Linear)
+
+
+def test_kwargs_factory_gets_only_its_options_and_a_class_gets_info(user_module: str) -> None:
+    # A **kwargs factory did not ask for info: it gets the options and nothing else.
+    assert build_model(f"{user_module}:with_kwargs", JSC).in_features == 16
+    assert build_model(f"{user_module}:with_kwargs", JSC, {"features": 7}).in_features == 7
+    net = build_model(f"{user_module}:Net", WINE, {"hidden": 2})
+    assert (net.fc.in_features, net.fc.out_features) == (13, 2)
 
 
 def test_user_factory_errors_name_the_failing_part(user_module: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -114,3 +115,78 @@ def test_a_headless_browser_renders_the_report_without_console_errors(tmp_path):
     subprocess.run([browser, *flags, f"--screenshot={shot.resolve()}", "--window-size=1280,1600", path.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+_SEARCH_TOML = """
+model = "mlp"
+dataset = "digits"
+seed = 0
+project = "html"
+
+[search.search_space]
+name = "graph/quantize/mixed_precision_ptq"
+[search.search_space.setup]
+by = "name"
+[search.search_space.seed.default.config]
+name = ["NA"]
+[search.search_space.seed.fc1.config]
+name = ["integer"]
+data_in_width = [8]
+weight_width = [2, 4, 8]
+bias_width = [8]
+
+[search.strategy]
+name = "brute_force"
+[search.strategy.sw_runner.basic_evaluation]
+num_samples = 100
+[search.strategy.hw_runner.average_bitwidth]
+[search.strategy.setup]
+n_trials = 3
+[search.strategy.metrics]
+accuracy.scale = 1.0
+average_bitwidth.scale = 0.01
+"""
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_search_and_report_write_report_html_with_the_best_trial(tmp_path, capsys):
+    from bitscout.cli import main
+
+    config = tmp_path / "html.toml"
+    config.write_text(_SEARCH_TOML)
+    run_dir = tmp_path / "run"
+    assert main(["search", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    assert str(run_dir / "report.html") in capsys.readouterr().out  # listed with the outputs
+    best = json.loads((run_dir / "best.json").read_text())["best"]
+    page = (run_dir / "report.html").read_text()
+    assert f"Best trial {best['number']}" in page
+    assert page.count("data:image/png;base64,") >= 2  # objective and widths plots at least
+    (run_dir / "report.html").unlink()
+    assert main(["report", str(run_dir)]) == 0  # rewritten from the study
+    assert f"Best trial {best['number']}" in (run_dir / "report.html").read_text()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_compare_writes_comparison_html_that_a_browser_renders(tmp_path, capsys):
+    from bitscout.cli import main
+
+    config = tmp_path / "html.toml"
+    config.write_text(_SEARCH_TOML)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(config), "--strategies", "tpe,brute_force", "--seeds", "2", "--n-trials", "3", "--out", str(out)]) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    page = (out / "comparison.html").read_text()
+    assert f"= {comparison['optimum']:.6g}</b>: the exact optimum over 3 configurations" in page
+    assert page.count("data:image/png;base64,") == 1 and "<th>seeds reaching the optimum</th>" in page
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no headless Chromium here")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    done = subprocess.run([browser, *flags, "--dump-dom", (out / "comparison.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert [line for line in done.stderr.splitlines() if "CONSOLE" in line] == []
+    assert 'data-ready="1"' in done.stdout and "Most reliable" in done.stdout
+    artifacts = Path(os.environ.get("BITSCOUT_TEST_ARTIFACTS", "build/test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "comparison_report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot.resolve()}", "--window-size=1280,1400", (out / "comparison.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)

@@ -120,3 +120,17 @@ def test_a_full_grid_has_one_point_on_its_front():
     points = [(a, b) for a, b in itertools.product([0.1, 0.2, 0.3], [1, 2, 3])]
     assert [points[i] for i in pareto_front(points, ["maximize", "minimize"])] == [(0.3, 1)]
     assert [points[i] for i in pareto_front(points, ["minimize", "maximize"])] == [(0.1, 3)]
+
+
+def test_the_pareto_table_labels_scaled_values_and_prints_the_raw_metrics_beside_them():
+    trials = [
+        TrialRecord(number=i, state="COMPLETE", values=(acc, 0.2 * bits), software_metrics={"accuracy": acc},
+                    hardware_metrics={"average_bitwidth": bits}, sampled_config={"fc1": "float"})
+        for i, (acc, bits) in enumerate([(0.9, 8.0), (0.8, 4.0)])
+    ]
+    result = SearchResult(trials=trials, directions=["maximize", "minimize"], objective_names=["accuracy", "average_bitwidth"])
+    lines = format_summary(result).splitlines()
+    header = next(line for line in lines if line.startswith("trial "))
+    assert header.split() == ["trial", "accuracy", "(scaled)", "average_bitwidth", "(scaled)", "accuracy", "average_bitwidth"]
+    rows = [line.split() for line in lines[lines.index(header) + 2 :][:2]]
+    assert rows == [["0", "0.9", "1.6", "0.9", "8"], ["1", "0.8", "0.8", "0.8", "4"]]

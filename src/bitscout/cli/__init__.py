@@ -9,11 +9,14 @@ printed as one plain message (no traceback) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from bitscout.errors import BitscoutError
+from bitscout.errors import BitscoutError, BitscoutWarning
 
 __all__ = ["main", "build_parser", "run_command"]
 
@@ -58,7 +61,8 @@ def run_command(args: argparse.Namespace) -> int:
         The command's exit status.
     """
     try:
-        return int(args.func(args) or 0)
+        with _plain_warnings():
+            return int(args.func(args) or 0)
     except BitscoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -76,6 +80,24 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _plain_warnings() -> Iterator[None]:
+    """Print bitscout's own warnings as ``warning: ...`` lines, once each."""
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, BitscoutWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,9 +21,10 @@ from typing import Any
 
 from bitscout.cli._common import add_config_argument, add_override_options, config_from_args
 from bitscout.config import Config, SearchSpaceConfig, StrategyConfig
+from bitscout.config._plugins import import_object
 from bitscout.config._problems import toml_key
-from bitscout.data import dataset_path_problem, get_dataset_source
-from bitscout.errors import BitscoutError, ConfigError
+from bitscout.data import dataset_path_problem, dataset_problem, get_dataset_source
+from bitscout.errors import BitscoutError, ConfigError, ModelError
 from bitscout.models import get_model_builder
 from bitscout.quant import TENSOR_NAMES, parse_layer_config
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate, print the resolved TOML and the summary; 0 when valid."""
     config = config_from_args(args, check_load=False)
     raise_config_problems(config)
+    _trace_model(config)
     print(config.to_toml(), end="")
     print(f"\n# ok: {config.summary()}")
     return 0
@@ -66,6 +68,35 @@ def raise_config_problems(config: Config) -> None:
         raise ConfigError(f"problems in {label}:\n  " + "\n  ".join(problems))
 
 
+def _trace_model(config: Config) -> None:
+    """Build and trace the model on its data, so that check warns of parameters left in
+    float (:class:`bitscout.graph.TraceCoverageWarning`) and fails on an untraceable model.
+
+    A registered data set that is not on this machine (JSC without its file) is not an
+    error of the config: the model is then not traced here.
+
+    Raises:
+        BitscoutError: The data file or factory cannot be read, the model cannot be
+            built, or it cannot be traced.
+    """
+    from bitscout.data import dataset_kind, load_dataset
+    from bitscout.errors import DataError
+    from bitscout.experiment import build_fresh_model
+    from bitscout.graph import trace, traceable_view
+
+    try:
+        dataset = load_dataset(
+            config.dataset, path=config.dataset_path, seed=config.seed, label_column=config.label_column
+        )
+    except DataError:
+        if dataset_kind(config.dataset) == "registry":
+            return
+        raise
+    model = traceable_view(build_fresh_model(config, dataset.info).eval(), config.trace_into)
+    x = next(split.x for split in (dataset.val, dataset.train, dataset.test) if len(split))
+    trace(model, x[:2])
+
+
 def config_problems(config: Config) -> list[str]:
     """What the schema cannot see: names and options judged by their registries.
 
@@ -78,16 +109,22 @@ def config_problems(config: Config) -> list[str]:
     """
     problems: list[str] = []
     try:
-        if ":" not in config.model:  # a user factory is only found by importing it
+        if ":" in config.model:  # a user factory: it must import (its call needs data)
+            import_object(config.model, what="model", error=ModelError)
+        else:
             get_model_builder(config.model).parse_options(config.model_options)
     except BitscoutError as exc:
         problems.append(f"model: {exc}")
-    try:
-        path_problem = dataset_path_problem(get_dataset_source(config.dataset), config.dataset_path)
+    dataset = dataset_problem(config.dataset, label_column=config.label_column)
+    if dataset is not None:
+        problems.append(f"dataset: {dataset}")
+    else:
+        try:
+            path_problem = dataset_path_problem(get_dataset_source(config.dataset), config.dataset_path)
+        except BitscoutError:  # a data file or a factory: no registered source to ask
+            path_problem = None
         if path_problem is not None:
             problems.append(f"dataset_path: {path_problem}")
-    except BitscoutError as exc:
-        problems.append(f"dataset: {exc}")
     quantize = config.passes.quantize
     if quantize is not None:
         for key, entry in quantize.entries.items():

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success."""
     import optuna
 
-    from bitscout.report import format_summary, write_plots
+    from bitscout.report import format_summary, write_report
     from bitscout.study import JOURNAL_FILE, SearchResult, write_trials_csv
     from bitscout.study._worker_storage import open_worker_storage
     from bitscout.cli._search import dashboard_hint
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out is not None else run_dir
         outputs = dict(result.save(out))
         outputs["csv"] = write_trials_csv(result, out / "trials.csv")
-        outputs.update(write_plots(result, out))
+        outputs.update(write_report(result, out))
         result.outputs = outputs
         print(format_summary(result))
         if result.storage:
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         out = run_dir
     else:
         out = Path("runs") / (study_name or "study") / "report"
-    result = report_study(storage, study_name, out, storage_name=storage_name, plot=write_plots)
+    result = report_study(storage, study_name, out, storage_name=storage_name, plot=write_report)
     print(format_summary(result))
     running = sum(t.state == "RUNNING" for t in result.trials)
     if running:

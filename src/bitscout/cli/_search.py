@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the search; 0 when it finished, 130 when interrupted with Ctrl-C."""
     import optuna
 
-    from bitscout.report import format_summary, write_plots
+    from bitscout.report import format_summary, write_report
+    from bitscout.strategies import Exhaustible
     from bitscout.study import prepare_search
 
     # Optuna logs every trial at INFO; the progress bar and the summary say it better.
@@ -76,16 +77,19 @@ def run(args: argparse.Namespace) -> int:
         prepared = prepare_search(config)
         setup = prepared.config.search.strategy.setup  # type: ignore[union-attr]
         print(prepared.space.describe())
+        total = f"{setup.n_trials} trials in total"
+        if isinstance(prepared.sampler, Exhaustible) and prepared.space.distinct_size < setup.n_trials:
+            total = f"{prepared.space.distinct_size} trials (every configuration once; n_trials = {setup.n_trials})"
         print(
             f"\nstrategy: {prepared.config.search.strategy.strategy_name}, "  # type: ignore[union-attr]
-            f"{setup.n_trials} trials in total, run folder: {prepared.out_dir}",
+            f"{total}, run folder: {prepared.out_dir}",
             flush=True,
         )
         result = prepared.run(
             progress=not args.no_progress,
             write_outputs=not args.worker_process,
             precompute=not args.worker_process,
-            plot=write_plots,
+            plot=write_report,
         )
     if args.worker_process:
         finished = sum(t.state != "RUNNING" for t in result.trials)
@@ -170,7 +174,7 @@ _PASSED_ON = {
 
 def _run_workers(args: argparse.Namespace, config: Config) -> int:
     """``--workers K``: K worker processes on one study, then the outputs of the study."""
-    from bitscout.report import format_summary, write_plots
+    from bitscout.report import format_summary, write_report
     from bitscout.study import default_run_dir
     from bitscout.study._pool import WORKERS_DIR, run_local_workers, worker_command
     from bitscout.study._study_report import report_study, study_names
@@ -206,7 +210,7 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
         )
     for error in workers.errors:
         print(f"warning: {error}", file=sys.stderr)
-    result = report_study(storage, name, out_dir, storage_name=storage_name, config=config, plot=write_plots)
+    result = report_study(storage, name, out_dir, storage_name=storage_name, config=config, plot=write_report)
     done = sum(code == 0 for code in workers.returncodes)
     result.stop_reason = f"{done} of {setup.workers} workers finished"
     print()

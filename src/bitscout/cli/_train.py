@@ -129,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(ckpt.parent, where)
 
     device = resolve_device(config.accelerator)
-    dataset = load_dataset(config.dataset, path=config.dataset_path, seed=config.seed)
+    dataset = load_dataset(
+        config.dataset, path=config.dataset_path, seed=config.seed, label_column=config.label_column
+    )
     info = dataset.info
     model = build_fresh_model(config, info)
     if args.load is not None:

@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bitscout._atomic import atomic_path, atomic_write_text
 from bitscout._optuna_adapter import hypervolume
+from bitscout.compare._html import COMPARISON_HTML, render_comparison_html
 from bitscout.errors import SearchError
 from bitscout.evaluation import (
     CachedEvaluator,
@@ -49,6 +50,7 @@ from bitscout.evaluation import (
 )
 from bitscout.metrics import RunnerSet
 from bitscout.strategies import Exhaustible, get_strategy
+from bitscout.report import write_html
 from bitscout.study import pareto_front, run_search
 
 __all__ = [
@@ -403,7 +405,7 @@ class Comparison:
         return cls(**data)
 
     def save(self, out_dir: Path) -> dict[str, Path]:
-        """Write ``comparison.json``, ``comparison.md`` and ``best_so_far.png``."""
+        """Write ``comparison.json``, ``comparison.md``, ``best_so_far.png`` and ``comparison.html``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -412,8 +414,11 @@ class Comparison:
             "plot": out_dir / BEST_SO_FAR_PNG,
         }
         atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=1) + "\n")
-        atomic_write_text(paths["md"], format_comparison(self) + "\n")
+        reading = format_comparison(self)
+        atomic_write_text(paths["md"], reading + "\n")
         plot_best_so_far(self, paths["plot"])
+        page = render_comparison_html(self, plot=paths["plot"], reading=reading)
+        paths["html"] = write_html(page, out_dir / COMPARISON_HTML)
         return paths
 
     @classmethod

@@ -8,6 +8,7 @@ reach the user: their locations are turned back into the TOML paths the user wro
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tomllib
 import warnings
@@ -20,6 +21,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from bitscout.config._mase import Loc, from_toml
+from bitscout.config._plugins import import_plugins
 from bitscout.config._problems import NOTHING, Problem, join_path, render_problems, suggest
 from bitscout.config._rules import RULE_ERROR
 from bitscout.config.schema import Config
@@ -163,6 +165,12 @@ def _parse(
     stacklevel: int,
 ) -> Config:
     label = str(source) if source is not None else _NO_FILE
+    plugins = raw.get("plugins")
+    if isinstance(plugins, list) and all(isinstance(item, str) for item in plugins):
+        # Before the runner tables are read: a plugin may register the runners they name.
+        # A plugin that fails is reported, with its TOML path, by the schema's own rule.
+        with contextlib.suppress(ConfigError):
+            import_plugins(plugins)
     reshaped = from_toml(raw)
     for key, reason in reshaped.ignored:
         warnings.warn(BitscoutConfigWarning(f"{label}: {key}: ignored ({reason})"), stacklevel=stacklevel)

@@ -37,6 +37,7 @@ __all__ = [
     "from_toml",
     "to_toml_shape",
     "runner_problem",
+    "add_runner_name",
 ]
 
 SOFTWARE_RUNNERS = ("basic_evaluation", "basic_train")
@@ -130,6 +131,22 @@ class Reshaped:
         self.problems.append(Problem(join_path(path, key), "unknown key", hint=suggest(key, valid)))
 
 
+# Runners registered at run time (bitscout.metrics.register_runner, e.g. in a plugin):
+# kind -> names. The config cannot import the metrics package (it sits below it), so the
+# registry tells the config of each new name instead.
+_ADDED_RUNNERS: dict[str, set[str]] = {"sw": set(), "hw": set()}
+
+
+def add_runner_name(kind: str, name: str) -> None:
+    """Accept ``name`` as a runner of ``kind`` (``"sw"`` or ``"hw"``) in configs."""
+    _ADDED_RUNNERS[kind].add(name)
+
+
+def _known_runners(kind: str) -> tuple[str, tuple[str, ...]]:
+    word, builtin = _KINDS[kind]
+    return word, (*builtin, *sorted(_ADDED_RUNNERS[kind] - set(builtin)))
+
+
 def runner_problem(kind: str, name: str, path: str, *, as_value: bool) -> Problem | None:
     """The problem with a runner name under ``<kind>_runner``, or None if it is fine.
 
@@ -139,11 +156,11 @@ def runner_problem(kind: str, name: str, path: str, *, as_value: bool) -> Proble
         path: TOML path of the runner table (``search.strategy.sw_runner``).
         as_value: True for the older form ``sw_runner = "name"``: the name is a value.
     """
-    kind_word, known = _KINDS[kind]
+    kind_word, known = _known_runners(kind)
     if name in known:
         return None
     other = "hw" if kind == "sw" else "sw"
-    other_word, other_known = _KINDS[other]
+    other_word, other_known = _known_runners(other)
     if name in other_known:
         where = path if as_value else join_path(path, name)
         return Problem(
@@ -151,9 +168,16 @@ def runner_problem(kind: str, name: str, path: str, *, as_value: bool) -> Proble
             f"{name!r} is a {other_word} runner",
             hint=f"put it under search.strategy.{other}_runner",
         )
-    rule = f"unknown {kind_word} runner (known: {quote(known)})"
+    # The rule lists bitscout's own runners; a name close to a registered one is suggested.
+    rule = f"unknown {kind_word} runner (known: {quote(_KINDS[kind][1])})"
     hint = suggest(name, known)
-    hint = hint if hint.startswith("did you mean") else ""
+    if not hint.startswith("did you mean"):
+        added = sorted(_ADDED_RUNNERS[kind])
+        hint = (
+            f"registered by plugins: {quote(added)}" if added else
+            "a runner of your own is known once the module that registers it is named in "
+            "plugins = [\"package.module\"]"
+        )
     if as_value:
         return Problem(path, rule, name, hint)
     return Problem(join_path(path, name), rule, hint=hint)
@@ -363,8 +387,9 @@ def to_toml_shape(data: Mapping[str, Any]) -> dict[str, Any]:
     because their presence is what selects a runner.
     """
     doc = {key: value for key, value in data.items() if key not in ("passes", "search")}
-    if not doc.get("model_options"):
-        doc.pop("model_options", None)
+    for key in ("model_options", "plugins", "trace_into"):  # empty: the same as absent
+        if not doc.get(key):
+            doc.pop(key, None)
     doc = _plain(doc)
     quantize = (data.get("passes") or {}).get("quantize")
     if quantize is not None:

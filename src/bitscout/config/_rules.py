@@ -25,6 +25,7 @@ __all__ = [
     "ScalarValue",
     "Scalar",
     "Choices",
+    "Names",
     "PositiveInt",
     "NonNegativeInt",
     "Seed",
@@ -249,6 +250,15 @@ LowerText = Annotated[str, BeforeValidator(_lower_text)]
 FilePath = Annotated[Path, BeforeValidator(_path)]
 Table = Annotated[dict[str, Any], BeforeValidator(_table)]
 Scalar = Annotated[ScalarValue, BeforeValidator(_scalar)]
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _fail("must be a list of non-empty strings")
+    return tuple(value)
+
+
+Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
 Choices = Annotated[tuple[ScalarValue, ...], BeforeValidator(_choices)]
 
 Direction = Annotated[Literal["maximize", "minimize"], BeforeValidator(_one_of(DIRECTIONS))]

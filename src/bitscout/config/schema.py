@@ -17,6 +17,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from bitscout.config._plugins import Plugins
 from bitscout.config._mase import HARDWARE_RUNNERS, SOFTWARE_RUNNERS, runner_problem, to_toml_shape
 from bitscout.config._rules import (
     PTQ_SPACE,
@@ -29,6 +30,7 @@ from bitscout.config._rules import (
     Flag,
     LoadType,
     LowerText,
+    Names,
     NonNegativeFloat,
     NonNegativeInt,
     Observer,
@@ -241,10 +243,16 @@ class Config(_Model):
     ``dataset_path``, ``out``) are relative to the working directory, as in MASE.
 
     Attributes:
+        plugins: Modules imported before anything else is validated (``"package.module"``,
+            or ``"package.module:function"``, then called), e.g. to register runners.
         model: Model registry name (``"jsc-tiny"``, ``"mlp"``, ``"cnn"``) or
             ``"package.module:factory"``.
         model_options: Keyword arguments of the model builder.
-        dataset: Dataset registry name (``"digits"``, ``"jsc"``, ...).
+        dataset: Dataset registry name (``"digits"``, ``"jsc"``, ...), a data file
+            (``.npz``, ``.pt``, ``.csv``, ``.parquet``) or ``"package.module:factory"``.
+        label_column: The label column of a CSV or Parquet ``dataset``.
+        trace_into: Module class names torch.fx traces into instead of keeping them as
+            one float leaf (``"TransformerEncoderLayer"``).
         dataset_path: A data file (JSC); None: ``BITSCOUT_DATA`` or where MASE keeps it.
         task: ``"cls"`` (MASE's ``"classification"`` is read as ``"cls"``).
         batch_size: Batch size of training and evaluation.
@@ -269,9 +277,14 @@ class Config(_Model):
         source: The file the config came from (for messages).
     """
 
+    # First: validating it imports the plugins, which may register the runners, models
+    # and data sets the fields below name (pydantic validates fields in this order).
+    plugins: Plugins = ()
     model: Text
     model_options: Table = Field(default_factory=dict)
     dataset: Text
+    label_column: Text | None = None
+    trace_into: Names = ()
     dataset_path: FilePath | None = None
     task: Task = "cls"
     batch_size: PositiveInt = 128

@@ -3,7 +3,10 @@
 Use :func:`load_dataset` with a registered name (:func:`dataset_names`): ``digits``,
 ``mnist5k``, ``wine``, ``breast_cancer`` (bundled in installed packages), ``jsc`` (the Jet
 Substructure Classification data, read from a file; as in MASE its validation split is
-its training split) and ``synthetic`` (for tests only).
+its training split) and ``synthetic`` (for tests only); or with a data file of your own
+(``.npz``, ``.pt``, ``.csv``, ``.parquet``) or ``"package.module:factory"``.
+:func:`as_dataset` turns arrays, tensors, torch Datasets and DataLoaders into a
+:class:`Dataset`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ from bitscout.data._base import (
     to_split,
 )
 from bitscout.data import _bundled, _synthetic  # noqa: F401  (registers the data sets)
+from bitscout.data._user import (
+    DATA_FILE_SUFFIXES,
+    as_dataset,
+    dataset_kind,
+    dataset_problem,
+    load_data_file,
+    load_factory_data,
+)
 from bitscout.data._jsc import (
     JSC_CLASS_NAMES,
     JSC_ENV_VAR,
@@ -36,6 +47,12 @@ from bitscout.data._jsc import (
 )
 
 __all__ = [
+    "DATA_FILE_SUFFIXES",
+    "as_dataset",
+    "dataset_kind",
+    "dataset_problem",
+    "load_data_file",
+    "load_factory_data",
     "check_finite",
     "dataset_path_problem",
     "JSC_CLASS_NAMES",

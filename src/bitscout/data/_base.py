@@ -177,24 +177,39 @@ def get_dataset_source(name: str) -> DatasetSource:
         ) from None
 
 
-def load_dataset(name: str, *, path: Path | None = None, seed: int = 0) -> Dataset:
-    """Load a registered data set.
+def load_dataset(
+    name: str, *, path: Path | None = None, seed: int = 0, label_column: str | None = None
+) -> Dataset:
+    """Load a data set: a registered one, a data file, or a factory's.
 
     Args:
-        name: Registry name (see :func:`dataset_names`).
-        path: A data file, for data sets read from a file (``jsc``).
+        name: Registry name (see :func:`dataset_names`), a data file (``.npz``, ``.pt``,
+            ``.csv``, ``.parquet``), or ``"package.module:factory"`` (see
+            :func:`bitscout.data.as_dataset` for what the file or factory may hold).
+        path: A data file, for registered data sets read from a file (``jsc``).
         seed: Seed of the train/validation/test split.
+        label_column: The label column of a CSV or Parquet file.
 
     Raises:
         DataError: Unknown name; a ``path`` for a data set that reads no file; the data
             cannot be found or read; or it holds NaN or infinite values (the message
             names the source, the split and the first bad position).
     """
-    source = get_dataset_source(name)
-    problem = dataset_path_problem(source, path)
-    if problem is not None:
-        raise DataError(f"dataset_path: {problem}")
-    dataset = source.load(path=path, seed=seed)
+    from bitscout.data._user import dataset_kind, load_data_file, load_factory_data
+
+    kind = dataset_kind(name)
+    if kind == "file":
+        dataset = load_data_file(name, seed=seed, label_column=label_column)
+    elif label_column is not None:
+        raise DataError(f"dataset {name!r}: label_column is only for CSV and Parquet files; remove it")
+    elif kind == "factory":
+        dataset = load_factory_data(name, seed=seed)
+    else:
+        source = get_dataset_source(name)
+        problem = dataset_path_problem(source, path)
+        if problem is not None:
+            raise DataError(f"dataset_path: {problem}")
+        dataset = source.load(path=path, seed=seed)
     for split_name in ("train", "val", "test"):
         check_finite(getattr(dataset, split_name).x, where=f"{dataset.info.source} ({split_name} split)")
     return dataset

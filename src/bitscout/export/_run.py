@@ -187,10 +187,16 @@ def _export(
 ) -> ExportResult:
     data = experiment.dataset
     x_all = torch.cat([data.train.x, data.val.x, data.test.x])
+    if not len(x_all):
+        raise ExportError(f"the data set of {run_dir} has no samples to trace the model with")
+    # The training split may be empty (data given for evaluation only): trace on what there is.
+    batch = x_all[: experiment.config.batch_size]
     candidate = _candidate(run_dir, experiment, chosen.record)
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{chosen.number}"
-    # The input range (for a float first layer) comes from every sample on hand.
-    example = torch.cat([data.train.x[: experiment.config.batch_size], x_all[x_all.abs().amax(1).argmax()][None]])
+    # The input range (for a float first layer) comes from every sample on hand: add the
+    # sample with the largest magnitude, whatever the shape of a sample.
+    largest = x_all.abs().flatten(1).amax(1).argmax()
+    example = torch.cat([batch, x_all[largest][None]])
     return export_model(
         candidate.model,
         candidate.configs,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import linecache
 import math
 import os
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +19,12 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from bitscout.errors import TraceError
+from bitscout.errors import BitscoutWarning, TraceError
+from bitscout.graph._attention import TRACE_INTO_NAMES, traceable_view
 from bitscout.graph._ops import QUANTIZABLE_FUNCTIONS, QUANTIZABLE_MODULES, FloatOp
 from bitscout.graph._table import LayerInfo, LayerTable
 
-__all__ = ["TracedModel", "trace"]
+__all__ = ["FloatModule", "TraceCoverageWarning", "TracedModel", "trace"]
 
 ExampleInput = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -39,6 +42,25 @@ _OPERAND_KWARGS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+class TraceCoverageWarning(BitscoutWarning):
+    """Parameters of the model live in modules bitscout does not quantize."""
+
+
+@dataclass(frozen=True)
+class FloatModule:
+    """A module (or parameter) whose parameters stay in float in every candidate.
+
+    Attributes:
+        path: Its attribute path in the model (``"encoder"``, ``"cls_token"``).
+        kind: Its class name (``"TransformerEncoder"``), or ``"parameter"``.
+        params: How many parameters it holds.
+    """
+
+    path: str
+    kind: str
+    params: int
+
+
 @dataclass
 class TracedModel:
     """A model traced once, ready for cheap candidate builds.
@@ -50,11 +72,45 @@ class TracedModel:
             parameters are the user's model's own tensors (shared, not copied).
         table: The layer table.
         example_input: The input the shapes were computed from.
+        float_modules: The modules run in the graph whose parameters no quantizable
+            layer holds (largest first); normalization layers are left out (they stay
+            in float by design, or are folded into the layer before them).
     """
 
     gm: fx.GraphModule
     table: LayerTable
     example_input: ExampleInput
+    float_modules: tuple[FloatModule, ...] = ()
+
+    @property
+    def float_share(self) -> float:
+        """The share of the model's parameters in :attr:`float_modules`."""
+        total = self.table.param_count
+        return sum(m.params for m in self.float_modules) / total if total else 0.0
+
+    def coverage_warning(self) -> str | None:
+        """A sentence on the parameters left in float, or None when there are none."""
+        if not self.float_modules:
+            return None
+        held = sum(m.params for m in self.float_modules)
+        shown = ", ".join(f"{m.path} ({m.kind}, {m.params:,})" for m in self.float_modules[:5])
+        more = f" and {len(self.float_modules) - 5} more" if len(self.float_modules) > 5 else ""
+        text = (
+            f"{self.float_share:.1%} of the model's {self.table.param_count:,} parameters "
+            f"({held:,}) stay in float in every candidate: they are in modules bitscout does "
+            f"not quantize: {shown}{more}"
+        )
+        into = sorted({m.kind for m in self.float_modules} & set(TRACE_INTO_NAMES))
+        if into:
+            text += (
+                f". To quantize the layers inside, set trace_into = {_toml_list(into)} in the "
+                "config (trace_into= in Python)"
+            )
+        return text
+
+
+def _toml_list(names: list[str]) -> str:
+    return "[" + ", ".join(f'"{name}"' for name in names) + "]"
 
 
 def trace(
@@ -63,6 +119,8 @@ def trace(
     *,
     modules: Mapping[type[nn.Module], str] = QUANTIZABLE_MODULES,
     functions: Mapping[Callable[..., Any], str] = QUANTIZABLE_FUNCTIONS,
+    trace_into: Sequence[str] = (),
+    warn: bool = True,
 ) -> TracedModel:
     """Trace ``model`` with torch.fx and build its layer table.
 
@@ -79,21 +137,31 @@ def trace(
             argument).
         modules: Module types to treat as quantizable (exact type) and their op type.
         functions: Functions to treat as quantizable and their op type.
+        trace_into: torch modules to trace into (:data:`TRACE_INTO_NAMES`, e.g.
+            ``"TransformerEncoderLayer"``) instead of keeping them as one float leaf:
+            see :func:`traceable_view`.
+        warn: Warn (:class:`TraceCoverageWarning`) when parameters stay in float
+            because no quantizable layer holds them.
+
+    ``forward`` arguments beyond those the example input gives are fixed to their
+    defaults while tracing (``attention_mask=None``); one without a default is an error.
 
     Returns:
         The traced model and its layer table.
 
     Raises:
         TraceError: torch.fx cannot trace the model (the message names the module and
-            the line of its ``forward`` that broke the trace), or the traced model
-            fails on the example input.
+            the line of its ``forward`` that broke the trace, and the arguments fixed to
+            their defaults), or the traced model fails on the example input.
     """
     args = example_input if isinstance(example_input, tuple) else (example_input,)
+    model = traceable_view(model, trace_into) if trace_into else model
+    concrete = _defaults_beyond(model, len(args))
     tracer = _ScopeTracer()
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as exc:  # any failure inside fx means "cannot be traced"
-        raise TraceError(_trace_failure_message(model, tracer, exc)) from exc
+        raise TraceError(_trace_failure_message(model, tracer, exc, concrete)) from exc
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
 
     with _eval_mode(model), torch.no_grad():
@@ -107,6 +175,7 @@ def trace(
                 "(a batch of samples with the dataset's input shape)."
             ) from exc
 
+    float_modules = _float_modules(model, gm, modules, functions)
     depends_on_input = _input_dependent_nodes(gm.graph)
     quantizable: list[tuple[fx.Node, LayerInfo]] = []
     for node in gm.graph.nodes:
@@ -122,7 +191,85 @@ def trace(
         buffer_count=sum(b.numel() for b in model.buffers()),
         buffer_float_count=sum(b.numel() for b in model.buffers() if b.is_floating_point()),
     )
-    return TracedModel(gm=gm, table=table, example_input=example_input)
+    traced = TracedModel(gm=gm, table=table, example_input=example_input, float_modules=float_modules)
+    message = traced.coverage_warning()
+    if warn and message is not None:
+        warnings.warn(TraceCoverageWarning(f"{type(model).__name__}: {message}"), stacklevel=2)
+    return traced
+
+
+def _defaults_beyond(model: nn.Module, given: int) -> dict[str, Any]:
+    """``forward``'s arguments after the first ``given``, fixed to their defaults.
+
+    Raises:
+        TraceError: One of them has no default (the example input must give it).
+    """
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    concrete: dict[str, Any] = {}
+    for param in positional[given:]:
+        if param.default is inspect.Parameter.empty:
+            names = ", ".join(p.name for p in positional)
+            raise TraceError(
+                f"{type(model).__name__}.forward({names}) needs argument {param.name!r}, and the "
+                f"example input gives only {given} tensor(s); give it a default (e.g. "
+                f"{param.name}=None) or pass a tuple of {given + 1} or more example tensors"
+            )
+        concrete[param.name] = param.default
+    for param in params:
+        if param.kind is param.KEYWORD_ONLY and param.default is not inspect.Parameter.empty:
+            concrete[param.name] = param.default
+    return concrete
+
+
+# Normalization layers keep their parameters in float by design (a per-channel scale and
+# shift, or folded into the layer before them); they are not "missed" layers.
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def _float_modules(
+    model: nn.Module,
+    gm: fx.GraphModule,
+    modules: Mapping[type[nn.Module], str],
+    functions: Mapping[Callable[..., Any], str],
+) -> tuple[FloatModule, ...]:
+    """Leaf modules and parameters run in the graph that no quantizable layer holds."""
+    found: dict[str, FloatModule] = {}
+    weight_of_function: set[str] = set()
+    for node in gm.graph.nodes:
+        if node.op == "call_function":
+            try:
+                quantizable = node.target in functions
+            except TypeError:
+                quantizable = False
+            if quantizable:
+                weight_of_function.update(
+                    str(arg.target) for arg in node.all_input_nodes if arg.op == "get_attr"
+                )
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            module = gm.get_submodule(str(node.target))
+            if type(module) in modules or isinstance(module, _NORMS):
+                continue
+            count = sum(p.numel() for p in module.parameters())
+            if count:
+                found[str(node.target)] = FloatModule(str(node.target), type(module).__name__, count)
+        elif node.op == "get_attr" and str(node.target) not in weight_of_function:
+            value = _attribute(gm, str(node.target))
+            owner = _attribute(gm, str(node.target).rpartition(".")[0]) if "." in str(node.target) else gm
+            if isinstance(value, nn.Parameter) and not isinstance(owner, _NORMS):
+                found[str(node.target)] = FloatModule(str(node.target), "parameter", value.numel())
+    return tuple(sorted(found.values(), key=lambda m: (-m.params, m.path)))
+
+
+def _attribute(root: nn.Module, path: str) -> Any:
+    value: Any = root
+    for part in path.split("."):
+        value = getattr(value, part, None)
+    return value
 
 
 class _ScopeTracer(fx.Tracer):
@@ -151,7 +298,9 @@ class _ScopeTracer(fx.Tracer):
             raise
 
 
-def _trace_failure_message(model: nn.Module, tracer: _ScopeTracer, exc: BaseException) -> str:
+def _trace_failure_message(
+    model: nn.Module, tracer: _ScopeTracer, exc: BaseException, concrete: Mapping[str, Any]
+) -> str:
     if tracer.failed_in is not None:
         path, module = tracer.failed_in
         where = f"module '{path}' ({type(module).__name__})"
@@ -159,11 +308,19 @@ def _trace_failure_message(model: nn.Module, tracer: _ScopeTracer, exc: BaseExce
         where = f"the model's own forward ({type(model).__name__})"
     line = _user_line(exc)
     at = f" at {line}" if line else ""
+    fixed = ""
+    if concrete:
+        values = ", ".join(f"{name}={value!r}" for name, value in concrete.items())
+        fixed = (
+            f" While tracing, forward's argument(s) beyond the example input were fixed to "
+            f"their defaults ({values}); an argument the model needs must be part of the "
+            "example input (a tuple, in forward's order)."
+        )
     return (
         f"torch.fx cannot trace {type(model).__name__}: {where} broke the trace{at}: "
         f"{type(exc).__name__}: {exc}. Remove data-dependent Python control flow from "
         "that forward (use torch.where, or compute the condition from shapes), or make "
-        "the model traceable another way."
+        f"the model traceable another way.{fixed}"
     )
 
 

@@ -13,6 +13,7 @@ import pydantic
 import torch
 from torch import nn
 
+from bitscout.config._mase import add_runner_name
 from bitscout.errors import ConfigError, QuantConfigError
 
 if TYPE_CHECKING:
@@ -239,6 +240,8 @@ def register_runner(cls: type[Runner]) -> type[Runner]:
     if existing is not None and existing is not cls:
         raise ValueError(f"a runner named {cls.name!r} is already registered ({existing.__qualname__})")
     _REGISTRY[cls.name] = cls
+    # Configs validate runner names before any runner is built: tell them of this one.
+    add_runner_name("sw" if cls.kind == "software" else "hw", cls.name)
     return cls
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
+from bitscout.config._plugins import import_object, is_import_spec
 from bitscout.data import DatasetInfo
 from bitscout.errors import ModelError
 
@@ -18,34 +18,21 @@ __all__ = ["build_user_model"]
 def build_user_model(spec: str, info: DatasetInfo, options: Mapping[str, Any]) -> nn.Module:
     """Import ``package.module``, call ``factory`` and check it returned an ``nn.Module``.
 
-    The factory gets ``info=info`` when its signature has an ``info`` parameter (or
-    ``**kwargs``), and ``options`` as keyword arguments.
+    The factory gets ``info=info`` when its signature names an ``info`` parameter (a
+    ``**kwargs`` factory is not handed one: it did not ask for it), and ``options`` as
+    keyword arguments.
 
     Raises:
         ModelError: Names the part that failed: the spec's form, the import, the
             attribute, the call, or the type of what it returned.
     """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr or ":" in attr:
+    if not is_import_spec(spec):
         raise ModelError(
             f"model {spec!r} must be a registered name or 'package.module:factory' "
             "(one colon between a module path and a function name)"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(
-            f"model {spec!r}: cannot import module {module_name!r}: {exc}. Is it installed, "
-            "or on PYTHONPATH (run bitscout from the folder that contains it)?"
-        ) from exc
-    factory = module
-    for part in attr.split("."):
-        try:
-            factory = getattr(factory, part)
-        except AttributeError:
-            raise ModelError(
-                f"model {spec!r}: module {module_name!r} has no attribute {attr!r}"
-            ) from None
+    factory = import_object(spec, what="model", error=ModelError)
+    module_name, _, attr = spec.partition(":")
     if not callable(factory):
         raise ModelError(f"model {spec!r}: {attr!r} in {module_name!r} is not callable")
     kwargs = dict(options)
@@ -53,10 +40,12 @@ def build_user_model(spec: str, info: DatasetInfo, options: Mapping[str, Any]) -
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         params = {}
-    takes_info = "info" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
-    if takes_info:
+    info_param = params.get("info")
+    if info_param is not None and info_param.kind not in (
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+        inspect.Parameter.POSITIONAL_ONLY,
+    ):
         kwargs["info"] = info
     try:
         model = factory(**kwargs)

@@ -16,8 +16,16 @@ from bitscout.report._plots import (
     plot_objective,
     plot_pareto,
 )
-from bitscout.report._html import REPORT_FILE, ReportContext, render_page, render_search_html, write_html
-from bitscout.report._outputs import write_plots
+from bitscout.report._html import (
+    REPORT_FILE,
+    ReportContext,
+    html_image,
+    html_table,
+    render_page,
+    render_search_html,
+    write_html,
+)
+from bitscout.report._outputs import write_plots, write_report
 from bitscout.report._tables import describe_layer, format_config, format_summary, format_table
 
 __all__ = [
@@ -27,11 +35,14 @@ __all__ = [
     "plot_objective",
     "plot_pareto",
     "write_plots",
+    "write_report",
     "format_config",
     "describe_layer",
     "ReportContext",
     "render_search_html",
     "render_page",
+    "html_table",
+    "html_image",
     "write_html",
     "REPORT_FILE",
     "format_summary",

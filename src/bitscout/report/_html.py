@@ -22,7 +22,7 @@ from bitscout.report._tables import describe_layer
 if TYPE_CHECKING:
     from bitscout.study import SearchResult, TrialRecord
 
-__all__ = ["ReportContext", "render_search_html", "render_page", "write_html", "REPORT_FILE"]
+__all__ = ["ReportContext", "render_search_html", "render_page", "html_table", "html_image", "write_html", "REPORT_FILE"]
 
 REPORT_FILE = "report.html"
 
@@ -38,7 +38,7 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.sortable th{cursor:pointer;user-select:none}table.sortable th:hover{background:#e6e6e6}
 .answer{background:#f4f9f4;border:1px solid #b9d9b9;padding:.6em 1em;border-radius:4px}
 .muted{color:#666;font-size:.9em}img{max-width:100%;border:1px solid #eee;margin:.4em 0}
-.bad{color:#a11}.scroll{overflow-x:auto;max-height:40em;overflow-y:auto}
+pre{white-space:pre-wrap;font-size:.85em}.bad{color:#a11}.scroll{overflow-x:auto;max-height:40em;overflow-y:auto}
 """
 
 # Sorting by a click on a column head: numbers numerically, text as text; a second
@@ -77,6 +77,7 @@ class ReportContext:
         facts: Extra facts of the run (strategy, seed, ...), shown in order.
         images: Plot name -> PNG path; each is embedded in the page.
         constraints: One line per constraint, e.g. ``"average_bitwidth <= 4"``.
+        config_toml: The resolved config of the run (its ``config.toml``).
     """
 
     title: str | None = None
@@ -86,6 +87,7 @@ class ReportContext:
     facts: Mapping[str, Any] = field(default_factory=dict)
     images: Mapping[str, Path] = field(default_factory=dict)
     constraints: Sequence[str] = ()
+    config_toml: str | None = None
 
 
 def _e(value: Any) -> str:
@@ -103,7 +105,8 @@ def _num(value: Any) -> str:
     return f"{value:.6g}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, sortable: bool = False) -> str:
+def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, sortable: bool = False) -> str:
+    """A table; numbers right-aligned and sorted as numbers; ``sortable``: click a head to sort."""
     cls = ' class="sortable"' if sortable else ""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = []
@@ -118,7 +121,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, sortable: bo
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _image(name: str, path: Path) -> str:
+def html_image(name: str, path: Path) -> str:
+    """A PNG embedded in the page (base64), with its caption."""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f'<figure><img alt="{_e(name)}" src="data:image/png;base64,{data}"><figcaption class="muted">{_e(name)}</figcaption></figure>'
 
@@ -138,11 +142,11 @@ def _metrics_table(record: TrialRecord, baseline: Mapping[str, float] | None) ->
             rows.append((name, value, "", "", scaled))
         else:
             rows.append((name, value, ref, _drop(name, value, ref), scaled))
-    return _table(["metric", "value", "float model", "drop from float", "scaled term in objective"], rows)
+    return html_table(["metric", "value", "float model", "drop from float", "scaled term in objective"], rows)
 
 
 def _config_table(record: TrialRecord) -> str:
-    return _table(["layer", "configuration"], [(layer, describe_layer(cfg)) for layer, cfg in record.sampled_config.items()])
+    return html_table(["layer", "configuration"], [(layer, describe_layer(cfg)) for layer, cfg in record.sampled_config.items()])
 
 
 def _answer(result: SearchResult, ctx: ReportContext) -> str:
@@ -172,7 +176,7 @@ def _answer(result: SearchResult, ctx: ReportContext) -> str:
     base = ""
     if ctx.baseline:
         base = "<p>Float model: " + ", ".join(f"{_e(k)} = {_num(v)}" for k, v in ctx.baseline.items() if not k.endswith("_ratio")) + "</p>"
-    return '<div class="answer">' + intro + _table(header, rows, sortable=True) + base + "</div>"
+    return '<div class="answer">' + intro + html_table(header, rows, sortable=True) + base + "</div>"
 
 
 def _trials_table(result: SearchResult) -> str:
@@ -187,7 +191,7 @@ def _trials_table(result: SearchResult) -> str:
             t.number, t.state, *values, *[t.metrics.get(m, "") for m in metric_names],
             "" if t.duplicate_of is None else t.duplicate_of, t.duration_s, config, t.error or "",
         ])
-    return '<div class="scroll">' + _table(header, rows, sortable=True) + "</div>"
+    return '<div class="scroll">' + html_table(header, rows, sortable=True) + "</div>"
 
 
 def _versions() -> dict[str, str]:
@@ -229,8 +233,10 @@ def render_search_html(result: SearchResult, ctx: ReportContext | None = None) -
     if ctx.space:
         sections.append(("Search space", f"<pre>{_e(ctx.space)}</pre>"))
     if ctx.images:
-        sections.append(("Plots", "".join(_image(name, path) for name, path in ctx.images.items() if Path(path).is_file())))
+        sections.append(("Plots", "".join(html_image(name, path) for name, path in ctx.images.items() if Path(path).is_file())))
     sections.append((f"Trials ({len(result.trials)}; click a column head to sort)", _trials_table(result)))
+    if ctx.config_toml:
+        sections.append(("Config (config.toml)", f"<pre>{_e(ctx.config_toml)}</pre>"))
     facts: dict[str, Any] = {
         "study": f"{result.study_name} ({result.storage})" if result.storage else result.study_name,
         **dict(ctx.facts),
@@ -243,7 +249,7 @@ def render_search_html(result: SearchResult, ctx: ReportContext | None = None) -
     if result.stop_reason:
         facts["stopped"] = result.stop_reason
     facts.update(_versions())
-    sections.append(("Run", _table(["fact", "value"], list(facts.items()))))
+    sections.append(("Run", html_table(["fact", "value"], list(facts.items()))))
     return render_page(title, sections, lead=_answer(result, ctx))
 
 

@@ -4,6 +4,7 @@
 ``objective.png``   objective value and best so far against the trial number
 ``pareto_<m>.png``  accuracy against each cost metric ``m`` that varies, front marked
 ``best_widths.png`` widths per layer of the best trial
+``report.html``     one self-contained page: the answer, the plots, every trial
 =================== ===================================================================
 """
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bitscout.metrics import get_runner, runner_names
+from bitscout.report._html import REPORT_FILE, ReportContext, render_search_html, write_html
 from bitscout.report._plots import plot_best_widths, plot_objective, plot_pareto
 from bitscout.study import SearchResult
 
-__all__ = ["write_plots"]
+__all__ = ["write_plots", "write_report"]
 
 
 def _natural_direction(metric: str) -> str:
@@ -68,4 +70,25 @@ def write_plots(result: SearchResult, run_dir: Path) -> dict[str, Path]:
             top, title = best[0], f"widths per layer, best trial {best[0].number}"
         if top.sampled_config:
             paths["widths_plot"] = plot_best_widths(top, run_dir / "best_widths.png", title=title)
+    return paths
+
+
+def write_report(result: SearchResult, run_dir: Path) -> dict[str, Path]:
+    """Draw the plots and write ``report.html`` (the plots embedded); returns name -> path.
+
+    What ``bitscout search`` and ``bitscout report`` hand to the study as its plot writer.
+    The float baseline is shown when the result has one (``result.baseline``).
+    """
+    run_dir = Path(run_dir)
+    paths = write_plots(result, run_dir)
+    baseline = None
+    if result.baseline is not None and result.baseline.ok:
+        baseline = result.baseline.metrics.all()
+    config_file = run_dir / "config.toml"
+    ctx = ReportContext(
+        baseline=baseline,
+        config_toml=config_file.read_text() if config_file.is_file() else None,
+        images={name.removesuffix("_plot").replace("_", " "): path for name, path in paths.items()},
+    )
+    paths["report"] = write_html(render_search_html(result, ctx), run_dir / REPORT_FILE)
     return paths

@@ -97,8 +97,10 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
         lines.append("\nno trial completed: there is no best configuration")
     elif result.is_multi_objective:
         lines.append(f"\nPareto set ({len(best)} trials; " + ", ".join(f"{n} {d}" for n, d in zip(names, result.directions)) + "):")
-        rows = [[t.number, *t.values] for t in best]
-        lines.append(format_table(rows, header=["trial", *names]))
+        # The objective values are scaled (scale x metric); the raw metric sits beside each.
+        raw = [n for n in names if any(n in t.metrics for t in best)]
+        rows = [[t.number, *t.values, *[t.metrics.get(n, "") for n in raw]] for t in best]
+        lines.append(format_table(rows, header=["trial", *[f"{n} (scaled)" for n in names], *raw]))
         top = max(best, key=lambda t: t.values[0] if result.directions[0] == "maximize" else -t.values[0])
         lines.append(f"\nbest {names[0]} in the set: trial {top.number}; {_metrics_line(top)}")
         lines.append(format_config(top.sampled_config))

@@ -44,6 +44,7 @@ from bitscout._optuna_adapter import (
     clear_stop,
     is_heartbeat_enabled,
     n_trials as count_trials,
+    set_trial_user_attrs,
     stop_requested,
     storage_of,
     study_id,
@@ -389,7 +390,10 @@ class _Search:
             record["constraints"] = dict(zip(names, evaluation.constraints))
             for name, value in zip(names, evaluation.constraints):
                 trial.set_constraint(name, value)
-        self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, record)
+        # The whole record, and each finite metric as its own attribute so that
+        # optuna-dashboard can chart any of them; one write on the journal.
+        metrics = {name: value for name, value in evaluation.metrics.all().items() if math.isfinite(value)}
+        set_trial_user_attrs(self.storage, trial_id(trial), {RECORD_ATTR: record, **metrics})
         self.study.tell(trial, values)
         self.index.add(trial.number, key, values)
         with self.state.lock:
@@ -585,7 +589,9 @@ def run_search(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_trials, initial=min(search.index.counted, n_trials), desc="search", unit="trial", dynamic_ncols=True)
+        # A strategy that visits each configuration once ends with the space.
+        total = min(n_trials, search.n_distinct) if search.exhaustible is not None else n_trials
+        bar = tqdm(total=total, initial=min(search.index.counted, total), desc="search", unit="trial", dynamic_ncols=True)
         search.progress = bar
     started = time.perf_counter()
     clear_stop(study)

@@ -1,0 +1,216 @@
+"""Your own data: as_dataset over arrays, tensors, torch Datasets and DataLoaders; data
+files (.npz, .pt, .csv, .parquet) and factories named in a config."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from bitscout.data import as_dataset, dataset_kind, dataset_problem, load_dataset
+from bitscout.errors import DataError
+
+
+def _xy(n: int = 100, classes: int = 4, shape: tuple[int, ...] = (5,)) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    # Sample i holds the value i in every feature: splits can be traced back to rows.
+    x = np.broadcast_to(np.arange(n, dtype=np.float64).reshape(n, *[1] * len(shape)), (n, *shape)).copy()
+    y = rng.permutation(np.arange(n) % classes)
+    return x, y
+
+
+def _rows(split: torch.Tensor) -> list[int]:
+    return sorted(int(v) for v in split.reshape(len(split), -1)[:, 0])
+
+
+def test_kind_of_a_spec() -> None:
+    assert dataset_kind("digits") == "registry"
+    assert dataset_kind("data.npz") == "file"
+    assert dataset_kind("runs/x/data.csv") == "file"
+    assert dataset_kind("data.h5") == "file"  # unknown suffix: a file, refused with a reason
+    assert dataset_kind("mypkg.data:make") == "factory"
+
+
+def test_single_xy_is_split_60_30_10_stratified_and_seeded() -> None:
+    x, y = _xy(100, classes=4)
+    data = as_dataset((x, y), seed=0, name="mine")
+    assert (len(data.train), len(data.val), len(data.test)) == (60, 30, 10)
+    # Every sample lands in exactly one split, with its own label.
+    rows = _rows(data.train.x) + _rows(data.val.x) + _rows(data.test.x)
+    assert sorted(rows) == list(range(100))
+    for split in (data.train, data.val, data.test):
+        assert torch.equal(split.y, torch.from_numpy(y[_rows(split.x)]))
+    # Stratified: 30 validation samples over 4 classes of 25 -> 7 or 8 of each.
+    assert set(torch.bincount(data.val.y).tolist()) <= {7, 8}
+    assert data.info.input_shape == (5,) and data.info.num_classes == 4
+    assert "split stratified with seed 0: 60 train / 30 val / 10 test" in data.info.source
+    again = as_dataset((x, y), seed=0)
+    other = as_dataset((x, y), seed=1)
+    assert _rows(again.val.x) == _rows(data.val.x)
+    assert _rows(other.val.x) != _rows(data.val.x)
+
+
+def test_tensors_torch_dataset_and_dataloader_give_the_same_data() -> None:
+    x, y = _xy(40, classes=2, shape=(1, 3, 3))
+    tx, ty = torch.from_numpy(x).float(), torch.from_numpy(y)
+    by_tensors = as_dataset({"train": (tx, ty), "val": (tx[:10], ty[:10])})
+    by_dataset = as_dataset({"train": TensorDataset(tx, ty), "val": TensorDataset(tx[:10], ty[:10])})
+    by_loader = as_dataset({"train": DataLoader(TensorDataset(tx, ty), batch_size=7), "val": (tx[:10], ty[:10])})
+    for data in (by_tensors, by_dataset, by_loader):
+        assert data.info.input_shape == (1, 3, 3)
+        assert torch.equal(data.train.x, tx) and torch.equal(data.train.y, ty)
+        assert torch.equal(data.val.x, tx[:10])
+        assert len(data.test) == 0 and data.test.x.shape == (0, 1, 3, 3)
+
+
+def test_single_as_val_keeps_every_sample_for_evaluation() -> None:
+    x, y = _xy(12, classes=3)
+    data = as_dataset((x, y), single="val")
+    assert len(data.val) == 12 and len(data.train) == 0 and len(data.test) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ((np.zeros((4, 2)), np.array([0, 1, 0.5, 1])), "labels must be integer class indices"),
+        ((np.zeros((4, 2)), np.array([0, 1, -1, 1])), "labels must be class indices >= 0"),
+        ((np.zeros((4, 2)), np.eye(4)), r"one class index per sample.*argmax"),
+        ((np.zeros(4), np.array([0, 1, 0, 1])), r"shape \(samples, features...\)"),
+        ((np.zeros((4, 2)), np.array([0, 1, 0])), "4 samples but 3 labels"),
+        ({"train": (np.zeros((4, 2)), np.array([0, 1, 0, 1]))}, "has no validation split"),
+        ({"x_train": np.zeros((4, 2))}, "has 'x_train' but no 'y_train'"),
+        ({"x": np.zeros((4, 2)), "y": np.zeros(4), "z": 1}, r"unknown key\(s\) \['z'\]"),
+        ({"training": (np.zeros((4, 2)), np.zeros(4))}, "unknown split 'training'"),
+        (object(), "cannot read a object as samples and labels"),
+    ],
+)
+def test_bad_data_is_one_data_error(data: object, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        as_dataset(data, name="mine")
+
+
+def test_npz_single_and_per_split(tmp_path: Path) -> None:
+    x, y = _xy(50, classes=5)
+    np.savez(tmp_path / "one.npz", x=x, y=y)
+    data = load_dataset(str(tmp_path / "one.npz"), seed=3)
+    assert (len(data.train), len(data.val), len(data.test)) == (30, 15, 5)
+    assert data.info.name == str(tmp_path / "one.npz")
+    assert data.info.source.startswith(str(tmp_path / "one.npz") + " (one x/y, split")
+    np.savez(tmp_path / "splits.npz", x_train=x[:30], y_train=y[:30], x_val=x[30:], y_val=y[30:],
+             class_names=np.array(["a", "b", "c", "d", "e"]))
+    data = load_dataset(str(tmp_path / "splits.npz"))
+    assert torch.equal(data.val.x, torch.from_numpy(x[30:]).float())
+    assert len(data.test) == 0
+    assert data.info.class_names == ("a", "b", "c", "d", "e")
+
+
+def test_pt_dict_of_tensors_is_read_weights_only(tmp_path: Path) -> None:
+    x, y = _xy(30, classes=3)
+    torch.save({"x_train": torch.from_numpy(x), "y_train": torch.from_numpy(y),
+                "x_val": torch.from_numpy(x[:9]), "y_val": torch.from_numpy(y[:9])}, tmp_path / "d.pt")
+    data = load_dataset(str(tmp_path / "d.pt"))
+    assert torch.equal(data.train.y, torch.from_numpy(y)) and len(data.val) == 9
+    torch.save({"x": x, "y": y, "why": _Unsafe()}, tmp_path / "bad.pt")
+    with pytest.raises(DataError, match=r"bad.pt'.*weights_only=True.*Save a dict of tensors"):
+        load_dataset(str(tmp_path / "bad.pt"))
+
+
+class _Unsafe:
+    """An object weights_only loading refuses (a pickle could run code)."""
+
+
+def test_csv_and_parquet_with_label_column(tmp_path: Path) -> None:
+    x, y = _xy(40, classes=2)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    table.insert(2, "kind", np.where(y == 1, "signal", "noise"))
+    table.to_csv(tmp_path / "t.csv", index=False)
+    table.to_parquet(tmp_path / "t.parquet")
+    for name in ("t.csv", "t.parquet"):
+        data = load_dataset(str(tmp_path / name), label_column="kind")
+        assert data.info.class_names == ("noise", "signal")  # sorted names -> 0, 1
+        assert data.info.input_shape == (5,)
+        rows = _rows(data.val.x)
+        assert torch.equal(data.val.y, torch.from_numpy(y[rows]))
+    with pytest.raises(DataError, match=r"t.csv'.*has no column 'knd' \(label_column\).*did you mean 'kind'"):
+        load_dataset(str(tmp_path / "t.csv"), label_column="knd")
+    with pytest.raises(DataError, match=r"t.csv'.*needs label_column"):
+        load_dataset(str(tmp_path / "t.csv"))
+
+
+def test_bad_files_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match=r"junk.npz'.*not a readable .npz file"):
+        load_dataset(str(tmp_path / "junk.npz"))
+    with pytest.raises(DataError, match=r"missing.npz'.*file not found"):
+        load_dataset(str(tmp_path / "missing.npz"))
+    (tmp_path / "d.h5").write_bytes(b"")
+    with pytest.raises(DataError, match=r"unknown kind of data file '.h5'"):
+        load_dataset(str(tmp_path / "d.h5"))
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
+    with pytest.raises(DataError, match=r"obj.npz'.*Python objects"):
+        load_dataset(str(tmp_path / "obj.npz"))
+    assert dataset_problem(str(tmp_path / "missing.npz")) is not None
+    assert "label_column is only for CSV" in str(dataset_problem("digits", label_column="y"))
+
+
+@pytest.fixture
+def data_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = "bitscout_test_user_data"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
+        import numpy as np
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+
+        def _xy(n, seed=0):
+            g = torch.Generator().manual_seed(seed)
+            return torch.randn(n, 3, generator=g), torch.arange(n) % 3
+
+        def loaders():
+            x, y = _xy(30)
+            return {"train": DataLoader(TensorDataset(x, y), batch_size=8),
+                    "val": DataLoader(TensorDataset(x[:12], y[:12]), batch_size=5)}
+
+        def seeded(seed):
+            return _xy(30, seed)
+
+        def kwargs_only(**kw):
+            assert not kw, kw
+            return _xy(30)
+
+        def broken():
+            raise RuntimeError("the data server is down")
+
+        def wrong():
+            return "no data here"
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_factories(data_module: str) -> None:
+    data = load_dataset(f"{data_module}:loaders")
+    assert (len(data.train), len(data.val), len(data.test)) == (30, 12, 0)
+    assert data.info.name == f"{data_module}:loaders"
+    # A factory that declares seed gets the config's seed; **kwargs factories get nothing.
+    a, b = load_dataset(f"{data_module}:seeded", seed=1), load_dataset(f"{data_module}:seeded", seed=2)
+    assert not torch.equal(torch.sort(a.val.x.flatten()).values[:3], torch.sort(b.val.x.flatten()).values[:3])
+    assert len(load_dataset(f"{data_module}:kwargs_only").val) == 9
+    with pytest.raises(DataError, match=rf"dataset '{data_module}:broken': calling broken\(\) failed: "
+                                        "RuntimeError: the data server is down"):
+        load_dataset(f"{data_module}:broken")
+    with pytest.raises(DataError, match=rf"dataset '{data_module}:wrong': cannot read a str"):
+        load_dataset(f"{data_module}:wrong")
+    with pytest.raises(DataError, match="cannot import module 'no_such_data_pkg'"):
+        load_dataset("no_such_data_pkg:make")
+    assert dataset_problem(f"{data_module}:nothing") == (
+        f"dataset '{data_module}:nothing': module '{data_module}' has no attribute 'nothing'"
+    )
+    assert dataset_problem(f"{data_module}:loaders") is None
