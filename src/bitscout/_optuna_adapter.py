@@ -8,9 +8,10 @@ than in a user's search. Nothing else in bitscout may touch a private Optuna nam
 (``grep -rnE 'optuna\\._|storages\\._|\\._storage|_trial_id|_stop_flag|_thread_local' src``
 finds this module only).
 
-This module imports nothing from bitscout, so every layer may use it. It also holds the two
-journal-file classes that extend Optuna's private journal internals (:class:`FlockLock`,
-:class:`LocalJournalBackend`; re-exported by :mod:`bitscout.study`).
+This module imports nothing from bitscout but its errors (the lowest layer), so every layer
+may use it. It also holds the two journal-file classes that extend Optuna's private
+journal internals (:class:`FlockLock`, :class:`LocalJournalBackend`; re-exported by
+:mod:`bitscout.study`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ import fcntl
 import json
 import os
 import threading
+import warnings
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
+
+from bitscout.errors import SearchError
 
 # Why: the heartbeat protocol (interval, stale-trial ids, stale-trial callback) is the
 # base class Optuna's own storages implement; bitscout's journal storage implements it too
@@ -43,6 +48,10 @@ __all__ = [
     "BaseJournalFileLock",
     "FlockLock",
     "LocalJournalBackend",
+    "JournalRepairWarning",
+    "JournalDamagedError",
+    "is_journal_entry",
+    "replay_entries",
     "StaleTrialHook",
     "CreatedTrialHook",
     "storage_of",
@@ -123,8 +132,100 @@ class FlockLock(BaseJournalFileLock):
         self._thread_lock = threading.Lock()
 
 
+class JournalRepairWarning(UserWarning):
+    """A journal's torn last line (what a killed write leaves) was cut off."""
+
+
+class JournalDamagedError(SearchError):
+    """A line in the middle of a journal is not an entry: the study cannot be read.
+
+    Attributes:
+        path: The journal file.
+        line: The damaged line's number (from 1).
+    """
+
+    def __init__(self, path: str, line: int, content: bytes) -> None:
+        self.path, self.line = path, line
+        preview = content[:60].decode("utf-8", "replace") + ("..." if len(content) > 60 else "")
+        run = Path(path).parent
+        super().__init__(
+            f"{path}: line {line} is not a journal entry ({preview!r}), so the study cannot be "
+            f"read past it. Run `bitscout report {run} --repair` to rewrite the journal keeping "
+            "every complete trial (the damaged file is kept beside it)"
+        )
+
+
+# Each journal operation (Optuna's JournalOperation, 0-10) -> the keys its replay reads
+# first; an entry without them would stop the replay with a KeyError.
+_ENTRY_KEYS: dict[int, tuple[str, ...]] = {
+    0: ("study_name", "directions"),
+    1: ("study_id",),
+    2: ("study_id", "user_attr"),
+    3: ("study_id", "system_attr"),
+    4: ("study_id", "datetime_start"),
+    5: ("trial_id", "param_name", "param_value_internal", "distribution"),
+    6: ("trial_id", "state"),
+    7: ("trial_id", "step", "intermediate_value"),
+    8: ("trial_id", "user_attr"),
+    9: ("trial_id", "system_attr"),
+    10: (),
+}
+
+
+def is_journal_entry(log: Any) -> bool:
+    """Whether a parsed journal line has the shape of one of Optuna's operations."""
+    if not isinstance(log, dict) or not isinstance(log.get("worker_id"), str):
+        return False
+    op = log.get("op_code")
+    return type(op) is int and op in _ENTRY_KEYS and all(key in log for key in _ENTRY_KEYS[op])
+
+
+class _MemoryJournal(BaseJournalBackend):
+    """A journal held in a list (for a replay that must not touch a file)."""
+
+    def __init__(self) -> None:
+        self.logs: list[dict[str, Any]] = []
+
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
+        yield from self.logs[log_number_from:]
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        self.logs.extend(logs)
+
+
+def replay_entries(entries: list[dict[str, Any]]) -> tuple[JournalStorage, list[int]]:
+    """A storage holding what ``entries`` record, skipping the entries that do not apply.
+
+    Why: ``JournalStorage`` replays its whole journal at once and stops at the first entry
+    it cannot apply (an operation on a trial whose creation was lost); a repair must skip
+    such an entry and go on, so entries are applied one at a time to the storage's replay
+    state (``JournalStorage._replay_result``, private).
+
+    Returns:
+        The storage (in memory) and the indexes of the entries skipped.
+    """
+    storage = JournalStorage(_MemoryJournal())
+    skipped = []
+    for index, log in enumerate(entries):
+        try:
+            storage._replay_result.apply_logs([log])
+        except Exception:  # noqa: BLE001  (an entry Optuna cannot apply, whatever the reason)
+            skipped.append(index)
+    return storage, skipped
+
+
+# Bytes read at a time when looking backwards for the last complete line.
+_TAIL_CHUNK = 1 << 16
+
+
 class LocalJournalBackend(JournalFileBackend):
     """Optuna's journal file format, written with an ``flock`` lock and optional ``fsync``.
+
+    Robust to what a killed writer leaves: a last line without its newline (a torn
+    entry) is cut off when the file is opened and before every append, with a
+    :class:`JournalRepairWarning`, so that no entry is ever glued to a torn one. Every
+    complete entry is kept. A damaged line elsewhere is a :class:`JournalDamagedError`
+    naming the file and the line (``bitscout report RUN --repair`` rewrites the file).
 
     Args:
         file_path: The journal file (created when missing).
@@ -134,21 +235,89 @@ class LocalJournalBackend(JournalFileBackend):
     def __init__(self, file_path: str, *, fsync: bool = False) -> None:
         super().__init__(file_path, lock_obj=FlockLock(file_path))
         self._fsync = fsync
+        self._lock.acquire()
+        try:
+            self._cut_torn_tail()
+        finally:
+            self._lock.release()
+
+    def _cut_torn_tail(self) -> int:
+        """Cut a last line that lacks its newline; returns the bytes cut. Call under the lock.
+
+        Writers write whole lines under the lock, so under the lock a line without its
+        newline is one a killed process left half written, never one being written.
+        """
+        # Private: JournalFileBackend's _file_path.
+        with open(self._file_path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return 0
+            end = size
+            while end > 0:
+                start = max(0, end - _TAIL_CHUNK)
+                f.seek(start)
+                newline = f.read(end - start).rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                end = start
+            else:
+                keep = 0
+            f.seek(keep)
+            torn = f.read(min(size - keep, 80))
+            f.truncate(keep)
+            if self._fsync:
+                os.fsync(f.fileno())
+        warnings.warn(
+            JournalRepairWarning(
+                f"{self._file_path}: its last line was cut off ({size - keep} bytes, "
+                f"{torn[:40].decode('utf-8', 'replace')!r}...: an entry a killed process was "
+                "writing); removed it, every complete entry is kept"
+            ),
+            stacklevel=3,
+        )
+        return size - keep
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         # Private: JournalFileBackend's _log_number_offset (log number -> byte offset) and
-        # _file_path, read to skip a scan when the file has not grown.
+        # _file_path, the state of Optuna's own read_logs, which this one replaces to name
+        # a damaged line instead of raising a bare JSONDecodeError.
         # Optuna syncs with the file before every storage read (~17 times per trial);
         # when the file has not grown past what was read, one stat() answers that
         # instead of opening and scanning it. Anything appended changes the size.
-        offset = self._log_number_offset.get(log_number_from)
+        offsets = self._log_number_offset
+        offset = offsets.get(log_number_from)
         if offset is not None:
             try:
                 if os.stat(self._file_path).st_size == offset:
                     return
             except OSError:
                 pass
-        yield from super().read_logs(log_number_from)
+        with open(self._file_path, "rb") as f:
+            remaining = os.fstat(f.fileno()).st_size
+            start = 0
+            if offset is not None:
+                f.seek(offset)
+                start = log_number_from
+                remaining -= offset
+            for log_number, line in enumerate(f, start=start):
+                remaining -= len(line)
+                if remaining < 0 or not line.endswith(b"\n"):
+                    # Written after the size was taken, or a torn last line (cut before
+                    # the next append): not an entry yet.
+                    break
+                try:
+                    log = json.loads(line)
+                except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+                    raise JournalDamagedError(self._file_path, log_number + 1, line.rstrip(b"\n")) from None
+                if not is_journal_entry(log):
+                    raise JournalDamagedError(self._file_path, log_number + 1, line.rstrip(b"\n"))
+                offsets.setdefault(log_number + 1, offsets[log_number] + len(line))
+                if log_number >= log_number_from:
+                    yield log
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         # Private: JournalFileBackend's _lock and _file_path (the same lock and file its
@@ -156,6 +325,9 @@ class LocalJournalBackend(JournalFileBackend):
         text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
         self._lock.acquire()
         try:
+            # Never append to a line without its newline: a process killed mid-write
+            # may have left one since this file was opened.
+            self._cut_torn_tail()
             with open(self._file_path, "ab") as f:
                 f.write(text.encode("utf-8"))
                 f.flush()

@@ -105,6 +105,12 @@ class Experiment:
         checkpoint: Path | None = None
         if config.load_name is not None:
             checkpoint = Path(config.load_name).expanduser()
+            if checkpoint.is_dir():
+                raise CheckpointError(
+                    f"checkpoint {checkpoint} (load_name"
+                    f"{f' in {config.source}' if config.source is not None else ''}) is a "
+                    "folder, not a checkpoint file; set load_name to the file itself"
+                )
             if not checkpoint.is_file():
                 raise CheckpointError(
                     f"checkpoint {checkpoint} (load_name"

@@ -87,7 +87,8 @@ def test_resuming_with_another_space_is_refused_plainly(config_file, tmp_path, c
     config_file.write_text(TOML.replace("weight_width = [2, 4, 8]", "weight_width = [2, 3, 4, 8]"))
     capsys.readouterr()
     assert main(["search", str(config_file), "--out", str(out), "--no-progress"]) == 2
-    err = capsys.readouterr().err
+    warning, err = capsys.readouterr().err.split("\n", 1)
+    assert warning.startswith("warning: ") and "names no checkpoint" in warning  # no load_name here
     assert err.startswith("error: the study 'cli'")
     assert "the space differs" in err and "fc1/weight_width" in err and "--study-name" in err
     assert "Traceback" not in err

@@ -19,6 +19,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::bitscout.config.BitscoutConfigW
 
 Doc = dict[str, Any]
 
+MZ_RULE = (
+    "must be one of 'pt', 'pl', 'bitscout': MASE's 'mz' is a pickled MaseGraph, which "
+    "bitscout does not unpickle (a pickle can run code); in MASE, save the weights with "
+    "torch.save(mg.model.state_dict(), 'model.pt') and use load_type = 'pt'; got 'mz'"
+)
+
 
 def _strategy(doc: Doc) -> Doc:
     return doc["search"]["strategy"]
@@ -61,12 +67,12 @@ MISTAKES: list[tuple[str, Callable[[Doc], None], str]] = [
     (
         "negative n_trials",
         lambda d: _setup(d).update(n_trials=-5),
-        "search.strategy.setup.n_trials: must be an integer >= 1; got -5",
+        "search.strategy.setup.n_trials: must be an integer from 1 to 1,000,000,000; got -5",
     ),
     (
         "n_trials written as a float",
         lambda d: _setup(d).update(n_trials=20.0),
-        "search.strategy.setup.n_trials: must be an integer >= 1; got 20.0",
+        "search.strategy.setup.n_trials: must be an integer from 1 to 1,000,000,000; got 20.0",
     ),
     (
         "direction maximise",
@@ -202,7 +208,7 @@ MISTAKES: list[tuple[str, Callable[[Doc], None], str]] = [
     (
         "load_type mz",
         lambda d: d.update(load_type="mz"),
-        "load_type: must be one of 'pt', 'pl', 'bitscout'; got 'mz'",
+        "load_type: " + MZ_RULE,
     ),
     (
         "timeout 0",

@@ -9,6 +9,7 @@ import pytest
 
 from bitscout.config import ConfigOverrides, apply_overrides, load_config, parse_config
 from bitscout.errors import ConfigError
+from tests.config.test_config_errors import MZ_RULE
 
 pytestmark = pytest.mark.filterwarnings("ignore::bitscout.config.BitscoutConfigWarning")
 
@@ -74,14 +75,27 @@ def test_seed_override_without_a_search_section_sets_the_seed() -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (ConfigOverrides(n_trials=0), "--n-trials: must be an integer >= 1; got 0"),
-        (ConfigOverrides(workers=-2), "--workers: must be an integer >= 1; got -2"),
-        (ConfigOverrides(seed=-1), "--seed: must be an integer >= 0; got -1"),
+        (ConfigOverrides(n_trials=0), "--n-trials: must be an integer from 1 to 1,000,000,000; got 0"),
+        (ConfigOverrides(workers=-2), "--workers: must be an integer from 1 to 1024; got -2"),
+        (ConfigOverrides(seed=-1), "--seed: must be an integer from 0 to 4294967295 (2**32 - 1); got -1"),
+        (
+            ConfigOverrides(seed=2**32),
+            "--seed: must be an integer from 0 to 4294967295 (2**32 - 1); got 4294967296",
+        ),
+        (
+            ConfigOverrides(n_trials=2**63 - 1),
+            "--n-trials: must be an integer from 1 to 1,000,000,000; got 9223372036854775807",
+        ),
+        (
+            ConfigOverrides(storage="runs"),
+            "--storage: must be an Optuna storage URL (postgresql://user@host:5432/db, "
+            "sqlite:///path/study.db) or a path ending in .journal; got 'runs'",
+        ),
         (
             ConfigOverrides(accelerator="tpu"),
             "--accelerator: must be one of 'cpu', 'cuda', 'auto' ('gpu' is read as 'cuda'); got 'tpu'",
         ),
-        (ConfigOverrides(load_type="mz"), "--load-type: must be one of 'pt', 'pl', 'bitscout'; got 'mz'"),
+        (ConfigOverrides(load_type="mz"), "--load-type: " + MZ_RULE),
         (ConfigOverrides(sampler=""), "--sampler: must be a non-empty string; got ''"),
         (ConfigOverrides(study_name="  "), "--study-name: must be a non-empty string; got '  '"),
     ],
@@ -98,7 +112,7 @@ def test_all_wrong_overrides_are_reported_together(lab_path: Path) -> None:
     assert str(caught.value).splitlines() == [
         "2 problems in the command-line options:",
         "  --accelerator: must be one of 'cpu', 'cuda', 'auto' ('gpu' is read as 'cuda'); got 'tpu'",
-        "  --n-trials: must be an integer >= 1; got 0",
+        "  --n-trials: must be an integer from 1 to 1,000,000,000; got 0",
     ]
 
 
@@ -114,7 +128,7 @@ def test_the_file_is_validated_before_the_overrides(lab_doc: dict, write_toml) -
     path = write_toml(lab_doc)
     with pytest.raises(ConfigError) as caught:
         load_config(path, ConfigOverrides(n_trials=5))
-    assert str(caught.value) == f"{path}: search.strategy.setup.n_trials: must be an integer >= 1; got 0"
+    assert str(caught.value) == f"{path}: search.strategy.setup.n_trials: must be an integer from 1 to 1,000,000,000; got 0"
 
 
 def test_overridden_config_round_trips(lab_path: Path, write_toml) -> None:

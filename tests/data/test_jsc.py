@@ -225,3 +225,58 @@ def test_hdf5_without_table_is_named(tmp_path: Path) -> None:
         h5.create_dataset("other", data=np.zeros(3))
     with pytest.raises(DataError, match="without the dataset 't_allpar_new'; it has: other"):
         load_dataset("jsc", path=tmp_path / "x.h5")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(np.inf, "inf"), (-np.inf, "-inf"), (np.nan, "nan")]
+)
+def test_a_non_finite_feature_names_the_file_row_line_and_column(tmp_path: Path, raw, value, shown) -> None:
+    frame = _frame(*raw)
+    frame.loc[42, "j_mass_mmdt"] = value
+    frame.loc[57, "j_zlogz"] = value  # a later row: the first one is named
+    path = tmp_path / "jets.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError) as caught:
+        load_dataset("jsc", path=path)
+    assert str(caught.value) == (
+        f"{path}: row 42 (line 44), column 'j_mass_mmdt': {shown}; 2 row(s) hold NaN or "
+        "infinite features: drop or fix them (every metric would be NaN)"
+    )
+
+
+def test_text_in_a_feature_column_names_the_file_row_and_value(tmp_path: Path, raw) -> None:
+    frame = _frame(*raw).astype(object)
+    frame.loc[7, "j_c1_b0_mmdt"] = "hello"
+    path = tmp_path / "jets.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError) as caught:
+        load_dataset("jsc", path=path)
+    assert str(caught.value) == (
+        f"{path}: row 7 (line 9), column 'j_c1_b0_mmdt': 'hello' is not a number; "
+        "every JSC feature column must hold numbers only"
+    )
+
+
+def test_nan_in_a_parquet_file_names_the_row(tmp_path: Path, raw) -> None:
+    frame = _frame(*raw)
+    frame.loc[3, "j_multiplicity"] = np.nan
+    path = tmp_path / "jets.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(DataError, match=r"jets.parquet: row 3, column 'j_multiplicity': nan;"):
+        load_dataset("jsc", path=path)
+
+
+def test_an_unreadable_data_file_is_a_data_error(tmp_path: Path, raw, monkeypatch) -> None:
+    path = write_csv(tmp_path / "jets.csv", *raw)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    # Root reads any file whatever its mode, so the refusal is simulated where it happens.
+    monkeypatch.setattr(jsc, "open", refuse, raising=False)
+    with pytest.raises(DataError) as caught:
+        load_dataset("jsc", path=path)
+    assert str(caught.value) == (
+        f"cannot read JSC data file {path}: Permission denied; check that it is a readable "
+        "file (permissions, a folder, a broken link)"
+    )

@@ -83,6 +83,35 @@ def test_cli_verify_is_bit_exact_on_jsc_tiny(tmp_path: Path, capsys) -> None:
     assert code == 0
 
 
+def test_a_moved_project_compiles_and_verifies_where_it_lies(tmp_path: Path) -> None:
+    import shutil
+
+    data = synthetic()
+    model = mlp()
+    name = sorted(MLP_CONFIGS)[0]
+    first = export_model(model, MLP_CONFIGS[name], tmp_path / "first", example_input=data.test.x[:64],
+                         format="hls4ml")
+    assert first.hls is not None
+    moved = tmp_path / "moved"
+    shutil.copytree(first.hls.path, moved)
+    shutil.rmtree(tmp_path / "first")  # its hls4ml_config.yml still names this folder
+    project = HLSProject.load(moved)
+    report = verify(model, MLP_CONFIGS[name], project, data.test.x, data.test.y)
+    assert report.agree and report.samples == len(data.test)
+    assert not (tmp_path / "first").exists()  # nothing was compiled in the original place
+    assert any(moved.rglob("*.so"))
+
+
+def test_cli_verify_compares_every_sample_of_the_split_by_default(tmp_path: Path, capsys) -> None:
+    config = {"seq_blocks_1": lq((5, 3)), "seq_blocks_2": lq((2, 1), (3, 4), (4, -1)),
+              "seq_blocks_3": lq((8, 4))}
+    trial = TrialRecord(number=0, state="COMPLETE", values=(0.5,),
+                        software_metrics={"accuracy": 0.5}, sampled_config=sampled(config))
+    run = write_run(tmp_path / "run", "jsc-tiny", jsc_tiny(), [trial], ["maximize"])
+    assert main(["verify", str(run), "--split", "train"]) == 0
+    assert f"samples compared:        {len(synthetic().train)}" in capsys.readouterr().out
+
+
 def test_cli_verify_is_bit_exact_on_an_auto_mlp_with_batchnorm_folded(tmp_path: Path, capsys) -> None:
     """The search-side path end to end: the run's sampled config says "auto", export
     folds BatchNorm, calibrates the inputs, resolves every frac width, and the C

@@ -98,6 +98,28 @@ def test_unknown_layer_names_are_refused() -> None:
         plan_types(_traced(mlp()), {"fc9": MLP_CONFIGS["a"]["fc1"]}, input_max_abs=1.0)
 
 
+def test_the_batchnorm_note_says_which_quantization_hides_it_or_that_none_does() -> None:
+    model = jsc_tiny()
+    config = {"seq_blocks_1": lq((8, 4)), "seq_blocks_2": lq((4, 2), (3, 4), (5, 0))}
+    bn = plan_types(_traced(model), config, input_max_abs=5.0)["seq_blocks_0"]
+    scale, shift = bn.precision["scale"].describe(), bn.precision["bias"].describe()
+    assert bn.notes == [
+        f"BatchNorm is float32 in bitscout but fixed point in hls4ml (scale and shift rounded to "
+        f"{scale} / {shift}); the next quantization (data_in of seq_blocks_1, fixed8.4) hides the "
+        "difference except where a value lands on, or within float32 rounding of, one of its "
+        "rounding ties: the two sides then round to neighbouring steps, one step apart. Rare, and "
+        "only found by comparing every sample (what verify does by default)"
+    ]
+    # Nothing quantized after the BatchNorm: no "rounding boundary" can hide the difference.
+    alone = plan_types(_traced(model), {}, input_max_abs=5.0)["seq_blocks_0"]
+    assert alone.notes == [
+        f"BatchNorm is float32 in bitscout but fixed point in hls4ml (scale and shift rounded to "
+        f"{scale} / {shift}), and nothing quantizes its result before the output: the difference "
+        "reaches the output, on possibly every sample; compare with --tolerance, or quantize the "
+        "layer after it"
+    ]
+
+
 def test_unresolved_auto_input_is_refused_and_resolved_auto_plans_concrete_types() -> None:
     from bitscout.quant import calibrate, resolve_config
 

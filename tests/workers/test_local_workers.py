@@ -35,6 +35,9 @@ def test_workers_option_shares_the_run_folder_journal_and_writes_the_outputs_onc
     ws = Workspace(tmp_path, delay=0.05)
     for key in ("PYTHONPATH", "WK_DELAY", "WK_GATE", "WK_READY", "OMP_NUM_THREADS"):
         monkeypatch.setenv(key, ws.env[key])
+    # search checks the config as check does before it starts workers, importing the
+    # model factory in this process too, as it would with PYTHONPATH set from the start.
+    monkeypatch.syspath_prepend(str(tmp_path))
     config = ws.write_config("bf.toml", config_text(project="local", strategy="brute_force", n_trials=1000, widths=WIDTHS))
     run_dir = tmp_path / "run"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from bitscout.errors import BitscoutError, BitscoutWarning
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run_command"]
 
 # Subcommand modules, in the order `bitscout --help` lists them.
 _COMMANDS = (
@@ -45,13 +45,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``bitscout`` command line; returns the exit status."""
+    return run_command(build_parser().parse_args(argv))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: a :class:`BitscoutError` (or an ``OSError`` on a path) is one
+    ``error:`` line and status 2.
+
+    Args:
+        args: What :func:`build_parser` parsed (a caller running many commands builds
+            the parser once).
+
+    Returns:
+        The command's exit status.
+    """
     try:
         with _plain_warnings():
             return int(args.func(args) or 0)
     except BitscoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A path the user gave that the system refuses (a name too long, a full disk, a
+        # folder that vanished) where no check named it first: still one line, not a
+        # traceback, naming the path and the system's reason.
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(
+            f"error: {where}{exc.strerror or exc} (refused by the operating system; check the "
+            "path, its permissions and the free disk space)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import warnings
 from dataclasses import fields
 from pathlib import Path
 
 from bitscout.config import BitscoutConfigWarning, Config, ConfigOverrides, load_config
-from bitscout.errors import ConfigError
+from bitscout.errors import CheckpointError, ConfigError
 
 __all__ = [
     "add_config_argument",
@@ -23,6 +24,7 @@ __all__ = [
     "config_path_from_args",
     "overrides_from_args",
     "config_from_args",
+    "check_output_folder",
 ]
 
 # argparse keeps MASE's `--config PATH` apart from the positional CONFIG under this name.
@@ -102,15 +104,81 @@ def overrides_from_args(args: argparse.Namespace) -> ConfigOverrides:
     return ConfigOverrides(**{item.name: getattr(args, item.name, None) for item in fields(ConfigOverrides)})
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def _check_load_option(args: argparse.Namespace) -> None:
+    """``--load`` names a file that exists: said about --load, not the config's load_name."""
+    load = getattr(args, "load", None)
+    if load is None:
+        return
+    path = Path(load).expanduser()
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CheckpointError(
+            f"--load {load}: cannot be read ({exc.strerror or exc}); give an existing checkpoint file"
+        ) from None
+    if path.is_dir():
+        raise CheckpointError(
+            f"--load {load}: is a folder, not a checkpoint file; give the checkpoint file itself"
+        )
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to the current folder, {Path.cwd()})"
+        raise CheckpointError(f"--load {load}: no such file{where}; give an existing checkpoint file")
+
+
+def check_output_folder(folder: Path, what: str, *, remedy: str | None = None) -> None:
+    """Make sure ``folder`` can be created and written, before any work is done.
+
+    A run folder that is a file, lies under a file, or sits in a read-only place would
+    otherwise fail only when the first output is written, after the training or search.
+    The folder is created (an empty one is left behind if the command then fails).
+
+    Args:
+        folder: The folder outputs will be written to.
+        what: How the user named it, for the message (``"--out runs/x"``).
+        remedy: What to do instead; default: choose another run folder with --out.
+
+    Raises:
+        ConfigError: The folder cannot be created or written, saying why and what to do.
+    """
+    folder = Path(folder).expanduser()
+    elsewhere = remedy or "choose another run folder (--out DIR)"
+    try:
+        existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
+    except OSError as exc:  # a name too long, a loop of links
+        raise ConfigError(f"{what}: {folder} cannot be used ({exc.strerror or exc}); {elsewhere}") from None
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == folder else f"is under {existing}, which is a file"
+        raise ConfigError(f"{what}: {folder} {where}, not a folder; {elsewhere}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".bitscout-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{what}: cannot write in {folder} ({exc.strerror or exc}); "
+            f"{remedy or 'choose a folder you can write to (--out DIR)'}"
+        ) from None
+
+
+def config_from_args(args: argparse.Namespace, *, check_load: bool = True) -> Config:
     """Load the config named in ``args`` with its overrides.
 
     Keys the file sets that bitscout ignores are shown as ``warning: ...`` lines on
     standard error, once each.
 
+    Args:
+        args: The parsed command line.
+        check_load: Refuse a ``--load`` that is not an existing file (``check``, which
+            needs no checkpoint, passes False).
+
     Raises:
         ConfigError: The config or an override is invalid.
+        CheckpointError: ``--load`` is a folder or does not exist.
     """
+    if check_load:
+        _check_load_option(args)
     path = config_path_from_args(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", BitscoutConfigWarning)

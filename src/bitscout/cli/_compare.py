@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bitscout.cli._common import add_config_overrides, config_from_args
+from bitscout.cli._check import raise_config_problems
+from bitscout.cli._common import add_config_overrides, check_output_folder, config_from_args
 from bitscout.errors import ConfigError
 
 __all__ = ["register", "run", "DEFAULT_STRATEGIES"]
@@ -82,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--strategies names no strategy; got {args.strategies!r}")
     budgets = _int_list(args.budgets, "--budgets")
     config = config_from_args(args)
-    prepared = prepare_search(config)
+    raise_config_problems(config)
     out = Path(args.out) if args.out is not None else Path("runs") / (config.project or "bitscout") / "compare"
+    check_output_folder(out, f"--out {args.out}" if args.out is not None else "the compare folder")
+    prepared = prepare_search(config)
     print(prepared.space.describe())
     print(
         f"comparing {', '.join(names)} with {args.seeds} seeds of {args.n_trials} trials each",

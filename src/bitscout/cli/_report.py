@@ -4,6 +4,7 @@ Two forms::
 
     bitscout report RUN_DIR                                   # a local run folder
     bitscout report --storage URL --study-name NAME [--out DIR]   # a study shared by workers
+    bitscout report RUN_DIR --repair                          # a damaged study.journal first
 
 Both write what a search writes at its end (log.json, trials.csv, best.json and the
 plots), with the study package's own writers, print the summary table, and say how to
@@ -50,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where to write the outputs (default: RUN_DIR, or runs/<study name>/report)",
     )
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="first rewrite a damaged study journal (a line that is not an entry), keeping "
+        "every complete trial; the damaged file is kept beside it",
+    )
     parser.set_defaults(func=run)
 
 
@@ -60,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from bitscout.report import format_summary, write_report
     from bitscout.study import JOURNAL_FILE, SearchResult, write_trials_csv
     from bitscout.study._worker_storage import open_worker_storage
-    from bitscout.study._study_report import dashboard_hint, report_study
+    from bitscout.cli._search import dashboard_hint
+    from bitscout.study._repair import repair_journal
+    from bitscout.study._study_report import report_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_dir: Path | None = args.run_dir
@@ -75,6 +84,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if run_dir is not None and not run_dir.is_dir():
         raise SearchError(f"the run folder {run_dir} does not exist; give the --out folder of `bitscout search`")
+    if args.repair:
+        journal = run_dir / JOURNAL_FILE if run_dir is not None else Path(str(args.storage))
+        if journal.suffix != ".journal" or "://" in str(args.storage or ""):
+            raise SearchError(
+                f"--repair rewrites a journal file (a run folder's {JOURNAL_FILE}, or --storage "
+                f"FILE.journal); {args.storage} is a database, which keeps itself consistent"
+            )
+        print(repair_journal(journal).summary())
 
     if run_dir is not None and not (run_dir / JOURNAL_FILE).is_file():
         # A run folder whose study lives elsewhere (--storage at search time), or was

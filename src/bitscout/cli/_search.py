@@ -15,18 +15,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 import warnings
 
+from bitscout.cli._check import raise_config_problems
 from bitscout.cli._common import (
     add_config_argument,
     add_override_options,
+    check_output_folder,
     config_from_args,
     config_path_from_args,
 )
-from bitscout.errors import SearchError
+from bitscout.errors import ConfigError, SearchError
 
 if TYPE_CHECKING:
     from bitscout.config import Config
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "dashboard_hint"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     # Optuna logs every trial at INFO; the progress bar and the summary say it better.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = config_from_args(args)
+    _check_before_loading(config, worker=args.worker_process)
     if config.search is not None and config.search.strategy.setup.workers > 1 and not args.worker_process:
         return _run_workers(args, config)
     with warnings.catch_warnings():
@@ -96,11 +99,64 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(result))
     study_file = result.outputs.get("study") or (result.storage if setup.storage else None)
     if study_file is not None:
-        print(f"\nbrowse the study with: optuna-dashboard {study_file}")
+        print(f"\n{dashboard_hint(str(study_file))}")
     if result.interrupted:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _check_before_loading(config: Config, *, worker: bool) -> None:
+    """What can be judged before the data and the model are loaded, all at once.
+
+    The config as ``bitscout check`` judges it (model, data set, every seed, runners),
+    then the run folder (writable, not a file), and a warning when no checkpoint is given.
+
+    Raises:
+        ConfigError: The config's problems, or a run folder that cannot be written.
+    """
+    from bitscout.study import default_run_dir
+
+    raise_config_problems(config)
+    out_dir = default_run_dir(config)
+    check_output_folder(out_dir, f"--out {config.out}" if config.out is not None else "the run folder")
+    storage = config.search.strategy.setup.storage if config.search is not None else None
+    if storage is not None and storage.endswith(".journal") and "://" not in storage:
+        journal = Path(storage).expanduser()
+        if journal.is_dir():
+            raise ConfigError(
+                f"storage {storage}: is a folder; give the journal file's path (a new name is fine)"
+            )
+        check_output_folder(
+            journal.parent, f"storage {storage}", remedy="give a journal path in a folder you can write to"
+        )
+    if config.load_name is None and not worker:
+        label = config.source if config.source is not None else "the config"
+        print(
+            f"warning: {label} names no checkpoint (load_name is not set and no --load): the "
+            "search runs on an UNTRAINED model, whose accuracy means nothing; pass --load "
+            "CKPT (or set load_name), e.g. after `bitscout train`",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def dashboard_hint(storage: str) -> str:
+    """How to browse a study in optuna-dashboard, with a URL that works as printed.
+
+    SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3, while bitscout's ``postgres``
+    extra installs psycopg2; a PostgreSQL URL without a driver gets ``+psycopg2`` when
+    psycopg 3 is not installed, so that the printed command runs.
+    """
+    import importlib.util
+
+    scheme, sep, rest = storage.partition("://")
+    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
+        storage = f"postgresql+psycopg2://{rest}"
+    return (
+        f"browse the study with: optuna-dashboard {storage}\n"
+        "  (optuna-dashboard is a separate package: pip install optuna-dashboard)"
+    )
 
 
 # Options passed on, as given, to each worker process of `--workers K` (dest -> option).
@@ -121,8 +177,8 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     from bitscout.report import format_summary, write_report
     from bitscout.study import default_run_dir
     from bitscout.study._pool import WORKERS_DIR, run_local_workers, worker_command
+    from bitscout.study._study_report import report_study, study_names
     from bitscout.study._worker_storage import open_worker_storage
-    from bitscout.study._study_report import dashboard_hint, report_study, study_names
 
     setup = config.search.strategy.setup  # type: ignore[union-attr]
     out_dir = default_run_dir(config)

@@ -1,17 +1,22 @@
 """``bitscout train CONFIG``: train the configured model and save its best checkpoint.
 
-Trains from a fresh initialisation seeded by ``seed`` with the config's ``max_epochs``,
-``batch_size`` and ``learning_rate`` (Adam, cross-entropy), printing train and validation
-metrics per epoch, and saves the weights of the epoch with the best validation accuracy
-in bitscout's checkpoint format, with a JSON file of its metrics next to it.
+Trains from a fresh initialisation seeded by ``seed`` (or, with ``--load CKPT``, from
+that checkpoint's weights) with the config's ``max_epochs``, ``batch_size`` and
+``learning_rate`` (Adam, cross-entropy), printing train and validation metrics per epoch,
+and saves the weights of the epoch with the best validation accuracy in bitscout's
+checkpoint format, with a JSON file of its metrics next to it.
 
 Where it saves (the run folder):
 
 * ``--out DIR``: ``DIR/best.pt`` and ``DIR/best.json``;
+* else, with ``--load CKPT``: ``runs/<project>/train/best.pt``. A file given as an input
+  is never written: when that is CKPT itself, train refuses and asks for ``--out``;
 * else, when the config has ``load_name``: exactly there (``<load_name>`` and
   ``<load_name minus suffix>.json``), so that a later ``bitscout search`` of the same
   config finds the checkpoint where the config says;
 * else ``runs/<project>/train/best.pt``.
+
+The folder is checked (writable, not a file) before the data is loaded.
 
 ``--if-missing`` skips training when that checkpoint already exists (``make demo``).
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,11 +33,18 @@ from typing import Any
 from tqdm.auto import tqdm
 
 import bitscout
-from bitscout.cli._common import add_config_argument, add_override_options, config_from_args
+from bitscout._atomic import atomic_write_text
+from bitscout.cli._common import (
+    add_config_argument,
+    add_override_options,
+    check_output_folder,
+    config_from_args,
+)
 from bitscout.config import Config
 from bitscout.data import load_dataset
 from bitscout.experiment import build_fresh_model, resolve_device
-from bitscout.models import save_checkpoint
+from bitscout.errors import CheckpointError
+from bitscout.models import load_checkpoint, save_checkpoint
 from bitscout.training import EpochMetrics, evaluate, train
 
 __all__ = ["register", "run", "checkpoint_path"]
@@ -44,9 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the configured model and save its best checkpoint",
         description=(
             "Train the config's model on its dataset (max_epochs, batch_size, "
-            "learning_rate, seed) and save the best-validation-accuracy weights as best.pt "
-            "with best.json (its metrics): in --out, else at load_name when the config "
-            "sets it, else in runs/<project>/train/."
+            "learning_rate, seed; from --load's weights when given) and save the "
+            "best-validation-accuracy weights as best.pt with best.json (its metrics): in "
+            "--out, else in runs/<project>/train/ when --load is given (never over --load), "
+            "else at load_name when the config sets it, else in runs/<project>/train/."
         ),
     )
     add_config_argument(parser)
@@ -62,13 +76,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def checkpoint_path(config: Config) -> Path:
-    """Where ``bitscout train`` saves the checkpoint of ``config`` (see the module doc)."""
+def checkpoint_path(config: Config, *, load_option: Path | None = None) -> Path:
+    """Where ``bitscout train`` saves the checkpoint of ``config`` (see the module doc).
+
+    Args:
+        config: The config, overrides applied.
+        load_option: The ``--load`` given on the command line, if any: an input, so never
+            the place to save.
+
+    Raises:
+        CheckpointError: The place to save would be the ``--load`` file itself.
+    """
     if config.out is not None:
-        return Path(config.out) / "best.pt"
-    if config.load_name is not None:
+        path = Path(config.out) / "best.pt"
+    elif config.load_name is not None and load_option is None:
         return Path(config.load_name)
-    return Path("runs") / config.project / "train" / "best.pt"
+    else:
+        path = Path("runs") / config.project / "train" / "best.pt"
+    if load_option is not None and _same_file(path, Path(load_option)):
+        raise CheckpointError(
+            f"--load {load_option} is the checkpoint train would save to ({path}); train never "
+            "writes over its input: pass --out DIR to save the new checkpoint elsewhere"
+        )
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    a, b = a.expanduser(), b.expanduser()
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def _format_epoch(m: EpochMetrics, epochs: int) -> str:
@@ -83,11 +120,13 @@ def _format_epoch(m: EpochMetrics, epochs: int) -> str:
 def run(args: argparse.Namespace) -> int:
     """Train, print per-epoch metrics, save ``best.pt`` and ``best.json``; 0 on success."""
     config = config_from_args(args)
-    ckpt = checkpoint_path(config)
+    ckpt = checkpoint_path(config, load_option=args.load)
     metrics_file = ckpt.with_suffix(".json")
     if args.if_missing and ckpt.is_file():
         print(f"checkpoint {ckpt} exists; not training again (--if-missing)")
         return 0
+    where = f"--out {config.out}" if config.out is not None else "the checkpoint folder"
+    check_output_folder(ckpt.parent, where)
 
     device = resolve_device(config.accelerator)
     dataset = load_dataset(
@@ -95,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
     )
     info = dataset.info
     model = build_fresh_model(config, info)
+    if args.load is not None:
+        load_checkpoint(model, Path(args.load), config.load_type)
+        print(f"starting from the weights of {args.load} (--load)")
     params = sum(p.numel() for p in model.parameters())
     print(
         f"training {config.model} ({params:,} parameters) on {info.name} "
@@ -155,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         "history": [m.__dict__ for m in result.history],
         "bitscout_version": bitscout.__version__,
     }
-    metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(metrics_file, json.dumps(summary, indent=2) + "\n")
 
     print(
         f"best epoch {result.best_epoch}: val accuracy {val.accuracy:.4f} "
@@ -170,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
             f"{config.load_type!r} will not read it: set load_type = \"bitscout\" or remove it",
             file=sys.stderr,
         )
-    if config.out is not None and config.load_name is not None and Path(config.load_name) != ckpt:
+    if (config.out is not None or args.load is not None) and config.load_name is not None and Path(
+        config.load_name
+    ) != ckpt:
         print(
             f"note: the config's load_name is {config.load_name}; pass --load {ckpt} to use "
             "this checkpoint",

@@ -1,7 +1,8 @@
-"""``bitscout verify RUN [--trial N] [--samples 5000] [--tolerance T]``.
+"""``bitscout verify RUN [--trial N] [--samples N] [--tolerance T]``.
 
 Exports the trial to hls4ml, compiles the project's C simulation and compares its
-outputs with bitscout's own fake-quantized evaluation on the same samples. Exits 1 when
+outputs with bitscout's own fake-quantized evaluation on the same samples (every sample
+of the split unless ``--samples`` says fewer). Exits 1 when
 they differ by more than the tolerance (default 0: bit-exact).
 """
 
@@ -28,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run", type=Path, metavar="RUN", help="the run folder of a search")
     parser.add_argument("--trial", type=int, metavar="N", help="trial number (default: as bitscout export picks)")
-    parser.add_argument("--samples", type=int, default=5000, metavar="N", help="samples to compare (default 5000)")
+    parser.add_argument(
+        "--samples", type=int, default=None, metavar="N",
+        help="samples to compare (default: every sample of the split; a rare mismatch can hide in any)",
+    )
     parser.add_argument("--tolerance", type=float, default=0.0, metavar="T", help="largest absolute output difference accepted (default 0: exact)")
     parser.add_argument("--split", choices=("train", "val", "test"), default="test", help="which split to take the samples from (default test)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="export folder (default: RUN/export/trial_N)")

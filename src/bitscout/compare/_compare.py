@@ -35,6 +35,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from bitscout._atomic import atomic_path, atomic_write_text
 from bitscout._optuna_adapter import hypervolume
 from bitscout.compare._html import COMPARISON_HTML, render_comparison_html
 from bitscout.errors import SearchError
@@ -428,9 +429,9 @@ class Comparison:
             "md": out_dir / COMPARISON_MD,
             "plot": out_dir / BEST_SO_FAR_PNG,
         }
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=1) + "\n")
         reading = format_comparison(self)
-        paths["md"].write_text(reading + "\n")
+        atomic_write_text(paths["md"], reading + "\n")
         plot_best_so_far(self, paths["plot"])
         page = render_comparison_html(self, plot=paths["plot"], reading=reading)
         paths["html"] = write_html(page, out_dir / COMPARISON_HTML)
@@ -1046,7 +1047,8 @@ def plot_best_so_far(comparison: Comparison, path: Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 

@@ -24,7 +24,7 @@ from bitscout.config._loader import (
     parse_config,
 )
 from bitscout.config._constraints import SIZE_UNITS, ConstraintSpec, parse_size
-from bitscout.config._mase import IGNORED_KEYS
+from bitscout.config._mase import IGNORED_KEYS, IGNORED_SETUP_KEYS
 from bitscout.config.schema import (
     HARDWARE_RUNNERS,
     SOFTWARE_RUNNERS,
@@ -58,4 +58,5 @@ __all__ = [
     "SOFTWARE_RUNNERS",
     "HARDWARE_RUNNERS",
     "IGNORED_KEYS",
+    "IGNORED_SETUP_KEYS",
 ]

@@ -127,7 +127,7 @@ def load_config(path: str | Path, overrides: ConfigOverrides | None = None) -> C
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_describe_toml_error(path, str(exc))) from None
+        raise ConfigError(_describe_toml_error(path, str(exc), text)) from None
     # Warnings point at the caller of load_config: load_config -> _parse -> warn.
     return _parse(raw, source=path, overrides=overrides, stacklevel=3)
 
@@ -240,13 +240,56 @@ def _ordered(problems: Sequence[Problem]) -> list[Problem]:
     return sorted(unique, key=lambda problem: (not problem.from_command_line, problem.path))
 
 
-def _describe_toml_error(path: Path, message: str) -> str:
+_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*(?P<name>[^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_LINE = re.compile(r"^\s*(?P<key>[^=#\[][^=]*?)\s*=")
+
+
+def _duplicate_key(text: str, line: int) -> str | None:
+    """tomllib says "Cannot overwrite a value" without the key: find it in the line.
+
+    Returns:
+        ``key 'a.b' (in table [x]) is set twice`` with the line it was first set on,
+        or None when the line does not read as ``key = value``.
+    """
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    match = _KEY_LINE.match(lines[line - 1])
+    if match is None:
+        return None
+    key = match["key"].strip()
+    table, first = "", None
+    for number, content in enumerate(lines[: line - 1], start=1):
+        header = _TABLE_HEADER.match(content)
+        if header is not None:
+            table, first = header["name"], None
+            continue
+        earlier = _KEY_LINE.match(content)
+        if earlier is not None and earlier["key"].strip() == key and first is None:
+            first = number
+    where = f" in table [{table}]" if table else ""
+    before = f", first on line {first}" if first is not None else ""
+    return f"key {key!r}{where} is set twice{before}; keep one of them"
+
+
+def _describe_toml_error(path: Path, message: str, text: str = "") -> str:
     match = _TOML_POSITION.match(message)
     if match is None:
         return f"{path}: malformed TOML: {message}"
     reason = match["reason"]
     if match["line"] is None:
         return f"{path}: at the end of the file: malformed TOML: {reason}"
+    if reason == "Cannot overwrite a value":
+        duplicate = _duplicate_key(text, int(match["line"]))
+        if duplicate is not None:
+            return f"{path}: line {match['line']}: malformed TOML: {duplicate}"
+    declared = re.match(r"^Cannot declare \((?P<keys>.*)\) twice$", reason)
+    if declared is not None:
+        table = ".".join(part.strip().strip("'\"") for part in declared["keys"].split(",") if part.strip())
+        return (
+            f"{path}: line {match['line']}: malformed TOML: table [{table}] is declared twice; "
+            "merge the two tables into one"
+        )
     return f"{path}: line {match['line']}, column {match['col']}: malformed TOML: {reason}"
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "SOFTWARE_RUNNERS",
     "HARDWARE_RUNNERS",
     "IGNORED_KEYS",
+    "IGNORED_SETUP_KEYS",
     "Loc",
     "Reshaped",
     "from_toml",
@@ -84,6 +85,14 @@ IGNORED_KEYS: Mapping[str, str] = {
     "profile": _RUNTIME,
     "no_warnings": _RUNTIME,
     "transform": "MASE's [transform] table; bitscout always transforms the traced graph",
+}
+
+# Keys of MASE's [search.strategy.setup] that bitscout has no use for, with the reason.
+IGNORED_SETUP_KEYS: Mapping[str, str] = {
+    "pkl_ckpt": "MASE resumes from a pickled study; bitscout resumes by itself from the run "
+    "folder's study.journal or --storage (and never unpickles a file)",
+    "save_every_n_trials": "bitscout stores every trial as it finishes",
+    "model_parallel": _RUNTIME,
 }
 
 # MASE's quantize pass prints a table of what it changed when `report = true`.
@@ -283,6 +292,12 @@ def _strategy(strategy: Mapping[str, Any], out: Reshaped) -> dict[str, Any]:
     for key in ("name", "eval_mode", "setup", "metrics", "constraints"):
         if key in strategy:
             data[key] = strategy[key]
+    if isinstance(data.get("setup"), Mapping):
+        setup = dict(data["setup"])
+        for key in [name for name in setup if name in IGNORED_SETUP_KEYS]:
+            out.ignored.append((f"{path}.setup.{key}", IGNORED_SETUP_KEYS[key]))
+            del setup[key]
+        data["setup"] = setup
     legacy_options = {key: strategy[key] for key in _LEGACY_RUNNER_KEYS if key in strategy}
     legacy_sw = False
     for kind in ("sw", "hw"):

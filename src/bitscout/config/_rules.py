@@ -28,6 +28,13 @@ __all__ = [
     "Names",
     "PositiveInt",
     "NonNegativeInt",
+    "Seed",
+    "TrialCount",
+    "ParallelCount",
+    "StorageURL",
+    "SEED_MAX",
+    "MAX_TRIALS",
+    "MAX_PARALLEL",
     "PositiveFloat",
     "NonNegativeFloat",
     "Flag",
@@ -64,6 +71,14 @@ PTQ_SPACE = "graph/quantize/mixed_precision_ptq"
 #: Calibration observers (bitscout.quant.OBSERVERS; config sits below quant, so the
 #: names are repeated here and a test keeps the two equal).
 OBSERVER_NAMES = ("minmax", "percentile")
+#: The largest seed: NumPy and scikit-learn take seeds in [0, 2**32 - 1] (the data split),
+#: so a larger one would pass here and fail in the middle of a run.
+SEED_MAX = 2**32 - 1
+#: The most trials a study may ask for: far beyond any search that ends (a trial takes
+#: milliseconds at the least), and small enough for every counter that holds it.
+MAX_TRIALS = 10**9
+#: The most threads (n_jobs) or worker processes (workers) one command may start.
+MAX_PARALLEL = 1024
 #: The names of a data split a config may use: bitscout's, and MASE's data-loader names
 #: for the same splits (``bitscout.data`` maps them to its splits).
 SPLIT_NAMES = ("train", "val", "test", "train_dataloader", "val_dataloader", "test_dataloader")
@@ -96,6 +111,40 @@ def _int_at_least(low: int) -> Callable[[Any], int]:
         return value
 
     return check
+
+
+def _int_between(low: int, high: int, rule: str) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if not _is_int(value) or not low <= value <= high:
+            raise _fail(rule)
+        return value
+
+    return check
+
+
+def _load_type(value: Any) -> str:
+    if value == "mz":
+        raise _fail(
+            f"must be one of {quote(LOAD_TYPES)}: MASE's 'mz' is a pickled MaseGraph, which "
+            "bitscout does not unpickle (a pickle can run code); in MASE, save the weights "
+            "with torch.save(mg.model.state_dict(), 'model.pt') and use load_type = 'pt'"
+        )
+    if value not in LOAD_TYPES:
+        raise _fail(f"must be one of {quote(LOAD_TYPES)}")
+    return value
+
+
+def _storage(value: Any) -> str:
+    value = _text(value)
+    if "://" in value or value.endswith(".journal"):
+        return value
+    folder = " (it is a folder)" if Path(value).expanduser().is_dir() else ""
+    sqlite = value.endswith((".db", ".sqlite", ".sqlite3"))
+    hint = f" (for this SQLite file: 'sqlite:///{value}')" if sqlite else ""
+    raise _fail(
+        "must be an Optuna storage URL (postgresql://user@host:5432/db, "
+        f"sqlite:///path/study.db) or a path ending in .journal{folder}{hint}"
+    )
 
 
 def _number(*, above: float | None = None, at_least: float | None = None) -> Callable[[Any], float]:
@@ -182,6 +231,16 @@ def _one_of(
 
 PositiveInt = Annotated[int, BeforeValidator(_int_at_least(1))]
 NonNegativeInt = Annotated[int, BeforeValidator(_int_at_least(0))]
+Seed = Annotated[
+    int, BeforeValidator(_int_between(0, SEED_MAX, f"must be an integer from 0 to {SEED_MAX} (2**32 - 1)"))
+]
+TrialCount = Annotated[
+    int, BeforeValidator(_int_between(1, MAX_TRIALS, f"must be an integer from 1 to {MAX_TRIALS:,}"))
+]
+ParallelCount = Annotated[
+    int, BeforeValidator(_int_between(1, MAX_PARALLEL, f"must be an integer from 1 to {MAX_PARALLEL}"))
+]
+StorageURL = Annotated[str, BeforeValidator(_storage)]
 PositiveFloat = Annotated[float, BeforeValidator(_number(above=0))]
 NonNegativeFloat = Annotated[float, BeforeValidator(_number(at_least=0))]
 Flag = Annotated[bool, BeforeValidator(_flag)]
@@ -214,7 +273,7 @@ Accelerator = Annotated[
         )
     ),
 ]
-LoadType = Annotated[Literal["pt", "pl", "bitscout"], BeforeValidator(_one_of(LOAD_TYPES))]
+LoadType = Annotated[Literal["pt", "pl", "bitscout"], BeforeValidator(_load_type)]
 Task = Annotated[
     Literal["cls"],
     BeforeValidator(

@@ -36,13 +36,17 @@ from bitscout.config._rules import (
     NonNegativeInt,
     Observer,
     Percentile,
+    ParallelCount,
     PositiveFloat,
     PositiveInt,
     Scalar,
+    Seed,
     SpaceName,
+    StorageURL,
     Table,
     Task,
     Text,
+    TrialCount,
 )
 
 __all__ = [
@@ -113,16 +117,16 @@ class Setup(_Model):
         sampler_options: Keyword options of the sampler or strategy, validated by it.
     """
 
-    n_jobs: PositiveInt = 1
-    n_trials: PositiveInt = 20
+    n_jobs: ParallelCount = 1
+    n_trials: TrialCount = 20
     timeout: PositiveFloat | None = None
     sampler: LowerText = "tpe"
     sum_scaled_metrics: Flag = True
     direction: Direction = "maximize"
-    seed: NonNegativeInt | None = None
-    storage: Text | None = None
+    seed: Seed | None = None
+    storage: StorageURL | None = None
     study_name: Text | None = None
-    workers: PositiveInt = 1
+    workers: ParallelCount = 1
     sampler_options: Table = Field(default_factory=dict)
 
 
@@ -291,7 +295,7 @@ class Config(_Model):
     max_epochs: PositiveInt = 10
     learning_rate: PositiveFloat = 1e-3
     accelerator: Accelerator = "auto"
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
     project: Text = ""
     load_name: FilePath | None = None
     load_type: LoadType | None = None

@@ -31,6 +31,8 @@ __all__ = [
     "SPLIT_NAMES",
     "SplitName",
     "to_split",
+    "check_finite",
+    "dataset_path_problem",
 ]
 
 #: A split's name: bitscout's, or MASE's data-loader name for the same split (for
@@ -118,10 +120,14 @@ class DatasetSource(abc.ABC):
 
     Subclasses set :attr:`name` and :attr:`description` and implement :meth:`load`.
     Register an instance with :func:`register_dataset` to make it available by name.
+    A data set that reads no file (one bundled with a package, or generated) sets
+    :attr:`reads_path` to False, so that a ``dataset_path`` given for it is refused
+    instead of being silently ignored.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    reads_path: ClassVar[bool] = True
 
     @abc.abstractmethod
     def load(self, *, path: Path | None, seed: int) -> Dataset:
@@ -185,18 +191,67 @@ def load_dataset(
         label_column: The label column of a CSV or Parquet file.
 
     Raises:
-        DataError: Unknown name, or the data cannot be found or read.
+        DataError: Unknown name; a ``path`` for a data set that reads no file; the data
+            cannot be found or read; or it holds NaN or infinite values (the message
+            names the source, the split and the first bad position).
     """
     from bitscout.data._user import dataset_kind, load_data_file, load_factory_data
 
     kind = dataset_kind(name)
     if kind == "file":
-        return load_data_file(name, seed=seed, label_column=label_column)
-    if label_column is not None:
+        dataset = load_data_file(name, seed=seed, label_column=label_column)
+    elif label_column is not None:
         raise DataError(f"dataset {name!r}: label_column is only for CSV and Parquet files; remove it")
-    if kind == "factory":
-        return load_factory_data(name, seed=seed)
-    return get_dataset_source(name).load(path=path, seed=seed)
+    elif kind == "factory":
+        dataset = load_factory_data(name, seed=seed)
+    else:
+        source = get_dataset_source(name)
+        problem = dataset_path_problem(source, path)
+        if problem is not None:
+            raise DataError(f"dataset_path: {problem}")
+        dataset = source.load(path=path, seed=seed)
+    for split_name in ("train", "val", "test"):
+        check_finite(getattr(dataset, split_name).x, where=f"{dataset.info.source} ({split_name} split)")
+    return dataset
+
+
+def dataset_path_problem(source: DatasetSource, path: Path | str | None) -> str | None:
+    """What is wrong with giving ``path`` to ``source``, or None (a file it reads, or no path)."""
+    if path is None or source.reads_path:
+        return None
+    readers = ", ".join(n for n in dataset_names() if _REGISTRY[n].reads_path)
+    return (
+        f"dataset {source.name!r} reads no file, so dataset_path = {str(path)!r} would be "
+        f"ignored; remove dataset_path, or use a data set read from a file ({readers})"
+    )
+
+
+def check_finite(values: torch.Tensor | np.ndarray, *, where: str) -> None:
+    """Refuse NaN and infinite inputs, naming the first bad sample and feature.
+
+    A NaN input makes every trial's loss NaN and its accuracy meaningless, without any
+    error: it is better refused where the data is read.
+
+    Args:
+        values: Samples along the first dimension.
+        where: The file or data set, for the message.
+
+    Raises:
+        DataError: The first bad value's sample index, feature position and value.
+    """
+    array = values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return
+    position = tuple(int(i) for i in np.argwhere(bad)[0])
+    sample, feature = position[0], position[1:]
+    at = f"sample {sample}" + (f", feature {feature[0] if len(feature) == 1 else feature}" if feature else "")
+    raise DataError(
+        f"{where}: {int(bad.sum())} value(s) are NaN or infinite, the first at {at} "
+        f"({float(array[position])!r}); clean or drop those rows: every metric would be NaN"
+    )
 
 
 def stratified_splits(

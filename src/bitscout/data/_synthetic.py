@@ -24,6 +24,7 @@ class SyntheticSource(DatasetSource):
     only chooses the train/validation/test split, as for the real data sets.
     """
 
+    reads_path: ClassVar[bool] = False
     name: ClassVar[str] = "synthetic"
     description: ClassVar[str] = "SYNTHETIC Gaussian clusters for tests (600 samples, 4 classes)"
 

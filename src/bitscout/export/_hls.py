@@ -81,7 +81,10 @@ class HLSProject:
 
     @classmethod
     def load(cls, path: Path) -> HLSProject:
-        """Link an exported project folder (written by :func:`build_hls_project`)."""
+        """Link an exported project folder (written by :func:`build_hls_project`).
+
+        The project is compiled in ``path`` itself, wherever it was first written.
+        """
         hls4ml = require_hls4ml()
         path = Path(path)
         plan_file = path / PLAN_FILE
@@ -91,7 +94,12 @@ class HLSProject:
                 "export one with `bitscout export RUN --format hls4ml`"
             )
         plan = _plan_from_json(json.loads(plan_file.read_text()))
-        return cls(path, plan, hls4ml.converters.link_existing_project(str(path)))
+        model = hls4ml.converters.link_existing_project(str(path))
+        # hls4ml compiles the folder its hls4ml_config.yml names as OutputDir: the one the
+        # project was written to. A copied or moved project must compile where it lies,
+        # not silently verify the original.
+        object.__getattribute__(model, "config").config["OutputDir"] = str(path.resolve())
+        return cls(path, plan, model)
 
 
 def _plan_to_json(plan: TypePlan) -> dict[str, Any]:

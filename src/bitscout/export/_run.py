@@ -223,7 +223,7 @@ def verify_run(
     run_dir: Path,
     *,
     trial: int | None = None,
-    samples: int = 5000,
+    samples: int | None = None,
     tolerance: float = 0.0,
     out: Path | None = None,
     split: str = "test",
@@ -233,12 +233,14 @@ def verify_run(
     Args:
         run_dir: The run folder.
         trial: The trial number; ``None``: as :func:`export_run` chooses.
-        samples: How many samples of ``split`` to compare (all of it when fewer).
+        samples: How many samples of ``split`` to compare (all of it when fewer);
+            None: every sample. The C simulation is cheap, and a rare mismatch (a value on
+            a rounding tie) can hide in any sample, so the default compares them all.
         tolerance: Largest absolute output difference accepted (0: bit-exact).
         out: The export folder (default as :func:`export_run`).
         split: ``train``, ``val`` or ``test``.
     """
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise ExportError(f"--samples must be at least 1; got {samples}")
     run_dir = Path(run_dir)
     chosen = choose_trial(run_dir, trial)

@@ -397,17 +397,54 @@ def plan_types(
             b_at = r_b.at(frac)
             out = _Range(min(corners) * k + b_at.lo, max(corners) * k + b_at.hi, frac)
             plan.precision.update(scale=t_s, bias=t_b)
-            plan.notes.append(
-                "BatchNorm is float in bitscout but fixed point in hls4ml (scale and shift "
-                f"rounded to {t_s.describe()} / {t_b.describe()}): results agree except where a "
-                "value falls within about 1e-6 of a rounding boundary of the next quantization"
-            )
             settle(plan, node, out.type(), exact=False)
+    _note_batchnorms(plans)
     output_node = nodes[-1]
     out_arg = output_node.args[0]
     if not isinstance(out_arg, fx.Node):
         raise ExportError("the hls4ml export supports models with one output tensor")
     return TypePlan(plans, placeholders[0].name, out_arg.name)
+
+
+def _note_batchnorms(plans: list[LayerPlan]) -> None:
+    """Say, for each BatchNorm, how far the exactness claim holds after it.
+
+    bitscout keeps BatchNorm in float32; hls4ml folds it and computes it in fixed point
+    with rounded scale and shift. When a quantization follows (a later layer's
+    ``data_in``), it absorbs the difference except where a value
+    lands on, or within float32 rounding of, one of its rounding ties: float32 and exact
+    arithmetic then round to neighbouring steps, a whole step apart. With no quantization
+    between it and the output, the difference itself reaches the output, on possibly
+    every sample.
+    """
+    for index, plan in enumerate(plans):
+        if plan.kind != "batchnorm":
+            continue
+        rounded = (
+            f"scale and shift rounded to {plan.precision['scale'].describe()} / "
+            f"{plan.precision['bias'].describe()}"
+        )
+        # The exported models are chains: the first quantization at or after the
+        # BatchNorm is the one its difference meets.
+        quantizer = next(
+            (later for later in plans[index:] if later.result_from.startswith("data_in of")), None
+        )
+        if quantizer is not None:
+            plan.notes.append(
+                f"BatchNorm is float32 in bitscout but fixed point in hls4ml ({rounded}); the "
+                f"next quantization ({quantizer.result_from}, {quantizer.result.describe()}) "
+                "hides the difference except where a value lands on, or within float32 "
+                "rounding of, one of its rounding ties: the two sides then round to "
+                "neighbouring steps, one step apart. Rare, and only found by comparing every "
+                "sample (what verify does by default)"
+            )
+        else:
+            plan.notes.append(
+                f"BatchNorm is float32 in bitscout but fixed point in hls4ml ({rounded}), and "
+                "nothing quantizes its result before the output: the difference reaches the "
+                "output, on possibly every sample; compare with --tolerance, or quantize the "
+                "layer after it"
+            )
 
 
 def fold_batchnorm(module: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:

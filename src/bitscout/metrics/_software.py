@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bitscout.config import BitscoutConfigWarning
+from bitscout.config._rules import SEED_MAX
 from bitscout.data import SplitName
 from bitscout.errors import SearchError
 from bitscout.metrics._runner import Candidate, RunContext, Runner, register_runner
@@ -165,7 +166,8 @@ class BasicTrain(Runner):
         data_loader: DataLoaderName = "train_dataloader"
         optimizer: Literal["adam", "sgd"] = "adam"
         weight_decay: pydantic.NonNegativeFloat = 0.0
-        seed: int | None = None
+        # The range of the top-level seed, so that no seed fails only once trials run.
+        seed: pydantic.conint(ge=0, le=SEED_MAX) | None = None  # type: ignore[valid-type]
         name: str | None = None
 
         @pydantic.model_validator(mode="after")

@@ -14,7 +14,7 @@ Forms understood (``load_type``, or detected from the content when ``None``):
 
 from __future__ import annotations
 
-import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import bitscout
+from bitscout._atomic import atomic_path
 from bitscout.errors import CheckpointError
 
 __all__ = ["LOAD_TYPES", "save_checkpoint", "load_checkpoint", "read_state_dict"]
@@ -51,9 +52,8 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: Mapping[str, Any]) -
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "bitscout_version": bitscout.__version__,
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _detect_type(obj: Any) -> str:
@@ -82,14 +82,22 @@ def read_state_dict(path: Path, load_type: str | None = None) -> tuple[dict[str,
         raise CheckpointError(
             f"load_type must be one of {', '.join(LOAD_TYPES)}; got {load_type!r}"
         )
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file; give the file itself")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    damaged = _damaged_zip(path)
+    if damaged is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or damaged ({damaged}); save or copy it again"
+        )
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(
             f"cannot read checkpoint {path} as a PyTorch file with weights_only=True "
-            f"(bitscout never unpickles code from a checkpoint): {exc}"
+            f"(bitscout never unpickles code from a checkpoint): {reason}"
         ) from exc
     kind = load_type or _detect_type(obj)
     if kind in ("bitscout", "pl"):
@@ -117,7 +125,46 @@ def read_state_dict(path: Path, load_type: str | None = None) -> tuple[dict[str,
             f"checkpoint {path} read as {kind!r} has entries that are not tensors: "
             f"{', '.join(map(repr, not_tensors[:5]))}{hint}"
         )
+    _check_finite_weights(state, path)
     return state, kind
+
+
+def _damaged_zip(path: Path) -> str | None:
+    """Why a file in torch.save's zip form cannot be complete, or None.
+
+    torch.save writes a zip archive; a copy or a write cut short loses the archive's
+    directory at its end, and torch then reports an internal miniz error (or
+    ``[Errno 22] Invalid argument``). Files that are not zips are left to torch.load.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if head != b"PK\x03\x04":
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return f"{size:,} bytes: the zip archive torch.save writes is incomplete"
+    return f"{size:,} bytes, entry {bad} fails its checksum" if bad is not None else None
+
+
+def _check_finite_weights(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """NaN or infinite weights make every trial NaN: refuse them, naming the first one."""
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            continue
+        bad = ~torch.isfinite(tensor)
+        if bool(bad.any()):
+            index = tuple(int(i) for i in torch.nonzero(bad)[0].tolist())
+            raise CheckpointError(
+                f"checkpoint {path}: {key}{list(index)} is {float(tensor[index])!r} "
+                f"({int(bad.sum())} of {tensor.numel()} values of {key} are NaN or infinite); "
+                "the weights are broken (a diverged training?): train again or use another checkpoint"
+            )
 
 
 def load_checkpoint(model: nn.Module, path: Path, load_type: str | None = None) -> nn.Module:

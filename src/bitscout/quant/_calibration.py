@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bitscout._atomic import atomic_write_text
 from bitscout.errors import DataError
 from bitscout.graph import FloatOp, TracedModel, fold_batchnorm, trace
 from bitscout.quant._modules import DEFAULT_LAYER_MAP, OpSpec, layer_map_key
@@ -96,7 +97,7 @@ class Calibration:
 
     def save(self, path: Path) -> None:
         """Write the calibration as JSON."""
-        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Calibration:

@@ -254,11 +254,8 @@ def render_search_html(result: SearchResult, ctx: ReportContext | None = None) -
 
 def write_html(page: str, path: Path) -> Path:
     """Write a page atomically (a reader never sees half of it); returns the path."""
-    import os
+    from bitscout._atomic import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, page)

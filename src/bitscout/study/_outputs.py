@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitscout._atomic import atomic_path, atomic_write_text
 from bitscout.study._records import SearchResult, TrialRecord
 
 if TYPE_CHECKING:
@@ -79,12 +80,10 @@ def write_trials_csv(result: SearchResult, path: Path) -> Path:
         columns.update(dict.fromkeys(row))
     if not columns:
         columns = dict.fromkeys(["number", "state"])
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns), restval="")
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
     return path
 
 
@@ -101,7 +100,7 @@ def write_outputs(
     paths["csv"] = write_trials_csv(result, run_dir / CSV_FILE)
     if config is not None:
         path = run_dir / CONFIG_FILE
-        path.write_text(config.to_toml())
+        atomic_write_text(path, config.to_toml())
         paths["config"] = path
     if plot is not None:
         paths.update(plot(result, run_dir))

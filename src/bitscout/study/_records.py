@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bitscout._atomic import atomic_write_text
 from bitscout.errors import SearchError
 from bitscout.evaluation import Evaluation
 from bitscout.metrics import TrialMetrics
@@ -415,7 +416,5 @@ def _json_default(obj: Any) -> Any:
 
 def _write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default, allow_nan=True))
 

@@ -26,6 +26,7 @@ import contextlib
 import copy
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -478,19 +479,59 @@ def open_worker_storage(
         path.parent.mkdir(parents=True, exist_ok=True)
         return HeartbeatJournalStorage(LocalJournalBackend(str(path), fsync=fsync), heartbeat), str(path)
     url = str(storage)
-    try:
-        return cached_rdb_storage(HeartbeatRDBStorage(url, heartbeat)), _redact(url)
-    except Exception as exc:  # noqa: BLE001  (SQLAlchemy/driver errors have many types)
-        hint = (
-            " (PostgreSQL needs the 'postgres' extra: pip install 'bitscout[postgres]')"
-            if isinstance(exc, ImportError) or "psycopg" in str(exc)
-            else ""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return cached_rdb_storage(HeartbeatRDBStorage(url, heartbeat)), _redact(url)
+        except Exception as exc:  # noqa: BLE001  (SQLAlchemy/driver errors have many types)
+            if _is_creation_race(exc) and attempts < CREATION_ATTEMPTS:
+                # Workers started together on a fresh database all create its tables and
+                # types; all but one lose the race. The schema is there on the next try.
+                time.sleep(random.uniform(0.05, 0.2) * attempts)
+                continue
+            raise SearchError(_open_failure(url, exc, attempts)) from exc
+
+
+#: Tries to open an RDB storage when workers race to create a fresh database's schema.
+CREATION_ATTEMPTS = 12
+
+# Words of the errors PostgreSQL, SQLite and MySQL give to the losers of a race to create
+# the same tables, types and schema version row at once (a unique violation on pg_type or
+# alembic_version, "table ... already exists", a lock held by the winner).
+_RACE_WORDS = (
+    "already exists",
+    "duplicate key",
+    "unique constraint",
+    "uniqueviolation",
+    "database is locked",
+    "deadlock detected",
+    "could not serialize",
+)
+
+
+def _is_creation_race(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return not isinstance(exc, ImportError) and any(word in text for word in _RACE_WORDS)
+
+
+def _open_failure(url: str, exc: BaseException, attempts: int) -> str:
+    """Why an RDB storage did not open, without blaming a missing package for a race."""
+    where = _redact(url)
+    if _is_creation_race(exc):
+        return (
+            f"the study storage {where!r} cannot be opened: workers creating its tables at the "
+            f"same time still collided after {attempts} tries ({str(exc).splitlines()[0]}); "
+            "start the workers again (the tables exist by now)"
         )
-        raise SearchError(
-            f"the study storage {_redact(url)!r} cannot be opened: {exc}{hint}. Give an Optuna "
-            "storage URL such as postgresql://user@host:5432/db or sqlite:///runs/study.db, and "
-            "check that the database server runs and accepts this user."
-        ) from exc
+    text = str(exc)
+    missing_driver = isinstance(exc, ImportError) or "No module named" in text or "Can't load plugin" in text
+    hint = " (PostgreSQL needs the 'postgres' extra: pip install 'bitscout[postgres]')" if missing_driver else ""
+    return (
+        f"the study storage {where!r} cannot be opened: {exc}{hint}. Give an Optuna storage URL "
+        "such as postgresql://user@host:5432/db or sqlite:///runs/study.db, and check that the "
+        "database server runs and accepts this user."
+    )
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:

@@ -1,0 +1,182 @@
+"""``bitscout search`` judges everything it can before loading anything, and says so once
+(issue 15, items 5 and 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bitscout.cli import main
+from bitscout.cli._search import dashboard_hint
+from bitscout.models import save_checkpoint
+from tests.cli.test_search_cli import TOML
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cli.toml"
+    path.write_text(TOML)
+    return path
+
+
+def test_model_dataset_and_seed_problems_are_reported_together(config_file: Path, tmp_path: Path, capsys) -> None:
+    text = config_file.read_text().replace('model = "mlp"', 'model = "mlpp"').replace(
+        'dataset = "digits"', 'dataset = "digitz"'
+    )
+    text = text.replace("weight_width = [2, 4, 8]", "weight_width = [0, 4, 2.5]")
+    config_file.write_text(text)
+    assert main(["search", str(config_file), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"error: problems in {config_file}:"
+    assert lines[1].startswith("  model: unknown model 'mlpp'")
+    assert lines[2].startswith("  dataset: unknown dataset 'digitz'")
+    seed = "search.search_space.seed.fc1.config: field 'weight_width' must be an integer in 1..32; got"
+    assert lines[3:] == [f"  {seed} 0", f"  {seed} 2.5"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_search_without_a_checkpoint_warns_that_the_model_is_untrained(config_file: Path, tmp_path: Path, capsys) -> None:
+    assert main(["search", str(config_file), "--out", str(tmp_path / "run"), "--no-progress", "--n-trials", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"warning: {config_file} names no checkpoint (load_name is not set and no --load): the "
+        "search runs on an UNTRAINED model"
+    )
+
+
+def test_search_with_a_checkpoint_does_not_warn(config_file: Path, tmp_path: Path, capsys) -> None:
+    from bitscout.config import load_config
+    from bitscout.data import load_dataset
+    from bitscout.experiment import build_fresh_model
+
+    config = load_config(config_file)
+    model = build_fresh_model(config, load_dataset("digits").info)
+    save_checkpoint(model, tmp_path / "m.pt", {"model": "mlp"})
+    argv = ["search", str(config_file), "--out", str(tmp_path / "run"), "--no-progress", "--n-trials", "1"]
+    assert main([*argv, "--load", str(tmp_path / "m.pt")]) == 0
+    assert "names no checkpoint" not in capsys.readouterr().err
+
+
+def test_nan_weights_in_the_checkpoint_are_refused_naming_the_first(config_file: Path, tmp_path: Path, capsys) -> None:
+    from bitscout.config import load_config
+    from bitscout.data import load_dataset
+    from bitscout.experiment import build_fresh_model
+
+    model = build_fresh_model(load_config(config_file), load_dataset("digits").info)
+    with torch.no_grad():
+        model.fc2.weight[3, 5] = float("nan")
+        model.fc2.weight[7, 1] = float("inf")
+    ckpt = tmp_path / "nan.pt"
+    save_checkpoint(model, ckpt, {"model": "mlp"})
+    argv = ["search", str(config_file), "--out", str(tmp_path / "run"), "--no-progress", "--load", str(ckpt)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: checkpoint {ckpt}: fc2.weight[3, 5] is nan (2 of {model.fc2.weight.numel()} values "
+        "of fc2.weight are NaN or infinite); the weights are broken (a diverged training?): train "
+        "again or use another checkpoint"
+    )
+
+
+def test_a_truncated_checkpoint_says_so(config_file: Path, tmp_path: Path, capsys) -> None:
+    from bitscout.config import load_config
+    from bitscout.data import load_dataset
+    from bitscout.experiment import build_fresh_model
+
+    model = build_fresh_model(load_config(config_file), load_dataset("digits").info)
+    whole = tmp_path / "whole.pt"
+    save_checkpoint(model, whole, {"model": "mlp"})
+    cut = tmp_path / "cut.pt"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    argv = ["search", str(config_file), "--out", str(tmp_path / "run"), "--no-progress", "--load", str(cut)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: checkpoint {cut} is truncated or damaged ({len(data) // 2:,} bytes: the zip "
+        "archive torch.save writes is incomplete); save or copy it again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("out", "rule"),
+    [("afile", "afile is a file, not a folder"), ("afile/run", "afile/run is under afile, which is a file, not a folder")],
+)
+def test_an_out_under_a_file_is_refused_before_loading(
+    config_file: Path, tmp_path: Path, capsys, monkeypatch, out: str, rule: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("afile").write_text("x")
+    assert main(["search", str(config_file), "--out", out, "--no-progress"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: --out {out}: {rule}; choose another run folder (--out DIR)"
+    )
+
+
+def test_the_dashboard_hint_names_the_driver_that_is_installed(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a))
+    hint = dashboard_hint("postgresql://bob:***@db:5432/studies")
+    assert hint.splitlines()[0] == "browse the study with: optuna-dashboard postgresql+psycopg2://bob:***@db:5432/studies"
+    # An explicit driver, SQLite and journal files are printed as given.
+    for url in ("postgresql+psycopg2://db/s", "sqlite:///runs/s.db", "runs/x/study.journal"):
+        assert dashboard_hint(url).splitlines()[0] == f"browse the study with: optuna-dashboard {url}"
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("d.journal", "storage d.journal: is a folder; give the journal file's path (a new name is fine)"),
+        ("afile/x.journal", "storage afile/x.journal: afile is a file, not a folder; give a journal "
+         "path in a folder you can write to"),
+    ],
+)
+def test_a_journal_storage_that_cannot_be_written_is_refused_before_loading(
+    config_file: Path, tmp_path: Path, capsys, monkeypatch, storage: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("d.journal").mkdir()
+    Path("afile").write_text("x")
+    argv = ["search", str(config_file), "--out", "run", "--no-progress", "--storage", storage]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {message}"
+
+
+def test_compare_reports_the_configs_problems_and_a_bad_out_before_loading(
+    config_file: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config_file.read_text().replace("weight_width = [2, 4, 8]", "weight_width = [0, 4]"))
+    assert main(["compare", str(bad), "--seeds", "1", "--n-trials", "2"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "  search.search_space.seed.fc1.config: field 'weight_width' must be an integer in 1..32; got 0"
+    )
+    Path("afile").write_text("x")
+    assert main(["compare", str(config_file), "--seeds", "1", "--n-trials", "2", "--out", "afile"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: --out afile: afile is a file, not a folder; choose another run folder (--out DIR)"
+    )
+
+
+def test_paths_the_system_refuses_are_one_error_line(config_file: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    long = "a" * 300  # longer than any file name the system accepts (255 bytes)
+    assert main(["search", str(config_file), "--out", long, "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --out {long}: {long} cannot be used (File name too long); choose another run "
+        "folder (--out DIR)\n"
+    )
+    assert main(["search", str(config_file), "--load", long, "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --load {long}: cannot be read (File name too long); give an existing checkpoint file\n"
+    )
+    # Where no check names the path first, the CLI still prints one line naming it.
+    assert main(["search", str(config_file), "--out", "run", "--storage", f"{long}.journal", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {long}.journal: File name too long (refused by the operating system")
+    assert "Traceback" not in err and err.count("\n") == 1
