@@ -212,7 +212,7 @@ def test_prefilled_cache_costs_no_evaluation(space: SearchSpace) -> None:
 def test_save_and_load_round_trip(space: SearchSpace, tmp_path: Path) -> None:
     comp = compare_strategies(space, CountingRunners(), SumObjective(), ["random", Scripted()], seeds=2, n_trials=8)
     paths = comp.save(tmp_path)
-    assert {p.name for p in paths.values()} == {"comparison.json", "comparison.md", "best_so_far.png", "comparison.html"}
+    assert {p.name for p in paths.values()} == {"comparison.json", "comparison.md", "best_so_far.png", "report.html"}
     assert paths["plot"].stat().st_size > 1000
     back = Comparison.load(tmp_path)
     assert back.to_dict() == json.loads(paths["json"].read_text())

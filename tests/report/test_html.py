@@ -172,7 +172,7 @@ def test_search_and_report_write_report_html_with_the_best_trial(tmp_path, capsy
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_compare_writes_comparison_html_that_a_browser_renders(tmp_path, capsys):
+def test_compare_writes_a_report_html_that_a_browser_renders(tmp_path, capsys):
     from bitscout.cli import main
 
     config = tmp_path / "html.toml"
@@ -180,18 +180,18 @@ def test_compare_writes_comparison_html_that_a_browser_renders(tmp_path, capsys)
     out = tmp_path / "cmp"
     assert main(["compare", str(config), "--strategies", "tpe,brute_force", "--seeds", "2", "--n-trials", "3", "--out", str(out)]) == 0
     comparison = json.loads((out / "comparison.json").read_text())
-    page = (out / "comparison.html").read_text()
+    page = (out / "report.html").read_text()
     assert f"= {comparison['optimum']:.6g}</b>: the exact optimum over 3 configurations" in page
     assert page.count("data:image/png;base64,") == 1 and "<th>seeds reaching the optimum</th>" in page
     browser = _browser()
     if browser is None:
         pytest.skip("no headless Chromium here")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
-    done = subprocess.run([browser, *flags, "--dump-dom", (out / "comparison.html").as_uri()], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([browser, *flags, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert [line for line in done.stderr.splitlines() if "CONSOLE" in line] == []
     assert 'data-ready="1"' in done.stdout and "Most reliable" in done.stdout
     artifacts = Path(os.environ.get("BITSCOUT_TEST_ARTIFACTS", "build/test-artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
     shot = artifacts / "comparison_report.png"
-    subprocess.run([browser, *flags, f"--screenshot={shot.resolve()}", "--window-size=1280,1400", (out / "comparison.html").as_uri()],
+    subprocess.run([browser, *flags, f"--screenshot={shot.resolve()}", "--window-size=1280,1400", (out / "report.html").as_uri()],
                    capture_output=True, timeout=120, check=True)

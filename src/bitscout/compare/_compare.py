@@ -421,7 +421,7 @@ class Comparison:
         return cls(**data)
 
     def save(self, out_dir: Path) -> dict[str, Path]:
-        """Write ``comparison.json``, ``comparison.md``, ``best_so_far.png`` and ``comparison.html``."""
+        """Write ``comparison.json``, ``comparison.md``, ``best_so_far.png`` and ``report.html``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {

@@ -1,4 +1,5 @@
-"""``comparison.html``: a strategy comparison as one self-contained page.
+"""``report.html`` of a comparison: a strategy comparison as one self-contained page (the
+same file name as a search's report, in the comparison's folder).
 
 The answer first (the optimum and which strategy reached it in how many trials), then
 the table per strategy, the best-so-far curves with their seed bands, and the full
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["render_comparison_html", "COMPARISON_HTML"]
 
-COMPARISON_HTML = "comparison.html"
+COMPARISON_HTML = "report.html"
 
 
 def _reached(s: StrategySummary) -> str:
