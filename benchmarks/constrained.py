@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -107,7 +106,6 @@ def check(setup: se.Prepared, evaluator: RunnerEvaluator, cache: CachedEvaluator
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bitscout.compare import compare_strategies, format_comparison
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spaces", default="mlp,cnn", help="comma-separated: mlp, cnn")
@@ -137,23 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "search's evaluator gave identical values, constraint values and skips.",
             f"Float model accuracy {setup.float_accuracy:.4f}.",
         ]
-        started = time.perf_counter()
-        comparison = compare_strategies(
-            setup.space,
-            setup.runners,
-            setup.objective,
-            strategies,
-            seeds=args.seeds,
-            n_trials=args.n_trials,
-            budgets=budgets,
-            cache=cache,
-            progress=True,
-            notes=notes,
-            constraints=constraints,
-        )
-        paths = comparison.save(args.out / name)
-        print(format_comparison(comparison))
-        print(f"({time.perf_counter() - started:.0f} s; files: {', '.join(str(p) for p in paths.values())})\n", flush=True)
+        se.compare_and_save(setup, strategies, args, budgets, cache, notes, args.out / name, constraints=constraints)
     return 0
 
 

@@ -338,7 +338,6 @@ DEFAULT_STRATEGIES = ("sensitivity", "tpe", "random", "qmc", "nsgaii", "brute_fo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bitscout.compare import compare_strategies, format_comparison
     from bitscout.evaluation import CachedEvaluator, Evaluation, RunnerEvaluator
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -374,23 +373,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache = CachedEvaluator(RunnerEvaluator(setup.runners, setup.objective), key=setup.space.key)
         for index in range(setup.space.size):
             cache.add(setup.space.decode(setup.space.params_at(index)), Evaluation(values=(float(values[index]),)))
-        started = time.perf_counter()
-        comparison = compare_strategies(
-            setup.space,
-            setup.runners,
-            setup.objective,
-            strategies,
-            seeds=args.seeds,
-            n_trials=args.n_trials,
-            budgets=budgets,
-            cache=cache,
-            progress=True,
-            notes=notes,
-        )
-        paths = comparison.save(args.out / name)
-        print(format_comparison(comparison))
-        print(f"({time.perf_counter() - started:.0f} s; files: {', '.join(str(p) for p in paths.values())})\n", flush=True)
+        compare_and_save(setup, strategies, args, budgets, cache, notes, args.out / name)
     return 0
+
+
+def compare_and_save(setup, strategies, args, budgets, cache, notes, out: Path, **options) -> None:
+    """Run the comparison of one benchmark space, save it in ``out`` and print its table.
+
+    ``options`` go to :func:`compare_strategies` (``constraints=`` for benchmarks/constrained.py).
+    """
+    from bitscout.compare import compare_strategies, format_comparison
+
+    started = time.perf_counter()
+    comparison = compare_strategies(
+        setup.space,
+        setup.runners,
+        setup.objective,
+        strategies,
+        seeds=args.seeds,
+        n_trials=args.n_trials,
+        budgets=budgets,
+        cache=cache,
+        progress=True,
+        notes=notes,
+        **options,
+    )
+    paths = comparison.save(out)
+    print(format_comparison(comparison))
+    print(f"({time.perf_counter() - started:.0f} s; files: {', '.join(str(p) for p in paths.values())})\n", flush=True)
 
 
 if __name__ == "__main__":
