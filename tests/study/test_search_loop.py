@@ -239,3 +239,41 @@ def test_sqlite_url_storage_works(tmp_path):
     result = _search(tmp_path, ToySpace(SMALL), ToyRunners(), n_trials=3, storage=url, study_name="s")
     assert result.n_trials == 3
     assert len(optuna.load_study(study_name="s", storage=url).trials) == 3
+
+
+def test_a_twin_that_finishes_while_another_worker_looks_is_still_found(tmp_path):
+    """Two workers, one configuration: the later trial must reuse the earlier one's result.
+
+    Deterministic replay of a race seen with four PostgreSQL workers: the earlier trial
+    (another process's) completes just after the later worker has read the finished
+    trials and just before it lists the running ones. The later trial must still be
+    answered as a duplicate, not evaluated a second time.
+    """
+    from bitscout.study._search import _Search
+
+    space, objective = ToySpace(SMALL), ToyObjective()
+    storage = optuna.storages.InMemoryStorage()
+    other = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    params = {"fc1/weight_width": 3, "fc2/weight_width": 4, "fc3/weight_width": 5}
+    other.enqueue_trial(params)
+    twin = other.ask(space.distributions())  # "another worker's" running trial
+    ours = optuna.load_study(storage=storage, study_name="s")
+    search = _Search(ours, space, RunnerEvaluator(ToyRunners(), objective), n_trials=5, timeout=None,
+                     exhaustible=None, progress=None)
+    search.index.refresh()
+    assert search.index.running == 1
+    trial = ours.ask(space.distributions())
+    key = space.key(space.decode(params))
+    value = objective.evaluate(toy_metrics(space.decode(params))).values[0]
+
+    refresh = search.index.refresh
+    finished = []
+
+    def refresh_then_twin_finishes() -> None:
+        refresh()
+        if not finished:
+            finished.append(True)
+            other.tell(twin, value)
+
+    search.index.refresh = refresh_then_twin_finishes
+    assert search._await_other_workers(trial, key) == (twin.number, (value,))

@@ -334,11 +334,15 @@ class _Search:
         if not self.index.running:
             return None  # nothing else was running when this trial was asked
         while True:
+            # Look for the running twin BEFORE reading the finished trials: a twin that
+            # finishes between the two reads is then found by the second. (In the other
+            # order it could finish in between and be seen by neither, and its
+            # configuration would be evaluated twice.)
+            twin = self._running_twin(trial, key)
             self.index.refresh()
             hit = self.index.lookup(key)
             if hit is not None:
                 return hit
-            twin = self._running_twin(trial, key)
             if twin is None:
                 return None
             while not self.storage.get_trial(trial_id(twin)).state.is_finished():
