@@ -52,10 +52,16 @@ class OpSpec:
         compute: ``(float_module, operands) -> Tensor``: the float layer applied to
             (possibly quantized) operands; with unquantized operands it must give
             exactly what the float module gives.
+        per_sample: Whether each sample (row along dimension 0 of ``data_in``) gives its
+            own output row from that row and the weights alone, so that one call on
+            inputs stacked along dimension 0 computes the same values as one call per
+            input (linear and conv layers). The exhaustive engine stacks such calls, and
+            checks bit-identity on each new shape before it relies on it.
     """
 
     unpack: Callable[[nn.Module, tuple[Any, ...], Mapping[str, Any]], Operands]
     compute: Callable[[nn.Module, Operands], Tensor]
+    per_sample: bool = False
 
 
 def _module_operands(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operands:
@@ -109,8 +115,8 @@ def _relu(module: nn.Module, ops: Operands) -> Tensor:
 
 # Module-level functions and small classes rather than lambdas, so that a candidate
 # model can be pickled (torch.save) and deep-copied.
-_LINEAR = OpSpec(_module_operands, _linear)
-_CONV = OpSpec(_module_operands, _conv)
+_LINEAR = OpSpec(_module_operands, _linear, per_sample=True)
+_CONV = OpSpec(_module_operands, _conv, per_sample=True)
 _RELU = OpSpec(_relu_module_operands, _relu)
 _BINARY = _function_spec(("input", "other"))
 
