@@ -245,6 +245,9 @@ class QuantizedLayer(nn.Module):
         # Held outside _modules on purpose: registering it would duplicate its
         # parameters under a second name in the state_dict.
         self.__dict__["float_module"] = float_module
+        # In the float layer's mode (not nn.Module's default, training): a candidate of an
+        # eval-mode model is then in eval mode throughout, and evaluate() has nothing to switch.
+        self.training = float_module.training
         self.__dict__["_parameters"] = float_module._parameters
         self.__dict__["_buffers"] = float_module._buffers
         self.layer_name = name
