@@ -262,10 +262,19 @@ class QuantizedLayer(nn.Module):
         data_in, weight, bias = ops.data_in, ops.weight, ops.bias
         if config.data_in is not None and data_in is not None:
             data_in = fake_quantize(data_in, config.data_in)
-        if config.weight is not None and weight is not None:
-            weight = self.cache.quantize(self.layer_name, "weight", weight, config.weight)
-        if config.bias is not None and bias is not None:
-            bias = self.cache.quantize(self.layer_name, "bias", bias, config.bias)
+        if torch.compiler.is_compiling():
+            # Under torch.compile the weights are quantized in the graph (the same
+            # quantize, the same values): the cache's weak references and dict lookups
+            # would break the graph at every layer.
+            if config.weight is not None and weight is not None:
+                weight = fake_quantize(weight, config.weight)
+            if config.bias is not None and bias is not None:
+                bias = fake_quantize(bias, config.bias)
+        else:
+            if config.weight is not None and weight is not None:
+                weight = self.cache.quantize(self.layer_name, "weight", weight, config.weight)
+            if config.bias is not None and bias is not None:
+                bias = self.cache.quantize(self.layer_name, "bias", bias, config.bias)
         return self.spec.compute(module, Operands(data_in, weight, bias, ops.args, ops.kwargs))
 
     def extra_repr(self) -> str:
