@@ -183,11 +183,13 @@ def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -
             assert loss_sum is not None and num_classes is not None  # n >= 1: one pass ran
             pred = preds[0] if len(preds) == 1 else torch.cat(preds)
             # Per-class counts, read once: the per-class arithmetic on the host is exact
-            # and costs less than a dozen tiny tensor operations. Hits count the labels
-            # of the correct predictions (integers, as the float64 sums of ones were).
+            # and costs less than a dozen tiny tensor operations. One count vector holds
+            # both: bucket k counts the wrong predictions of class k, bucket C + k the
+            # right ones (integers, as the float64 sums of ones were).
             support = data.support(num_classes)
-            hits = torch.bincount(y_dev[pred == y_dev], minlength=num_classes).tolist()
-            predicted = torch.bincount(pred, minlength=num_classes).tolist()
+            counts = torch.bincount(pred + (pred == y_dev) * num_classes, minlength=2 * num_classes).tolist()
+            hits = counts[num_classes:]
+            predicted = [wrong + right for wrong, right in zip(counts[:num_classes], hits)]
             recall = [
                 hit / max(count, 1)
                 for hit, count, guessed in zip(hits, support, predicted)
