@@ -247,6 +247,7 @@ class _Layer:
         )
         self._stack_elements = stack_elements
         self._checked: set[Any] = set()
+        self._planned: tuple[Any, Any, list[tuple[Any, Any, Any, Any]]] | None = None
 
     def __len__(self) -> int:
         return len(self.modules)
@@ -283,6 +284,18 @@ class _Layer:
             yield from self._stacked_outputs(args, kwargs, ops)
             return
         inputs: dict[Any, Any] = {}
+        plan = self._plan(ops)
+        if plan is not None:
+            # Parameters as operands (linear, conv): their quantized forms were resolved
+            # once; per config there is only the input's format and the call.
+            compute, data_in, rest, rest_kw = spec.compute, ops.data_in, ops.args, ops.kwargs
+            for module, fmt, weight, bias in plan:
+                if module is not None:
+                    yield module(*args, **kwargs)
+                else:
+                    quantized = self._input(inputs, data_in, fmt)
+                    yield compute(float_module, Operands(quantized, weight, bias, rest, rest_kw))
+            return
         for i, module in enumerate(self.modules):
             if not isinstance(module, QuantizedLayer):
                 yield module(*args, **kwargs)
@@ -292,6 +305,36 @@ class _Layer:
             bias = self._operand(i, module, "bias", ops.bias, config.bias)
             data_in = self._input(inputs, ops.data_in, config.data_in)
             yield spec.compute(float_module, Operands(data_in, weight, bias, ops.args, ops.kwargs))
+
+    def _plan(self, ops: Operands) -> list[tuple[Any, Any, Any, Any]] | None:
+        """Per config: (float module or None, input format, weight, bias), for parameter operands.
+
+        None when an operand is an activation (a matmul's second input), which is
+        quantized afresh per call. Parameters do not change during one evaluation (it
+        runs under inference mode), so the plan is made once per pair of parameters.
+        """
+        weight, bias = ops.weight, ops.bias
+        if not all(t is None or isinstance(t, nn.Parameter) for t in (weight, bias)):
+            return None
+        held = self._planned
+        if held is not None and held[0] is weight and held[1] is bias:
+            return held[2]
+        plan = []
+        for i, module in enumerate(self.modules):
+            if not isinstance(module, QuantizedLayer):
+                plan.append((module, None, None, None))
+                continue
+            config = module.config
+            plan.append(
+                (
+                    None,
+                    config.data_in,
+                    self._operand(i, module, "weight", weight, config.weight),
+                    self._operand(i, module, "bias", bias, config.bias),
+                )
+            )
+        self._planned = (weight, bias, plan)
+        return plan
 
     @staticmethod
     def _input(inputs: dict[Any, Any], data_in: Any, fmt: Any) -> Any:
