@@ -159,7 +159,15 @@ class _Residual(nn.Module):
         return self.fc3(h + self.fc2(h) * 0.5)
 
 
-def test_dag_with_skip_connection_and_chunked_samples(digits: Dataset) -> None:
+@pytest.mark.parametrize("batched_loss", [False, True])
+def test_dag_with_skip_connection_and_chunked_samples(
+    digits: Dataset, batched_loss: bool, monkeypatch: Any
+) -> None:
+    import bitscout.evaluation._exhaustive as engine
+
+    # The loss sums of many configurations at once (on from 1,024 configurations) or one
+    # nll_loss per configuration: both give evaluate()'s bits, over six chunks.
+    monkeypatch.setattr(engine, "_BATCHED_LOSS_MIN", 1 if batched_loss else 10**9)
     torch.manual_seed(3)
     model = _fit(_Residual(), digits)
     traced = trace(model, digits.val.x[:2])

@@ -674,6 +674,10 @@ class _Walker:
 #: Configurations whose per-sample losses are summed together by :func:`_nll_sums`.
 _LOSS_GROUP = 8192
 
+#: Fewest configurations for the batched loss sums: its Python step per sample pays off
+#: only when shared by many configurations (below, one ``nll_loss`` call each is cheaper).
+_BATCHED_LOSS_MIN = 1024
+
 #: Levels of the cascade sum of PyTorch's CPU ``nll_loss`` (``nll_loss_out_frame``).
 _CASCADE_LEVELS = 8
 
@@ -729,7 +733,11 @@ class _Scores:
     def set_chunk(self, target: torch.Tensor) -> None:
         self.flush()
         self.target = target
-        self._batched_loss = target.device.type == "cpu" and _batched_loss_matches(target, self.num_classes)
+        self._batched_loss = (
+            self.count >= _BATCHED_LOSS_MIN
+            and target.device.type == "cpu"
+            and _batched_loss_matches(target, self.num_classes)
+        )
 
     def __call__(self, prefix: int, outputs: list[torch.Tensor]) -> None:
         start = prefix * self.block
