@@ -285,7 +285,8 @@ def section_trials(device: torch.device, quick: bool) -> dict[str, TrialBench]:
         print(f"{label}")
         print(f"    float forward {_fmt(res['float_ms'])}")
         print(f"    trial         {_fmt(res['trial_ms'])}")
-        print(f"    ratio         {_fmt(res['ratio'], 'x', 2)}   target <= 1.5x: {_verdict(ratio_med <= 1.5)}")
+        target = 1.5 if name.startswith("jsc") else 1.1  # issue 16: 1.5x on JSC, 1.1x on the CNNs
+        print(f"    ratio         {_fmt(res['ratio'], 'x', 2)}   target <= {target}x: {_verdict(ratio_med <= target)}")
         rows.append({"case": label, "repeats": repeats, **{k: _summary(v) for k, v in res.items()}})
         if name == "jsc-tiny":
             trial_med = _summary(res["trial_ms"])[0]
@@ -716,7 +717,20 @@ def section_exhaustive(device: torch.device, quick: bool) -> None:
           f"{wall / float_med:.0f} float forwards = {wall / float_med / len(result):.2f} per configuration")
     print(f"    bit-identical to trial-by-trial on {len(sample)} sampled configurations: {mismatches == 0} "
           f"({mismatches} mismatches)")
-    print(f"    target <= 3 s: {_verdict(wall <= 3.0)}")
+    # The limit: MACs that no sharing can avoid. Layer k runs once per distinct prefix
+    # (configurations of layers 0..k) on every sample; at the float forward's own MAC
+    # rate that is the least time any exact enumeration on this machine can take.
+    macs = {layer.name: layer.macs for layer in traced.table}
+    sizes = [layer.distinct_size for layer in space.layers]
+    n_samples = int(x.shape[0])
+    minimum = sum(math.prod(sizes[: k + 1]) * macs[layer.name] * n_samples for k, layer in enumerate(space.layers))
+    float_macs = sum(macs.values()) * n_samples
+    rate = float_macs / float_med
+    print(f"    minimum arithmetic (MACs no sharing avoids): {minimum / 1e9:.2f} GMAC = "
+          f"{minimum / float_macs:.0f} float forwards ({minimum / float_macs / len(result):.3f} per configuration); "
+          f"at the float forward's rate ({rate / 1e9:.2f} GMAC/s) {minimum / rate:.2f} s: "
+          f"exhaustive takes {wall / (minimum / rate):.1f}x that")
+    print(f"    target <= 2 s: {_verdict(wall <= 2.0)} (CPU seconds: {statistics.median(cpus):.2f})")
     RESULTS["exhaustive"] = {
         "configurations": len(result),
         "wall_s": walls,
@@ -724,6 +738,9 @@ def section_exhaustive(device: torch.device, quick: bool) -> None:
         "trial_ms": trial_med * 1e3,
         "float_forward_ms": float_med * 1e3,
         "mismatches": mismatches,
+        "float_forwards_per_configuration": wall / float_med / len(result),
+        "minimum_gmac": minimum / 1e9,
+        "minimum_s_at_float_rate": minimum / rate,
     }
 
 

@@ -7,6 +7,7 @@ Every test here is marked ``gpu`` and skipped without a CUDA device (tests/conft
 from __future__ import annotations
 
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ from bitscout.evaluation import evaluate_runner_set_exhaustively
 
 pytestmark = pytest.mark.gpu
 
-#: The device compared with the CPU (a module constant so the logic can be dry-run on the CPU).
-DEVICE = "cuda"
+#: The device compared with the CPU: "cuda", or "cpu" for the dry run of
+#: benchmarks/gpu_check.sh (BITSCOUT_GPU_TEST_DEVICE=cpu, which also lifts the skip).
+DEVICE = os.environ.get("BITSCOUT_GPU_TEST_DEVICE", "cuda")
 
 _CONFIG = """
 model = "mlp"

@@ -159,7 +159,15 @@ class _Residual(nn.Module):
         return self.fc3(h + self.fc2(h) * 0.5)
 
 
-def test_dag_with_skip_connection_and_chunked_samples(digits: Dataset) -> None:
+@pytest.mark.parametrize("batched_loss", [False, True])
+def test_dag_with_skip_connection_and_chunked_samples(
+    digits: Dataset, batched_loss: bool, monkeypatch: Any
+) -> None:
+    import bitscout.evaluation._exhaustive as engine
+
+    # The loss sums of many configurations at once (on from 1,024 configurations) or one
+    # nll_loss per configuration: both give evaluate()'s bits, over six chunks.
+    monkeypatch.setattr(engine, "_BATCHED_LOSS_MIN", 1 if batched_loss else 10**9)
     torch.manual_seed(3)
     model = _fit(_Residual(), digits)
     traced = trace(model, digits.val.x[:2])
@@ -315,3 +323,81 @@ def test_brute_force_search_from_the_table_equals_the_plain_search(digits: Datas
     assert [t.values for t in fast.trials] == [t.values for t in plain.trials]
     best = int(np.argmax([objective.evaluate(table.metrics_at(i)).values[0] for i in range(27)]))
     assert fast.best.values == objective.evaluate(table.metrics_at(best)).values
+
+
+def _arrays(result: Any) -> dict[str, np.ndarray]:
+    return {**result.software, **result.hardware}
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_stacked_layer_calls_give_the_same_bits(digits: Dataset, model: str) -> None:
+    """Inputs of configs that share a weight format, stacked into one call (the GPU default)."""
+    torch.manual_seed(0)
+    if model == "mlp":
+        runners = _runner_set(_mlp(digits, (16, 8)), digits)
+    else:
+        runners = _runner_set(build_model("cnn", digits.info, {"channels": [4, 4]}), digits)
+    table = runners.context.traced.table
+    choices = {
+        layer.name: {"name": "integer", "data_in_width": [3, 4, 8], "weight_width": [3, 6], "bias_width": 8}
+        for layer in table
+        if layer.op in ("conv2d", "linear")
+    }
+    space = SearchSpace(table, choices)
+    one_by_one = evaluate_runner_set_exhaustively(space, runners, stack_elements=0)
+    stacked = evaluate_runner_set_exhaustively(space, runners, stack_elements=1 << 22)
+    small_stacks = evaluate_runner_set_exhaustively(space, runners, stack_elements=2 * NUM_SAMPLES * 64)
+    for other in (stacked, small_stacks):
+        for name, values in _arrays(one_by_one).items():
+            assert np.array_equal(values, _arrays(other)[name]), name
+    _assert_same(stacked, runners, space, random.Random(3).sample(range(space.distinct_size), 8))
+
+
+def test_a_stacked_call_that_differs_is_dropped_for_one_by_one(digits: Dataset, monkeypatch: Any) -> None:
+    """When a taller input changes the bits (another kernel), the layer stops stacking."""
+    import bitscout.evaluation._exhaustive as engine
+
+    runners = _runner_set(_mlp(digits, (16, 8)), digits)
+    space = _linear_space(runners, [3, 8], [2, 5])
+    reference = evaluate_runner_set_exhaustively(space, runners, stack_elements=0)
+    checks = []
+
+    def never_same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        checks.append(a.shape)
+        return False
+
+    monkeypatch.setattr(engine, "_same_bits", never_same)
+    result = evaluate_runner_set_exhaustively(space, runners, stack_elements=1 << 22)
+    # Layer outputs (samples x features) were checked, besides the loss's self-check.
+    assert any(len(shape) == 2 and shape[0] == NUM_SAMPLES for shape in checks)
+    for name, values in _arrays(reference).items():
+        assert np.array_equal(values, _arrays(result)[name]), name
+
+
+@pytest.mark.parametrize("samples", [1, 2, 15, 16, 17, 255, 256, 257, 540, 4097])
+def test_batched_loss_sum_is_nll_loss_bit_for_bit(samples: int) -> None:
+    """The cascade of _nll_sums is the one of PyTorch's CPU nll_loss, for every length."""
+    from bitscout.evaluation._exhaustive import _nll_sums
+
+    generator = torch.Generator().manual_seed(samples)
+    scales = torch.logspace(-3, 4, 6).view(6, 1, 1)
+    log_probs = torch.log_softmax(torch.randn(6, samples, 7, generator=generator) * scales, dim=-1)
+    target = torch.randint(0, 7, (samples,), generator=generator)
+    expected = torch.stack([torch.nn.functional.nll_loss(lp, target, reduction="sum") for lp in log_probs])
+    picked = log_probs.gather(2, target.view(1, -1, 1).expand(6, -1, 1)).squeeze(2)
+    got = _nll_sums(picked.t().contiguous())
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+
+
+def test_a_plain_sum_would_not_do() -> None:
+    """The order matters: a sequential sum of the same values differs in the last bits."""
+    from bitscout.evaluation._exhaustive import _nll_sums
+
+    generator = torch.Generator().manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(64, 540, 10, generator=generator) * 30, dim=-1)
+    target = torch.randint(0, 10, (540,), generator=generator)
+    picked = log_probs.gather(2, target.view(1, -1, 1).expand(64, -1, 1)).squeeze(2).t().contiguous()
+    sequential = torch.zeros(64)
+    for row in picked:
+        sequential.sub_(row)
+    assert not torch.equal(sequential, _nll_sums(picked))

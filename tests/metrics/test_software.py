@@ -86,7 +86,7 @@ def test_evaluation_in_chunks_equals_all_at_once(trained_mlp: RunContext) -> Non
     config = {"fc2": int_config(data_in=5, weight=4, bias=6)}
     whole = build_runners(strategy(sw={"basic_evaluation": {}}), trained_mlp).run(config)
     runners = build_runners(strategy(sw={"basic_evaluation": {}}), trained_mlp)
-    runners.producer("accuracy")._chunk = 7  # force 74 forward passes
+    runners.producer("accuracy")._data.step = 7  # force 74 forward passes
     chunked = runners.run(config)
     assert chunked.software == pytest.approx(whole.software, rel=1e-6)
 

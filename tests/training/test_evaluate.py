@@ -108,3 +108,30 @@ def test_class_predicted_but_absent_counts_as_zero_recall() -> None:
     y = torch.tensor([0, 1, 1, 1])
     r = evaluate(nn.Identity(), logits, y)
     assert r.balanced_accuracy == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
+def test_prepared_samples_give_the_same_numbers_for_many_models() -> None:
+    """EvalSet + evaluate_set (a search's path) = evaluate, call after call, chunked or not."""
+    from bitscout.training import EvalSet, evaluate_set
+
+    torch.manual_seed(0)
+    x, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
+    models = [nn.Linear(4, 3).eval() for _ in range(3)]
+    for batch_size in (None, 7):
+        data = EvalSet(x, y, batch_size=batch_size, num_classes=3, device=torch.device("cpu"))
+        for model in models + models:
+            assert evaluate_set(model, data) == evaluate(model, x, y, batch_size=batch_size, num_classes=3)
+
+
+def test_prepared_samples_still_check_labels_and_width() -> None:
+    from bitscout.training import EvalSet, evaluate_set
+
+    data = EvalSet(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), num_classes=2, device=torch.device("cpu"))
+    with pytest.raises(DataError, match="labels must lie in 0..1; got labels from 0 to 2"):
+        evaluate_set(nn.Linear(3, 2), data)
+    good = EvalSet(torch.randn(4, 3), torch.tensor([0, 1, 1, 0]), num_classes=2, device=torch.device("cpu"))
+    evaluate_set(nn.Linear(3, 2), good)
+    with pytest.raises(DataError, match="the model gives 5 outputs per sample but the data has 2 classes"):
+        evaluate_set(nn.Linear(3, 5), good)
+    with pytest.raises(DataError, match="x has 4 samples but y has 3 labels"):
+        EvalSet(torch.randn(4, 3), torch.tensor([0, 1, 1]), device=torch.device("cpu"))

@@ -68,10 +68,14 @@ __all__ = [
     "evaluate_runner_set_exhaustively",
     "exhaustive_support",
     "DEFAULT_BLOCK_ELEMENTS",
+    "DEFAULT_STACK_ELEMENTS",
 ]
 
 #: Most output elements (configurations x samples x classes) scored in one leaf block.
 DEFAULT_BLOCK_ELEMENTS = 1 << 18
+
+#: Most input elements stacked into one layer call (configs that share a weight format).
+DEFAULT_STACK_ELEMENTS = 1 << 22
 
 
 
@@ -220,8 +224,8 @@ class _Layer:
         drop: tuple[fx.Node, ...],
         *,
         copy_input: bool = False,
+        stack_elements: int = 0,
     ) -> None:
-
         self.copy_input = copy_input
         self.node = node
         self.name = name
@@ -237,6 +241,13 @@ class _Layer:
         self._spec = wrappers[0].spec if wrappers else None
         self._float = wrappers[0].float_module if wrappers else None
         self._params: dict[tuple[int, str], tuple[nn.Parameter, Any]] = {}
+        # Stacking the inputs of configs that share a weight (see _stacked_outputs).
+        self._stack = (
+            self._split and self._spec is not None and self._spec.per_sample and not copy_input and stack_elements > 0
+        )
+        self._stack_elements = stack_elements
+        self._checked: set[Any] = set()
+        self._planned: tuple[Any, Any, list[tuple[Any, Any, Any, Any]]] | None = None
 
     def __len__(self) -> int:
         return len(self.modules)
@@ -269,21 +280,126 @@ class _Layer:
         spec, float_module = self._spec, self._float
         assert spec is not None and float_module is not None  # set with _split
         ops = spec.unpack(float_module, args, kwargs)
+        if self._stack and ops.data_in is not None and not ops.args and not ops.kwargs:
+            yield from self._stacked_outputs(args, kwargs, ops)
+            return
         inputs: dict[Any, Any] = {}
+        plan = self._plan(ops)
+        if plan is not None:
+            # Parameters as operands (linear, conv): their quantized forms were resolved
+            # once; per config there is only the input's format and the call.
+            compute, data_in, rest, rest_kw = spec.compute, ops.data_in, ops.args, ops.kwargs
+            for module, fmt, weight, bias in plan:
+                if module is not None:
+                    yield module(*args, **kwargs)
+                else:
+                    quantized = self._input(inputs, data_in, fmt)
+                    yield compute(float_module, Operands(quantized, weight, bias, rest, rest_kw))
+            return
         for i, module in enumerate(self.modules):
             if not isinstance(module, QuantizedLayer):
                 yield module(*args, **kwargs)
                 continue
             config = module.config
-            data_in = ops.data_in
-            if config.data_in is not None and data_in is not None:
-                quantized = inputs.get(config.data_in)
-                if quantized is None:
-                    quantized = inputs[config.data_in] = fake_quantize(data_in, config.data_in)
-                data_in = quantized
             weight = self._operand(i, module, "weight", ops.weight, config.weight)
             bias = self._operand(i, module, "bias", ops.bias, config.bias)
+            data_in = self._input(inputs, ops.data_in, config.data_in)
             yield spec.compute(float_module, Operands(data_in, weight, bias, ops.args, ops.kwargs))
+
+    def _plan(self, ops: Operands) -> list[tuple[Any, Any, Any, Any]] | None:
+        """Per config: (float module or None, input format, weight, bias), for parameter operands.
+
+        None when an operand is an activation (a matmul's second input), which is
+        quantized afresh per call. Parameters do not change during one evaluation (it
+        runs under inference mode), so the plan is made once per pair of parameters.
+        """
+        weight, bias = ops.weight, ops.bias
+        if not all(t is None or isinstance(t, nn.Parameter) for t in (weight, bias)):
+            return None
+        held = self._planned
+        if held is not None and held[0] is weight and held[1] is bias:
+            return held[2]
+        plan = []
+        for i, module in enumerate(self.modules):
+            if not isinstance(module, QuantizedLayer):
+                plan.append((module, None, None, None))
+                continue
+            config = module.config
+            plan.append(
+                (
+                    None,
+                    config.data_in,
+                    self._operand(i, module, "weight", weight, config.weight),
+                    self._operand(i, module, "bias", bias, config.bias),
+                )
+            )
+        self._planned = (weight, bias, plan)
+        return plan
+
+    @staticmethod
+    def _input(inputs: dict[Any, Any], data_in: Any, fmt: Any) -> Any:
+        """The input quantized by ``fmt``, once per format (the same call on the same tensor)."""
+        if fmt is None or data_in is None:
+            return data_in
+        quantized = inputs.get(fmt)
+        if quantized is None:
+            quantized = inputs[fmt] = fake_quantize(data_in, fmt)
+        return quantized
+
+    def _stacked_outputs(self, args: Any, kwargs: Any, ops: Operands) -> list[Any]:
+        """The outputs of every config, with one layer call per weight (and bias) format.
+
+        Configs that share their quantized weight and bias differ only in how the input is
+        quantized: their inputs are stacked along dimension 0 (the samples) and go through
+        the layer in one call, whose output is split back. Each sample's output of a
+        linear or conv layer depends only on that sample, but the library may pick
+        another kernel for a taller input, and a kernel may sum in another order: the
+        first call of every new shape is therefore also computed one input at a time
+        and compared bit for bit; on any difference the layer stops stacking (and uses
+        the one-at-a-time results).
+        """
+        spec, float_module = self._spec, self._float
+        assert spec is not None and float_module is not None
+        outputs: list[Any] = [None] * len(self.modules)
+        inputs: dict[Any, Any] = {}
+        groups: dict[tuple[int, int], list[tuple[int, Any, Any, Any]]] = {}
+        for i, module in enumerate(self.modules):
+            if not isinstance(module, QuantizedLayer):
+                outputs[i] = module(*args, **kwargs)
+                continue
+            config = module.config
+            weight = self._operand(i, module, "weight", ops.weight, config.weight)
+            bias = self._operand(i, module, "bias", ops.bias, config.bias)
+            data_in = self._input(inputs, ops.data_in, config.data_in)
+            groups.setdefault((id(weight), id(bias)), []).append((i, data_in, weight, bias))
+        for members in groups.values():
+            for part in _parts(members, self._stack_elements):
+                self._run_stacked(part, outputs)
+        return outputs
+
+    def _run_stacked(self, members: list[tuple[int, Any, Any, Any]], outputs: list[Any]) -> None:
+        spec, float_module = self._spec, self._float
+        assert spec is not None and float_module is not None
+        _, _, weight, bias = members[0]
+
+        def one(data_in: Any) -> Any:
+            return spec.compute(float_module, Operands(data_in, weight, bias))
+
+        if len(members) == 1 or not self._stack:
+            for i, data_in, _, _ in members:
+                outputs[i] = one(data_in)
+            return
+        stacked = torch.cat([data_in for _, data_in, _, _ in members])
+        pieces = one(stacked).split([int(data_in.shape[0]) for _, data_in, _, _ in members])
+        key = (tuple(stacked.shape), stacked.dtype, tuple(weight.shape), None if bias is None else tuple(bias.shape))
+        if key not in self._checked:
+            reference = [one(data_in) for _, data_in, _, _ in members]
+            if not all(_same_bits(a, b) for a, b in zip(pieces, reference)):
+                self._stack = False
+                pieces = reference
+            self._checked.add(key)
+        for (i, _, _, _), piece in zip(members, pieces):
+            outputs[i] = piece
 
     def _operand(self, i: int, module: Any, role: str, tensor: Any, fmt: Any) -> Any:
         """A weight or bias as the wrapper's forward makes it, remembered for parameters.
@@ -301,6 +417,31 @@ class _Layer:
         if held is None or held[0] is not tensor:
             held = self._params[key] = (tensor, module.cache.quantize(module.layer_name, role, tensor, fmt))
         return held[1]
+
+
+def _parts(members: list[Any], limit: int) -> Iterator[list[Any]]:
+    """``members`` cut into runs whose inputs hold at most ``limit`` elements together."""
+    part: list[Any] = []
+    held = 0
+    for member in members:
+        numel = member[1].numel()
+        if part and held + numel > limit:
+            yield part
+            part, held = [], 0
+        part.append(member)
+        held += numel
+    if part:
+        yield part
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-for-bit equality (NaN payloads and the sign of zero included)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point():
+        view = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+        return torch.equal(a.contiguous().view(view), b.contiguous().view(view))
+    return torch.equal(a, b)
 
 
 def _resolver(value: Any) -> Callable[[dict[fx.Node, Any]], Any]:
@@ -382,7 +523,9 @@ class _Plan:
     configurations.
     """
 
-    def __init__(self, traced: TracedModel, space: SearchSpace, quantizer: Quantizer) -> None:
+    def __init__(
+        self, traced: TracedModel, space: SearchSpace, quantizer: Quantizer, *, stack_elements: int = 0
+    ) -> None:
         gm = traced.gm
         nodes = list(gm.graph.nodes)
         position = {node: i for i, node in enumerate(nodes)}
@@ -439,7 +582,14 @@ class _Plan:
                     getattr(getattr(m, "float_module", None), "inplace", False) for m in modules
                 )
                 self.layers.append(
-                    _Layer(node, name, modules, drop, copy_input=inplace and (shared or len(modules) > 1))
+                    _Layer(
+                        node,
+                        name,
+                        modules,
+                        drop,
+                        copy_input=inplace and (shared or len(modules) > 1),
+                        stack_elements=stack_elements,
+                    )
                 )
                 self.segments.append([])
                 level[node] = depth + 1
@@ -521,6 +671,48 @@ class _Walker:
 # ----- metrics ----------------------------------------------------------------------------
 
 
+#: Configurations whose per-sample losses are summed together by :func:`_nll_sums`.
+_LOSS_GROUP = 8192
+
+#: Fewest configurations for the batched loss sums: its Python step per sample pays off
+#: only when shared by many configurations (below, one ``nll_loss`` call each is cheaper).
+_BATCHED_LOSS_MIN = 1024
+
+#: Levels of the cascade sum of PyTorch's CPU ``nll_loss`` (``nll_loss_out_frame``).
+_CASCADE_LEVELS = 8
+
+
+def _nll_sums(picked: torch.Tensor) -> torch.Tensor:
+    """``F.nll_loss(log_probs, target, reduction="sum")`` of many configurations at once, on the CPU.
+
+    ``picked[b, g]`` is configuration ``g``'s log-probability of sample ``b``'s target.
+    PyTorch's CPU kernel (``nll_loss_out_frame`` in ATen's LossNLL.cpp) sums the
+    samples in the input's dtype with a fixed cascade: the running sum of level 0
+    takes every sample (``p0 -= x``), and after each sample whose index is a multiple of
+    ``16**(j+1)`` level ``j`` is added into level ``j+1`` and cleared; the result is
+    ``((0 + p0) + p1) + ... + p7``. The same operations on vectors (one lane per
+    configuration) give the same bits, with one Python step per sample for thousands of
+    configurations instead of one call per configuration. ``_Scores`` checks this
+    against ``F.nll_loss`` before it relies on it.
+    """
+    count, width = picked.shape
+    ceil_log2 = 1 if count <= 2 else (count - 1).bit_length()
+    power = max(4, ceil_log2 // _CASCADE_LEVELS)
+    mask = (1 << power) - 1
+    partial = [torch.zeros(width, dtype=picked.dtype, device=picked.device) for _ in range(_CASCADE_LEVELS)]
+    for b in range(count):
+        partial[0].sub_(picked[b])
+        for j in range(_CASCADE_LEVELS - 1):
+            if b & (mask << (j * power)):
+                break
+            partial[j + 1].add_(partial[j])
+            partial[j].zero_()
+    total = torch.zeros(width, dtype=picked.dtype, device=picked.device)
+    for level in partial:
+        total.add_(level)
+    return total
+
+
 class _Scores:
     """Per-configuration accumulators, combined over chunks exactly as ``evaluate`` does."""
 
@@ -533,9 +725,19 @@ class _Scores:
         self.loss_sum = np.zeros(count, dtype=np.float64)
         self.y = y
         self.target: torch.Tensor = y
+        # Log-probabilities at the targets of blocks whose losses are not summed yet.
+        self._pending: list[tuple[int, torch.Tensor]] = []
+        self._pending_configs = 0
+        self._batched_loss = False
 
     def set_chunk(self, target: torch.Tensor) -> None:
+        self.flush()
         self.target = target
+        self._batched_loss = (
+            self.count >= _BATCHED_LOSS_MIN
+            and target.device.type == "cpu"
+            and _batched_loss_matches(target, self.num_classes)
+        )
 
     def __call__(self, prefix: int, outputs: list[torch.Tensor]) -> None:
         start = prefix * self.block
@@ -551,20 +753,43 @@ class _Scores:
             )
         # evaluate() calls F.cross_entropy(logits, target, reduction="sum"): a row-wise
         # log_softmax, then nll_loss's sum. The log_softmax is batched (row by row, the
-        # same bits); the sum is taken per configuration with the same call, because its
-        # reduction order fixes the last bits of the loss.
+        # same bits); the sum's reduction order fixes the last bits of the loss, so it
+        # is either nll_loss's own cascade on many configurations at once (CPU) or the
+        # same call per configuration.
         log_probs = F.log_softmax(logits.float(), dim=-1)
-        losses = torch.stack([F.nll_loss(lp, target, reduction="sum") for lp in log_probs])
+        stop = start + n_out
+        if self._batched_loss:
+            index = target.view(1, -1, 1).expand(n_out, -1, 1)
+            # Kept transposed (samples x configurations): the cascade takes one sample
+            # of every configuration per step.
+            self._pending.append((start, log_probs.gather(2, index).squeeze(2).t()))
+            self._pending_configs += n_out
+            if self._pending_configs >= _LOSS_GROUP:
+                self.flush()
+        else:
+            losses = torch.stack([F.nll_loss(lp, target, reduction="sum") for lp in log_probs])
+            # Chunk sums are added in float64 in chunk order, as evaluate() accumulates them.
+            self.loss_sum[start:stop] += losses.double().cpu().numpy()
         correct = logits.argmax(dim=-1) == target
         labels = target.unsqueeze(0) + (torch.arange(n_out, device=target.device) * c).unsqueeze(1)
         hits = torch.bincount(labels[correct], minlength=n_out * c).view(n_out, c)
-        stop = start + n_out
-        # Chunk sums are added in float64 in chunk order, as evaluate() accumulates them.
-        self.loss_sum[start:stop] += losses.double().cpu().numpy()
         self.correct[start:stop] += correct.sum(dim=1).cpu().numpy()
         self.hits[start:stop] += hits.cpu().numpy()
 
+    def flush(self) -> None:
+        """Sums the pending losses (blocks arrive in index order, so they are one range)."""
+        if not self._pending:
+            return
+        start = self._pending[0][0]
+        picked = torch.cat([values for _, values in self._pending], dim=1)
+        sums = _nll_sums(picked)
+        # Chunk sums are added in float64 in chunk order, as evaluate() accumulates them.
+        self.loss_sum[start : start + sums.shape[0]] += sums.double().numpy()
+        self._pending.clear()
+        self._pending_configs = 0
+
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.flush()
         n = int(self.y.shape[0])
         support = torch.bincount(self.y.cpu(), minlength=self.num_classes)
         present = support > 0
@@ -574,6 +799,23 @@ class _Scores:
         accuracy = self.correct.astype(np.float64) / n
         loss = self.loss_sum / n
         return accuracy, balanced, loss
+
+
+def _batched_loss_matches(target: torch.Tensor, num_classes: int) -> bool:
+    """Whether :func:`_nll_sums` gives ``F.nll_loss``'s bits for these targets, here.
+
+    Checked on log-probabilities of random logits of widely different magnitudes (so
+    that the order of the sum shows in the last bits), with the real targets: a PyTorch
+    whose CPU kernel sums in another order fails this, and the losses are then summed
+    one configuration at a time.
+    """
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.logspace(-3, 3, 8).view(8, 1, 1)
+    logits = torch.randn(8, target.shape[0], num_classes, generator=generator) * scales
+    log_probs = F.log_softmax(logits, dim=-1)
+    expected = torch.stack([F.nll_loss(lp, target.cpu(), reduction="sum") for lp in log_probs])
+    picked = log_probs.gather(2, target.cpu().view(1, -1, 1).expand(8, -1, 1)).squeeze(2)
+    return _same_bits(_nll_sums(picked.t().contiguous()), expected)
 
 
 def _block_level(sizes: Sequence[int], per_output: int, block_elements: int) -> int:
@@ -602,6 +844,7 @@ def evaluate_exhaustively(
     batch_size: int | None = None,
     hardware: Sequence[Runner] = (),
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    stack_elements: int | None = None,
 ) -> ExhaustiveResult:
     """Evaluate every distinct configuration of ``space`` on the samples ``(x, y)``.
 
@@ -622,6 +865,12 @@ def evaluate_exhaustively(
             not build the model); each is run once per configuration.
         block_elements: Most logits (configurations x samples x classes) scored in one
             batched pass; bounds the memory of a leaf block.
+        stack_elements: Most input elements stacked into one call of a linear or conv
+            layer (the inputs of configs that share the layer's weight format); 0 runs
+            every config's call on its own. None: :data:`DEFAULT_STACK_ELEMENTS` on an
+            accelerator, where a call costs a kernel launch, and 0 on the CPU, where a
+            taller input costs as much per row (measured: stacking 6 inputs of 540 rows
+            into one linear call was slower than 6 calls).
 
     Returns:
         Every configuration's metrics, in distinct-index order.
@@ -641,7 +890,9 @@ def evaluate_exhaustively(
     if batch_size is not None and batch_size < 1:
         raise DataError(f"batch_size must be >= 1; got {batch_size}")
     quantizer = quantizer if quantizer is not None else Quantizer(traced)
-    plan = _Plan(traced, space, quantizer)
+    if stack_elements is None:
+        stack_elements = 0 if x.device.type == "cpu" else DEFAULT_STACK_ELEMENTS
+    plan = _Plan(traced, space, quantizer, stack_elements=stack_elements)
     y = y.to(dtype=torch.long)
     gm = traced.gm
     flags = [(m, m.training) for m in gm.modules()]
@@ -704,9 +955,11 @@ class _ConfigOnly:
 def _hardware_metrics(space: SearchSpace, runners: Sequence[Runner]) -> dict[str, np.ndarray]:
     count = space.distinct_size
     out: dict[str, np.ndarray] = {}
-    configs = list(_all_configs(space))
+    grid = [(layer.name, [layer.configs[r] for r in layer.representatives]) for layer in space.layers]
+    first = {name: configs[0] for name, configs in grid}
+    configs: list[dict[str, Any]] | None = None
     for runner in runners:
-        probe = Candidate(configs[0], runner.context)
+        probe = Candidate(first, runner.context)
         runner.run(probe)
         if probe.is_built:
             raise SearchError(
@@ -714,6 +967,16 @@ def _hardware_metrics(space: SearchSpace, runners: Sequence[Runner]) -> dict[str
                 "exhaustive evaluation supports only runners computed from the config"
             )
         names = runner.produces()
+        run_grid = getattr(runner, "run_grid", None)
+        if run_grid is not None:
+            # The analytic runners compute the whole grid with array arithmetic that
+            # repeats run()'s operations in run()'s order: the same bits, no loop.
+            values = run_grid(grid)
+            for name in names:
+                out[name] = np.ascontiguousarray(values[name], dtype=np.float64)
+            continue
+        if configs is None:
+            configs = list(_all_configs(space))
         table = np.empty((count, len(names)), dtype=np.float64)
         context = runner.context
         for i, config in enumerate(configs):
@@ -729,6 +992,7 @@ def evaluate_runner_set_exhaustively(
     runners: RunnerSet,
     *,
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    stack_elements: int | None = None,
 ) -> ExhaustiveResult:
     """:func:`evaluate_exhaustively` with the samples and options of a runner set.
 
@@ -759,4 +1023,5 @@ def evaluate_runner_set_exhaustively(
         batch_size=None if chunk >= n else chunk,
         hardware=runners.hardware,
         block_elements=block_elements,
+        stack_elements=stack_elements,
     )

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import abc
 import functools
+import itertools
+import math
 import statistics
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pydantic
 import torch
 from torch import nn
@@ -61,6 +64,9 @@ FLOAT_BITS = 32
 _WEIGHT_PARAMETER_OPS = frozenset({"linear", "conv1d", "conv2d"})
 
 Config = Mapping[str, "LayerQuantConfig | None"]
+
+#: Per-layer choices of a grid: (layer name, that layer's configs), first layer slowest.
+GridLayers = Sequence[tuple[str, Sequence["LayerQuantConfig | None"]]]
 
 
 def tensor_bits(layer_config: LayerQuantConfig | None, tensor: str) -> float:
@@ -139,6 +145,63 @@ class _AnalyticRunner(Runner):
         ratios = {f"{name}_ratio": value / self._float[name] for name, value in values.items()}
         return {**values, **ratios}
 
+    def measure_grid(self, layers: GridLayers) -> dict[str, np.ndarray]:
+        """The raw metrics of every config of a grid, as :meth:`measure` gives them.
+
+        The grid is the cartesian product of the per-layer choices (first layer slowest,
+        as ``itertools.product``); a layer of the table that the grid does not name is
+        float in every config. The values are flat float64 arrays with exactly the bits
+        :meth:`measure` returns for each config. This default calls :meth:`measure` per
+        config; the built-in runners override it with array arithmetic that repeats
+        :meth:`measure`'s operations in the same order (so the same roundings).
+        """
+        names = [name for name, _ in layers]
+        rows = [self.measure(dict(zip(names, combo))) for combo in itertools.product(*(c for _, c in layers))]
+        keys = rows[0].keys() if rows else self._float.keys()
+        return {key: np.array([row[key] for row in rows], dtype=np.float64) for key in keys}
+
+    def run_grid(self, layers: GridLayers) -> dict[str, np.ndarray]:
+        """:meth:`run` for every config of a grid (see :meth:`measure_grid`), ratios included."""
+        values = self.measure_grid(layers)
+        ratios = {f"{name}_ratio": value / self._float[name] for name, value in values.items()}
+        return {**values, **ratios}
+
+
+class _Grid:
+    """Per-layer arrays broadcast over a grid of configs, for the ``measure_grid`` methods.
+
+    ``bits(name, tensor)`` and ``overhead(name, tensor, shape)`` give, for a layer the
+    grid names, an array over that layer's choices shaped to broadcast along its own
+    axis; for any other layer, the float value (a Python number), exactly as
+    :func:`tensor_bits` and :func:`overhead_bits` give it for ``None``.
+    """
+
+    def __init__(self, layers: GridLayers) -> None:
+        self.shape = tuple(len(configs) for _, configs in layers)
+        self._axes = {name: (axis, configs) for axis, (name, configs) in enumerate(layers)}
+
+    def _along(self, name: str, values: list[float]) -> np.ndarray:
+        axis = self._axes[name][0]
+        shape = [1] * len(self.shape)
+        shape[axis] = len(values)
+        return np.array(values, dtype=np.float64).reshape(shape)
+
+    def bits(self, name: str, tensor: str) -> Any:
+        if name not in self._axes:
+            return tensor_bits(None, tensor)
+        return self._along(name, [tensor_bits(cfg, tensor) for cfg in self._axes[name][1]])
+
+    def overhead(self, name: str, tensor: str, shape: tuple[int, ...] | None) -> Any:
+        if name not in self._axes:
+            return overhead_bits(None, tensor, shape)
+        return self._along(name, [overhead_bits(cfg, tensor, shape) for cfg in self._axes[name][1]])
+
+    def flat(self, value: Any) -> np.ndarray:
+        """``value`` (an array or a number) over the whole grid, flattened."""
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=np.float64), self.shape)).reshape(
+            math.prod(self.shape)
+        )
+
 
 @register_runner
 class AverageBitwidth(_AnalyticRunner):
@@ -186,6 +249,18 @@ class AverageBitwidth(_AnalyticRunner):
         average = bits / count
         return {"average_bitwidth": average, "memory_density": self.options.compare_to / average}
 
+    def measure_grid(self, layers: GridLayers) -> dict[str, np.ndarray]:
+        grid = _Grid(layers)
+        bits: Any = 0
+        count = 0
+        for name, numel, shape in self._weights:
+            bits = bits + (grid.bits(name, "weight") * numel + grid.overhead(name, "weight", shape))
+            count += numel
+        if count == 0:
+            return {"average_bitwidth": grid.flat(0.0), "memory_density": grid.flat(0.0)}
+        average = grid.flat(bits) / count
+        return {"average_bitwidth": average, "memory_density": self.options.compare_to / average}
+
 
 @register_runner
 class ActivationBitwidth(_AnalyticRunner):
@@ -213,6 +288,15 @@ class ActivationBitwidth(_AnalyticRunner):
             bits += tensor_bits(config.get(name), tensor) * numel
             count += numel
         return {"activation_bitwidth": bits / count if count else 0.0}
+
+    def measure_grid(self, layers: GridLayers) -> dict[str, np.ndarray]:
+        grid = _Grid(layers)
+        bits: Any = 0
+        count = 0
+        for name, tensor, numel in self._inputs:
+            bits = bits + grid.bits(name, tensor) * numel
+            count += numel
+        return {"activation_bitwidth": grid.flat(bits) / count if count else grid.flat(0.0)}
 
 
 @register_runner
@@ -256,6 +340,22 @@ class ModelSize(_AnalyticRunner):
                 bits += overhead_bits(config.get(layer.name), "data_in", layer.input_shape)
         return {"model_size": bits / 8, "weight_bytes": weight_bits / 8}
 
+    def measure_grid(self, layers: GridLayers) -> dict[str, np.ndarray]:
+        grid = _Grid(layers)
+        bits: Any = FLOAT_BITS * (self.table.param_count + self.table.buffer_float_count)
+        weight_bits: Any = 0.0
+        for layer in self._stored:
+            weight = grid.bits(layer.name, "weight") * layer.weight_numel
+            weight = weight + grid.overhead(layer.name, "weight", layer.weight_shape)
+            weight_bits = weight_bits + weight
+            bits = bits + (weight - FLOAT_BITS * layer.weight_numel)
+            bits = bits + (grid.bits(layer.name, "bias") - FLOAT_BITS) * layer.bias_numel
+            bits = bits + grid.overhead(layer.name, "bias", layer.bias_shape)
+        for layer in self.table:
+            if "data_in" in layer.tensors:
+                bits = bits + grid.overhead(layer.name, "data_in", layer.input_shape)
+        return {"model_size": grid.flat(bits) / 8, "weight_bytes": grid.flat(weight_bits) / 8}
+
 
 @register_runner
 class Flops(_AnalyticRunner):
@@ -273,6 +373,9 @@ class Flops(_AnalyticRunner):
 
     def measure(self, config: Config) -> dict[str, float]:
         return {"flops": float(self.table.float_flops)}
+
+    def measure_grid(self, layers: GridLayers) -> dict[str, np.ndarray]:
+        return {"flops": _Grid(layers).flat(float(self.table.float_flops))}
 
 
 @register_runner
@@ -293,6 +396,14 @@ class Bitops(_AnalyticRunner):
                     * tensor_bits(layer_config, "data_in")
                 )
         return {"bitops": float(total)}
+
+    def measure_grid(self, layers: GridLayers) -> dict[str, np.ndarray]:
+        grid = _Grid(layers)
+        total: Any = 0
+        for layer in self.table:
+            if layer.macs:
+                total = total + layer.macs * grid.bits(layer.name, "weight") * grid.bits(layer.name, "data_in")
+        return {"bitops": grid.flat(total)}
 
 
 @register_runner

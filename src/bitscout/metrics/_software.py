@@ -19,7 +19,7 @@ from bitscout.data import SplitName
 from bitscout.errors import SearchError
 from bitscout.metrics._runner import Candidate, RunContext, Runner, register_runner
 from bitscout.quant import Quantizer
-from bitscout.training import evaluate
+from bitscout.training import EvalSet, evaluate_set
 
 __all__ = ["DataLoaderName", "BasicEvaluation", "BasicTrain"]
 
@@ -81,25 +81,23 @@ class BasicEvaluation(Runner):
                 f"basic_evaluation: the {self.options.data_loader!r} split of "
                 f"{context.dataset.info.name!r} is empty; choose another data_loader"
             )
-        self._x = split.x[:n].to(context.device)
-        self._y = split.y[:n].to(context.device)
-        self._num_classes = context.dataset.info.num_classes
-        self._chunk = _chunk_size(context, n)
+        chunk = _chunk_size(context, n)
+        # Prepared once for every trial: labels checked and on the device, class counts.
+        self._data = EvalSet(
+            split.x[:n].to(context.device),
+            split.y[:n],
+            batch_size=None if chunk >= n else chunk,
+            num_classes=context.dataset.info.num_classes,
+            device=context.device,
+        )
 
     @property
     def num_samples(self) -> int:
         """The number of samples every evaluation uses."""
-        return int(self._y.numel())
+        return self._data.n
 
     def run(self, candidate: Candidate) -> dict[str, float]:
-        result = evaluate(
-            candidate.model,
-            self._x,
-            self._y,
-            batch_size=None if self._chunk >= len(self._y) else self._chunk,
-            num_classes=self._num_classes,
-            device=self.context.device,
-        )
+        result = evaluate_set(candidate.model, self._data)
         return {
             "accuracy": result.accuracy,
             "balanced_accuracy": result.balanced_accuracy,

@@ -52,10 +52,16 @@ class OpSpec:
         compute: ``(float_module, operands) -> Tensor``: the float layer applied to
             (possibly quantized) operands; with unquantized operands it must give
             exactly what the float module gives.
+        per_sample: Whether each sample (row along dimension 0 of ``data_in``) gives its
+            own output row from that row and the weights alone, so that one call on
+            inputs stacked along dimension 0 computes the same values as one call per
+            input (linear and conv layers). The exhaustive engine stacks such calls, and
+            checks bit-identity on each new shape before it relies on it.
     """
 
     unpack: Callable[[nn.Module, tuple[Any, ...], Mapping[str, Any]], Operands]
     compute: Callable[[nn.Module, Operands], Tensor]
+    per_sample: bool = False
 
 
 def _module_operands(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operands:
@@ -109,8 +115,8 @@ def _relu(module: nn.Module, ops: Operands) -> Tensor:
 
 # Module-level functions and small classes rather than lambdas, so that a candidate
 # model can be pickled (torch.save) and deep-copied.
-_LINEAR = OpSpec(_module_operands, _linear)
-_CONV = OpSpec(_module_operands, _conv)
+_LINEAR = OpSpec(_module_operands, _linear, per_sample=True)
+_CONV = OpSpec(_module_operands, _conv, per_sample=True)
 _RELU = OpSpec(_relu_module_operands, _relu)
 _BINARY = _function_spec(("input", "other"))
 
@@ -239,6 +245,9 @@ class QuantizedLayer(nn.Module):
         # Held outside _modules on purpose: registering it would duplicate its
         # parameters under a second name in the state_dict.
         self.__dict__["float_module"] = float_module
+        # In the float layer's mode (not nn.Module's default, training): a candidate of an
+        # eval-mode model is then in eval mode throughout, and evaluate() has nothing to switch.
+        self.training = float_module.training
         self.__dict__["_parameters"] = float_module._parameters
         self.__dict__["_buffers"] = float_module._buffers
         self.layer_name = name
@@ -253,10 +262,19 @@ class QuantizedLayer(nn.Module):
         data_in, weight, bias = ops.data_in, ops.weight, ops.bias
         if config.data_in is not None and data_in is not None:
             data_in = fake_quantize(data_in, config.data_in)
-        if config.weight is not None and weight is not None:
-            weight = self.cache.quantize(self.layer_name, "weight", weight, config.weight)
-        if config.bias is not None and bias is not None:
-            bias = self.cache.quantize(self.layer_name, "bias", bias, config.bias)
+        if torch.compiler.is_compiling():
+            # Under torch.compile the weights are quantized in the graph (the same
+            # quantize, the same values): the cache's weak references and dict lookups
+            # would break the graph at every layer.
+            if config.weight is not None and weight is not None:
+                weight = fake_quantize(weight, config.weight)
+            if config.bias is not None and bias is not None:
+                bias = fake_quantize(bias, config.bias)
+        else:
+            if config.weight is not None and weight is not None:
+                weight = self.cache.quantize(self.layer_name, "weight", weight, config.weight)
+            if config.bias is not None and bias is not None:
+                bias = self.cache.quantize(self.layer_name, "bias", bias, config.bias)
         return self.spec.compute(module, Operands(data_in, weight, bias, ops.args, ops.kwargs))
 
     def extra_repr(self) -> str:

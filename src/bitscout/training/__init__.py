@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from bitscout.training._evaluate import (
     EvalResult,
+    EvalSet,
     check_labels,
     check_samples,
     evaluate,
+    evaluate_set,
     model_device,
 )
 from bitscout.training._train import EpochMetrics, TrainResult, intra_op_threads, train
@@ -14,10 +16,12 @@ from bitscout.training._train import EpochMetrics, TrainResult, intra_op_threads
 __all__ = [
     "EpochMetrics",
     "EvalResult",
+    "EvalSet",
     "TrainResult",
     "check_labels",
     "check_samples",
     "evaluate",
+    "evaluate_set",
     "intra_op_threads",
     "model_device",
     "train",

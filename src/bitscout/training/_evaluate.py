@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from bitscout.errors import DataError
 
-__all__ = ["EvalResult", "evaluate", "model_device", "check_samples", "check_labels"]
+__all__ = ["EvalResult", "EvalSet", "evaluate", "evaluate_set", "model_device", "check_samples", "check_labels"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,125 @@ def _any_training(model: nn.Module) -> bool:
     return any(module.training for module in model.modules())
 
 
+class EvalSet:
+    """Samples held as tensors, prepared once for many evaluations (a search's trials).
+
+    What does not depend on the model is done here, once: the checks of
+    :func:`check_samples`, the labels as int64 on the device, the chunk size, and
+    (after the first evaluation has checked the labels against the logits) the class
+    counts. :func:`evaluate_set` then does per model only the forward passes and the
+    metrics. ``evaluate(model, x, y, ...)`` is ``evaluate_set(model, EvalSet(x, y, ...))``.
+
+    Args:
+        x: Inputs, first dimension = samples (moved to ``device`` chunk by chunk).
+        y: Integer class labels, shape ``(n,)``.
+        batch_size: Samples per forward pass; ``None`` = all at once.
+        num_classes: Number of classes; ``None`` = the width of the logits.
+        device: Where the model runs.
+
+    Raises:
+        DataError: No samples, ``x`` and ``y`` of different lengths, or a batch size < 1.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        batch_size: int | None = None,
+        num_classes: int | None = None,
+        device: torch.device,
+    ) -> None:
+        self.n = check_samples(x, y, batch_size)
+        self.x = x
+        self.y = y.to(device=device, dtype=torch.long)
+        self.step = self.n if batch_size is None else batch_size
+        self.num_classes = num_classes
+        self.device = device
+        # Set by the first evaluation that checked the labels against its logits.
+        self._checked_width: int | None = None
+        self._support: list[int] | None = None
+
+    def check(self, width: int) -> int:
+        """Checks the logits' width (and, once, the labels); returns the number of classes."""
+        if width == self._checked_width:
+            return width
+        num_classes = width if self.num_classes is None else self.num_classes
+        check_labels(self.y, num_classes, width)
+        self._checked_width = width
+        self._support = None
+        return num_classes
+
+    def support(self, num_classes: int) -> list[int]:
+        """Samples per class (computed once)."""
+        if self._support is None or len(self._support) != num_classes:
+            self._support = torch.bincount(self.y, minlength=num_classes).tolist()
+        return self._support
+
+
+def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -> EvalResult:
+    """:func:`evaluate` on samples prepared with :class:`EvalSet`.
+
+    Args:
+        model: Maps ``(n, *input_shape)`` to logits ``(n, num_classes)``.
+        data: The samples.
+        switch_mode: Put a model with a training module in eval mode for the call (and
+            back after). A caller that knows the model is in eval mode (a search's
+            candidates) passes False and saves the walk over every module.
+
+    Raises:
+        DataError: Logits of another width than ``num_classes``, or labels outside
+            ``0..num_classes-1``.
+    """
+    # Switching modes walks every module twice; a search's candidates are already in
+    # eval mode, so only a model with a training module is switched (and restored).
+    was_training = model.training if switch_mode and _any_training(model) else None
+    if was_training is not None:
+        model.eval()
+    try:
+        with torch.inference_mode():
+            n = data.n
+            y_dev = data.y
+            num_classes = data.num_classes
+            loss_sum: torch.Tensor | None = None
+            preds = []
+            for start in range(0, n, data.step):
+                logits = model(data.x[start : start + data.step].to(data.device))
+                target = y_dev[start : start + data.step]
+                if start == 0:
+                    num_classes = data.check(int(logits.shape[-1]))
+                if logits.dtype not in (torch.float32, torch.float64):
+                    logits = logits.float()  # half-precision losses lose too much in the sum
+                loss = F.cross_entropy(logits, target, reduction="sum").double()
+                loss_sum = loss if loss_sum is None else loss_sum + loss
+                preds.append(logits.argmax(dim=-1))
+            assert loss_sum is not None and num_classes is not None  # n >= 1: one pass ran
+            pred = preds[0] if len(preds) == 1 else torch.cat(preds)
+            # Per-class counts, read once: the per-class arithmetic on the host is exact
+            # and costs less than a dozen tiny tensor operations. One count vector holds
+            # both: bucket k counts the wrong predictions of class k, bucket C + k the
+            # right ones (integers, as the float64 sums of ones were).
+            support = data.support(num_classes)
+            counts = torch.bincount(pred + (pred == y_dev) * num_classes, minlength=2 * num_classes).tolist()
+            hits = counts[num_classes:]
+            predicted = [wrong + right for wrong, right in zip(counts[:num_classes], hits)]
+            recall = [
+                hit / max(count, 1)
+                for hit, count, guessed in zip(hits, support, predicted)
+                if count > 0 or guessed > 0
+            ]
+            return EvalResult(
+                accuracy=sum(hits) / n,
+                # The mean in float64 by torch, as before: the sum's order is torch's.
+                balanced_accuracy=float(torch.tensor(recall, dtype=torch.float64).mean()),
+                loss=float(loss_sum) / n,
+                num_samples=n,
+            )
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+
+
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -110,6 +229,10 @@ def evaluate(
     absent from ``y``). A class neither present nor predicted is left out. When every
     class occurs in ``y`` this equals scikit-learn's ``balanced_accuracy_score``.
 
+    Many evaluations on the same samples (a search) prepare them once with
+    :class:`EvalSet` and call :func:`evaluate_set`: the same numbers, without the
+    per-call checks and conversions.
+
     Args:
         model: Maps ``(n, *input_shape)`` to logits ``(n, num_classes)``.
         x: Inputs, first dimension = samples.
@@ -123,52 +246,11 @@ def evaluate(
         DataError: No samples, ``x`` and ``y`` of different lengths, logits of another
             width than ``num_classes``, or labels outside ``0..num_classes-1``.
     """
-    n = check_samples(x, y, batch_size)
-    if device is None:
-        device = model_device(model)
-    step = n if batch_size is None else batch_size
-    # Switching modes walks every module twice; a search's candidates are already in
-    # eval mode, so only a model with a training module is switched (and restored).
-    was_training = model.training if _any_training(model) else None
-    if was_training is not None:
-        model.eval()
-    try:
-        with torch.inference_mode():
-            y_dev = y.to(device=device, dtype=torch.long)
-            loss_sum: torch.Tensor | None = None
-            preds = []
-            for start in range(0, n, step):
-                logits = model(x[start : start + step].to(device))
-                target = y_dev[start : start + step]
-                if num_classes is None:
-                    num_classes = int(logits.shape[-1])
-                if start == 0:
-                    check_labels(y_dev, num_classes, int(logits.shape[-1]))
-                if logits.dtype not in (torch.float32, torch.float64):
-                    logits = logits.float()  # half-precision losses lose too much in the sum
-                loss = F.cross_entropy(logits, target, reduction="sum").double()
-                loss_sum = loss if loss_sum is None else loss_sum + loss
-                preds.append(logits.argmax(dim=-1))
-            assert loss_sum is not None and num_classes is not None  # n >= 1: one pass ran
-            pred = preds[0] if len(preds) == 1 else torch.cat(preds)
-            correct = (pred == y_dev).double()
-            # Three short count vectors, read once: the per-class arithmetic on the host
-            # is exact and costs less than a dozen tiny tensor operations.
-            support = torch.bincount(y_dev, minlength=num_classes).tolist()
-            hits = torch.bincount(y_dev, weights=correct, minlength=num_classes).tolist()
-            predicted = torch.bincount(pred, minlength=num_classes).tolist()
-            recall = [
-                hit / max(count, 1)
-                for hit, count, guessed in zip(hits, support, predicted)
-                if count > 0 or guessed > 0
-            ]
-            return EvalResult(
-                accuracy=sum(hits) / n,
-                # The mean in float64 by torch, as before: the sum's order is torch's.
-                balanced_accuracy=float(torch.tensor(recall, dtype=torch.float64).mean()),
-                loss=float(loss_sum) / n,
-                num_samples=n,
-            )
-    finally:
-        if was_training is not None:
-            model.train(was_training)
+    data = EvalSet(
+        x,
+        y,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        device=model_device(model) if device is None else device,
+    )
+    return evaluate_set(model, data)
