@@ -242,3 +242,26 @@ def test_categorical_mixture_is_optunas_parzen_estimator_bit_for_bit(n: int, cho
         assert np.array_equal(np.array([stock_draw[k] for k in space]).T, our_draw)
         x = np.stack([rng.integers(0, c, 50) for c in choices], axis=1).astype(float)
         assert np.array_equal(stock.log_pdf({k: x[:, i] for i, k in enumerate(space)}), ours.log_pdf(x))
+
+
+@pytest.mark.parametrize(
+    ("stock", "cached", "options"),
+    [
+        (optuna.samplers.NSGAIISampler, adapter.CachedNSGAIISampler, {"population_size": 10}),
+        (optuna.samplers.NSGAIIISampler, adapter.CachedNSGAIIISampler, {"population_size": 12}),
+        (optuna.samplers.QMCSampler, adapter.CachedQMCSampler, {"scramble": True}),
+        (optuna.samplers.QMCSampler, adapter.CachedQMCSampler, {"qmc_type": "halton"}),
+    ],
+)
+@pytest.mark.parametrize(("directions", "batch"), [(["maximize"], 1), (["maximize", "minimize"], 3)])
+def test_cached_genetic_and_qmc_samplers_propose_exactly_what_optunas_propose(stock, cached, options, directions, batch) -> None:
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        expected = _tpe_run(stock(seed=3, **options), 150, directions, batch=batch)
+        got = _tpe_run(cached(seed=3, **options), 150, directions, batch=batch)
+    assert len(set(expected)) > 50
+    assert got == expected

@@ -54,6 +54,10 @@ from optuna.samplers._tpe import sampler as _tpe
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
 from optuna.search_space import intersection as _intersection
 
+# Why: Optuna's QMCSampler builds its Sobol engines under this module lock (scipy's Sobol
+# shares state between threads); CachedQMCSampler builds them under the same lock.
+from optuna.samplers._qmc import _threading_lock as _qmc_lock
+
 __all__ = [
     "BaseHeartbeat",
     "BaseJournalFileLock",
@@ -80,6 +84,9 @@ __all__ = [
     "running_trials",
     "set_trial_user_attrs",
     "CachedTPESampler",
+    "CachedNSGAIISampler",
+    "CachedNSGAIIISampler",
+    "CachedQMCSampler",
 ]
 
 
@@ -826,22 +833,9 @@ class CachedTPESampler(optuna.samplers.TPESampler):
     ) -> dict[str, BaseDistribution]:
         if self._group or not self._is_multivariate(study):
             return super().infer_relative_search_space(study, trial)
-        # IntersectionSearchSpace.calculate without its defensive deep copy of the result
-        # (TPE never modifies a distribution), so the same objects come back each time.
-        space = self._search_space
-        if space._study_id is None:
-            space._study_id = study._study_id
-        elif space._study_id != study._study_id:
-            raise ValueError("`IntersectionSearchSpace` cannot handle multiple studies.")
-        space._search_space, space._cached_trial_number = _intersection._calculate(
-            study._get_trials(deepcopy=False, use_cache=True),
-            space._include_pruned,
-            space._search_space,
-            space._cached_trial_number,
-        )
         return {
             name: distribution
-            for name, distribution in sorted((space._search_space or {}).items(), key=lambda x: x[0])
+            for name, distribution in _intersection_without_copy(self._search_space, study, True).items()
             if not distribution.single()
         }
 
@@ -958,3 +952,205 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         if running or not self._in_order:
             kernels = kernels[np.argsort(numbers, kind="stable")]
         return kernels
+
+
+# ----- NSGA-II/III and QMC, without re-reading the history at every proposal -----------------
+
+
+class _TrialFiler:
+    """Hands each trial of a study to ``file`` once, when first seen finished.
+
+    Storages list every trial in number order, and a finished trial never changes: each
+    call reads only the trials new since the last call and those that were still unfinished
+    (running or waiting), however long the history.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._owner: tuple[int, int] | None = None
+        self._seen = 0
+        self._open: set[int] = set()
+
+    def sync(self, study: optuna.Study, trials: list[FrozenTrial]) -> bool:
+        """Files what is new; True when the filer started over (another study)."""
+        owner = (id(study._storage), study._study_id)
+        restarted = owner != self._owner or len(trials) < self._seen
+        if restarted:
+            self._owner, self._seen, self._open = owner, 0, set()
+        if trials and (trials[0].number != 0 or trials[-1].number != len(trials) - 1):
+            by_number = {t.number: t for t in trials}
+            trials = [by_number[i] for i in sorted(by_number)]
+        for number in sorted(self._open) + list(range(self._seen, len(trials))):
+            t = trials[number]
+            if t.state.is_finished():
+                self._open.discard(number)
+                self._file(t)
+            else:
+                self._open.add(number)
+        self._seen = len(trials)
+        return restarted
+
+
+def _intersection_without_copy(space: Any, study: optuna.Study, use_cache: bool) -> dict[str, BaseDistribution]:
+    """``IntersectionSearchSpace.calculate`` without its defensive deep copy of the result
+    (the samplers here never modify a distribution); the same objects come back each time."""
+    if space._study_id is None:
+        space._study_id = study._study_id
+    elif space._study_id != study._study_id:
+        raise ValueError("`IntersectionSearchSpace` cannot handle multiple studies.")
+    space._search_space, space._cached_trial_number = _intersection._calculate(
+        study._get_trials(deepcopy=False, use_cache=use_cache),
+        space._include_pruned,
+        space._search_space,
+        space._cached_trial_number,
+    )
+    return dict(sorted((space._search_space or {}).items(), key=lambda x: x[0]))
+
+
+class _CachedGeneticHistory:
+    """Optuna's genetic samplers' bookkeeping (``optuna.samplers._ga.BaseGASampler``) on
+    trials filed once.
+
+    Why private names: ``BaseGASampler.get_trial_generation`` reads every COMPLETE trial to
+    find the newest generation, ``get_population`` every COMPLETE trial to find one
+    generation's, and ``get_parent_population`` every trial to find the stored parents, at
+    every proposal. Here each COMPLETE trial is filed under its generation once; the answers are
+    Optuna's (the newest generation and its size are order-free; populations keep trial-
+    number order, as Optuna lists them; a generation's parents, once chosen and stored,
+    never change). ``infer_relative_search_space`` skips the intersection's deep copy.
+    """
+
+    def _history(self) -> dict[str, Any]:
+        state = self.__dict__.get("_bitscout_history")
+        if state is None:
+            state = self.__dict__["_bitscout_history"] = {}
+            self._clear_history(state)
+        return state
+
+    def _clear_history(self, state: dict[str, Any]) -> None:
+        state.update(by_generation={}, counts={}, parents={})
+        state["filer"] = _TrialFiler(lambda t: self._file_trial(state, t))
+
+    def _file_trial(self, state: dict[str, Any], trial: FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE:
+            return
+        generation = trial.system_attrs.get(self._get_generation_key(), -1)  # type: ignore[attr-defined]
+        state["counts"][generation] = state["counts"].get(generation, 0) + 1
+        insort(state["by_generation"].setdefault(generation, []), (trial.number, trial), key=lambda e: e[0])
+
+    def _sync_history(self, study: optuna.Study) -> dict[str, Any]:
+        state = self._history()
+        filer: _TrialFiler = state["filer"]
+        owner = (id(study._storage), study._study_id)
+        if filer._owner is not None and filer._owner != owner:
+            self._clear_history(state)
+            filer = state["filer"]
+        filer.sync(study, study._get_trials(deepcopy=False, use_cache=True))
+        return state
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {
+            name: d
+            for name, d in _intersection_without_copy(self._search_space, study, False).items()  # type: ignore[attr-defined]
+            if not d.single()
+        }
+
+    def get_trial_generation(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        key = self._get_generation_key()  # type: ignore[attr-defined]
+        generation = trial.system_attrs.get(key, None)
+        if generation is not None:
+            return generation
+        counts = self._sync_history(study)["counts"]
+        max_generation = max([0, *counts])
+        max_generation_count = counts.get(max_generation, 0)
+        assert self._population_size is not None, "Population size must be set."  # type: ignore[attr-defined]
+        if max_generation_count < self._population_size:  # type: ignore[attr-defined]
+            generation = max_generation
+        else:
+            generation = max_generation + 1
+        study._storage.set_trial_system_attr(trial._trial_id, key, generation)
+        return generation
+
+    def get_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        return [t for _, t in self._sync_history(study)["by_generation"].get(generation, [])]
+
+    def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        if generation == 0:
+            return []
+        parents = self._history()["parents"]
+        if generation in parents:
+            return parents[generation]
+        key = self._get_parent_cache_key_prefix() + str(generation)  # type: ignore[attr-defined]
+        ids = study._storage.get_study_system_attrs(study._study_id).get(key, None)
+        if ids is not None:
+            wanted = set(ids)
+            population = [t for t in study._get_trials(deepcopy=False) if t._trial_id in wanted]
+        else:
+            population = self.select_parent(study, generation)  # type: ignore[attr-defined]
+            study._storage.set_study_system_attr(study._study_id, key, [t._trial_id for t in population])
+            # Optuna answers later calls from the stored ids, in trial-number order.
+            parents[generation] = sorted(population, key=lambda t: t.number)
+            return population
+        parents[generation] = population
+        return population
+
+
+class CachedNSGAIISampler(_CachedGeneticHistory, optuna.samplers.NSGAIISampler):
+    """Optuna's ``NSGAIISampler``, proposal for proposal, with its history filed once."""
+
+
+class CachedNSGAIIISampler(_CachedGeneticHistory, optuna.samplers.NSGAIIISampler):
+    """Optuna's ``NSGAIIISampler``, proposal for proposal, with its history filed once."""
+
+
+class CachedQMCSampler(optuna.samplers.QMCSampler):
+    """Optuna's ``QMCSampler``, proposal for proposal, without its per-proposal scans.
+
+    Why private names: ``QMCSampler.infer_relative_search_space`` filters every trial to
+    find the first finished one (whose parameters define the space), and ``_sample_qmc``
+    builds a new scrambled Sobol/Halton engine and fast-forwards it to the sample index at
+    every proposal. Here the first finished trial is tracked as trials finish, and the
+    engine is kept: when the next index is the one after the last, it draws on (the same
+    point a fresh engine fast-forwarded there gives); otherwise it is rebuilt as Optuna does.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._first: FrozenTrial | None = None
+        self._filer = _TrialFiler(self._file_trial)
+        self._engine: tuple[Any, int, int] | None = None  # (engine, dimension, next index)
+
+    def _file_trial(self, trial: FrozenTrial) -> None:
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            if self._first is None or trial.number < self._first.number:
+                self._first = trial
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if self._filer.sync(study, study._get_trials(deepcopy=False, use_cache=True)):
+            self._first, self._engine = None, None
+            self._filer.sync(study, study._get_trials(deepcopy=False, use_cache=True))
+        if self._first is None:
+            return super().infer_relative_search_space(study, trial)
+        return dict(self._first.distributions)
+
+    def _sample_qmc(self, study: optuna.Study, search_space: dict[str, BaseDistribution]) -> np.ndarray:
+        sample_id = self._find_sample_id(study, search_space)
+        d = len(search_space)
+        kept = self._engine
+        if kept is None or kept[1] != d or kept[2] != sample_id:
+            from scipy.stats import qmc
+
+            if self._qmc_type == "halton":
+                engine = qmc.Halton(d, seed=self._seed, scramble=self._scramble)
+            elif self._qmc_type == "sobol":
+                with _qmc_lock:
+                    engine = qmc.Sobol(d, seed=self._seed, scramble=self._scramble)
+            else:
+                raise ValueError("Invalid `qmc_type`")
+            if sample_id > 0:
+                engine.fast_forward(sample_id)
+        else:
+            engine = kept[0]
+        sample = engine.random(1)
+        self._engine = (engine, d, sample_id + 1)
+        return sample
