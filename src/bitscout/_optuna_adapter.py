@@ -632,9 +632,12 @@ class _CategoricalMixture:
             weights /= weights.sum()
             cache[key] = (weights, np.log(weights[np.newaxis]))
         self.weights, self.log_weights = cache[key]
-        self.tables: list[np.ndarray] = []  # per parameter: its distinct weight rows
-        self.log_tables: list[np.ndarray] = []
-        for c in n_choices:
+        # Per parameter, its distinct weight rows (observed choice 0..C-1, then the prior),
+        # stacked and padded to the widest parameter so that one gather serves them all.
+        widest = max(n_choices, default=1)
+        self.n_choices = n_choices
+        self.tables = np.zeros((len(n_choices), widest + 1, widest))
+        for p, c in enumerate(n_choices):
             key = ("table", c, n)
             if key not in cache:
                 if n == 0:
@@ -645,51 +648,65 @@ class _CategoricalMixture:
                     table[np.arange(c), np.arange(c)] += 1
                     row_sums = table.sum(axis=1, keepdims=True)
                     table /= np.where(row_sums == 0, 1, row_sums)
-                cache[key] = (table, np.log(table))
-            table, log_table = cache[key]
-            self.tables.append(table)
-            self.log_tables.append(log_table)
+                cache[key] = table
+            table = cache[key]
+            self.tables[p, : table.shape[0], :c] = table
+        with np.errstate(divide="ignore"):  # padding: never read
+            self.log_tables = np.log(self.tables)
         # Per parameter, each configuration's row in the table; the prior kernel's is last.
         d = len(configs)
         self.rows = np.empty((len(n_choices), d + 1), dtype=np.intp)
         self.rows[:, :d] = configs.T
         self.rows[:, d] = 0 if n == 0 else n_choices
         self.kernels = np.append(kernels, d).astype(np.intp)
-        self.radix = None
-        if math.prod(n_choices) < 2**62:
-            self.radix = np.cumprod([1, *n_choices[:-1]]).astype(np.int64)
+        self._params = np.arange(len(n_choices))[:, None, None]
+        # Parameters by number of choices (Optuna's cumulative sums run over C columns).
+        self.groups = [np.flatnonzero(np.asarray(n_choices) == c) for c in sorted(set(n_choices))]
 
     def sample(self, rng: np.random.RandomState, size: int) -> np.ndarray:
         """``size`` draws (choice indices as floats, one column per parameter)."""
         active = self.kernels[rng.choice(len(self.weights), p=self.weights, size=size)]
-        ret = np.empty((size, len(self.tables)), dtype=float)
-        for p, table in enumerate(self.tables):
-            quantile = rng.rand(size)
-            cum_probs = np.cumsum(table[self.rows[p, active]], axis=-1)
-            cum_probs[:, -1] = 1  # Optuna's guard against rounding
-            ret[:, p] = np.sum(cum_probs < quantile[:, np.newaxis], axis=-1)
+        # Optuna draws rng.rand(size) per parameter, in order, and nothing in between.
+        quantiles = rng.rand(len(self.n_choices), size)
+        ret = np.empty((size, len(self.n_choices)), dtype=float)
+        for group in self.groups:
+            c = self.n_choices[group[0]]
+            weights = self.tables[group[:, None], self.rows[group][:, active], :c]
+            cum_probs = np.cumsum(weights, axis=-1)
+            cum_probs[:, :, -1] = 1  # Optuna's guard against rounding
+            ret[:, group] = np.sum(cum_probs < quantiles[group][:, :, np.newaxis], axis=-1).T
         return ret
 
-    def log_pdf(self, x: np.ndarray) -> np.ndarray:
-        """Log density of each row of ``x`` (choice indices, one column per parameter)."""
-        # Equal rows have equal densities: compute each distinct one once.
-        x = x.astype(np.int64)
-        if self.radix is not None:
-            _, first, inverse = np.unique(x @ self.radix, return_index=True, return_inverse=True)
-            unique = x[first]
-        else:
-            unique, inverse = np.unique(x, axis=0, return_inverse=True)
-        # Optuna adds the parameters' log densities into zeros, in parameter order.
-        per_config = np.zeros((len(unique), self.rows.shape[1]), dtype=np.float64)
-        for p, log_table in enumerate(self.log_tables):
-            per_config += np.take(log_table[:, unique[:, p]].T, self.rows[p], axis=1)
+    def log_pdf_of(self, unique: np.ndarray) -> np.ndarray:
+        """Log density of each row of ``unique`` (choice indices, one column per parameter)."""
+        # Optuna adds the parameters' log densities into zeros, in parameter order; equal
+        # configurations get equal sums, so each is computed once and read by its kernels.
+        per_param = self.log_tables[self._params, self.rows[:, None, :], unique.T[:, :, None]]
+        per_config = np.zeros(per_param.shape[1:], dtype=np.float64)
+        for slab in per_param:
+            per_config += slab
         weighted = np.take(per_config, self.kernels, axis=1)
         weighted += self.log_weights
         max_ = weighted.max(axis=1)
         max_[np.isneginf(max_)] = 0
         with np.errstate(divide="ignore"):
-            out = np.log(np.exp(weighted - max_[:, None]).sum(axis=1)) + max_
-        return out[inverse.reshape(-1)]
+            return np.log(np.exp(weighted - max_[:, None]).sum(axis=1)) + max_
+
+    def log_pdf(self, x: np.ndarray) -> np.ndarray:
+        """Log density of each row of ``x`` (choice indices, one column per parameter)."""
+        unique, inverse = _distinct_rows(x, self.n_choices)
+        return self.log_pdf_of(unique)[inverse]
+
+
+def _distinct_rows(x: np.ndarray, n_choices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``x`` (choice indices) and each row's index among them."""
+    x = x.astype(np.int64)
+    if math.prod(n_choices) < 2**62:
+        radix = np.cumprod([1, *n_choices[:-1]]).astype(np.int64)
+        _, first, inverse = np.unique(x @ radix, return_index=True, return_inverse=True)
+        return x[first], inverse.reshape(-1)
+    unique, inverse = np.unique(x, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)
 
 
 class CachedTPESampler(optuna.samplers.TPESampler):
@@ -876,8 +893,8 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         below_slots = self._below(study, self._gamma(self._n_counted))
         below = self._kernels(configs, below_slots, [], study, search_space)
         mpe_below = _CategoricalMixture(
-            configs.table[: len(configs.index)],
-            below,
+            configs.table[below],  # a few kernels: one configuration each
+            np.arange(len(below)),
             n_choices,
             self._parzen_estimator_parameters,
             np.ones(len(below)) if study._is_multi_objective() else None,
@@ -890,7 +907,8 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         if len(self._tables) > 64:
             self._tables.clear()  # the above estimator's grow by one kernel a trial
         x = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        acq = mpe_below.log_pdf(x) - mpe_above.log_pdf(x)
+        unique, inverse = _distinct_rows(x, n_choices)
+        acq = (mpe_below.log_pdf_of(unique) - mpe_above.log_pdf_of(unique))[inverse]
         samples = {name: x[:, i] for i, name in enumerate(search_space)}
         ret = optuna.samplers.TPESampler._compare(samples, acq)
         for name, dist in search_space.items():
