@@ -659,7 +659,6 @@ class _CategoricalMixture:
         self.rows[:, :d] = configs.T
         self.rows[:, d] = 0 if n == 0 else n_choices
         self.kernels = np.append(kernels, d).astype(np.intp)
-        self._params = np.arange(len(n_choices))[:, None, None]
         # Parameters by number of choices (Optuna's cumulative sums run over C columns).
         self.groups = [np.flatnonzero(np.asarray(n_choices) == c) for c in sorted(set(n_choices))]
 
@@ -681,11 +680,11 @@ class _CategoricalMixture:
         """Log density of each row of ``unique`` (choice indices, one column per parameter)."""
         # Optuna adds the parameters' log densities into zeros, in parameter order; equal
         # configurations get equal sums, so each is computed once and read by its kernels.
-        per_param = self.log_tables[self._params, self.rows[:, None, :], unique.T[:, :, None]]
-        per_config = np.zeros(per_param.shape[1:], dtype=np.float64)
-        for slab in per_param:
-            per_config += slab
-        weighted = np.take(per_config, self.kernels, axis=1)
+        # (Laid out configuration-major: each gather copies whole rows of a small table.)
+        per_config = np.zeros((self.rows.shape[1], len(unique)), dtype=np.float64)
+        for p, log_table in enumerate(self.log_tables):
+            per_config += np.take(log_table[:, unique[:, p]], self.rows[p], axis=0)
+        weighted = np.ascontiguousarray(np.take(per_config, self.kernels, axis=0).T)
         weighted += self.log_weights
         max_ = weighted.max(axis=1)
         max_[np.isneginf(max_)] = 0
