@@ -544,6 +544,17 @@ def running_trials(storage: BaseStorage, study_id: int) -> list[FrozenTrial]:
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def _by_number(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """A study's trials indexed by number (Optuna numbers them 0, 1, ... per study)."""
+    by_number = {t.number: t for t in trials}
+    if set(by_number) != set(range(len(trials))):
+        raise SearchError(
+            f"the study's {len(trials)} trials are not numbered 0 to {len(trials) - 1}; "
+            "bitscout's samplers need Optuna's numbering (is the storage an Optuna storage?)"
+        )
+    return [by_number[i] for i in range(len(trials))]
+
+
 class _Column:
     """One parameter's choice index in every cached trial (a growable array)."""
 
@@ -761,8 +772,7 @@ class CachedTPESampler(optuna.samplers.TPESampler):
             self._reset(owner)
         if trials and (trials[0].number != 0 or trials[-1].number != len(trials) - 1):
             # Storages list every trial in number order; index by number all the same.
-            by_number = {t.number: t for t in trials}
-            trials = [by_number[i] for i in sorted(by_number)]
+            trials = _by_number(trials)
         running = []
         for number in sorted(self._open) + list(range(self._seen, len(trials))):
             t = trials[number]
@@ -995,8 +1005,7 @@ class _TrialFiler:
         if restarted:
             self._owner, self._seen, self._open = owner, 0, set()
         if trials and (trials[0].number != 0 or trials[-1].number != len(trials) - 1):
-            by_number = {t.number: t for t in trials}
-            trials = [by_number[i] for i in sorted(by_number)]
+            trials = _by_number(trials)
         for number in sorted(self._open) + list(range(self._seen, len(trials))):
             t = trials[number]
             if t.state.is_finished():
