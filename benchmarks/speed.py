@@ -32,12 +32,22 @@ interquartile range, "IQR", over repeats). What is measured:
    up to the end of its first trial; plus the whole ``bitscout search --n-trials 1``
    command, and the slowest imports (``python -X importtime``).
 5. **peak memory** of the lab case over 200 TPE trials (max RSS of the child process).
-6. **sampler cost**: TPE's own time per trial (ask + tell, in-memory storage) around
-   trials 100, 1,000 and 2,000 on the digits MLP space (6 parameters x 6 choices).
+6. **sampler cost**: TPE's time per trial (ask + tell, in-memory storage) around
+   trials 100, 1,000 and 2,000 on the digits MLP space (6 parameters x 6 choices), for
+   the ``tpe`` strategy's sampler and for Optuna's stock ``TPESampler``.
 7. **exhaustive evaluation**: all 46,656 configurations of the digits MLP space
    (weight and data_in widths per layer in {2, 3, 4, 5, 6, 8}) with
    :func:`bitscout.evaluation.evaluate_runner_set_exhaustively`, bit-identical
    to trial-by-trial evaluation, against the trial-by-trial estimate.
+8. **scaling** (``--only scaling``): cost per trial against the number of trials, for
+   every strategy, in one run: whole bitscout searches (``run_search``, in-memory study,
+   a table evaluator of the digits MLP space) of 10,000 trials (2,000 with ``--quick``;
+   ``gp``: 200), timing the sampler's own work (CPU and wall time of every call into it)
+   and the whole loop per trial; Optuna's stock ``TPESampler`` on the same history at
+   100 / 1,000 / 10,000 trials; and the cost per trial against the number of validation
+   samples (jsc-tiny, 256 to 65,536 synthetic samples). Writes
+   ``benchmarks/figures/scaling_trials.png`` and ``scaling_samples.png`` with the
+   targets and the load average.
 
 The machine is shared: wall times rise with other processes' load. CPU seconds (of this
 process) are printed beside wall times where a section is long; the ratios of
@@ -611,14 +621,20 @@ def _digits_mlp_space() -> tuple[Any, Any]:
 
 
 def tpe_per_trial(space: Any, n_trials: int, *, options: dict[str, Any] | None = None,
-                  score: Callable[[dict[str, Any]], float] | None = None) -> list[float]:
-    """Seconds of ask + tell per trial of a TPE study in memory (bitscout's TPE defaults)."""
+                  score: Callable[[dict[str, Any]], float] | None = None, stock: bool = False) -> list[float]:
+    """Seconds of ask + tell per trial of a TPE study in memory (bitscout's TPE defaults).
+
+    ``stock``: Optuna's own ``TPESampler`` with the same options, instead of the ``tpe``
+    strategy's sampler (:class:`bitscout._optuna_adapter.CachedTPESampler`).
+    """
     import optuna
 
     from bitscout.strategies import get_strategy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = get_strategy("tpe").make_sampler(space, seed=0, directions=["maximize"], options=options or {})
+    if stock:
+        sampler = optuna.samplers.TPESampler(seed=0, **(options or {}))
     study = optuna.create_study(sampler=sampler, direction="maximize")
     dists = space.distributions()
     score = score or (lambda p: -sum((v - 5) ** 2 for v in p.values()))
@@ -636,16 +652,266 @@ def section_sampler(quick: bool) -> None:
     _header("6. sampler cost: TPE ms per trial (ask + tell, in-memory), digits MLP space")
     _, space = _digits_mlp_space()
     n = 1000 if quick else 2000
-    times = tpe_per_trial(space, n)
-    out = {}
-    for at in (100, 1000, 2000):
-        if at > n:
-            continue
-        window = [t * 1e3 for t in times[max(0, at - 20) : at]]
-        out[at] = _summary(window)
-        print(f"    around trial {at:5d}: {_fmt(window)}")
-    print(f"    total TPE time for {n} trials: {sum(times):.1f} s")
+    out: dict[str, Any] = {}
+    for label, stock in (("bitscout tpe (CachedTPESampler)", False), ("Optuna's TPESampler", True)):
+        times = tpe_per_trial(space, n, stock=stock)
+        print(f"    {label}:")
+        out[label] = {}
+        for at in (100, 1000, 2000):
+            if at > n:
+                continue
+            window = [t * 1e3 for t in times[max(0, at - 20) : at]]
+            out[label][at] = _summary(window)
+            print(f"      around trial {at:5d}: {_fmt(window)}")
+        print(f"      total for {n} trials: {sum(times):.1f} s")
     RESULTS["tpe_ms_per_trial"] = out
+
+
+# ----- scaling ----------------------------------------------------------------------------------
+
+FIGURES = REPO / "benchmarks" / "figures"
+SAMPLER_HOOKS = ("infer_relative_search_space", "sample_relative", "sample_independent",
+                 "before_trial", "after_trial", "is_exhausted")
+
+
+class SamplerClock:
+    """Times a sampler's own work per trial: every call Optuna or the loop makes into it.
+
+    Wraps the sampler instance's methods (Optuna calls them through the instance), adding
+    up this thread's CPU time and the wall time spent inside them; ``after_trial`` closes a
+    trial's record, with the wall time since the previous trial closed (the whole loop's
+    cost of that trial: ask, evaluation or duplicate answer, tell).
+    """
+
+    def __init__(self, sampler: Any) -> None:
+        self.cpu: list[float] = []
+        self.wall: list[float] = []
+        self.loop: list[float] = []
+        self._cpu = self._wall = 0.0
+        self._last = time.perf_counter()
+        self._depth = 0
+        for name in SAMPLER_HOOKS:
+            if hasattr(sampler, name):
+                setattr(sampler, name, self._wrap(getattr(sampler, name), name == "after_trial"))
+
+    def _wrap(self, method: Callable[..., Any], closes: bool) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth += 1
+            c0, w0 = time.thread_time(), time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:  # a hook calling another counts once
+                    self._cpu += time.thread_time() - c0
+                    self._wall += time.perf_counter() - w0
+                if closes:
+                    now = time.perf_counter()
+                    self.cpu.append(self._cpu)
+                    self.wall.append(self._wall)
+                    self.loop.append(now - self._last)
+                    self._cpu = self._wall = 0.0
+                    self._last = now
+
+        return timed
+
+
+def _digits_table() -> tuple[Any, Any, Any]:
+    """The digits MLP space and a TableEvaluator of it (every configuration evaluated once)."""
+    from bitscout.evaluation import TableEvaluator
+    from bitscout.graph import trace
+    from bitscout.metrics import AverageBitwidth, BasicEvaluation, Bitops, Objective, ObjectiveTerm, RunContext, RunnerSet
+    from bitscout.models import build_model
+    from bitscout.quant import Quantizer
+    from bitscout.space import SearchSpace
+
+    digits, space = _digits_mlp_space()
+    torch.manual_seed(0)
+    model = build_model("mlp", digits.info).eval()
+    traced = trace(model, digits.val.x[:2])
+    space = SearchSpace(traced.table, {layer.name: space.layer(layer.name).choices for layer in space.layers if layer.choices})
+    context = RunContext(traced=traced, quantizer=Quantizer(traced), dataset=digits, device=torch.device("cpu"), batch_size=64)
+    runners = RunnerSet(
+        [BasicEvaluation(BasicEvaluation.Options(num_samples=540), context),
+         AverageBitwidth(AverageBitwidth.Options(), context), Bitops(Bitops.Options(), context)],
+        context,
+    )
+    objective = Objective(
+        [ObjectiveTerm("accuracy", 1.0, "maximize", False, "software"),
+         ObjectiveTerm("average_bitwidth", 0.2, "minimize", False, "hardware", sign=-1.0)],
+        sum_scaled=True, direction="maximize",
+    )
+    return space, TableEvaluator.from_runners(space, runners, objective), objective
+
+
+def _search_clocked(space: Any, evaluator: Any, strategy: str, n_trials: int, options: dict[str, Any]) -> tuple[SamplerClock, list[Any]]:
+    """A whole bitscout search (run_search, in-memory study, no outputs) with the sampler timed."""
+    import optuna
+
+    from bitscout.strategies import get_strategy
+    from bitscout.study import run_search
+
+    sampler = get_strategy(strategy).make_sampler(space, seed=0, directions=["maximize"], options=options, n_trials=n_trials)
+    clock = SamplerClock(sampler)
+    storage = optuna.storages.InMemoryStorage()
+    with tempfile.TemporaryDirectory() as tmp:
+        run_search(space, sampler, evaluator, out_dir=Path(tmp), storage=storage,
+                   n_trials=n_trials, progress=False, write_outputs=False)
+    study_id = storage.get_all_studies()[0]._study_id
+    return clock, storage.get_all_trials(study_id, deepcopy=False)
+
+
+def _stock_tpe_at(study_trials: Sequence[Any], space: Any, evaluator: Any, at: int, asks: int) -> list[float]:
+    """Optuna's own TPESampler's CPU ms per proposal on the first ``at`` trials of a history
+    (the tpe strategy's proposals are Optuna's, so this is the history stock TPE would have)."""
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(seed=0)
+    clock = SamplerClock(sampler)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    study.add_trials(list(study_trials[:at]))
+    dists = space.distributions()
+    for _ in range(asks):
+        trial = study.ask(dists)
+        study.tell(trial, evaluator.evaluate(space.decode(trial.params)).values[0])
+    return [c * 1e3 for c in clock.cpu]
+
+
+def _window(values: Sequence[float], at: int, width: int) -> list[float]:
+    return [v * 1e3 for v in values[max(0, at - width) : at]]
+
+
+def section_scaling(quick: bool) -> None:
+    """Cost per trial against trials (sampler, whole loop) and against samples (evaluation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _header("8. scaling: cost per trial against trials and against validation samples")
+    load_start = os.getloadavg()
+    n_max = 2_000 if quick else 10_000
+    marks = [m for m in (100, 1_000, 10_000) if m <= n_max]
+    space, evaluator, _ = _digits_table()
+    print(f"    digits MLP space: {space.size:,} configurations; table evaluator "
+          f"({evaluator.seconds:.1f} s to evaluate every configuration once)")
+    print(f"    load average at start: {load_start}")
+    print("    sampler = the sampler's own CPU time per trial (every call into it); wall in brackets;")
+    print("    loop = wall time per trial of bitscout's whole search loop (run_search, in-memory study)")
+    strategies: list[tuple[str, str, dict[str, Any], int]] = [
+        ("tpe", "tpe", {}, n_max),
+        ("random", "random", {}, n_max),
+        ("qmc", "qmc", {}, n_max),
+        ("nsgaii", "nsgaii", {}, n_max),
+        ("nsgaiii", "nsgaiii", {}, n_max),
+        ("brute_force (shuffled)", "brute_force", {"shuffle": True}, n_max),
+        # Optuna's GP refits a Gaussian process at every proposal: too slow for long runs.
+        ("gp", "gp", {}, 40 if quick else 100),
+    ]
+    curves: dict[str, dict[str, list[float]]] = {}
+    table: dict[str, dict[int, dict[str, float]]] = {}
+    tpe_trials: list[Any] = []
+    for label, name, options, n in strategies:
+        t0 = time.perf_counter()
+        clock, trials = _search_clocked(space, evaluator, name, n, options)
+        took = time.perf_counter() - t0
+        if name == "tpe":
+            tpe_trials = trials
+        curves[label] = {"cpu": clock.cpu, "wall": clock.wall, "loop": clock.loop}
+        table[label] = {}
+        parts = []
+        for at in [m for m in marks if m <= len(clock.cpu)] + ([len(clock.cpu)] if len(clock.cpu) < 100 or name == "gp" else []):
+            width = 20 if at <= 200 else 50
+            cpu, wall, loop = (_summary(_window(clock.__dict__[k], at, width))[0] for k in ("cpu", "wall", "loop"))
+            table[label][at] = {"sampler_cpu_ms": cpu, "sampler_wall_ms": wall, "loop_ms": loop}
+            parts.append(f"@{at}: sampler {cpu:.3f} ({wall:.3f}) ms, loop {loop:.3f} ms")
+        print(f"    {label:24s} {len(clock.cpu):6d} trials in {took:6.1f} s; " + "; ".join(parts))
+    # Optuna's stock TPE on the same history (identical proposals, so the same trials).
+    stock: dict[int, float] = {}
+    for at in marks:
+        stock[at] = _summary(_stock_tpe_at(tpe_trials, space, evaluator, at, 20 if at <= 1_000 else 5))[0]
+    print("    Optuna's stock TPESampler on the same history (CPU ms per proposal): "
+          + ", ".join(f"@{at}: {ms:.2f}" for at, ms in stock.items()))
+    verdicts = []
+    for label, rows in table.items():
+        if label == "gp":
+            continue
+        for at, target in ((1_000, 1.0), (10_000, 2.0)):
+            if at in rows:
+                ok = rows[at]["sampler_cpu_ms"] <= target
+                verdicts.append((label, at, rows[at]["sampler_cpu_ms"], target, ok))
+                print(f"    {label:24s} sampler at {at:6,d} trials: {rows[at]['sampler_cpu_ms']:.3f} ms CPU "
+                      f"(target <= {target:g} ms): {_verdict(ok)}")
+
+    # -- evaluation against the number of validation samples ---------------------------------
+    sample_counts = [256, 1_024, 4_096, 16_384] + ([] if quick else [65_536])
+    data = _synthetic_jsc(max(sample_counts))
+    evals = []
+    for n in sample_counts:
+        bench = TrialBench(f"jsc-tiny, {n} samples", "jsc-tiny", data, n, torch.device("cpu"))
+        res = _interleaved(bench, 30 if n <= 4_096 else 10)
+        evals.append({"samples": n, "trial_ms": _summary(res["trial_ms"])[0], "float_ms": _summary(res["float_ms"])[0],
+                      "ratio": _summary(res["ratio"])[0]})
+        print(f"    jsc-tiny, {n:6,d} samples: trial {evals[-1]['trial_ms']:.3f} ms, float forward "
+              f"{evals[-1]['float_ms']:.3f} ms, ratio {evals[-1]['ratio']:.2f}x (target <= 1.5x)")
+    load_end = os.getloadavg()
+    print(f"    load average at end: {load_end}")
+
+    # -- figures ------------------------------------------------------------------------------
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    stamp = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {load_start[0]:.1f} -> {load_end[0]:.1f} on {os.cpu_count()} CPUs"
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for label, curve in curves.items():
+        for ax, key in ((axes[0], "cpu"), (axes[1], "loop")):
+            values = np.asarray(curve[key]) * 1e3
+            if len(values) == 0:
+                continue
+            width = 25
+            smooth = [float(np.median(values[max(0, i - width) : i + 1])) for i in range(len(values))]
+            ax.plot(np.arange(1, len(values) + 1), smooth, label=label)
+    axes[0].plot(list(stock), list(stock.values()), "k--o", label="Optuna's TPESampler (same history)")
+    axes[0].plot([1_000, 10_000], [1.0, 2.0], "r*", markersize=14, label="targets: 1 ms @ 1,000, 2 ms @ 10,000")
+    axes[0].set_title("sampler's own CPU time per proposal")
+    axes[1].set_title("whole search loop, wall time per trial (table evaluator)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("trial number")
+        ax.set_ylabel("ms (running median of 25 trials)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Cost per trial against trials, digits MLP space ({space.size:,} configurations); {stamp}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(FIGURES / "scaling_trials.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    xs = [e["samples"] for e in evals]
+    ax.plot(xs, [e["trial_ms"] for e in evals], "o-", label="trial (build + evaluate + metrics)")
+    ax.plot(xs, [e["float_ms"] for e in evals], "s-", label="bare float forward, same samples")
+    ax.plot(xs, [1.5 * e["float_ms"] for e in evals], "r:", label="target: 1.5 x float forward")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("validation samples")
+    ax.set_ylabel("ms per trial (median)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"jsc-tiny: cost per trial against samples\n{stamp}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(FIGURES / "scaling_samples.png", dpi=110)
+    plt.close(fig)
+    print(f"    figures: {FIGURES / 'scaling_trials.png'}, {FIGURES / 'scaling_samples.png'}")
+    RESULTS["scaling"] = {
+        "load_average_start": load_start,
+        "load_average_end": load_end,
+        "per_strategy": {k: {str(a): v for a, v in rows.items()} for k, rows in table.items()},
+        "stock_tpe_cpu_ms": stock,
+        "samples": evals,
+        "verdicts": verdicts,
+    }
 
 
 # ----- exhaustive ----------------------------------------------------------------------------------
@@ -747,7 +1013,7 @@ def section_exhaustive(device: torch.device, quick: bool) -> None:
 # ----- main -----------------------------------------------------------------------------------------
 
 
-SECTIONS = ("trials", "naive", "storage", "startup", "sampler", "exhaustive")
+SECTIONS = ("trials", "naive", "storage", "startup", "sampler", "exhaustive", "scaling")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -786,6 +1052,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         section_sampler(args.quick)
     if "exhaustive" in sections:
         section_exhaustive(device, args.quick)
+    if "scaling" in sections:
+        section_scaling(args.quick)
     RESULTS["total_s"] = time.perf_counter() - started
     RESULTS["machine"]["load_average_end"] = os.getloadavg()
     print(f"\ntotal {RESULTS['total_s']:.0f} s; load average at the end {os.getloadavg()}")

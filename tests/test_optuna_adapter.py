@@ -141,3 +141,127 @@ def test_several_user_attrs_in_one_write_replay_like_single_ones(tmp_path: Path,
         again = optuna.load_study(study_name="s", storage=JournalStorage(adapter.LocalJournalBackend(path)))
         assert again.trials[0].user_attrs == attrs
         assert again.trials[0].state == TrialState.COMPLETE
+
+
+# ----- CachedTPESampler: Optuna's TPE, proposal for proposal ---------------------------------
+
+_TPE_SPACE = {
+    "a": CategoricalDistribution((2, 3, 4, 5, 6, 8)),
+    "b": CategoricalDistribution((1, 2, 3)),
+    "c": CategoricalDistribution(("x", "y", "z", "w")),
+    "d": CategoricalDistribution(tuple(2.0**k for k in range(-1, 8))),
+}
+
+
+def _tpe_run(sampler: optuna.samplers.BaseSampler, n: int, directions: list[str], *, batch: int = 1) -> list[tuple]:
+    """Ask ``batch`` trials at a time, tell them in reverse order (so trials finish out of
+    number order and run alongside each other), with ties, constraints, pruned and failed
+    trials. Returns every proposal."""
+    study = optuna.create_study(sampler=sampler, directions=directions)
+    rng = np.random.default_rng(7)
+    proposals = []
+    while len(proposals) < n:
+        trials = [study.ask(_TPE_SPACE) for _ in range(batch)]
+        for trial in reversed(trials):
+            p = trial.params
+            proposals.append(tuple(p.values()))
+            value = round(-(p["a"] - 5) ** 2 - p["b"] + 2 * (p["c"] == "z") + 0.3 * np.log2(p["d"]) + rng.normal() * 0.1, 1)
+            trial.set_constraint("a_at_most_6", float(p["a"] - 6))
+            if trial.number % 13 == 4:
+                study.tell(trial, state=TrialState.PRUNED)
+            elif trial.number % 11 == 5:
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                study.tell(trial, [value, float(p["a"] + p["b"])][: len(directions)])
+    return proposals
+
+
+@pytest.mark.parametrize(
+    ("directions", "options", "n", "batch"),
+    [
+        (["maximize"], {}, 300, 1),
+        (["minimize"], {"constant_liar": False}, 150, 1),
+        (["maximize"], {"multivariate": False}, 120, 1),
+        (["maximize"], {}, 150, 3),  # running trials (constant liar), out-of-order finishing
+        (["maximize", "minimize"], {}, 150, 1),  # independent TPE, non-dominated split
+        (["maximize", "minimize"], {"multivariate": True}, 120, 2),
+    ],
+)
+def test_cached_tpe_proposes_exactly_what_optunas_tpe_proposes(directions, options, n, batch) -> None:
+    stock = _tpe_run(optuna.samplers.TPESampler(seed=3, **options), n, directions, batch=batch)
+    cached = _tpe_run(adapter.CachedTPESampler(seed=3, **options), n, directions, batch=batch)
+    assert len(set(stock)) > 20  # a search, not one configuration over and over
+    assert cached == stock
+
+
+def _reads_per_proposal(history: int) -> tuple[float, int]:
+    sampler = adapter.CachedTPESampler(seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    rng = np.random.default_rng(0)
+    study.add_trials(
+        [
+            optuna.trial.create_trial(
+                params={k: d.choices[rng.integers(len(d.choices))] for k, d in _TPE_SPACE.items()},
+                distributions=_TPE_SPACE,
+                value=float(rng.normal()),
+            )
+            for _ in range(history)
+        ]
+    )
+    study.tell(study.ask(_TPE_SPACE), 0.0)  # the history is read here, once
+    first = sampler.encoded
+    for _ in range(30):
+        study.tell(study.ask(_TPE_SPACE), 0.0)
+    return (sampler.encoded - first) / 30, first
+
+
+def test_cached_tpe_reads_each_finished_trial_once() -> None:
+    short, first_short = _reads_per_proposal(50)
+    long, first_long = _reads_per_proposal(2000)
+    # A proposal reads the trial finished since the last one and the running one, a few
+    # times over, whatever the history; Optuna's reads all of them, twice.
+    assert short == long <= 6
+    assert first_long - first_short <= 2 * (2000 - 50)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 40, 333])
+@pytest.mark.parametrize("choices", [[6, 6, 6], [2, 9, 4, 12]])
+def test_categorical_mixture_is_optunas_parzen_estimator_bit_for_bit(n: int, choices: list[int]) -> None:
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+
+    rng = np.random.default_rng(n + len(choices))
+    space = {f"p{i}": CategoricalDistribution(tuple(range(c))) for i, c in enumerate(choices)}
+    obs = np.stack([rng.integers(0, c, n) for c in choices], axis=1).reshape(n, len(choices))
+    params = optuna.samplers.TPESampler(seed=0)._parzen_estimator_parameters
+    for weights in (None, np.ones(n)):
+        stock = _ParzenEstimator({k: obs[:, i] for i, k in enumerate(space)}, space, params, weights)
+        configs, kernels = np.unique(obs, axis=0, return_inverse=True)
+        ours = adapter._CategoricalMixture(configs, kernels.reshape(-1), choices, params, weights)
+        stock_draw = stock.sample(np.random.RandomState(5), 24)
+        our_draw = ours.sample(np.random.RandomState(5), 24)
+        assert np.array_equal(np.array([stock_draw[k] for k in space]).T, our_draw)
+        x = np.stack([rng.integers(0, c, 50) for c in choices], axis=1).astype(float)
+        assert np.array_equal(stock.log_pdf({k: x[:, i] for i, k in enumerate(space)}), ours.log_pdf(x))
+
+
+@pytest.mark.parametrize(
+    ("stock", "cached", "options"),
+    [
+        (optuna.samplers.NSGAIISampler, adapter.CachedNSGAIISampler, {"population_size": 10}),
+        (optuna.samplers.NSGAIIISampler, adapter.CachedNSGAIIISampler, {"population_size": 12}),
+        (optuna.samplers.QMCSampler, adapter.CachedQMCSampler, {"scramble": True}),
+        (optuna.samplers.QMCSampler, adapter.CachedQMCSampler, {"qmc_type": "halton"}),
+    ],
+)
+@pytest.mark.parametrize(("directions", "batch"), [(["maximize"], 1), (["maximize", "minimize"], 3)])
+def test_cached_genetic_and_qmc_samplers_propose_exactly_what_optunas_propose(stock, cached, options, directions, batch) -> None:
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        expected = _tpe_run(stock(seed=3, **options), 150, directions, batch=batch)
+        got = _tpe_run(cached(seed=3, **options), 150, directions, batch=batch)
+    assert len(set(expected)) > 50
+    assert got == expected

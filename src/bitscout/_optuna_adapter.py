@@ -11,22 +11,26 @@ finds this module only).
 This module imports nothing from bitscout but its errors (the lowest layer), so every layer
 may use it. It also holds the two journal-file classes that extend Optuna's private
 journal internals (:class:`FlockLock`, :class:`LocalJournalBackend`; re-exported by
-:mod:`bitscout.study`).
+:mod:`bitscout.study`), and :class:`CachedTPESampler`, Optuna's TPE with its history kept
+between proposals (the ``tpe`` strategy's sampler).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import threading
 import warnings
+from bisect import insort
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -42,6 +46,17 @@ from optuna.storages._heartbeat import is_heartbeat_enabled as _is_heartbeat_ena
 # Why: bitscout's flock-based lock for the journal file plugs into the journal backend
 # through this base class (Optuna exports only its own two lock classes).
 from optuna.storages.journal._file import BaseJournalFileLock
+
+# Why: CachedTPESampler (below) is Optuna's TPE with the history kept between proposals;
+# it reuses the TPE module's split rules and default gamma functions, the Parzen
+# estimator's weight function, and the intersection search space's incremental step.
+from optuna.samplers._tpe import sampler as _tpe
+from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+from optuna.search_space import intersection as _intersection
+
+# Why: Optuna's QMCSampler builds its Sobol engines under this module lock (scipy's Sobol
+# shares state between threads); CachedQMCSampler builds them under the same lock.
+from optuna.samplers._qmc import _threading_lock as _qmc_lock
 
 __all__ = [
     "BaseHeartbeat",
@@ -68,6 +83,10 @@ __all__ = [
     "hypervolume",
     "running_trials",
     "set_trial_user_attrs",
+    "CachedTPESampler",
+    "CachedNSGAIISampler",
+    "CachedNSGAIIISampler",
+    "CachedQMCSampler",
 ]
 
 
@@ -509,3 +528,655 @@ def running_trials(storage: BaseStorage, study_id: int) -> list[FrozenTrial]:
     return list(storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)))
 
 
+
+
+# ----- Optuna's TPE, without re-reading the history at every proposal ----------------------
+#
+# Why private names: Optuna's TPESampler re-reads, re-encodes and re-sorts every past trial
+# and rebuilds both Parzen estimators at every proposal, in its private methods
+# (``_sample``, ``_sample_relative``, ``_get_internal_repr``, ``_get_params``) with its private
+# state (``_rng``, ``_gamma``, ``_constant_liar``, ``_n_startup_trials``, ``_n_ei_candidates``,
+# ``_random_sampler``, ``_group``, ``_search_space``, ``_parzen_estimator_cls``,
+# ``_parzen_estimator_parameters``). CachedTPESampler overrides exactly those steps and keeps
+# Optuna's rules and random stream, so that its proposals are Optuna's, bit for bit
+# (tests/test_optuna_adapter.py compares it with a stock TPESampler).
+
+_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _by_number(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """A study's trials indexed by number (Optuna numbers them 0, 1, ... per study)."""
+    by_number = {t.number: t for t in trials}
+    if set(by_number) != set(range(len(trials))):
+        raise SearchError(
+            f"the study's {len(trials)} trials are not numbered 0 to {len(trials) - 1}; "
+            "bitscout's samplers need Optuna's numbering (is the storage an Optuna storage?)"
+        )
+    return [by_number[i] for i in range(len(trials))]
+
+
+class _Column:
+    """One parameter's choice index in every cached trial (a growable array)."""
+
+    def __init__(self, name: str, distribution: BaseDistribution) -> None:
+        self.name, self.distribution = name, distribution
+        self.values = np.zeros(64, dtype=np.intp)
+        self.present = np.zeros(64, dtype=bool)
+        self.size = 0
+
+    def append(self, params: dict[str, Any]) -> None:
+        if self.size == len(self.values):
+            self.values = np.concatenate([self.values, np.zeros(self.size, dtype=np.intp)])
+            self.present = np.concatenate([self.present, np.zeros(self.size, dtype=bool)])
+        if self.name in params:
+            self.values[self.size] = int(self.distribution.to_internal_repr(params[self.name]))
+            self.present[self.size] = True
+        self.size += 1
+
+
+class _Configurations:
+    """The distinct configurations (tuples of choice indices) of some parameters, numbered.
+
+    Kernels of the same configuration share their per-parameter densities, so the Parzen
+    estimator computes them once per configuration instead of once per trial.
+    """
+
+    def __init__(self, n_params: int) -> None:
+        self.index: dict[tuple[int, ...], int] = {}
+        self.table = np.zeros((64, n_params), dtype=np.intp)
+        self.slot_ids = np.zeros(64, dtype=np.intp)  # per cached trial; -1: a parameter missing
+        self.size = 0
+
+    def id_of(self, config: tuple[int, ...]) -> int:
+        found = self.index.get(config)
+        if found is None:
+            found = self.index[config] = len(self.index)
+            if found == len(self.table):
+                self.table = np.concatenate([self.table, np.zeros_like(self.table)])
+            self.table[found] = config
+        return found
+
+    def append(self, config: tuple[int, ...] | None) -> None:
+        if self.size == len(self.slot_ids):
+            self.slot_ids = np.concatenate([self.slot_ids, np.zeros(self.size, dtype=np.intp)])
+        self.slot_ids[self.size] = -1 if config is None else self.id_of(config)
+        self.size += 1
+
+
+class _CategoricalMixture:
+    """Optuna's Parzen estimator over categorical parameters, computed per configuration.
+
+    ``_ParzenEstimator`` gives kernel ``k`` and parameter ``p`` a row of ``C`` weights that
+    depends only on the choice the kernel observed (or on none: the prior kernel), so its
+    ``n + 1`` rows take at most ``C + 1`` distinct values. They are built here with Optuna's
+    operations; each kernel names its configuration, and the sum of a configuration's
+    per-parameter log densities is computed once for all its kernels. Sampling, the mixture
+    weights and the log-sum-exp are Optuna's operations in Optuna's order, so every number
+    is bit-identical to Optuna's (``_MixtureOfProductDistribution.sample`` and ``.log_pdf``).
+
+    Args:
+        configs: Distinct configurations (choice indices), one row each.
+        kernels: Each observed trial's row in ``configs``, in trial-number order.
+        n_choices: Choices of each parameter.
+        parameters: The sampler's ``_ParzenEstimatorParameters``.
+        weights: Kernel weights fixed by the caller (Optuna's "below" estimator of several
+            objectives); None: the parameters' weight function.
+        cache: Tables already built, by (choices, kernels): reused, and added to.
+    """
+
+    def __init__(
+        self,
+        configs: np.ndarray,
+        kernels: np.ndarray,
+        n_choices: list[int],
+        parameters: Any,
+        weights: np.ndarray | None = None,
+        cache: dict[tuple[Any, ...], Any] | None = None,
+    ) -> None:
+        cache = {} if cache is None else cache
+        n = len(kernels)
+        key = ("weights", n, weights is None)
+        if key not in cache:
+            if weights is None:
+                weights = _ParzenEstimator._call_weights_func(parameters.weights, n)
+            weights = np.array([1.0]) if n == 0 else np.append(weights, [parameters.prior_weight])
+            weights /= weights.sum()
+            cache[key] = (weights, np.log(weights[np.newaxis]))
+        self.weights, self.log_weights = cache[key]
+        # Per parameter, its distinct weight rows (observed choice 0..C-1, then the prior),
+        # stacked and padded to the widest parameter so that one gather serves them all.
+        widest = max(n_choices, default=1)
+        self.n_choices = n_choices
+        self.tables = np.zeros((len(n_choices), widest + 1, widest))
+        for p, c in enumerate(n_choices):
+            key = ("table", c, n)
+            if key not in cache:
+                if n == 0:
+                    table = np.full((1, c), fill_value=1.0 / c)
+                else:
+                    n_kernels = n + 1
+                    table = np.full((c + 1, c), fill_value=parameters.prior_weight / n_kernels)
+                    table[np.arange(c), np.arange(c)] += 1
+                    row_sums = table.sum(axis=1, keepdims=True)
+                    table /= np.where(row_sums == 0, 1, row_sums)
+                cache[key] = table
+            table = cache[key]
+            self.tables[p, : table.shape[0], :c] = table
+        with np.errstate(divide="ignore"):  # padding: never read
+            self.log_tables = np.log(self.tables)
+        # Per parameter, each configuration's row in the table; the prior kernel's is last.
+        d = len(configs)
+        self.rows = np.empty((len(n_choices), d + 1), dtype=np.intp)
+        self.rows[:, :d] = configs.T
+        self.rows[:, d] = 0 if n == 0 else n_choices
+        self.kernels = np.append(kernels, d).astype(np.intp)
+        # Parameters by number of choices (Optuna's cumulative sums run over C columns).
+        self.groups = [np.flatnonzero(np.asarray(n_choices) == c) for c in sorted(set(n_choices))]
+
+    def sample(self, rng: np.random.RandomState, size: int) -> np.ndarray:
+        """``size`` draws (choice indices as floats, one column per parameter)."""
+        active = self.kernels[rng.choice(len(self.weights), p=self.weights, size=size)]
+        # Optuna draws rng.rand(size) per parameter, in order, and nothing in between.
+        quantiles = rng.rand(len(self.n_choices), size)
+        ret = np.empty((size, len(self.n_choices)), dtype=float)
+        for group in self.groups:
+            c = self.n_choices[group[0]]
+            weights = self.tables[group[:, None], self.rows[group][:, active], :c]
+            cum_probs = np.cumsum(weights, axis=-1)
+            cum_probs[:, :, -1] = 1  # Optuna's guard against rounding
+            ret[:, group] = np.sum(cum_probs < quantiles[group][:, :, np.newaxis], axis=-1).T
+        return ret
+
+    def log_pdf_of(self, unique: np.ndarray) -> np.ndarray:
+        """Log density of each row of ``unique`` (choice indices, one column per parameter)."""
+        # Optuna adds the parameters' log densities into zeros, in parameter order; equal
+        # configurations get equal sums, so each is computed once and read by its kernels.
+        # (Laid out configuration-major: each gather copies whole rows of a small table.)
+        per_config = np.zeros((self.rows.shape[1], len(unique)), dtype=np.float64)
+        for p, log_table in enumerate(self.log_tables):
+            per_config += np.take(log_table[:, unique[:, p]], self.rows[p], axis=0)
+        weighted = np.ascontiguousarray(np.take(per_config, self.kernels, axis=0).T)
+        weighted += self.log_weights
+        max_ = weighted.max(axis=1)
+        max_[np.isneginf(max_)] = 0
+        with np.errstate(divide="ignore"):
+            return np.log(np.exp(weighted - max_[:, None]).sum(axis=1)) + max_
+
+    def log_pdf(self, x: np.ndarray) -> np.ndarray:
+        """Log density of each row of ``x`` (choice indices, one column per parameter)."""
+        unique, inverse = _distinct_rows(x, self.n_choices)
+        return self.log_pdf_of(unique)[inverse]
+
+
+def _distinct_rows(x: np.ndarray, n_choices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``x`` (choice indices) and each row's index among them."""
+    x = x.astype(np.int64)
+    if math.prod(n_choices) < 2**62:
+        radix = np.cumprod([1, *n_choices[:-1]]).astype(np.int64)
+        _, first, inverse = np.unique(x @ radix, return_index=True, return_inverse=True)
+        return x[first], inverse.reshape(-1)
+    unique, inverse = np.unique(x, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)
+
+
+class CachedTPESampler(optuna.samplers.TPESampler):
+    """Optuna's ``TPESampler`` whose work per proposal does not grow with the history.
+
+    Same constructor, same algorithm, same random stream: with the same seed and the same
+    results it proposes exactly what ``optuna.samplers.TPESampler`` proposes. Only the
+    bookkeeping differs. A finished trial never changes, so each one is read, encoded and
+    filed (by objective value, pruning score or constraint violation) once, when first
+    seen, instead of at every proposal; the good/bad split is then read off the files; and
+    the Parzen estimators compute their densities from a few weight rows per parameter
+    rather than one row per trial. Only running trials and the trials finished since the
+    last proposal are read again.
+
+    Search spaces with a non-categorical parameter, several objectives' non-dominated
+    sorting (done by Optuna over the cached trials at each proposal), ``group = True``'s
+    search-space decomposition and a replaced ``_parzen_estimator_cls`` use Optuna's own
+    code for that step.
+
+    Attributes:
+        encoded: Trials read so far (each finished trial once; a running trial at each
+            proposal that sees it). The test of "does not grow with the history".
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.encoded = 0
+        self._reset(None)
+
+    def _reset(self, owner: tuple[int, int] | None) -> None:
+        self._owner = owner
+        self._seen = 0
+        self._open: set[int] = set()
+        self._slots: list[FrozenTrial] = []
+        self._numbers = np.zeros(64, dtype=np.int64)
+        self._in_order = True
+        self._n_counted = 0
+        self._complete: list[tuple[Any, ...]] = []  # one objective: (key, number, slot), sorted
+        self._complete_mo: list[tuple[int, int]] = []  # several: (number, slot), sorted
+        self._pruned: list[tuple[Any, ...]] = []
+        self._infeasible: list[tuple[Any, ...]] = []
+        self._columns: dict[str, _Column] = {}
+        self._configs: dict[tuple[str, ...], tuple[list[_Column], _Configurations]] = {}
+        self._running: list[FrozenTrial] = []
+        self._tables: dict[tuple[Any, ...], Any] = {}  # _CategoricalMixture's, reused
+
+    # -- the history, filed once -------------------------------------------------------------
+
+    def _sync(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:
+        """File the trials finished since the last call; note the running ones."""
+        owner = (id(study._storage), study._study_id)
+        if owner != self._owner or len(trials) < self._seen:
+            self._reset(owner)
+        if trials and (trials[0].number != 0 or trials[-1].number != len(trials) - 1):
+            # Storages list every trial in number order; index by number all the same.
+            trials = _by_number(trials)
+        running = []
+        for number in sorted(self._open) + list(range(self._seen, len(trials))):
+            t = trials[number]
+            self.encoded += 1
+            if t.state.is_finished():
+                self._open.discard(number)
+                if t.state in _COUNTED:
+                    self._add(study, t)
+            else:
+                self._open.add(number)
+                if t.state == TrialState.RUNNING:
+                    running.append(t)
+        self._seen = len(trials)
+        self._running = running
+
+    def _add(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        slot = len(self._slots)
+        if slot == len(self._numbers):
+            self._numbers = np.concatenate([self._numbers, np.zeros(slot, dtype=np.int64)])
+        if slot and trial.number < self._numbers[slot - 1]:
+            self._in_order = False
+        self._numbers[slot] = trial.number
+        self._slots.append(trial)
+        self._n_counted += 1
+        # Optuna's _split_trials: infeasible first, then COMPLETE by value, PRUNED by score;
+        # its sorts are stable over trials in number order, hence the number in each key.
+        infeasible = _tpe._get_infeasible_trial_score(trial)
+        if infeasible > 0:
+            insort(self._infeasible, (infeasible, trial.number, slot))
+        elif trial.state == TrialState.COMPLETE:
+            if len(study.directions) <= 1:
+                value = trial.value
+                key = value if study.direction == optuna.study.StudyDirection.MINIMIZE else -value  # type: ignore[operator]
+                insort(self._complete, (key, trial.number, slot))
+            else:
+                insort(self._complete_mo, (trial.number, slot))
+        else:
+            insort(self._pruned, (_tpe._get_pruned_trial_score(trial, study), trial.number, slot))
+        for column in self._columns.values():
+            column.append(trial.params)
+        for columns, configs in self._configs.values():
+            configs.append(self._config_of(columns, slot))
+
+    def _column(self, name: str, distribution: BaseDistribution) -> _Column:
+        column = self._columns.get(name)
+        if column is not None and column.distribution is not distribution:
+            if column.distribution == distribution:
+                column.distribution = distribution  # the same: next time `is` answers
+            else:
+                column = None
+        if column is None:
+            column = _Column(name, distribution)
+            for t in self._slots:
+                column.append(t.params)
+            self._columns[name] = column
+        return column
+
+    @staticmethod
+    def _config_of(columns: list[_Column], slot: int) -> tuple[int, ...] | None:
+        if not all(c.present[slot] for c in columns):
+            return None
+        return tuple(int(c.values[slot]) for c in columns)
+
+    def _configurations(self, columns: list[_Column]) -> _Configurations:
+        """The distinct configurations of ``columns``' parameters, kept up to date."""
+        names = tuple(c.name for c in columns)
+        entry = self._configs.get(names)
+        if entry is None or any(a is not b for a, b in zip(entry[0], columns)):
+            configs = _Configurations(len(columns))
+            for slot in range(len(self._slots)):
+                configs.append(self._config_of(columns, slot))
+            entry = self._configs[names] = (columns, configs)
+        return entry[1]
+
+    def _counted(self, study: optuna.Study) -> int:
+        """COMPLETE and PRUNED trials, as Optuna counts them against ``n_startup_trials``."""
+        self._sync(study, study._get_trials(deepcopy=False, use_cache=True))
+        return self._n_counted
+
+    # -- Optuna's steps, on the filed history --------------------------------------------------
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        if self._group or not self._is_multivariate(study):
+            return super().infer_relative_search_space(study, trial)
+        return {
+            name: distribution
+            for name, distribution in _intersection_without_copy(self._search_space, study, True).items()
+            if not distribution.single()
+        }
+
+    def _sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if search_space == {}:
+            return {}
+        if self._counted(study) < self._n_startup_trials:
+            return {}
+        return self._sample(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if self._counted(study) < self._n_startup_trials:
+            return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
+        return self._sample(study, trial, {param_name: param_distribution})[param_name]
+
+    def _sample(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if self._parzen_estimator_cls is not _ParzenEstimator or not all(
+            isinstance(d, CategoricalDistribution) for d in search_space.values()
+        ):
+            return super()._sample(study, trial, search_space)
+        self._sync(study, study._get_trials(deepcopy=False, use_cache=not self._constant_liar))
+        running = [t for t in self._running if t.number != trial.number] if self._constant_liar else []
+        if self._gamma is None:
+            self._gamma = _tpe.default_gamma if len(study.directions) <= 1 else _tpe.default_gamma_multiobjective
+        columns = [self._column(name, dist) for name, dist in search_space.items()]
+        configs = self._configurations(columns)
+        n_choices = [len(d.choices) for d in search_space.values()]  # type: ignore[attr-defined]
+        below_slots = self._below(study, self._gamma(self._n_counted))
+        below = self._kernels(configs, below_slots, [], study, search_space)
+        mpe_below = _CategoricalMixture(
+            configs.table[below],  # a few kernels: one configuration each
+            np.arange(len(below)),
+            n_choices,
+            self._parzen_estimator_parameters,
+            np.ones(len(below)) if study._is_multi_objective() else None,
+            self._tables,
+        )
+        above = self._kernels(configs, below_slots, running, study, search_space, above=True)
+        mpe_above = _CategoricalMixture(
+            configs.table[: len(configs.index)], above, n_choices, self._parzen_estimator_parameters, cache=self._tables
+        )
+        if len(self._tables) > 64:
+            self._tables.clear()  # the above estimator's grow by one kernel a trial
+        x = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        unique, inverse = _distinct_rows(x, n_choices)
+        acq = (mpe_below.log_pdf_of(unique) - mpe_above.log_pdf_of(unique))[inverse]
+        samples = {name: x[:, i] for i, name in enumerate(search_space)}
+        ret = optuna.samplers.TPESampler._compare(samples, acq)
+        for name, dist in search_space.items():
+            ret[name] = dist.to_external_repr(ret[name])
+        return ret
+
+    def _below(self, study: optuna.Study, n_below: int) -> list[int]:
+        """Slots of the "below" (good) trials: Optuna's ``_split_trials``, read off the files."""
+        if len(study.directions) <= 1:
+            below = [s for _, _, s in self._complete[: min(n_below, len(self._complete))]]
+        else:
+            trials = [self._slots[s] for _, s in self._complete_mo]
+            chosen, _ = _tpe._split_complete_trials(trials, study, n_below)
+            slot_of = {number: s for number, s in self._complete_mo}
+            below = [slot_of[t.number] for t in chosen]
+        n_below = max(0, n_below - len(below))
+        taken = self._pruned[: min(n_below, len(self._pruned))]
+        below += [s for _, _, s in taken]
+        n_below = max(0, n_below - len(taken))
+        below += [s for _, _, s in self._infeasible[: min(n_below, len(self._infeasible))]]
+        return below
+
+    def _kernels(
+        self,
+        configs: _Configurations,
+        below_slots: list[int],
+        running: list[FrozenTrial],
+        study: optuna.Study,
+        search_space: dict[str, BaseDistribution],
+        *,
+        above: bool = False,
+    ) -> np.ndarray:
+        """The configuration of each below trial (or of every other trial, running ones
+        included, with ``above``), in trial-number order as Optuna's ``_get_internal_repr``
+        lists them; trials without every parameter of ``search_space`` are left out, as
+        Optuna leaves them out."""
+        n = len(self._slots)
+        if above:
+            keep = np.ones(n, dtype=bool)
+            keep[below_slots] = False
+        else:
+            keep = np.zeros(n, dtype=bool)
+            keep[below_slots] = True
+        ids = configs.slot_ids[:n]
+        keep &= ids >= 0
+        numbers = self._numbers[:n][keep]
+        kernels = ids[keep]
+        if running:
+            self.encoded += len(running)
+            extra, extra_numbers = [], []
+            for t in running:
+                params = self._get_params(t, study)
+                if search_space.keys() <= params.keys():
+                    config = tuple(int(d.to_internal_repr(params[name])) for name, d in search_space.items())
+                    extra.append(configs.id_of(config))
+                    extra_numbers.append(t.number)
+            numbers = np.concatenate([numbers, np.asarray(extra_numbers, dtype=np.int64)])
+            kernels = np.concatenate([kernels, np.asarray(extra, dtype=np.intp)])
+        if running or not self._in_order:
+            kernels = kernels[np.argsort(numbers, kind="stable")]
+        return kernels
+
+
+# ----- NSGA-II/III and QMC, without re-reading the history at every proposal -----------------
+
+
+class _TrialFiler:
+    """Hands each trial of a study to ``file`` once, when first seen finished.
+
+    Storages list every trial in number order, and a finished trial never changes: each
+    call reads only the trials new since the last call and those that were still unfinished
+    (running or waiting), however long the history.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._owner: tuple[int, int] | None = None
+        self._seen = 0
+        self._open: set[int] = set()
+
+    def sync(self, study: optuna.Study, trials: list[FrozenTrial]) -> bool:
+        """Files what is new; True when the filer started over (another study)."""
+        owner = (id(study._storage), study._study_id)
+        restarted = owner != self._owner or len(trials) < self._seen
+        if restarted:
+            self._owner, self._seen, self._open = owner, 0, set()
+        if trials and (trials[0].number != 0 or trials[-1].number != len(trials) - 1):
+            trials = _by_number(trials)
+        for number in sorted(self._open) + list(range(self._seen, len(trials))):
+            t = trials[number]
+            if t.state.is_finished():
+                self._open.discard(number)
+                self._file(t)
+            else:
+                self._open.add(number)
+        self._seen = len(trials)
+        return restarted
+
+
+def _intersection_without_copy(space: Any, study: optuna.Study, use_cache: bool) -> dict[str, BaseDistribution]:
+    """``IntersectionSearchSpace.calculate`` without its defensive deep copy of the result
+    (the samplers here never modify a distribution); the same objects come back each time."""
+    if space._study_id is None:
+        space._study_id = study._study_id
+    elif space._study_id != study._study_id:
+        raise ValueError("`IntersectionSearchSpace` cannot handle multiple studies.")
+    space._search_space, space._cached_trial_number = _intersection._calculate(
+        study._get_trials(deepcopy=False, use_cache=use_cache),
+        space._include_pruned,
+        space._search_space,
+        space._cached_trial_number,
+    )
+    return dict(sorted((space._search_space or {}).items(), key=lambda x: x[0]))
+
+
+class _CachedGeneticHistory:
+    """Optuna's genetic samplers' bookkeeping (``optuna.samplers._ga.BaseGASampler``) on
+    trials filed once.
+
+    Why private names: ``BaseGASampler.get_trial_generation`` reads every COMPLETE trial to
+    find the newest generation, ``get_population`` every COMPLETE trial to find one
+    generation's, and ``get_parent_population`` every trial to find the stored parents, at
+    every proposal. Here each COMPLETE trial is filed under its generation once; the answers are
+    Optuna's (the newest generation and its size are order-free; populations keep trial-
+    number order, as Optuna lists them; a generation's parents, once chosen and stored,
+    never change). ``infer_relative_search_space`` skips the intersection's deep copy.
+    """
+
+    def _history(self) -> dict[str, Any]:
+        state = self.__dict__.get("_bitscout_history")
+        if state is None:
+            state = self.__dict__["_bitscout_history"] = {}
+            self._clear_history(state)
+        return state
+
+    def _clear_history(self, state: dict[str, Any]) -> None:
+        state.update(by_generation={}, counts={}, parents={})
+        state["filer"] = _TrialFiler(lambda t: self._file_trial(state, t))
+
+    def _file_trial(self, state: dict[str, Any], trial: FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE:
+            return
+        generation = trial.system_attrs.get(self._get_generation_key(), -1)  # type: ignore[attr-defined]
+        state["counts"][generation] = state["counts"].get(generation, 0) + 1
+        insort(state["by_generation"].setdefault(generation, []), (trial.number, trial), key=lambda e: e[0])
+
+    def _sync_history(self, study: optuna.Study) -> dict[str, Any]:
+        state = self._history()
+        filer: _TrialFiler = state["filer"]
+        owner = (id(study._storage), study._study_id)
+        if filer._owner is not None and filer._owner != owner:
+            self._clear_history(state)
+            filer = state["filer"]
+        filer.sync(study, study._get_trials(deepcopy=False, use_cache=True))
+        return state
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {
+            name: d
+            for name, d in _intersection_without_copy(self._search_space, study, False).items()  # type: ignore[attr-defined]
+            if not d.single()
+        }
+
+    def get_trial_generation(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        key = self._get_generation_key()  # type: ignore[attr-defined]
+        generation = trial.system_attrs.get(key, None)
+        if generation is not None:
+            return generation
+        counts = self._sync_history(study)["counts"]
+        max_generation = max([0, *counts])
+        max_generation_count = counts.get(max_generation, 0)
+        assert self._population_size is not None, "Population size must be set."  # type: ignore[attr-defined]
+        if max_generation_count < self._population_size:  # type: ignore[attr-defined]
+            generation = max_generation
+        else:
+            generation = max_generation + 1
+        study._storage.set_trial_system_attr(trial._trial_id, key, generation)
+        return generation
+
+    def get_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        return [t for _, t in self._sync_history(study)["by_generation"].get(generation, [])]
+
+    def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        if generation == 0:
+            return []
+        parents = self._history()["parents"]
+        if generation in parents:
+            return parents[generation]
+        key = self._get_parent_cache_key_prefix() + str(generation)  # type: ignore[attr-defined]
+        ids = study._storage.get_study_system_attrs(study._study_id).get(key, None)
+        if ids is not None:
+            wanted = set(ids)
+            population = [t for t in study._get_trials(deepcopy=False) if t._trial_id in wanted]
+        else:
+            population = self.select_parent(study, generation)  # type: ignore[attr-defined]
+            study._storage.set_study_system_attr(study._study_id, key, [t._trial_id for t in population])
+            # Optuna answers later calls from the stored ids, in trial-number order.
+            parents[generation] = sorted(population, key=lambda t: t.number)
+            return population
+        parents[generation] = population
+        return population
+
+
+class CachedNSGAIISampler(_CachedGeneticHistory, optuna.samplers.NSGAIISampler):
+    """Optuna's ``NSGAIISampler``, proposal for proposal, with its history filed once."""
+
+
+class CachedNSGAIIISampler(_CachedGeneticHistory, optuna.samplers.NSGAIIISampler):
+    """Optuna's ``NSGAIIISampler``, proposal for proposal, with its history filed once."""
+
+
+class CachedQMCSampler(optuna.samplers.QMCSampler):
+    """Optuna's ``QMCSampler``, proposal for proposal, without its per-proposal scans.
+
+    Why private names: ``QMCSampler.infer_relative_search_space`` filters every trial to
+    find the first finished one (whose parameters define the space), and ``_sample_qmc``
+    builds a new scrambled Sobol/Halton engine and fast-forwards it to the sample index at
+    every proposal. Here the first finished trial is tracked as trials finish, and the
+    engine is kept: when the next index is the one after the last, it draws on (the same
+    point a fresh engine fast-forwarded there gives); otherwise it is rebuilt as Optuna does.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._first: FrozenTrial | None = None
+        self._filer = _TrialFiler(self._file_trial)
+        self._engine: tuple[Any, int, int] | None = None  # (engine, dimension, next index)
+
+    def _file_trial(self, trial: FrozenTrial) -> None:
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            if self._first is None or trial.number < self._first.number:
+                self._first = trial
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if self._filer.sync(study, study._get_trials(deepcopy=False, use_cache=True)):
+            self._first, self._engine = None, None
+            self._filer.sync(study, study._get_trials(deepcopy=False, use_cache=True))
+        if self._first is None:
+            return super().infer_relative_search_space(study, trial)
+        return dict(self._first.distributions)
+
+    def _sample_qmc(self, study: optuna.Study, search_space: dict[str, BaseDistribution]) -> np.ndarray:
+        sample_id = self._find_sample_id(study, search_space)
+        d = len(search_space)
+        kept = self._engine
+        if kept is None or kept[1] != d or kept[2] != sample_id:
+            from scipy.stats import qmc
+
+            if self._qmc_type == "halton":
+                engine = qmc.Halton(d, seed=self._seed, scramble=self._scramble)
+            elif self._qmc_type == "sobol":
+                with _qmc_lock:
+                    engine = qmc.Sobol(d, seed=self._seed, scramble=self._scramble)
+            else:
+                raise ValueError("Invalid `qmc_type`")
+            if sample_id > 0:
+                engine.fast_forward(sample_id)
+        else:
+            engine = kept[0]
+        sample = engine.random(1)
+        self._engine = (engine, d, sample_id + 1)
+        return sample
