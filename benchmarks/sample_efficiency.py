@@ -251,9 +251,14 @@ def _run_path(member: suite.Member, strategy: str, seed: int, max_unique: int, m
     return suite.cache_dir() / "runs" / member.name.replace("/", "_") / f"{strategy}-s{seed}-{key}.json"
 
 
-def cached_run(member: suite.Member, strategy: str, seed: int, *, max_unique: int, max_trials: int, reuse: bool) -> Run:
-    """:func:`run_one`, read from / written to the run cache for the reusable strategies."""
-    path = _run_path(member, strategy, seed, max_unique, max_trials) if strategy in REUSABLE else None
+def cached_run(
+    member: suite.Member, strategy: str, seed: int, *, max_unique: int, max_trials: int, reuse: bool, cache_all: bool = False
+) -> Run:
+    """:func:`run_one`, read from / written to the run cache for the reusable strategies
+    (for every strategy with ``cache_all``: then a change outside the strategy's own source
+    file is not noticed)."""
+    cached = strategy in REUSABLE or cache_all
+    path = _run_path(member, strategy, seed, max_unique, max_trials) if cached else None
     if reuse and path is not None and path.is_file():
         return Run(**json.loads(path.read_text()))
     run = run_one(member, strategy, seed, max_unique=max_unique, max_trials=max_trials)
@@ -265,12 +270,14 @@ def cached_run(member: suite.Member, strategy: str, seed: int, *, max_unique: in
     return run
 
 
-def _task(args: tuple[str, str, int, int, int, bool]) -> Run:
-    name, strategy, seed, max_unique, max_trials, reuse = args
+def _task(args: tuple[str, str, int, int, int, bool, bool]) -> Run:
+    name, strategy, seed, max_unique, max_trials, reuse, cache_all = args
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
-    return cached_run(suite.load(name), strategy, seed, max_unique=max_unique, max_trials=max_trials, reuse=reuse)
+    return cached_run(
+        suite.load(name), strategy, seed, max_unique=max_unique, max_trials=max_trials, reuse=reuse, cache_all=cache_all
+    )
 
 
 # -- summary -------------------------------------------------------------------------------
@@ -433,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-trials", type=int, default=None, help="trials per run, duplicates included (default 1.5 x --max-unique)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--fresh", action="store_true", help="ignore cached runs of the reusable strategies")
+    parser.add_argument(
+        "--cache-all", action="store_true",
+        help="cache (and reuse) the runs of every strategy, keyed by its own source file",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/sample_efficiency"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -451,14 +462,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         members.append(suite.load(name))
     built = time.perf_counter() - started
     print(f"{len(members)} members ready in {built:.0f} s", flush=True)
-    tasks = [(m.name, s, seed, max_unique, max_trials, not args.fresh) for m in members for s in strategies for seed in range(seeds)]
+    tasks = [(m.name, s, seed, max_unique, max_trials, not args.fresh, args.cache_all) for m in members for s in strategies for seed in range(seeds)]
     runs: list[Run] = []
+
+    def done(run: Run) -> None:
+        runs.append(run)
+        reached = "refused" if run.error else f"optimum after {_fmt(run.unique_to_opt)}"
+        print(f"  {run.member} {run.strategy} seed {run.seed}: {run.unique} unique, {reached}, {run.wall_s:.1f} s", flush=True)
+
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             for run in pool.map(_task, tasks, chunksize=1):
-                runs.append(run)
+                done(run)
     else:
-        runs = [_task(t) for t in tasks]
+        for t in tasks:
+            done(_task(t))
     notes = []
     rows = []
     for m in members:

@@ -596,6 +596,11 @@ class LazyTable:
         self._positions = [
             {cfg: pos for cfg, pos in zip(layer.configs, layer.distinct)} for layer in space.layers
         ]
+        # decode() hands out the layers' own config objects: look them up by identity
+        # first (hashing a frozen config walks all its formats).
+        self._by_id = [
+            {id(cfg): pos for cfg, pos in zip(layer.configs, layer.distinct)} for layer in space.layers
+        ]
         self._prefix: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
         self._plan = self._make_plan()
         if path.is_file():
@@ -645,8 +650,11 @@ class LazyTable:
         """The distinct index of a decoded config, and its per-layer positions."""
         index = 0
         digits = []
-        for layer, positions in zip(self.space.layers, self._positions):
-            pos = positions[config.get(layer.name)]
+        for layer, by_id, positions in zip(self.space.layers, self._by_id, self._positions):
+            cfg = config.get(layer.name)
+            pos = by_id.get(id(cfg))
+            if pos is None or layer.configs[layer.representatives[pos]] is not cfg:
+                pos = positions[cfg]
             digits.append(pos)
             index = index * layer.distinct_size + pos
         return index, tuple(d for d, layer in zip(digits, self.space.layers) if layer.params)

@@ -127,3 +127,14 @@ def test_lazy_table_equals_the_exhaustive_one(tmp_path: Path) -> None:
     # Stored on disk: a new table reads them back without computing.
     again = suite.LazyTable("jsc", space, suite.prepare("jsc").runners, tmp_path / "lazy.bin")
     assert len(again) >= 400 and again.computed == 0
+
+
+@pytest.mark.slow
+def test_member_works_with_bitscouts_compare() -> None:
+    warnings.simplefilter("ignore")
+    member = suite.load("jsc/budget")
+    comparison = member.compare(["random", "brute_force"], seeds=2, n_trials=60)
+    assert comparison.exact and comparison.optimum == member.optimum.value
+    assert comparison.feasible_size == member.optimum.feasible
+    # At most one (table) evaluation per configuration, shared by every run.
+    assert comparison.evaluations <= member.size and len(comparison.runs) == 4
