@@ -56,6 +56,8 @@ Spaces (``space.describe()`` prints each):
   (unordered), its weight width in {2, 3, 4, 5, 6, 8}, input width in {2, 3, 4, 6, 8},
   bias width in {4, 8}; the first ReLU's input in {3, 4, 6, 8} bits with
   ``data_in_frac_width`` in {"auto", "NA"} (unordered): 1,440, exact.
+* ``jsc-shuffled``: the jsc space with every parameter's choices, the format names and
+  ``"auto"``/``"NA"`` included, listed in a fixed shuffled order (the same table).
 * ``deep``: weight width in {2, 3, 4, 6, 8} and input width in {3, 4, 6, 8} for each of
   fc1..fc6 (``frac_width = "auto"``): 64,000,000 configurations. Too many to enumerate:
   a configuration is evaluated the first time any run asks for it and kept in an
@@ -73,8 +75,8 @@ Objectives (every model; the same metrics table serves all of them):
   weights' bytes``, i.e. 3 bits a weight on average (jsc, deep)
 * ``pareto``: accuracy (maximize) and average_bitwidth (minimize), not summed.
 
-Members: every model x every objective, plus ``mlp-shuffled/w1`` and ``mlp-int/w1``,
-``mlp-int/w2``, ``mlp-int/budget``. Everything is deterministic; values are bit-identical
+Members: every model x every objective, plus ``mlp-shuffled/w1``, ``jsc-shuffled/w1``
+and ``mlp-int/w1``, ``mlp-int/w2``, ``mlp-int/budget`` (29). Everything is deterministic; values are bit-identical
 to the search's own runners (checked on random configurations when a table is built).
 
 Cache: ``.cache/sample_efficiency/`` (override with ``BITSCOUT_SUITE_CACHE``), keyed by a
@@ -101,8 +103,7 @@ import numpy as np
 import torch
 
 from bitscout.config.schema import MetricSpec, Setup, StrategyConfig
-from bitscout.data import Dataset, load_dataset
-from bitscout.data._jsc import JSC_CLASS_NAMES, JSC_FEATURES
+from bitscout.data import JSC_CLASS_NAMES, JSC_FEATURES, Dataset, load_dataset
 from bitscout.evaluation import (
     CachedEvaluator,
     Evaluation,
@@ -334,6 +335,26 @@ SPACES: dict[str, SpaceSpec] = {
         description="format name {integer, int, log} and widths of the Linear layer; "
         "input width and frac width {auto, NA} of the first ReLU",
     ),
+    "jsc-shuffled": SpaceSpec(
+        "jsc-shuffled", "jsc",
+        {
+            "seq_blocks_1": {
+                "name": ("integer",),
+                "data_in_width": (3, 4, 6, 8),
+                "data_in_frac_width": ("auto", "NA"),
+            },
+            "seq_blocks_2": {
+                "name": ("integer", "int", "log"),
+                "weight_width": WIDTHS,
+                "data_in_width": (2, 3, 4, 6, 8),
+                "bias_width": (4, 8),
+            },
+        },
+        exact=True,
+        shuffle=5,
+        table_of="jsc",
+        description="the jsc space with every parameter's choices (format names too) listed in a shuffled order",
+    ),
     "deep": SpaceSpec(
         "deep", "deep",
         {f"fc{i}": _linear(f"fc{i}", (2, 3, 4, 6, 8), (3, 4, 6, 8), frac="auto") for i in range(1, 7)},
@@ -394,6 +415,7 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "mlp-int/budget": ("mlp-int", "budget"),
     **{f"cnn/{o}": ("cnn", o) for o in _ALL_OBJECTIVES},
     **{f"jsc/{o}": ("jsc", o) for o in _ALL_OBJECTIVES},
+    "jsc-shuffled/w1": ("jsc-shuffled", "w1"),
     **{f"deep/{o}": ("deep", o) for o in _ALL_OBJECTIVES},
 }
 """Member name -> (space, objective)."""
@@ -603,6 +625,11 @@ class LazyTable:
         ]
         self._prefix: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
         self._plan = self._make_plan()
+        # The samples basic_evaluation scores, as evaluate_runner_set_exhaustively takes them.
+        evaluation = runners.software[0]
+        split = runners.context.dataset.split(evaluation.options.data_loader)
+        self._x = split.x[: evaluation.num_samples].to(runners.context.device)
+        self._y = split.y[: evaluation.num_samples].to(runners.context.device)
         if path.is_file():
             records = np.fromfile(path, dtype=self._RECORD)
             for r in records:
@@ -661,14 +688,13 @@ class LazyTable:
 
     def _logits(self, digits: tuple[int, ...]) -> torch.Tensor:
         segments, modules = self._plan
-        evaluation = self.runners.software[0]
         depth = len(digits)
         start = depth
         while start > 0 and digits[:start] not in self._prefix:
             start -= 1
         with torch.inference_mode():
             if start == 0:
-                h = evaluation._x
+                h = self._x
                 for m in segments[0]:
                     h = m(h)
             else:
@@ -690,8 +716,9 @@ class LazyTable:
         soft = self.software.get(index)
         if soft is None:
             logits = self._logits(digits)
-            evaluation = self.runners.software[0]
-            result = evaluate(_Fixed(logits), evaluation._x, evaluation._y, device=torch.device("cpu"))
+            # Scored by the very function basic_evaluation calls (one chunk: the runners'
+            # chunk holds every sample here, which the check on opening confirms).
+            result = evaluate(_Fixed(logits), self._x, self._y, device=self._x.device)
             soft = (result.accuracy, result.balanced_accuracy, result.loss)
             self.software[index] = soft
             self.computed += 1
