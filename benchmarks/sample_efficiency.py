@@ -1,406 +1,511 @@
-"""Sample efficiency of bitscout's strategies on spaces whose exact optimum is known.
+"""Sample efficiency of bitscout's strategies on the benchmark suite (``benchmarks/suite.py``).
 
 One command::
 
-    .venv/bin/python benchmarks/sample_efficiency.py            # both spaces, 20 seeds
-    .venv/bin/python benchmarks/sample_efficiency.py --seeds 5 --spaces mlp
+    .venv/bin/python benchmarks/sample_efficiency.py                  # every member, 20 seeds
+    .venv/bin/python benchmarks/sample_efficiency.py --quick          # the quick subset (< 3 min)
+    .venv/bin/python benchmarks/sample_efficiency.py --members mlp/w1,cnn/budget --strategies sensitivity,tpe
 
-For each space it trains the float model once (seeded; cached under
-``--cache``, default ``.cache/sample_efficiency``), evaluates EVERY configuration of the
-space (so the exact optimum is known), then runs :func:`bitscout.report.compare_strategies`
-with every strategy and seed. The table and the comparison files go to ``--out``
-(default ``runs/sample_efficiency/<space>``); the table is printed.
+Every member (a model, a space, an objective: see ``suite.py``) is searched by every
+strategy with every seed, each run its own in-memory Optuna study driven by the search's
+own loop (:func:`bitscout.study.run_search`: duplicates are answered from the study,
+configurations a hardware budget rules out are skipped), answered from the member's
+cached table. A run stops when it reaches the optimum (one objective), after
+``--max-unique`` unique evaluations (default 1,000), or after ``--max-trials`` trials
+(duplicates included; default 1.5 x ``--max-unique``: a strategy that mostly repeats
+itself uses up its trials, as in a search).
 
-The spaces (each over 20,000 configurations):
+Printed (and written to ``--out``/suite.md, every run in suite.json), per member and
+strategy:
 
-* ``mlp``: the digits MLP (``fc1``, ``fc2``, ``fc3``), per-layer ``weight_width`` and
-  ``data_in_width`` in {2, 3, 4, 5, 6, 8}: 6^6 = 46,656 configurations.
-* ``cnn``: a CNN on mnist5k (``conv1``, ``conv2``, ``fc``: 8 and 16 channels),
-  ``weight_width`` in {2, 3, 4, 5, 6, 8} for all three, ``data_in_width`` in
-  {2, 3, 4, 8} (conv1), {2, 3, 4, 5, 6, 8} (conv2) and {2, 3, 4, 6, 8} (fc):
-  25,920 configurations.
+* ``<=500``: seeds that reached the optimum within 500 unique evaluations;
+  ``<=1000``: within 1,000 (the budget TPE is judged at);
+* ``median``: median unique evaluations to the optimum over seeds (a seed that never
+  reached it counts as infinitely late: "never" when more than half did not);
+* ``runs``: DISTINCT trajectories among the seeds (distinct sequences of proposed
+  configurations): 20 seeds that follow one path are one run, not 20;
+* Pareto members: ``HV@200`` and ``HV@1000``, the median hypervolume of the feasible
+  points found within 200 / 1,000 unique evaluations, as a fraction of the true front's
+  (exact members) or of the best known front's;
+* ``target``: issue 17's targets for that row: one objective: at least 19 of 20 seeds
+  within 500, median at most 100, and at least as many seeds within 1,000 as TPE;
+  Pareto: HV@200 at least the HV@1000 of NSGA-II and of TPE.
 
-The objective is the DESIGN's normalized sum: ``accuracy - 0.2 * average_bitwidth_ratio
-- 0.2 * activation_bitwidth_ratio`` (the ratios are to 32-bit floats), so that every
-weight and activation bit has a price and the optimum is neither the all-min nor the
-all-max configuration (the benchmark prints where it lies).
-
-Enumerating tens of thousands of configurations must be fast: the models here are
-chains of layers, so the enumeration shares prefixes (the activations after the first
-``k`` layers are computed once per setting of those layers) and evaluates the whole
-validation subset as one tensor under ``torch.inference_mode`` with the Quantizer's
-cached weights. The values it produces are checked, on a sample of configurations,
-to be exactly those of the search's own runners (:class:`bitscout.metrics.RunnerSet`
-and :class:`bitscout.metrics.Objective`), which the comparison then uses through its
-shared evaluation cache.
+Runs of Optuna's own samplers (``tpe``, ``random``, ``nsgaii``, ``qmc``) and of
+``brute_force`` are deterministic for a seed and cached under the suite's cache folder
+(keyed by the member's table and optimum, the strategy's source and Optuna's version),
+so a rerun only pays for the strategies being developed; ``--fresh`` ignores that cache.
+For members whose optimum is the best known (the 64-million-configuration ``deep``
+space), the best known is recomputed after the runs: when a run found better, the
+earlier "reached" verdicts of that member are judged against the new value and the
+report says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
+import json
 import math
-import random
+import os
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import torch
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
-from bitscout.config.schema import MetricSpec, Setup, StrategyConfig
-from bitscout.data import Dataset, load_dataset
-from bitscout.graph import TracedModel, trace
-from bitscout.metrics import MetricWarning, Objective, RunContext, RunnerSet, build_runners
-from bitscout.models import build_model, load_checkpoint, save_checkpoint
-from bitscout.quant import Quantizer
-from bitscout.space import SearchSpace
-from bitscout.training import train
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-WIDTHS = (2, 3, 4, 5, 6, 8)
+import suite  # noqa: E402  (benchmarks/ is not a package)
 
+from bitscout.errors import SearchError  # noqa: E402
+from bitscout.strategies import Exhaustible, get_strategy  # noqa: E402
+from bitscout.study import run_search  # noqa: E402
 
-@dataclass(frozen=True)
-class Problem:
-    """One benchmark space: model, data, searched layers and training recipe."""
+DEFAULT_STRATEGIES = ("sensitivity", "tpe", "random", "nsgaii")
+QUICK_STRATEGIES = ("sensitivity", "tpe", "random", "nsgaii")
+REUSABLE = frozenset({"tpe", "random", "nsgaii", "nsgaiii", "qmc", "brute_force"})
+"""Strategies whose runs are cached: Optuna's samplers and brute force, fixed for a seed."""
 
-    name: str
-    dataset: str
-    model: str
-    model_options: Mapping[str, Any]
-    layers: Mapping[str, Mapping[str, Sequence[int]]]
-    epochs: int
-    learning_rate: float
-    batch_size: int
-    num_samples: int
-    description: str = ""
+HV_BUDGETS = (200, 1000)
+_DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"brute_force": {"shuffle": True}}
 
 
-SPACES: dict[str, Problem] = {
-    "mlp": Problem(
-        name="mlp",
-        dataset="digits",
-        model="mlp",
-        model_options={"hidden": (64, 32)},
-        layers={
-            name: {"weight_width": WIDTHS, "data_in_width": WIDTHS} for name in ("fc1", "fc2", "fc3")
-        },
-        epochs=40,
-        learning_rate=3e-3,
-        batch_size=64,
-        num_samples=540,
-        description="digits MLP 64-64-32-10, weight and input widths of fc1..fc3 in {2,3,4,5,6,8}",
-    ),
-    "cnn": Problem(
-        name="cnn",
-        dataset="mnist5k",
-        model="cnn",
-        model_options={"channels": (8, 16)},
-        layers={
-            "conv1": {"weight_width": WIDTHS, "data_in_width": (2, 3, 4, 8)},
-            "conv2": {"weight_width": WIDTHS, "data_in_width": WIDTHS},
-            "fc": {"weight_width": WIDTHS, "data_in_width": (2, 3, 4, 6, 8)},
-        },
-        epochs=8,
-        learning_rate=3e-3,
-        batch_size=64,
-        num_samples=500,
-        description="mnist5k CNN (8, 16 channels), weight and input widths of conv1, conv2, fc",
-    ),
-}
+# -- one run -------------------------------------------------------------------------------
 
 
-def layer_choices(problem: Problem) -> dict[str, dict[str, Any]]:
-    """The search-space choices of ``problem`` (MASE's flat per-layer form)."""
-    out: dict[str, dict[str, Any]] = {}
-    for layer, fields in problem.layers.items():
-        out[layer] = {
-            "name": ["integer"],
-            "weight_width": list(fields["weight_width"]),
-            "weight_frac_width": ["NA"],
-            "data_in_width": list(fields["data_in_width"]),
-            "data_in_frac_width": ["NA"],
-            "bias_width": [8],
-            "bias_frac_width": ["NA"],
-        }
-    return out
+class _Recorder(optuna.samplers.BaseSampler, Exhaustible):
+    """Wraps a strategy's sampler: times it, records what each trial proposed and got,
+    and stops the study (as an exhausted sampler does) at the optimum or the budget."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler, member: suite.Member, max_unique: int, stop_at: float | None) -> None:
+        self.inner = inner
+        self.member = member
+        self.max_unique = max_unique
+        self.stop_at = stop_at
+        self.seconds = 0.0
+        self.proposals: list[int] = []
+        self.seen: set[int] = set()
+        self.unique = 0
+        self.skipped = 0
+        self.best: float | None = None
+        self.hit: tuple[int, int] | None = None  # (trials, unique evaluations) at the optimum
+        self.points: list[tuple[int, tuple[float, ...]]] = []  # (unique count, values) of feasible firsts
+
+    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._timed(self.inner.infer_relative_search_space, study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._timed(self.inner.sample_relative, study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        return self._timed(self.inner.sample_independent, study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._timed(self.inner.before_trial, study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._timed(self.inner.after_trial, study, trial, state, values)
+        space = self.member.space
+        index = space.distinct_index_of(trial.params)
+        self.proposals.append(index)
+        if index in self.seen:
+            return
+        self.seen.add(index)
+        # The loop has just evaluated it: this is the shared cache's answer, not a new evaluation.
+        entry = self.member.evaluator.evaluate(space.decode(trial.params))
+        if entry.skipped:
+            self.skipped += 1
+            return
+        self.unique += 1
+        if not (entry.ok and entry.feasible):
+            return
+        self.points.append((self.unique, tuple(entry.values)))
+        if self.member.multi:
+            return
+        value = entry.values[0]
+        sign = 1.0 if self.member.directions[0] == "maximize" else -1.0
+        if self.best is None or sign * value > sign * self.best:
+            self.best = value
+        if self.hit is None and self.member.reached(value):
+            self.hit = (len(self.proposals), self.unique)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+    def is_exhausted(self, study: optuna.Study) -> bool:
+        if self.unique >= self.max_unique:
+            return True
+        if self.stop_at is not None and self.hit is not None:
+            return True
+        return isinstance(self.inner, Exhaustible) and self.inner.is_exhausted(study)
 
 
 @dataclass
-class Prepared:
-    """A problem made concrete: trained model, traced graph, space, runners, objective."""
+class Run:
+    """One strategy run with one seed on one member."""
 
-    problem: Problem
-    dataset: Dataset
-    traced: TracedModel
-    quantizer: Quantizer
-    space: SearchSpace
-    runners: RunnerSet
-    objective: Objective
-    float_accuracy: float
-    train_seconds: float
-
-
-def _strategy_config(problem: Problem) -> StrategyConfig:
-    """The ``[search.strategy]`` section of the benchmark's objective."""
-    return StrategyConfig(
-        sw_runners={"basic_evaluation": {"data_loader": "val_dataloader", "num_samples": problem.num_samples}},
-        hw_runners={"average_bitwidth": {"compare_to": 32}, "activation_bitwidth": {}},
-        setup=Setup(sum_scaled_metrics=True, direction="maximize"),
-        metrics={
-            "accuracy": MetricSpec(scale=1.0, direction="maximize"),
-            "average_bitwidth": MetricSpec(scale=0.2, direction="minimize", normalize=True),
-            "activation_bitwidth": MetricSpec(scale=0.2, direction="minimize", normalize=True),
-        },
-    )
+    member: str
+    strategy: str
+    seed: int
+    trials: int
+    unique: int
+    skipped: int
+    trials_to_opt: int | None
+    unique_to_opt: int | None
+    best: float | None
+    target: float | None
+    trajectory: str
+    sampler_s: float
+    wall_s: float
+    stop: str
+    hv: dict[str, float] = field(default_factory=dict)
+    points: list[list[Any]] = field(default_factory=list)
+    error: str | None = None
 
 
-def prepare(problem: Problem, cache_dir: Path, *, seed: int = 0) -> Prepared:
-    """Train (or load from ``cache_dir``) the float model and build the search objects."""
-    dataset = load_dataset(problem.dataset, seed=seed)
-    torch.manual_seed(seed)
-    model = build_model(problem.model, dataset.info, dict(problem.model_options))
-    ckpt = cache_dir / f"{problem.name}_seed{seed}_e{problem.epochs}.pt"
+def run_one(member: suite.Member, strategy: str, seed: int, *, max_unique: int, max_trials: int, options: Mapping[str, Any] | None = None) -> Run:
+    """One run of ``strategy`` with ``seed`` on ``member``, through ``run_search``."""
+    chosen = dict(options if options is not None else _DEFAULT_OPTIONS.get(strategy, {}))
     started = time.perf_counter()
-    if ckpt.is_file():
-        load_checkpoint(model, ckpt)
-    else:
-        print(f"[{problem.name}] training the float model ({problem.epochs} epochs) ...", flush=True)
-        result = train(
-            model,
-            dataset,
-            epochs=problem.epochs,
-            batch_size=problem.batch_size,
-            learning_rate=problem.learning_rate,
-            seed=seed,
-            progress=False,
+    try:
+        sampler = get_strategy(strategy).make_sampler(
+            member.space, seed=seed, directions=member.directions, options=chosen,
+            n_trials=max_unique, constraints=member.hardware_constraints,
         )
-        save_checkpoint(
-            model,
-            ckpt,
-            {"model": problem.model, "dataset": problem.dataset, "metrics": result.best_val.as_dict()},
+    except SearchError as exc:
+        return Run(member.name, strategy, seed, 0, 0, 0, None, None, None, None, "", 0.0, 0.0, "refused", error=str(exc))
+    target = None if member.multi else member.optimum.value
+    recorder = _Recorder(sampler, member, max_unique, target)
+    with tempfile.TemporaryDirectory(prefix="bitscout-suite-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_search(
+            member.space, recorder, member.evaluator, out_dir=Path(tmp),
+            storage=optuna.storages.InMemoryStorage(), study_name=f"{strategy}-{seed}",
+            n_trials=max_trials, progress=False, write_outputs=False,
         )
-    train_seconds = time.perf_counter() - started
-    model.eval()
-    traced = trace(model, dataset.val.x[:2])
-    quantizer = Quantizer(traced)
-    space = SearchSpace(traced.table, layer_choices(problem))
-    context = RunContext(
-        traced=traced,
-        quantizer=quantizer,
-        dataset=dataset,
-        device=torch.device("cpu"),
-        batch_size=problem.batch_size,
-        seed=seed,
+    trajectory = hashlib.sha1(np.asarray(recorder.proposals, dtype=np.int64).tobytes()).hexdigest()[:16]
+    run = Run(
+        member=member.name, strategy=strategy, seed=seed, trials=len(recorder.proposals),
+        unique=recorder.unique, skipped=recorder.skipped,
+        trials_to_opt=recorder.hit[0] if recorder.hit else None,
+        unique_to_opt=recorder.hit[1] if recorder.hit else None,
+        best=recorder.best, target=target, trajectory=trajectory, sampler_s=recorder.seconds,
+        wall_s=time.perf_counter() - started, stop=result.stop_reason,
     )
-    strategy_cfg = _strategy_config(problem)
-    runners = build_runners(strategy_cfg, context)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MetricWarning)  # "MASE would add the costs": known
-        objective = Objective.from_config(strategy_cfg, runners)
-    reference = runners.reference()
-    return Prepared(
-        problem=problem,
-        dataset=dataset,
-        traced=traced,
-        quantizer=quantizer,
-        space=space,
-        runners=runners,
-        objective=objective,
-        float_accuracy=reference.software["accuracy"],
-        train_seconds=train_seconds,
+    if member.multi:
+        run.points = [[u, list(v)] for u, v in recorder.points]
+        run.hv = hypervolumes(member, run.points)
+    return run
+
+
+def hypervolumes(member: suite.Member, points: Sequence[Sequence[Any]]) -> dict[str, float]:
+    """Hypervolume ratio (found / the optimum's front) within each budget of HV_BUDGETS."""
+    opt = member.optimum
+    out = {}
+    for budget in HV_BUDGETS:
+        found = np.array([v for u, v in points if u <= budget]).reshape(-1, len(member.directions))
+        hv = suite.hypervolume_of(found, opt.reference_point, member.directions)
+        out[str(budget)] = hv / opt.hypervolume if opt.hypervolume else 0.0
+    return out
+
+
+# -- the run cache -------------------------------------------------------------------------
+
+
+
+def _source_digest(strategy: str) -> str:
+    """Optuna's version and the strategy's own source file: what a cached run depends on."""
+    path = inspect.getsourcefile(type(get_strategy(strategy)))
+    text = Path(path).read_bytes() if path else b""
+    return hashlib.sha1(optuna.__version__.encode() + text).hexdigest()[:10]
+
+
+def _run_path(member: suite.Member, strategy: str, seed: int, max_unique: int, max_trials: int) -> Path:
+    opt = member.optimum
+    key = hashlib.sha1(
+        json.dumps(
+            [member.name, member.description, opt.value, opt.front, opt.reference_point, strategy,
+             _DEFAULT_OPTIONS.get(strategy, {}), _source_digest(strategy), max_unique, max_trials],
+            default=repr,
+        ).encode()
+    ).hexdigest()[:12]
+    return suite.cache_dir() / "runs" / member.name.replace("/", "_") / f"{strategy}-s{seed}-{key}.json"
+
+
+def cached_run(
+    member: suite.Member, strategy: str, seed: int, *, max_unique: int, max_trials: int, reuse: bool, cache_all: bool = False
+) -> Run:
+    """:func:`run_one`, read from / written to the run cache for the reusable strategies
+    (for every strategy with ``cache_all``: then a change outside the strategy's own source
+    file is not noticed)."""
+    cached = strategy in REUSABLE or cache_all
+    path = _run_path(member, strategy, seed, max_unique, max_trials) if cached else None
+    if reuse and path is not None and path.is_file():
+        return Run(**json.loads(path.read_text()))
+    run = run_one(member, strategy, seed, max_unique=max_unique, max_trials=max_trials)
+    if path is not None and run.error is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(run)))
+        tmp.replace(path)
+    return run
+
+
+def _task(args: tuple[str, str, int, int, int, bool, bool]) -> Run:
+    name, strategy, seed, max_unique, max_trials, reuse, cache_all = args
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore")
+    return cached_run(
+        suite.load(name), strategy, seed, max_unique=max_unique, max_trials=max_trials, reuse=reuse, cache_all=cache_all
     )
 
 
-def enumerate_values(setup: Prepared) -> np.ndarray:
-    """The objective of every configuration, indexed by ``space.index_of``.
+# -- summary -------------------------------------------------------------------------------
 
-    The model is a chain of modules (checked), so the activations after a prefix of the
-    searched layers are computed once per setting of that prefix: with L searched
-    layers of c settings each, the layer forwards number c + c^2 + ... + c^L instead of
-    L * c^L. Hardware metrics come from the runners (they are analytic and cheap).
+
+def _quantile(values: Sequence[int | None], q: float) -> float | None:
+    """Linear-interpolation quantile, None counting as +inf (None when it falls on one)."""
+    if not values:
+        return None
+    ordered = sorted(math.inf if v is None else float(v) for v in values)
+    position = q * (len(ordered) - 1)
+    low, high = ordered[math.floor(position)], ordered[math.ceil(position)]
+    if math.isinf(low) or math.isinf(high):
+        return None
+    return low + (high - low) * (position - math.floor(position))
+
+
+@dataclass
+class Row:
+    """One member x strategy line of the table."""
+
+    member: str
+    strategy: str
+    seeds: int
+    within_500: int
+    within_1000: int
+    median: float | None
+    distinct: int
+    hv200: float | None
+    hv1000: float | None
+    sampler_s: float
+    refused: str | None = None
+    target: bool | None = None
+
+
+def summarize(member: suite.Member, runs: Sequence[Run]) -> Row:
+    """The table row of one strategy's runs on ``member``."""
+    first = runs[0]
+    if first.error is not None:
+        return Row(member.name, first.strategy, len(runs), 0, 0, None, 0, None, None, 0.0, refused=first.error)
+    reached = [r.unique_to_opt for r in runs]
+    hv = {b: [r.hv.get(str(b), 0.0) for r in runs] for b in HV_BUDGETS}
+    return Row(
+        member=member.name,
+        strategy=first.strategy,
+        seeds=len(runs),
+        within_500=sum(u is not None and u <= 500 for u in reached),
+        within_1000=sum(u is not None and u <= 1000 for u in reached),
+        median=None if member.multi else _quantile(reached, 0.5),
+        distinct=len({r.trajectory for r in runs}),
+        hv200=float(np.median(hv[200])) if member.multi else None,
+        hv1000=float(np.median(hv[1000])) if member.multi else None,
+        sampler_s=float(np.mean([r.sampler_s for r in runs])),
+    )
+
+
+def rejudge(member: suite.Member, runs: list[Run]) -> str | None:
+    """Judge runs of a best-known member against the best known after them.
+
+    A run stopped at the best known of its start counts only while that is still the
+    best known; a run that found better raises it (the cache holds its evaluation).
+    Returns a note when the best known changed.
     """
-    space, traced = setup.space, setup.traced
-    gm = traced.gm
-    nodes = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output")]
-    previous = None
-    for node in nodes:
-        if node.op != "call_module" or len(node.all_input_nodes) != 1:
-            raise ValueError(f"enumerate_values needs a chain of modules; node {node.name} is not one")
-        if previous is not None and node.all_input_nodes[0] is not previous:
-            raise ValueError(f"enumerate_values needs a chain of modules; {node.name} branches")
-        previous = node
-    searched = [layer for layer in space.layers if layer.params]
-    names = [layer.name for layer in searched]
-    # Per searched layer: the quantized module of each of its combinations.
-    modules = {
-        layer.name: [setup.quantizer.build({layer.name: cfg}).get_submodule(layer.name) for cfg in layer.configs]
-        for layer in searched
-    }
-    # Segments: the float modules from one searched layer (exclusive) to the next.
-    segments: list[list[torch.nn.Module]] = [[]]
-    for node in nodes:
-        if node.target in modules:
-            segments.append([])
-        else:
-            segments[-1].append(gm.get_submodule(node.target))
-    basic = setup.runners.software[0]
-    x, y = basic._x, basic._y  # the runner's own samples: the same tensors, the same order
-    sizes = [layer.size for layer in searched]
-    total = math.prod(sizes)
-    values = np.empty(total, dtype=np.float64)
-
-    def run_segment(h: torch.Tensor, mods: list[torch.nn.Module]) -> torch.Tensor:
-        for m in mods:
-            h = m(h)
-        return h
-
-    terms = setup.objective.terms
-
-    def objective_value(combo: tuple[int, ...], accuracy: float) -> float:
-        config = {name: searched[i].configs[c] for i, (name, c) in enumerate(zip(names, combo))}
-        hw = {}
-        for runner in setup.runners.hardware:
-            hw.update(runner.run(setup.runners.candidate(config)))
-        metrics = {"accuracy": accuracy, **hw}
-        return math.fsum(t.scaled(metrics) for t in terms)
-
-    with torch.inference_mode():
-        h0 = run_segment(x, segments[0])
-
-        def descend(depth: int, h: torch.Tensor, combo: tuple[int, ...], index: int) -> None:
-            layer = names[depth]
-            for c, module in enumerate(modules[layer]):
-                out = run_segment(module(h), segments[depth + 1])
-                child = index * sizes[depth] + c
-                if depth + 1 < len(names):
-                    descend(depth + 1, out, combo + (c,), child)
-                else:
-                    accuracy = float((out.argmax(dim=-1) == y).double().mean())
-                    values[child] = objective_value(combo + (c,), accuracy)
-
-        descend(0, h0, (), 0)
-    return values
+    if member.exact:
+        return None
+    before = member.optimum.value if not member.multi else member.optimum.hypervolume
+    member.refresh()
+    after = member.optimum.value if not member.multi else member.optimum.hypervolume
+    if member.multi:
+        for run in runs:
+            if run.error is None:
+                run.hv = hypervolumes(member, run.points)
+        return None if after == before else (
+            f"{member.name}: the best known front improved during these runs "
+            f"(hypervolume {before:.6g} -> {after:.6g}); ratios are to the new front"
+        )
+    if before is None or after is None or member.reached(before):
+        return None
+    for run in runs:
+        if run.unique_to_opt is not None and not member.reached(run.best):
+            run.unique_to_opt = run.trials_to_opt = None
+    return (
+        f"{member.name}: a run found better than the best known ({before:.6f} -> {after:.6f}); "
+        "runs that stopped at the old value no longer count as reaching it: run again"
+    )
 
 
-def cached_values(setup: Prepared, cache_dir: Path, *, seed: int) -> tuple[np.ndarray, float]:
-    """:func:`enumerate_values`, cached in ``cache_dir`` (returns values and seconds taken)."""
-    problem = setup.problem
-    path = cache_dir / f"{problem.name}_seed{seed}_e{problem.epochs}_n{problem.num_samples}_values.npy"
-    if path.is_file():
-        return np.load(path), 0.0
-    started = time.perf_counter()
-    values = enumerate_values(setup)
-    seconds = time.perf_counter() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, values)
-    return values, seconds
-
-
-def check_against_runners(setup: Prepared, values: np.ndarray, n: int, *, seed: int = 0) -> int:
-    """Evaluate ``n`` random configurations the search's way; they must match exactly."""
-    rng = random.Random(seed)
-    space = setup.space
-    for _ in range(n):
-        index = rng.randrange(space.size)
-        config = space.decode(space.params_at(index))
-        value = setup.objective.evaluate(setup.runners.run(config)).values[0]
-        if value != values[index]:
-            raise SystemExit(
-                f"enumeration and runners disagree at {space.params_at(index)}: "
-                f"{values[index]!r} against {value!r}"
+def mark_targets(rows: list[Row]) -> None:
+    """Fill ``Row.target`` (see the module docstring)."""
+    by_member: dict[str, dict[str, Row]] = {}
+    for row in rows:
+        by_member.setdefault(row.member, {})[row.strategy] = row
+    for member_rows in by_member.values():
+        tpe = member_rows.get("tpe")
+        for row in member_rows.values():
+            if row.refused is not None:
+                continue
+            if row.hv200 is not None:
+                others = [member_rows[s].hv1000 for s in ("nsgaii", "tpe") if s in member_rows and member_rows[s].hv1000 is not None]
+                row.target = bool(others) and row.hv200 >= max(others) - 1e-12
+                continue
+            need = math.ceil(0.95 * row.seeds)  # 19 of 20
+            row.target = (
+                row.within_500 >= need
+                and row.median is not None
+                and row.median <= 100
+                and (tpe is None or row.within_1000 >= tpe.within_1000)
             )
-    return n
 
 
-def describe_optimum(setup: Prepared, values: np.ndarray) -> list[str]:
-    """Where the optimum lies, against the all-max and all-min configurations."""
-    space = setup.space
-    best = int(np.argmax(values))
-    params = space.params_at(best)
-    top = {p.name: max(p.choices) for p in space.params}
-    low = {p.name: min(p.choices) for p in space.params}
-    ties = int(np.sum(values == values[best]))
-    text = ", ".join(f"{k.replace('/', '.')}={v}" for k, v in params.items())
-    return [
-        f"Optimum {values[best]:.6f} at {text} ({ties} configuration(s) reach it).",
-        f"All-max (8 bits everywhere): {values[space.index_of(top)]:.6f}; all-min (2 bits): "
-        f"{values[space.index_of(low)]:.6f}; mean over the space: {values.mean():.6f}; float "
-        f"model accuracy {setup.float_accuracy:.4f}.",
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "never" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(members: Sequence[suite.Member], rows: Sequence[Row]) -> str:
+    """The suite's table: one block per member, one row per strategy."""
+    lines = [
+        "| member | configurations | optimum | strategy | <=500 | <=1000 | median | runs | HV@200 | HV@1000 | sampler s/run | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    by_name = {m.name: m for m in members}
+    for row in rows:
+        m = by_name[row.member]
+        if m.multi:
+            opt = f"front of {len(m.optimum.front or [])} ({'exact' if m.exact else 'best known'})"
+        else:
+            opt = f"{m.optimum.value:.6f} ({'exact' if m.exact else 'best known'})"
+        if row.refused is not None:
+            reason = row.refused.split(";")[0]
+            lines.append(f"| {row.member} | {m.size:,} | {opt} | {row.strategy} | refused ({reason}) | | | | | | | |")
+            continue
+        multi = row.hv200 is not None
+        lines.append(
+            f"| {row.member} | {m.size:,} | {opt} | {row.strategy} | "
+            f"{'-' if multi else f'{row.within_500}/{row.seeds}'} | {'-' if multi else f'{row.within_1000}/{row.seeds}'} | "
+            f"{'-' if multi else _fmt(row.median)} | {row.distinct}/{row.seeds} | "
+            f"{_fmt(row.hv200, 3) if multi else '-'} | {_fmt(row.hv1000, 3) if multi else '-'} | "
+            f"{row.sampler_s:.2f} | {'-' if row.target is None else ('yes' if row.target else 'no')} |"
+        )
+    return "\n".join(lines)
 
 
-DEFAULT_STRATEGIES = ("sensitivity", "tpe", "random", "qmc", "nsgaii", "brute_force")
+def _members_text(members: Sequence[suite.Member]) -> str:
+    lines = []
+    for m in members:
+        lines.append(f"- {m.name} ({m.size:,} configurations): {m.description}; optimum {m.optimum.describe()}")
+    return "\n".join(lines)
+
+
+# -- main ----------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bitscout.evaluation import CachedEvaluator, Evaluation, RunnerEvaluator
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spaces", default="mlp,cnn", help="comma-separated: mlp, cnn")
-    parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES))
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--n-trials", type=int, default=1000)
-    parser.add_argument("--budgets", default="25,50,100,200,500,1000")
-    parser.add_argument("--check", type=int, default=50, help="configurations checked against the runners")
-    parser.add_argument("--cache", type=Path, default=Path(".cache/sample_efficiency"))
+    parser.add_argument("--quick", action="store_true", help="the quick subset: 3 seeds, 200 unique evaluations")
+    parser.add_argument("--members", default=None, help="comma-separated member names (default: all, or the quick ones)")
+    parser.add_argument("--strategies", default=None, help=f"comma-separated (default: {','.join(DEFAULT_STRATEGIES)})")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 20; 3 with --quick)")
+    parser.add_argument("--max-unique", type=int, default=None, help="unique evaluations per run (default 1000; 200 with --quick)")
+    parser.add_argument("--max-trials", type=int, default=None, help="trials per run, duplicates included (default 1.5 x --max-unique)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--fresh", action="store_true", help="ignore cached runs of the reusable strategies")
+    parser.add_argument(
+        "--cache-all", action="store_true",
+        help="cache (and reuse) the runs of every strategy, keyed by its own source file",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/sample_efficiency"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # small tensors: threads only add contention
+    torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
-    for name in [s.strip() for s in args.spaces.split(",") if s.strip()]:
-        problem = SPACES[name]
-        print(f"== {name}: {problem.description}", flush=True)
-        setup = prepare(problem, args.cache)
-        print(setup.space.describe())
-        values, seconds = cached_values(setup, args.cache, seed=0)
-        took = f"in {seconds:.1f} s" if seconds else "(cached)"
-        print(f"enumerated {len(values):,} configurations {took}", flush=True)
-        checked = check_against_runners(setup, values, args.check)
-        notes = describe_optimum(setup, values)
-        notes.append(
-            f"Exhaustive values from a prefix-sharing enumeration {took}; {checked} random "
-            "configurations re-evaluated by the search's runners gave identical values."
-        )
-        print("\n".join(notes), flush=True)
-        cache = CachedEvaluator(RunnerEvaluator(setup.runners, setup.objective), key=setup.space.key)
-        for index in range(setup.space.size):
-            cache.add(setup.space.decode(setup.space.params_at(index)), Evaluation(values=(float(values[index]),)))
-        compare_and_save(setup, strategies, args, budgets, cache, notes, args.out / name)
-    return 0
-
-
-def compare_and_save(setup, strategies, args, budgets, cache, notes, out: Path, **options) -> None:
-    """Run the comparison of one benchmark space, save it in ``out`` and print its table.
-
-    ``options`` go to :func:`compare_strategies` (``constraints=`` for benchmarks/constrained.py).
-    """
-    from bitscout.compare import compare_strategies, format_comparison
-
     started = time.perf_counter()
-    comparison = compare_strategies(
-        setup.space,
-        setup.runners,
-        setup.objective,
-        strategies,
-        seeds=args.seeds,
-        n_trials=args.n_trials,
-        budgets=budgets,
-        cache=cache,
-        progress=True,
-        notes=notes,
-        **options,
+    member_names = args.members.split(",") if args.members else suite.names(quick=args.quick)
+    strategies = (args.strategies.split(",") if args.strategies else list(QUICK_STRATEGIES if args.quick else DEFAULT_STRATEGIES))
+    seeds = args.seeds if args.seeds is not None else (3 if args.quick else 20)
+    max_unique = args.max_unique if args.max_unique is not None else (200 if args.quick else 1000)
+    max_trials = args.max_trials if args.max_trials is not None else max_unique * 3 // 2
+    for name in strategies:
+        get_strategy(name)  # an unknown name fails before anything runs
+    members = []
+    for name in member_names:
+        members.append(suite.load(name))
+    built = time.perf_counter() - started
+    print(f"{len(members)} members ready in {built:.0f} s", flush=True)
+    tasks = [(m.name, s, seed, max_unique, max_trials, not args.fresh, args.cache_all) for m in members for s in strategies for seed in range(seeds)]
+    runs: list[Run] = []
+
+    def done(run: Run) -> None:
+        runs.append(run)
+        reached = "refused" if run.error else f"optimum after {_fmt(run.unique_to_opt)}"
+        print(f"  {run.member} {run.strategy} seed {run.seed}: {run.unique} unique, {reached}, {run.wall_s:.1f} s", flush=True)
+
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for run in pool.map(_task, tasks, chunksize=1):
+                done(run)
+    else:
+        for t in tasks:
+            done(_task(t))
+    notes = []
+    rows = []
+    for m in members:
+        mine = [r for r in runs if r.member == m.name]
+        note = rejudge(m, mine)
+        if note:
+            notes.append(note)
+        for s in strategies:
+            rows.append(summarize(m, [r for r in mine if r.strategy == s]))
+    mark_targets(rows)
+    took = time.perf_counter() - started
+    table = format_table(members, rows)
+    text = "\n\n".join(
+        [
+            f"Suite: {len(members)} members x {len(strategies)} strategies x {seeds} seeds, "
+            f"at most {max_unique} unique evaluations ({max_trials} trials) per run; "
+            f"{took:.0f} s in all ({built:.0f} s loading tables), {os.cpu_count()} CPUs.",
+            _members_text(members),
+            table,
+            *(["Notes:\n" + "\n".join(f"- {n}" for n in notes)] if notes else []),
+        ]
     )
-    paths = comparison.save(out)
-    print(format_comparison(comparison))
-    print(f"({time.perf_counter() - started:.0f} s; files: {', '.join(str(p) for p in paths.values())})\n", flush=True)
+    print(text, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "suite.md").write_text(text + "\n")
+    (args.out / "suite.json").write_text(
+        json.dumps({"rows": [asdict(r) for r in rows], "runs": [asdict(r) for r in runs], "notes": notes}, indent=1) + "\n"
+    )
+    return 0
 
 
 if __name__ == "__main__":
