@@ -107,6 +107,9 @@ _NOISE_FLOOR = 0.05
 # Fewer unseen neighbours than this around the best trials: take in the next best's.
 _MIN_NEIGHBOURS = 32
 
+# Trials without a new best after which the model's locality starts to widen.
+_STALL = 20
+
 # The best trials remembered (the incumbent and the centres of the neighbourhoods).
 _KEEP_BEST = 16
 
@@ -396,9 +399,10 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         self._constraint_fitted = False
         self._fitted = -1
         self._pool = np.zeros((0, len(self._params)), dtype=np.int64)
+        self._pool_full = False
         self._constraints: ConfigConstraints | None = None
         self._violations: dict[int, float] = {}  # distinct index -> violation
-        self._skipped: set[int] = set()
+        self._skipped = _IndexSet(space.distinct_size)
         self._probe_list: list[tuple[int, ...]] | None = None
         self._probes_done = 0
         if constraints is not None:
@@ -659,7 +663,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         m = _fit_size(len(self._vectors), self._seen_vectors[incumbent])
         if self._fitted != m:
             self._refit(m)
-        elif len(self._pool) and self._taken.mask(self._distinct_many(self._pool)).all():
+        elif self._pool_full and self._taken.mask(self._distinct_many(self._pool)).all():
             self._pool = self._model_best()  # its list is used up: the next best unseen ones
         parts = [self._pool]
         if self._random_candidates:
@@ -701,8 +705,11 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             worst = self._constraint_model.intercept + self._constraint_model.coef[cols].sum(axis=1)
             allowed = worst <= _CONSTRAINT_SLACK
             scores = np.where(allowed, scores, -np.inf) if allowed.any() else -worst
-        for i in np.argsort(-scores, kind="stable"):
-            vector = tuple(int(v) for v in candidates[i])
+        if self._constraints is not None:
+            scores[self._skipped.mask(indices)] = -np.inf  # proven infeasible before
+        rows = candidates.tolist()
+        for i in np.argsort(-scores, kind="stable").tolist():
+            vector = tuple(rows[i])
             if self._feasible(vector, int(indices[i])):
                 return vector
         unseen = self._any_unseen()
@@ -719,9 +726,12 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         y = np.array(self._values[:m])
         infeasible = np.array([self._worst.get(v, 0.0) > 0 for v in self._vectors[:m]])
         key = np.where(infeasible, -np.inf, y)
-        incumbent = x[int(np.argmax(key))] if np.isfinite(key).any() else x[int(np.argmax(y))]
-        distance = self._distance(x, incumbent)
-        weights = np.exp(-distance / self._locality)
+        at = int(np.argmax(key)) if np.isfinite(key).any() else int(np.argmax(y))
+        distance = self._distance(x, x[at])
+        # A search stuck on one incumbent widens the model's view: the longer no trial has
+        # beaten it, the more the far trials count (the best basin may be elsewhere).
+        stalled = max(0, m - 1 - at - _STALL)
+        weights = np.exp(-distance / (self._locality * (1.0 + stalled / _STALL)))
         scale = float(np.std(y)) or 1.0
         with _one_blas_thread():
             self._model.fit(x, y / scale, weights, noise_floor=_NOISE_FLOOR)
@@ -780,7 +790,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         pops = 0
         # Constrained, most of the model's favourites may be infeasible (the most precise
         # ones first): walk further to find as many feasible ones.
-        max_pops = (64 if self._constraints is not None else 8) * self._model_candidates
+        max_pops = (16 if self._constraints is not None else 8) * self._model_candidates
         while heap and len(found) < self._model_candidates and pops < max_pops:
             neg, state = heapq.heappop(heap)
             pops += 1
@@ -799,6 +809,9 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
                         seen.add(nxt)
                         delta = scores[state[g] + 1] - scores[state[g]]
                         heapq.heappush(heap, (neg - delta, nxt))
+        # A shorter list than asked for: the walk's limit is reached, walking again finds
+        # no more until the model changes.
+        self._pool_full = len(found) >= self._model_candidates
         return np.array(found, dtype=np.int64).reshape(-1, len(self._params))
 
     def _any_unseen(self) -> tuple[int, ...] | None:
