@@ -149,6 +149,30 @@ def test_defaults_fill_project_and_sampler_seed() -> None:
     assert config.source is None
 
 
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ({}, "sensitivity"),  # one summed objective, no sampler named: bitscout's own
+        ({"sum_scaled_metrics": False}, "tpe"),  # a Pareto search: sensitivity takes one objective
+        ({"sampler": "tpe"}, "tpe"),  # named: kept (MASE's lab TOML names tpe)
+        ({"sampler": "random", "sum_scaled_metrics": False}, "random"),
+    ],
+)
+def test_the_default_sampler_depends_on_the_number_of_objectives(setup: dict, expected: str) -> None:
+    config = parse_config(
+        {
+            "model": "mlp",
+            "dataset": "digits",
+            "search": {
+                "search_space": {"setup": {"by": "type"}, "seed": {"default": {"config": {"name": "NA"}}}},
+                "strategy": {"setup": setup},
+            },
+        }
+    )
+    assert config.strategy_name == expected
+    assert parse_config(tomllib.loads(config.to_toml())).strategy_name == expected
+
+
 def test_mase_spellings_are_read_as_bitscout_values() -> None:
     config = parse_config(
         {

@@ -1,4 +1,4 @@
-"""bitscout's own strategy, ``sensitivity``: profile order, optimum of separable spaces, resume.
+"""bitscout's own strategy, ``sensitivity``: profile, seeds, unordered choices, optimum, resume, workers.
 
 It also runs through the shared contract (``test_contract.py``) as every registered
 strategy does.
@@ -6,15 +6,18 @@ strategy does.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import optuna
 import pytest
 
 from bitscout.errors import SearchError
+from bitscout.graph import LayerTable
 from bitscout.space import SearchSpace
 from bitscout.strategies import get_strategy, strategy_names
-from bitscout.strategies._sensitivity import value_order
+from bitscout.strategies._sensitivity import _shifts, value_order
+from tests.strategies.conftest import INT8
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -53,14 +56,22 @@ def test_value_order() -> None:
 def test_profile_comes_first(space36: SearchSpace) -> None:
     study = run(space36, separable, 7)
     params = [t.params for t in study.trials]
-    # The most precise configuration, then each parameter alone at its other values.
+    # The most precise configuration, then each parameter alone at each of its other values.
     assert params[0] == {"fc1/weight_width": 8, "fc1/data_in_width": 8, "act/data_in_width": 8, "fc2/weight_width": 8}
     changed = [{k for k in p if p[k] != params[0][k]} for p in params[1:]]
     assert all(len(c) == 1 for c in changed)
-    # In the space's parameter order, each value in turn from the most precise down.
-    expected = [(p.name, v) for p in space36.params for v in sorted(p.choices, reverse=True)[1:]]
-    assert [c.pop() for c in changed] == [name for name, _ in expected]
-    assert [params[i + 1][name] for i, (name, _) in enumerate(expected)] == [v for _, v in expected]
+    expected = {(p.name, v) for p in space36.params for v in p.choices if v != 8}
+    probes = {(name, p[name]) for p, c in zip(params[1:], changed) for name in c}
+    assert probes == expected and len(expected) == 6
+
+
+def test_seeds_take_different_paths(space36: SearchSpace) -> None:
+    # The profile's order and the posterior draws come from the seed: seeds are runs.
+    paths = [tuple(tuple(sorted(t.params.items())) for t in run(space36, separable, 12, seed=s).trials) for s in range(4)]
+    assert len(set(paths)) == 4
+    # The same seed, the same path.
+    again = tuple(tuple(sorted(t.params.items())) for t in run(space36, separable, 12, seed=2).trials)
+    assert again == paths[2]
 
 
 def _optimum(space: SearchSpace, objective: Any) -> float:
@@ -125,3 +136,96 @@ def test_failed_trials_are_not_proposed_again(space36: SearchSpace) -> None:
         study.tell(study.ask(dists), state=optuna.trial.TrialState.FAIL)
     keys = {tuple(sorted(t.params.items())) for t in study.trials}
     assert len(keys) == 12
+
+
+def test_neighbourhoods_do_not_depend_on_the_listed_order() -> None:
+    # Radius 1 over radices (3, 2): every other value of one parameter, in any order.
+    rows = {tuple(r) for r in _shifts([3, 2], 1)}
+    assert rows == {(1, 0), (2, 0), (0, 1)}
+    # Radius 2 adds both parameters changed at once: 2 x 1 more.
+    assert len(_shifts([3, 2], 2)) == 5
+
+
+def test_shuffled_listing_of_widths_finds_the_same_optimum(mlp_table: LayerTable) -> None:
+    shuffled = SearchSpace(
+        mlp_table,
+        {
+            "fc1": {**INT8, "weight_width": (8, 2, 4), "data_in_width": (8, 4)},
+            "act": {"name": "integer", "data_in_width": (8, 2)},
+            "fc2": {**INT8, "weight_width": (4, 8, 2)},
+        },
+    )
+    study = run(shuffled, separable, 8)
+    assert study.trials[0].params == {"fc1/weight_width": 8, "fc1/data_in_width": 8, "act/data_in_width": 8, "fc2/weight_width": 8}
+    assert study.trials[7].value == 0.0  # the additive model's optimum right after the 7 probes
+
+
+# Format names: unordered. The best format is neither the first nor the last listed for
+# fc1, and the last listed for fc2; "NA" leaves fc1 float (its widths then do not matter).
+FORMAT_SCORE = {"fc1": {"integer": 0.0, "log": -1.0, "int": 1.0, "NA": -0.5}, "fc2": {"int": 0.0, "integer": -0.7, "log": 0.6}}
+
+
+def format_objective(params: dict[str, Any]) -> float:
+    value = FORMAT_SCORE["fc1"][params["fc1/name"]] + FORMAT_SCORE["fc2"][params["fc2/name"]]
+    value -= abs(params["fc2/weight_width"] - 4)
+    if params["fc1/name"] != "NA":
+        value -= abs(params["fc1/weight_width"] - 4) + 0.3 * (params["fc1/data_in_width"] == 8)
+        # A pair effect: "log" needs wide inputs.
+        value -= 2.0 * (params["fc1/name"] == "log" and params["fc1/data_in_width"] == 4)
+    return value
+
+
+def test_unordered_format_choices(mlp_table: LayerTable) -> None:
+    space = SearchSpace(
+        mlp_table,
+        {
+            "fc1": {"name": ("integer", "log", "int", "NA"), "weight_width": (2, 4, 8), "data_in_width": (4, 8), "bias_width": 8},
+            "fc2": {"name": ("int", "integer", "log"), "weight_width": (2, 4, 8), "data_in_width": 8, "bias_width": 8},
+        },
+    )
+    assert (space.size, space.distinct_size) == (216, 171)
+    every = [space.distinct_params_at(i) for i in range(space.distinct_size)]
+    best = max(format_objective(p) for p in every)
+    assert best == pytest.approx(1.6)  # int, 4, 4 bits in; log, 4
+    # 1 + (3 + 2 + 1 + 2 + 2) = 11 profile trials; the optimum follows within a few more.
+    for seed in range(3):
+        study = run(space, format_objective, 20, seed=seed)
+        values = [t.value for t in study.trials]
+        assert max(values[:20]) == pytest.approx(best)
+        # The profile starts from the first listed format ("NA" would come first).
+        assert study.trials[0].params["fc1/name"] == "NA"
+        assert len({space.distinct_index_of(t.params) for t in study.trials}) == 20
+
+
+def test_threads_of_one_sampler_never_collide(space36: SearchSpace) -> None:
+    # Four threads ask while others' trials run: a proposal is taken the moment it is
+    # made, before its parameters reach the storage.
+    sampler = get_strategy("sensitivity").make_sampler(space36, seed=0, directions=["maximize"], options={})
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    dists = space36.distributions()
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {name: trial.suggest_categorical(name, d.choices) for name, d in dists.items()}
+        time.sleep(0.002)
+        return separable(params)
+
+    study.optimize(objective, n_trials=30, n_jobs=4)
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 30
+
+
+def test_workers_sharing_a_storage_never_collide(space36: SearchSpace) -> None:
+    # Two workers (two samplers, as in two processes) on one storage: the other's running
+    # trials are taken too.
+    storage = optuna.storages.InMemoryStorage()
+    workers = []
+    for seed in (0, 0):  # the same seed: without the running trials they would agree
+        sampler = get_strategy("sensitivity").make_sampler(space36, seed=seed, directions=["maximize"], options={})
+        workers.append(optuna.create_study(storage=storage, study_name="shared", sampler=sampler,
+                                           direction="maximize", load_if_exists=True))
+    dists = space36.distributions()
+    for _ in range(10):
+        running = [w.ask(dists) for w in workers]  # both ask before either finishes
+        for w, trial in zip(workers, running):
+            w.tell(trial, separable(trial.params))
+    keys = [tuple(sorted(t.params.items())) for t in workers[0].trials]
+    assert len(keys) == 20 and len(set(keys)) == 20

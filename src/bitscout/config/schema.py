@@ -106,7 +106,11 @@ class Setup(_Model):
         n_trials: Trials in total for the study, over every worker.
         timeout: Stop starting trials after this many seconds; None: no limit.
         sampler: The Optuna sampler when the strategy is ``"optuna"`` (``tpe``,
-            ``random``, ``nsgaii``, ...), compared in lower case.
+            ``random``, ``nsgaii``, ...), compared in lower case. Not given:
+            ``sensitivity`` for one summed objective (bitscout's own strategy, the
+            most sample-efficient one measured: docs/sample_efficiency.md), ``tpe``
+            for a Pareto search (``sum_scaled_metrics = false``), which ``sensitivity``
+            does not do.
         sum_scaled_metrics: True: one objective, the sum of scaled metrics; False: one
             objective per metric (a Pareto search).
         direction: Direction of the summed objective.
@@ -120,7 +124,7 @@ class Setup(_Model):
     n_jobs: ParallelCount = 1
     n_trials: TrialCount = 20
     timeout: PositiveFloat | None = None
-    sampler: LowerText = "tpe"
+    sampler: LowerText = "sensitivity"
     sum_scaled_metrics: Flag = True
     direction: Direction = "maximize"
     seed: Seed | None = None
@@ -128,6 +132,13 @@ class Setup(_Model):
     study_name: Text | None = None
     workers: ParallelCount = 1
     sampler_options: Table = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_sampler(self) -> Setup:
+        # A Pareto search that names no sampler gets TPE: sensitivity takes one objective.
+        if "sampler" not in self.model_fields_set and not self.sum_scaled_metrics:
+            self.__dict__["sampler"] = "tpe"
+        return self
 
 
 class MetricSpec(_Model):

@@ -1,28 +1,38 @@
-"""``sensitivity``: bitscout's own strategy for mixed-precision spaces.
+"""``sensitivity``: bitscout's own strategy for mixed-precision spaces (the default for one objective).
 
-It exploits what such spaces look like: each parameter's choices are ordered (more bits
-rarely hurts accuracy), costs add up over layers, and a layer's sensitivity can be
-measured alone. Three phases, all derived from the study's trials (so a resumed study,
-or several workers sharing one, continue where the trials say):
+It exploits what such spaces look like: a layer's sensitivity can be measured alone, and
+costs and accuracy losses roughly add up over layers. Three phases, all derived from the
+study's trials (so a resumed study, or several workers sharing one, continue where the
+trials say):
 
 1. **Profile.** The most precise configuration (every numeric parameter at its largest
-   value), then each parameter alone at each of its other values with the rest at their
-   largest: ``1 + sum(choices - 1)`` trials measure every setting's effect in isolation.
-2. **Model.** A ridge regression of the objective on one-hot features of each parameter
-   value (the additive part: after the profile it predicts every configuration as the
-   sum of the measured one-at-a-time effects), plus pairs of values of two parameters
-   (every pair while that stays under 1,500 features, else the pairs within a layer,
-   whose weight and input widths interact), shrunk harder than the additive part. It is
-   refitted on every finished trial, weighted towards the incumbent (the best trial so
-   far) so that it is accurate where it matters. The best configurations of its
-   per-layer part are enumerated exactly (a best-first walk over per-layer tables).
-3. **Local search.** The unseen configurations one or two steps (one position in a
-   parameter's ordered choices) from the best trials join the model's best ones; the
-   proposal is the candidate the model scores highest.
+   value, an unordered choice at its first listed value, ``"NA"`` first), then each
+   parameter alone at each of its other values with the rest as they were:
+   ``1 + sum(choices - 1)`` trials measure every setting's effect in isolation. The
+   order of these probes is drawn from the seed.
+2. **Model.** A Bayesian ridge regression of the objective on one-hot features of each
+   parameter value (the additive part: after the profile its mean predicts every
+   configuration as the sum of the measured one-at-a-time effects), plus pairs of
+   values of two parameters (every pair while that stays under 1,500 features, else the
+   pairs within a layer, whose weight and input widths interact), shrunk harder than the
+   additive part. It is weighted towards the incumbent (the best trial so far) so that it
+   is accurate where it matters, and refitted on every new best and otherwise as the
+   history grows by about 5%. The best configurations of its per-layer part are
+   enumerated exactly (a best-first walk over per-layer tables).
+3. **Search.** The candidates are the model's best unseen configurations, every unseen
+   configuration that differs from one of the best trials in one or two parameters (any
+   other value of a parameter counts, so neither the listed order nor any order of the
+   choices matters: format names and shuffled labels are handled alike), and a few
+   uniformly random ones. Each proposal scores them with one draw from the model's
+   posterior (Thompson sampling; ``exploration`` scales its spread) and takes the best:
+   a configuration the model is unsure about gets its chance, and different seeds take
+   different paths.
 
-A configuration already evaluated (or running, or failed) in the study is never proposed
-again while an unseen one remains. One objective only: a Pareto search raises the
-contract's :class:`bitscout.errors.SearchError`.
+A configuration already evaluated, running (in this process or another worker's, as
+soon as its parameters are in the storage) or failed is never proposed again while an
+unseen one remains; a proposal counts as taken the moment it is made, so threads of one
+process never collide. One objective only: a Pareto search raises the contract's
+:class:`bitscout.errors.SearchError`.
 
 **Constraints** that a configuration alone decides (``average_bitwidth <= 4``: hardware
 metrics computed from the configuration) are predicted exactly before anything is
@@ -32,13 +42,18 @@ over). The profile then starts from the most precise *feasible* configuration: t
 precise one, repaired by single steps that each reduce the violation, always stepping the
 parameter that is furthest from the end it moves towards (so widths come down evenly);
 a probe that breaks the constraints is repaired the same way with its own parameter
-held. Every candidate of the local search and of the model's best list is checked.
+held. Every candidate is checked before it is proposed.
 
 Constraints measured on data (``accuracy_drop <= 0.01``) are known only after a trial,
 from the values the loop records with ``trial.set_constraint``: the incumbent and the
 neighbourhoods are then feasible trials, and once a trial has broken one, a second model
 of the same form predicts the largest constraint value, and candidates it expects to be
 infeasible are proposed only when it expects every candidate to be.
+
+**Cost.** The study is read incrementally (only the trials from the first unfinished one
+on), taken configurations are a bitmap, candidates are scored as arrays, and the model is
+refitted only on the schedule above, so a proposal late in a long search costs about a
+millisecond (docs/sample_efficiency.md has the measurement).
 """
 
 from __future__ import annotations
@@ -53,6 +68,7 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
+import scipy.linalg
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field
@@ -83,6 +99,24 @@ _MAX_PAIR_FEATURES = 1500
 # feasible: the trial itself then says whether they are.
 _CONSTRAINT_SLACK = 0.1
 
+# The least noise the model assumes (in standard deviations of the observed values):
+# after the profile the additive model fits its trials exactly, yet it is not certain
+# about the configurations no trial has shown.
+_NOISE_FLOOR = 0.05
+
+# Fewer unseen neighbours than this around the best trials: take in the next best's.
+_MIN_NEIGHBOURS = 32
+
+# Trials without a new best after which the model's locality starts to widen.
+_STALL = 20
+
+# The best trials remembered (the incumbent and the centres of the neighbourhoods).
+_KEEP_BEST = 16
+
+# Taken configurations are a bitmap up to this many distinct configurations (one byte
+# each), a set beyond.
+_BITMAP_LIMIT = 1 << 24
+
 
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
@@ -104,32 +138,40 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
+def _is_numeric(choices: Sequence[Any]) -> bool:
+    return all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices)
+
+
 def value_order(choices: Sequence[Any]) -> list[int]:
     """Positions of ``choices`` from the most to the least precise.
 
-    Numbers (widths): largest first. Anything else keeps the listed order, except that
-    ``"NA"`` (floating point, the most precise) comes first.
+    Numbers (widths): largest first, whatever the listed order. Anything else keeps the
+    listed order, except that ``"NA"`` (floating point, the most precise) comes first;
+    only the profile's starting point uses that order (neighbourhoods and the model
+    treat such choices as unordered).
     """
     positions = list(range(len(choices)))
-    numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices)
-    if numeric:
+    if _is_numeric(choices):
         return sorted(positions, key=lambda i: (-float(choices[i]), i))
     return sorted(positions, key=lambda i: (choices[i] != _NA, i))
 
 
-def _offsets(n: int, radius: int) -> np.ndarray:
-    """Every integer vector of length ``n`` with 1 <= L1 norm <= ``radius``."""
-    rows: list[tuple[int, ...]] = []
+def _shifts(radices: Sequence[int], radius: int) -> np.ndarray:
+    """Every change of at most ``radius`` parameters to any other of their values.
 
-    def walk(prefix: tuple[int, ...], left: int) -> None:
-        if len(prefix) == n:
-            if left < radius:
-                rows.append(prefix)
-            return
-        for d in range(-left, left + 1):
-            walk(prefix + (d,), left - abs(d))
-
-    walk((), radius)
+    Rows of per-parameter shifts: ``(vector + shift) % radices`` is a neighbour. Any other
+    value counts (not only the next one in some order), so neighbourhoods do not depend
+    on how the choices are listed or whether they are ordered at all.
+    """
+    n = len(radices)
+    rows: list[list[int]] = []
+    for k in range(1, radius + 1):
+        for params in itertools.combinations(range(n), k):
+            for steps in itertools.product(*(range(1, radices[p]) for p in params)):
+                row = [0] * n
+                for p, step in zip(params, steps):
+                    row[p] = step
+                rows.append(row)
     return np.array(rows, dtype=np.int64).reshape(-1, n)
 
 
@@ -147,8 +189,44 @@ def _fit_size(n: int, newest_best: int) -> int:
     return n if newest_best >= point else point
 
 
+class _IndexSet:
+    """A growing set of distinct-configuration indices with a vectorized membership test.
+
+    A bitmap while the space has at most :data:`_BITMAP_LIMIT` distinct configurations
+    (membership of a thousand candidates is one gather), a Python set beyond.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._bits = np.zeros(size, dtype=bool) if size <= _BITMAP_LIMIT else None
+        self._set: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def __contains__(self, index: int) -> bool:
+        return index in self._set
+
+    def add(self, index: int) -> None:
+        self._set.add(index)
+        if self._bits is not None:
+            self._bits[index] = True
+
+    def mask(self, indices: np.ndarray) -> np.ndarray:
+        """Membership of every index in ``indices`` (bool array)."""
+        if self._bits is not None:
+            return self._bits[indices]
+        members = self._set
+        return np.fromiter((i in members for i in indices.tolist()), dtype=bool, count=len(indices))
+
+
 class _Model:
-    """Weighted ridge regression on one-hot values and value pairs of parameter pairs."""
+    """Bayesian ridge regression on one-hot values and value pairs of parameter pairs.
+
+    The posterior mean is the weighted ridge fit; its covariance is
+    ``noise^2 / sum(w) * (X^T W X / sum(w) + penalty)^-1``, with the noise the weighted
+    residual spread (floored: a model that fits its trials exactly is not certain about
+    the configurations it has not seen). :meth:`sample` draws coefficients from it.
+    """
 
     def __init__(
         self, radices: Sequence[int], pairs: Sequence[tuple[int, int]], ridge: float, pair_ridge: float
@@ -171,6 +249,8 @@ class _Model:
         self.penalty[: offsets[-1]] = ridge
         self.coef = np.zeros(self.n_features)
         self.intercept = 0.0
+        self._factor: np.ndarray | None = None
+        self._spread = 0.0
 
     def columns(self, x: np.ndarray) -> np.ndarray:
         """Active feature columns per row: shape (n, params + pairs)."""
@@ -179,11 +259,12 @@ class _Model:
             cols.append(off + x[:, a] * self.radices[b] + x[:, b])
         return np.stack(cols, axis=1)
 
-    def fit(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+    def fit(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, noise_floor: float = 0.0) -> None:
         cols = self.columns(x)
         n, active = cols.shape
         f = self.n_features
-        sw = w / w.sum()
+        total = float(w.sum())
+        sw = w / total
         self.intercept = float(sw @ y)
         centered = y - self.intercept
         # The design is one-hot: build X^T W X and X^T W y from the active columns only.
@@ -193,7 +274,20 @@ class _Model:
         ).reshape(f, f)
         gram[np.diag_indices_from(gram)] += self.penalty
         rhs = np.bincount(cols.ravel(), weights=np.repeat(sw * centered, active), minlength=f)
-        self.coef = np.linalg.solve(gram, rhs)
+        self._factor = np.linalg.cholesky(gram)
+        self.coef = scipy.linalg.cho_solve((self._factor, True), rhs)
+        residual = centered - self.coef[cols].sum(axis=1)
+        noise = math.sqrt(max(float(sw @ residual**2), noise_floor**2))
+        self._spread = noise / math.sqrt(total)
+
+    def sample(self, rng: np.random.Generator, scale: float) -> np.ndarray:
+        """Coefficients drawn from the posterior, its spread multiplied by ``scale``."""
+        if self._factor is None or scale <= 0 or self._spread <= 0:
+            return self.coef
+        z = rng.standard_normal(self.n_features)
+        # cov = spread^2 * (L L^T)^-1: L^-T z has covariance (L L^T)^-1.
+        draw = scipy.linalg.solve_triangular(self._factor, z, lower=True, trans="T", check_finite=False)
+        return self.coef + scale * self._spread * draw
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.intercept + self.coef[self.columns(x)].sum(axis=1)
@@ -204,18 +298,20 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
 
     Args:
         space: The search space.
-        seed: Seed of the tie-breaking noise and of the fallback for parameters outside
-            the space.
+        seed: Seed of the profile order, the posterior draws and the random candidates.
         direction: ``"maximize"`` or ``"minimize"``.
         ridge: Ridge penalty of the model (relative to the weighted mean square).
-        locality: How fast the model's weights fall with the distance (in steps) from
-            the incumbent: weight ``exp(-distance / locality)``.
+        locality: How fast the model's weights fall with the distance from the
+            incumbent: weight ``exp(-distance / locality)``.
         model_candidates: How many of the model's best unseen configurations compete
             with the neighbours of the best trials in each proposal.
         neighbourhood_of: How many of the best trials contribute their neighbours.
-        radius: Neighbours lie within this many steps of a best trial.
+        radius: Neighbours differ from a best trial in at most this many parameters.
         pairs: ``"auto"``, ``"all"``, ``"layer"`` or ``"none"``: the model's pair terms.
         pair_ridge: Ridge penalty of the pair terms.
+        exploration: Multiplier of the posterior spread of the model's draws (0: the
+            posterior mean, pure exploitation).
+        random_candidates: Uniformly random configurations that compete in each proposal.
         constraints: Constraints a configuration alone decides (see
             :meth:`use_constraints`).
     """
@@ -233,6 +329,8 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         radius: int = 2,
         pairs: str = "auto",
         pair_ridge: float = 1.0,
+        exploration: float = 0.05,
+        random_candidates: int = 32,
         constraints: ConfigConstraints | None = None,
     ) -> None:
         self._space = space
@@ -240,14 +338,16 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         self._names = [p.name for p in self._params]
         self._distributions = space.distributions()
         self._sign = 1.0 if direction == "maximize" else -1.0
-        self._ridge = ridge
         self._locality = locality
         self._model_candidates = model_candidates
         self._neighbourhood_of = neighbourhood_of
+        self._exploration = exploration
+        self._random_candidates = random_candidates
         self._rng = np.random.default_rng(seed)
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
         self._lock = threading.Lock()
         self._radices = [len(p.choices) for p in self._params]
+        self._radix_array = np.asarray(self._radices, dtype=np.int64)
         # rank[p][position] = 0 for the most precise choice, 1 for the next, ...
         self._order = [value_order(p.choices) for p in self._params]
         self._rank = []
@@ -256,6 +356,11 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             for r, pos in enumerate(order):
                 rank[pos] = r
             self._rank.append(rank)
+        self._rank_table = [np.asarray(rank, dtype=np.float64) for rank in self._rank]
+        # The model's weights fall with the distance from the incumbent: steps in value
+        # order for numbers (a width one step away is close), 1 for any other value of an
+        # unordered choice (a format name is equally far from every other one).
+        self._numeric = [_is_numeric(p.choices) for p in self._params]
         self._positions = [{c: i for i, c in enumerate(p.choices)} for p in self._params]
         layers: dict[str, list[int]] = {}
         for i, p in enumerate(self._params):
@@ -265,6 +370,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             np.array(list(itertools.product(*(range(self._radices[p]) for p in group))), dtype=np.int64)
             for group in self._groups
         ]
+        self._init_distinct_tables()
         every_pair = list(itertools.combinations(range(len(self._params)), 2))
         if pairs == "auto":
             cells = sum(self._radices[a] * self._radices[b] for a, b in every_pair)
@@ -276,21 +382,63 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         else:
             pair_list = []
         self._model = _Model(self._radices, pair_list, ridge, pair_ridge)
-        self._offsets = _offsets(len(self._params), radius)
-        self._finished: dict[int, tuple[tuple[int, ...], float | None, float | None]] = {}
+        self._shifts = _shifts(self._radices, radius)
+        # What the study's trials say, read incrementally (see _read).
+        self._scan_from = 0
+        self._counted: set[int] = set()  # trial numbers whose configuration is in _taken
+        self._done: set[int] = set()  # finished trial numbers already read
+        self._taken = _IndexSet(space.distinct_size)
+        self._vectors: list[tuple[int, ...]] = []  # distinct finished configurations, in reading order
+        self._values: list[float] = []
+        self._seen_vectors: dict[tuple[int, ...], int] = {}
+        self._worst: dict[tuple[int, ...], float] = {}
+        self._best: list[tuple[tuple[bool, float], tuple[int, ...]]] = []
         # Constraints measured on data (accuracy_drop <= 0.01) are known only after a
         # trial: a second model of the same form predicts the largest constraint value.
         self._constraint_model = _Model(self._radices, pair_list, ridge, pair_ridge)
         self._constraint_fitted = False
-        self._worst: dict[tuple[int, ...], float] = {}
         self._fitted = -1
-        self._distinct_cache: dict[tuple[int, ...], int] = {}
+        self._pool = np.zeros((0, len(self._params)), dtype=np.int64)
+        self._pool_full = False
         self._constraints: ConfigConstraints | None = None
         self._violations: dict[int, float] = {}  # distinct index -> violation
-        self._skipped: set[int] = set()
+        self._skipped = _IndexSet(space.distinct_size)
         self._probe_list: list[tuple[int, ...]] | None = None
+        self._probes_done = 0
         if constraints is not None:
             self.use_constraints(constraints)
+
+    def _init_distinct_tables(self) -> None:
+        """Per layer, the share of each of its combinations in the distinct index.
+
+        ``distinct_index_of`` is a mixed-radix number over layers, so it is a sum of
+        per-layer terms: the index of a vector whose other layers sit at their first
+        combination, minus that of the all-first vector, is the layer's term.
+        """
+        first = {p.name: p.choices[0] for p in self._params}
+        self._distinct_base = self._space.distinct_index_of(first)
+        self._distinct_terms = []
+        for group, combos in zip(self._groups, self._group_combos):
+            terms = np.empty(len(combos), dtype=np.int64)
+            for row, combo in enumerate(combos):
+                params = dict(first)
+                for p, v in zip(group, combo):
+                    params[self._names[p]] = self._params[p].choices[v]
+                terms[row] = self._space.distinct_index_of(params) - self._distinct_base
+            strides = np.ones(len(group), dtype=np.int64)
+            for j in range(len(group) - 2, -1, -1):
+                strides[j] = strides[j + 1] * self._radices[group[j + 1]]
+            self._distinct_terms.append((np.asarray(group), strides, terms))
+        self._distinct_lists = [
+            (group.tolist(), strides.tolist(), terms.tolist()) for group, strides, terms in self._distinct_terms
+        ]
+
+    def _distinct_many(self, x: np.ndarray) -> np.ndarray:
+        """Distinct indices of the rows of ``x`` (vectorized :meth:`_distinct`)."""
+        out = np.full(len(x), self._distinct_base, dtype=np.int64)
+        for group, strides, terms in self._distinct_terms:
+            out += terms[x[:, group] @ strides]
+        return out
 
     # -- constraints -------------------------------------------------------------------
 
@@ -300,17 +448,19 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             self._constraints = constraints
             self._violations.clear()
             self._probe_list = None
+            self._probes_done = 0
 
     @property
     def skipped_infeasible(self) -> int:
         """Distinct configurations passed over because the constraints prove them infeasible."""
         return len(self._skipped)
 
-    def _violation(self, vector: tuple[int, ...]) -> float:
+    def _violation(self, vector: tuple[int, ...], index: int | None = None) -> float:
         """How far ``vector`` misses the constraints (0.0: feasible, or no constraints)."""
         if self._constraints is None:
             return 0.0
-        index = self._distinct(vector)
+        if index is None:
+            index = self._distinct(vector)
         value = self._violations.get(index)
         if value is None:
             params = {name: p.choices[v] for name, p, v in zip(self._names, self._params, vector)}
@@ -319,11 +469,13 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             )
         return value
 
-    def _feasible(self, vector: tuple[int, ...]) -> bool:
+    def _feasible(self, vector: tuple[int, ...], index: int | None = None) -> bool:
         """Whether ``vector`` may be proposed; an infeasible one is counted as skipped."""
-        if self._violation(vector) <= 0:
+        if index is None:
+            index = self._distinct(vector)
+        if self._violation(vector, index) <= 0:
             return True
-        self._skipped.add(self._distinct(vector))
+        self._skipped.add(index)
         return False
 
     def _repair(self, vector: tuple[int, ...], held: int | None = None) -> tuple[int, ...] | None:
@@ -374,8 +526,12 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         if not self._params:
             return {}
         with self._lock:
-            observed, taken = self._read(study, exclude=trial.number)
-            vector = self._propose(observed, taken)
+            self._read(study, exclude=trial.number)
+            vector = self._propose()
+            # Taken from now on: a concurrent worker's next proposal (asked before this
+            # trial's parameters reach the storage) must not be the same configuration.
+            self._taken.add(self._distinct(vector))
+            self._counted.add(trial.number)
         return {name: p.choices[v] for name, p, v in zip(self._names, self._params, vector)}
 
     def sample_independent(
@@ -397,53 +553,72 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             return None
 
     def _distinct(self, vector: tuple[int, ...]) -> int:
-        index = self._distinct_cache.get(vector)
-        if index is None:
-            params = {name: p.choices[v] for name, p, v in zip(self._names, self._params, vector)}
-            index = self._distinct_cache[vector] = self._space.distinct_index_of(params)
+        """Distinct index of one configuration (what ``distinct_index_of`` gives, cheaper)."""
+        index = self._distinct_base
+        for group, strides, terms in self._distinct_lists:
+            index += terms[sum(vector[p] * s for p, s in zip(group, strides))]
         return index
 
-    def _read(
-        self, study: optuna.Study, *, exclude: int
-    ) -> tuple[dict[tuple[int, ...], float], set[int]]:
-        """(vector -> signed value of finished trials, distinct indices already taken).
+    def _read(self, study: optuna.Study, *, exclude: int) -> None:
+        """Take in the trials that are new since the last call.
 
-        Also fills :attr:`_worst`: vector -> the largest constraint value a finished
-        trial recorded (``trial.set_constraint``), for trials that recorded any.
+        Every trial whose configuration is known (running, finished, failed; another
+        worker's too) is *taken*: never proposed again while an unseen one remains.
+        Finished ones with a value join the observations, in reading order, with the
+        largest constraint value they recorded (``trial.set_constraint``), if any. Only
+        the trials from the first one not yet finished on are looked at, so a proposal
+        late in a long search reads a few trials, not all of them.
         """
-        observed: dict[tuple[int, ...], float] = {}
-        taken: set[int] = set()
-        self._worst: dict[tuple[int, ...], float] = {}
-        for t in study.get_trials(deepcopy=False):
-            if t.number == exclude:
+        trials = study.get_trials(deepcopy=False)
+        settled = True
+        for position in range(self._scan_from, len(trials)):
+            t = trials[position]
+            number = t.number
+            if number == exclude:
+                settled = False
                 continue
-            known = self._finished.get(t.number)
-            if known is None:
+            if number not in self._counted:
                 vector = self._vector(t.params)
-                if vector is None:
-                    continue
-                value = worst = None
-                if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == 1:
-                    value = self._sign * float(t.values[0])
-                    if not math.isfinite(value):
-                        value = None
-                    recorded = t.constraints.values()
-                    if value is not None and recorded:
-                        worst = max(recorded)
-                if t.state.is_finished():
-                    self._finished[t.number] = (vector, value, worst)
-            else:
-                vector, value, worst = known
-            taken.add(self._distinct(vector))
-            if value is not None:
-                observed[vector] = value
-                if worst is not None:
-                    self._worst[vector] = worst
-        return observed, taken
+                if vector is not None:
+                    self._taken.add(self._distinct(vector))
+                    self._counted.add(number)
+            if not t.state.is_finished():
+                settled = False
+                continue
+            if number not in self._done:
+                self._done.add(number)
+                self._observe(t)
+            if settled:
+                self._scan_from = position + 1
+
+    def _observe(self, t: FrozenTrial) -> None:
+        if t.state != TrialState.COMPLETE or t.values is None or len(t.values) != 1:
+            return
+        vector = self._vector(t.params)
+        value = self._sign * float(t.values[0])
+        if vector is None or not math.isfinite(value) or vector in self._seen_vectors:
+            return
+        self._seen_vectors[vector] = len(self._vectors)
+        self._vectors.append(vector)
+        self._values.append(value)
+        recorded = t.constraints.values()
+        infeasible = False
+        if recorded:
+            self._worst[vector] = worst = max(recorded)
+            infeasible = worst > 0
+        # The best trials, feasible ones first: the incumbent and the neighbourhoods.
+        self._best.append(((not infeasible, value), vector))
+        self._best.sort(key=lambda item: item[0], reverse=True)
+        del self._best[_KEEP_BEST:]
 
     # -- proposing ---------------------------------------------------------------------
 
     def _probes(self) -> list[tuple[int, ...]]:
+        """The profile: the most precise (feasible) configuration, then one parameter at a time.
+
+        After the first, the probes come in an order drawn from the seed: different seeds
+        measure the same effects along different paths.
+        """
         if self._probe_list is not None:
             return self._probe_list
         base: tuple[int, ...] | None = tuple(order[0] for order in self._order)
@@ -455,7 +630,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
                 self._constraints = None
             else:
                 base = repaired
-        probes = [base]
+        probes = []
         for p, order in enumerate(self._order):
             for pos in order:
                 if pos == base[p]:
@@ -467,56 +642,113 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
                     if probe is None:
                         continue
                 probes.append(probe)
-        self._probe_list = list(dict.fromkeys(probes))
+        shuffled = [probes[i] for i in self._rng.permutation(len(probes))]
+        self._probe_list = list(dict.fromkeys([base, *shuffled]))
         return self._probe_list
 
-    def _propose(self, observed: dict[tuple[int, ...], float], taken: set[int]) -> tuple[int, ...]:
-        for probe in self._probes():
-            if self._distinct(probe) not in taken:
+    def _propose(self) -> tuple[int, ...]:
+        probes = self._probes()
+        # Taken configurations stay taken: the probes before the first untaken one are done.
+        while self._probes_done < len(probes):
+            probe = probes[self._probes_done]
+            if self._distinct(probe) not in self._taken:
                 return probe
-        if len(taken) >= self._space.distinct_size:
-            return self._repeat_best(observed)
-        if not observed:  # every trial so far failed: nothing to model
-            unseen = self._any_unseen(taken)
-            return unseen[0] if unseen else self._repeat_best(observed)
-        vectors = list(observed)  # in trial order
-        x = np.array(vectors, dtype=np.int64)
-        y = np.array([observed[v] for v in vectors])
-        infeasible = [self._worst.get(v, 0.0) > 0 for v in vectors]
-        # Feasible trials first: the incumbent and the neighbourhoods are feasible ones.
-        ranked = sorted(range(len(vectors)), key=lambda i: (infeasible[i], -y[i]))
-        m = _fit_size(len(vectors), ranked[0])
+            self._probes_done += 1
+        if len(self._taken) >= self._space.distinct_size:
+            return self._repeat_best()
+        if not self._vectors:  # every trial so far failed: nothing to model
+            unseen = self._any_unseen()
+            return unseen if unseen is not None else self._repeat_best()
+        incumbent = self._best[0][1]
+        m = _fit_size(len(self._vectors), self._seen_vectors[incumbent])
         if self._fitted != m:
-            # The model of the first m trials: a function of the trials alone (resume
-            # gives the same proposals), refitted on every new best and otherwise as the
-            # history grows by about 5%, to keep a proposal cheap late in a long search.
-            head = list(range(m))
-            incumbent = x[max(head, key=lambda i: y[i])]
-            distance = np.abs(self._ranks(x[:m]) - self._ranks(incumbent[None, :])).sum(axis=1)
-            weights = np.exp(-distance / self._locality)
-            scale = float(np.std(y[:m])) or 1.0
-            with _one_blas_thread():
-                self._model.fit(x[:m], y[:m] / scale, weights)
-                self._fit_constraints(vectors[:m], weights)
-            self._fitted = m
-        candidates = self._model_best(taken)
-        for i in ranked[: self._neighbourhood_of]:
-            candidates.extend(self._neighbours(vectors[i], taken))
-        if not candidates:
-            candidates = self._any_unseen(taken)
-        if not candidates:  # every feasible configuration has been seen
-            return self._repeat_best(observed)
-        unique = list(dict.fromkeys(candidates))
-        scores = self._model.predict(np.array(unique, dtype=np.int64))
+            self._refit(m)
+        elif self._pool_full and self._taken.mask(self._distinct_many(self._pool)).all():
+            self._pool = self._model_best()  # its list is used up: the next best unseen ones
+        parts = [self._pool]
+        if self._random_candidates:
+            parts.append(
+                (self._rng.random((self._random_candidates, len(self._params))) * self._radix_array).astype(np.int64)
+            )
+        candidates = np.concatenate(parts)
+        indices = self._distinct_many(candidates)
+        keep = ~self._taken.mask(indices)
+        candidates, indices = [candidates[keep]], [indices[keep]]
+        # The neighbourhoods of the best trials, of more of them once the best ones' are
+        # used up (a search that has seen every neighbour of its incumbent moves on).
+        found = 0
+        for rank, (_, vector) in enumerate(self._best):
+            if rank >= self._neighbourhood_of and found >= _MIN_NEIGHBOURS:
+                break
+            near = (np.asarray(vector, dtype=np.int64) + self._shifts) % self._radix_array
+            near_indices = self._distinct_many(near)
+            keep = ~self._taken.mask(near_indices)
+            candidates.append(near[keep])
+            indices.append(near_indices[keep])
+            found += int(keep.sum())
+        candidates, indices = np.concatenate(candidates), np.concatenate(indices)
+        indices, first = np.unique(indices, return_index=True)
+        candidates = candidates[first]
+        if not len(candidates):
+            unseen = self._any_unseen()
+            return unseen if unseen is not None else self._repeat_best()
+        # Thompson sampling: every candidate is scored by one draw from the model's
+        # posterior (the exploration option scales its spread), so that a configuration
+        # the model is unsure about gets its chance (the mean alone can stall next to the
+        # optimum), and different seeds take different paths.
+        coef = self._model.sample(self._rng, self._exploration)
+        cols = self._model.columns(candidates)
+        scores = coef[cols].sum(axis=1)
         if self._constraint_fitted:
             # Candidates the constraint model expects to break a data-measured constraint
             # go last, ordered by how far they are expected to miss it.
-            worst = self._constraint_model.predict(np.array(unique, dtype=np.int64))
+            worst = self._constraint_model.intercept + self._constraint_model.coef[cols].sum(axis=1)
             allowed = worst <= _CONSTRAINT_SLACK
             scores = np.where(allowed, scores, -np.inf) if allowed.any() else -worst
-        # Ties (common: equal settings score equally) are broken by the seed.
-        scores = scores + 1e-9 * self._rng.random(len(unique))
-        return unique[int(np.argmax(scores))]
+        if self._constraints is not None:
+            scores[self._skipped.mask(indices)] = -np.inf  # proven infeasible before
+        rows = candidates.tolist()
+        for i in np.argsort(-scores, kind="stable").tolist():
+            vector = tuple(rows[i])
+            if self._feasible(vector, int(indices[i])):
+                return vector
+        unseen = self._any_unseen()
+        return unseen if unseen is not None else self._repeat_best()
+
+    def _refit(self, m: int) -> None:
+        """Fit the model on the first ``m`` observations and list its best unseen configurations.
+
+        The model of the first m observations is a function of the trials alone (resume
+        gives the same fit); it is refitted on every new best and otherwise as the
+        history grows by about 5%, so that a proposal late in a long search is cheap.
+        """
+        x = np.array(self._vectors[:m], dtype=np.int64)
+        y = np.array(self._values[:m])
+        infeasible = np.array([self._worst.get(v, 0.0) > 0 for v in self._vectors[:m]])
+        key = np.where(infeasible, -np.inf, y)
+        at = int(np.argmax(key)) if np.isfinite(key).any() else int(np.argmax(y))
+        distance = self._distance(x, x[at])
+        # A search stuck on one incumbent widens the model's view: the longer no trial has
+        # beaten it, the more the far trials count (the best basin may be elsewhere).
+        stalled = max(0, m - 1 - at - _STALL)
+        weights = np.exp(-distance / (self._locality * (1.0 + stalled / _STALL)))
+        scale = float(np.std(y)) or 1.0
+        with _one_blas_thread():
+            self._model.fit(x, y / scale, weights, noise_floor=_NOISE_FLOOR)
+            self._fit_constraints(self._vectors[:m], weights)
+        self._fitted = m
+        self._pool = self._model_best()
+
+    def _distance(self, x: np.ndarray, incumbent: np.ndarray) -> np.ndarray:
+        """Distance of each row of ``x`` from ``incumbent`` (see ``_numeric`` in __init__)."""
+        distance = np.zeros(len(x))
+        for p, numeric in enumerate(self._numeric):
+            if numeric:
+                rank = self._rank_table[p]
+                distance += np.abs(rank[x[:, p]] - rank[incumbent[p]])
+            else:
+                distance += x[:, p] != incumbent[p]
+        return distance
 
     def _fit_constraints(self, vectors: list[tuple[int, ...]], weights: np.ndarray) -> None:
         """Fit the constraint model when some trial broke a constraint measured on data."""
@@ -531,30 +763,13 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         # The model predicts y / scale, whose sign is that of y: feasibility reads the same.
         self._constraint_fitted = True
 
-    def _repeat_best(self, observed: dict[tuple[int, ...], float]) -> tuple[int, ...]:
+    def _repeat_best(self) -> tuple[int, ...]:
         """Nothing new is left: the best trial again (the loop answers it from the study)."""
-        if not observed:
+        if not self._best:
             return self._probes()[0]
-        return max(observed, key=lambda v: (self._worst.get(v, 0.0) <= 0, observed[v]))
+        return self._best[0][1]
 
-    def _ranks(self, x: np.ndarray) -> np.ndarray:
-        out = np.empty_like(x)
-        for p, rank in enumerate(self._rank):
-            out[:, p] = np.asarray(rank)[x[:, p]]
-        return out
-
-    def _neighbours(self, vector: tuple[int, ...], taken: set[int]) -> list[tuple[int, ...]]:
-        """Unseen configurations within ``radius`` steps (a step: the next choice in order)."""
-        ranks = np.array([self._rank[p][v] for p, v in enumerate(vector)]) + self._offsets
-        ok = ((ranks >= 0) & (ranks < np.asarray(self._radices))).all(axis=1)
-        out = []
-        for row in ranks[ok]:
-            cand = tuple(self._order[p][r] for p, r in enumerate(row))
-            if self._distinct(cand) not in taken and self._feasible(cand):
-                out.append(cand)
-        return out
-
-    def _model_best(self, taken: set[int]) -> list[tuple[int, ...]]:
+    def _model_best(self) -> np.ndarray:
         """The model's best unseen configurations, exactly (best-first over layers)."""
         coef, model = self._model.coef, self._model
         tables = []
@@ -575,7 +790,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         pops = 0
         # Constrained, most of the model's favourites may be infeasible (the most precise
         # ones first): walk further to find as many feasible ones.
-        max_pops = (64 if self._constraints is not None else 8) * self._model_candidates
+        max_pops = (16 if self._constraints is not None else 8) * self._model_candidates
         while heap and len(found) < self._model_candidates and pops < max_pops:
             neg, state = heapq.heappop(heap)
             pops += 1
@@ -584,7 +799,8 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
                 for p, v in zip(group, combos[r]):
                     vector[p] = v
             candidate = tuple(vector)
-            if self._distinct(candidate) not in taken and self._feasible(candidate):
+            index = self._distinct(candidate)
+            if index not in self._taken and self._feasible(candidate, index):
                 found.append(candidate)
             for g, (combos, scores) in enumerate(tables):
                 if state[g] + 1 < len(combos):
@@ -593,23 +809,26 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
                         seen.add(nxt)
                         delta = scores[state[g] + 1] - scores[state[g]]
                         heapq.heappush(heap, (neg - delta, nxt))
-        return found
+        # A shorter list than asked for: the walk's limit is reached, walking again finds
+        # no more until the model changes.
+        self._pool_full = len(found) >= self._model_candidates
+        return np.array(found, dtype=np.int64).reshape(-1, len(self._params))
 
-    def _any_unseen(self, taken: set[int]) -> list[tuple[int, ...]]:
-        """One unseen configuration the constraints allow (random, then in order), or none."""
+    def _any_unseen(self) -> tuple[int, ...] | None:
+        """One unseen configuration the constraints allow (random, then in order), or None."""
+        size = self._space.distinct_size
         for _ in range(1000):
-            index = int(self._rng.integers(self._space.distinct_size))
-            if index not in taken:
-                params = self._space.distinct_params_at(index)
-                vector = self._vector(params)
-                if vector is not None and self._feasible(vector):
-                    return [vector]
-        for index in range(self._space.distinct_size):
-            if index not in taken:
+            index = int(self._rng.integers(size))
+            if index not in self._taken:
                 vector = self._vector(self._space.distinct_params_at(index))
-                if vector is not None and self._feasible(vector):
-                    return [vector]
-        return []
+                if vector is not None and self._feasible(vector, index):
+                    return vector
+        for index in range(size):
+            if index not in self._taken:
+                vector = self._vector(self._space.distinct_params_at(index))
+                if vector is not None and self._feasible(vector, index):
+                    return vector
+        return None
 
 
 @register_strategy
@@ -631,27 +850,35 @@ class SensitivityStrategy(Strategy):
         Attributes:
             ridge: Ridge penalty of the surrogate model (1e-3).
             locality: Weight of a trial in the model falls as ``exp(-d / locality)``
-                with its distance ``d`` in steps from the best trial (2.0).
+                with its distance ``d`` from the best trial: steps in value order
+                for numbers, 1 per differing unordered choice (2.0).
             model_candidates: The model's best unseen configurations considered per
                 proposal (32).
             neighbourhood_of: How many of the best trials contribute their
                 neighbours as candidates (3).
-            radius: Neighbours are the configurations within this many steps (one
-                step: the next value of one parameter in order) (2).
+            radius: Neighbours are the configurations that differ from a best trial
+                in at most this many parameters, each at any other of its values (2).
             pairs: Which pairs of parameters the model may couple: ``"all"``,
                 ``"layer"`` (pairs within a layer), ``"none"`` (additive only) or
                 ``"auto"`` (all while that needs at most 1,500 features, else layer).
             pair_ridge: Ridge penalty of the pair features (1.0): larger keeps the
                 model closer to additive.
+            exploration: Multiplier of the posterior spread of the model's draws
+                (Thompson sampling; 0: always the posterior mean, pure exploitation)
+                (0.05).
+            random_candidates: Uniformly random configurations that compete with the
+                model's and the neighbourhoods' candidates in each proposal (32).
         """
 
         ridge: float = Field(1e-3, gt=0.0)
         locality: float = Field(2.0, gt=0.0)
         model_candidates: int = Field(32, ge=1)
         neighbourhood_of: int = Field(3, ge=1)
-        radius: int = Field(2, ge=1, le=4)
+        radius: int = Field(2, ge=1, le=3)
         pairs: Literal["auto", "none", "layer", "all"] = "auto"
         pair_ridge: float = Field(1.0, gt=0.0)
+        exploration: float = Field(0.05, ge=0.0)
+        random_candidates: int = Field(32, ge=0)
 
     def build_sampler(
         self,
@@ -675,4 +902,6 @@ class SensitivityStrategy(Strategy):
             radius=options.radius,
             pairs=options.pairs,
             pair_ridge=options.pair_ridge,
+            exploration=options.exploration,
+            random_candidates=options.random_candidates,
         )
