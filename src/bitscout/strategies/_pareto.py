@@ -10,21 +10,23 @@ workers sharing one, continue where the trials say):
    its other values (``1 + sum(choices - 1)`` trials, in an order drawn from the seed):
    every setting's effect measured in isolation.
 2. **Model.** Per objective, a Bayesian linear model on one-hot features of each
-   parameter value plus pairs of values of two parameters (every pair while that stays
-   under 1,500 features, else the pairs within a layer), the pairs shrunk harder. Its
-   noise is estimated from the residuals: an objective the model fits exactly (a
-   hardware cost) gets a posterior that is all but certain, accuracy one whose spread
-   says where the model has not looked yet.
+   parameter value plus pairs of values of two parameters of one layer (or of every
+   pair, an option), the pairs shrunk harder. Its noise is estimated from the
+   residuals: an objective the model fits exactly (a hardware cost) gets a posterior
+   that is all but certain, accuracy one whose spread says where the model has not
+   looked yet. Trials weigh less the further (in steps) they lie from the observed
+   front, so that the models are accurate where the front is (accuracy is far from
+   additive across a whole space, nearly so along a front).
 3. **Proposal.** One joint draw of every objective's coefficients from the posterior
    (Thompson sampling: the seed decides the draws, so seeds follow different
    trajectories). Under that draw the exact Pareto front of the per-layer part of the
    model is computed by merging per-layer tables (a multi-objective knapsack, each
-   partial front kept non-dominated); its unseen configurations, and the unseen
-   neighbours (one step in a parameter's order) of the trials on the observed front,
-   are the candidates. The proposal is the candidate whose drawn values add the most
-   hypervolume to the observed front (with the drawn values of running trials added to
-   it, so that parallel workers spread along the front); when none adds any, the one
-   closest to the front.
+   partial front kept non-dominated); its unseen configurations, the unseen neighbours
+   (one step in a parameter's order) of the trials on the observed front, and
+   layer-wise crossovers of two of those trials are the candidates. The proposal is the
+   candidate whose drawn values add the most hypervolume to the observed front (with
+   the predicted values of running trials added to it, so that parallel workers spread
+   along the front); when none adds any, the one closest to the front.
 
 A configuration already evaluated, running or failed in the study is never proposed
 while an unseen one remains. With one objective the same machinery maximizes it
@@ -72,6 +74,11 @@ _MAX_PAIR_FEATURES = 1500
 # exactly additive cost would otherwise make the posterior singular.
 _MIN_NOISE = 1e-8
 
+# With three or more objectives each hypervolume improvement is an exact hypervolume
+# computation (milliseconds): only this many candidates, those standing out furthest
+# from the front, get one per proposal.
+_MAX_EXACT_IMPROVEMENTS = 32
+
 # Layer-wise crossovers of two trials of the observed front scored per proposal.
 _MAX_CROSSOVERS = 256
 
@@ -111,13 +118,18 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
     return np.sort(kept[:size])
 
 
-def hypervolume_improvement(candidates: np.ndarray, front: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def hypervolume_improvement(
+    candidates: np.ndarray, front: np.ndarray, reference: np.ndarray, *, limit: int | None = None
+) -> np.ndarray:
     """Hypervolume each row of ``candidates`` adds to ``front`` (larger is better).
 
     Both are measured from ``reference``; ``front`` must be non-dominated. A candidate's
     improvement is the volume of its box minus that of the front clipped to the box:
     vectorized over candidates for one and two objectives, Optuna's exact hypervolume
-    per candidate for more.
+    per candidate for more. There, with ``limit``, only the ``limit`` candidates that
+    stand out furthest from the front (the largest margin by which they beat every
+    front point in some objective, relative to each objective's range) are computed;
+    the others get 0.
     """
     c, m = candidates.shape
     gain = np.clip(candidates - reference, 0.0, None)
@@ -138,10 +150,14 @@ def hypervolume_improvement(candidates: np.ndarray, front: np.ndarray, reference
         covered = (widths * (fy - reference[1])).sum(axis=1)
         return np.clip(box - covered, 0.0, None)
     out = np.zeros(c)
-    for i in np.flatnonzero(box > 0):
+    rows = np.flatnonzero((box > 0) & ~(front[None, :, :] >= candidates[:, None, :]).all(axis=2).any(axis=1))
+    if limit is not None and len(rows) > limit:
+        span = np.ptp(np.vstack([front, candidates]), axis=0)
+        span[span == 0] = 1.0
+        margin = ((candidates[rows, None, :] - front[None, :, :]) / span).max(axis=2).min(axis=1)
+        rows = rows[np.argsort(-margin, kind="stable")[:limit]]
+    for i in rows:
         p = candidates[i]
-        if (front >= p).all(axis=1).any():
-            continue  # dominated: nothing to add
         clipped = np.minimum(front, p)
         clipped = clipped[(clipped > reference).all(axis=1)]
         covered = hypervolume(-clipped, -reference) if len(clipped) else 0.0
@@ -247,6 +263,9 @@ class ParetoSampler(optuna.samplers.BaseSampler, ConstraintAware):
         pair_prior: Prior standard deviation of a pair of values' effect.
         pairs: ``"auto"``, ``"all"``, ``"layer"`` or ``"none"``: the model's pair terms.
         radius: Neighbours of the observed front lie within this many steps.
+        locality: Trials weigh ``exp(-d / locality)`` in the models, ``d`` their
+            distance in steps from the observed front (0: all weigh 1).
+        exploration: Factor on the spread of the posterior draws.
         front_size: Largest partial front kept while merging the per-layer tables.
         constraints: Constraints a configuration alone decides.
     """
@@ -527,7 +546,7 @@ class ParetoSampler(optuna.samplers.BaseSampler, ConstraintAware):
         low, high = everything.min(axis=0), everything.max(axis=0)
         span = np.where(high > low, high - low, 1.0)
         reference = low - 0.1 * span
-        gain = hypervolume_improvement(predicted, front, reference)
+        gain = hypervolume_improvement(predicted, front, reference, limit=_MAX_EXACT_IMPROVEMENTS)
         if (gain > 0).any():
             score = gain / float(np.prod(span))
         else:
@@ -682,6 +701,11 @@ class ParetoStrategy(Strategy):
                 ``"auto"`` (all while that needs at most 1,500 features, else layer).
             radius: Neighbours of the observed front's trials within this many steps
                 (one step: the next value of one parameter in order) are candidates (1).
+            locality: A trial's weight in the models falls as ``exp(-d / locality)``
+                with its distance ``d`` in steps from the nearest trial of the observed
+                front (4.0; 0: every trial weighs the same).
+            exploration: Multiplies the spread of the posterior draws (1.0; 0: the
+                posterior mean, no exploration).
             front_size: Largest partial front kept while merging per-layer tables
                 (2,000; a tenth of it with three or more objectives).
         """
