@@ -219,7 +219,7 @@ def test_with_nothing_feasible_the_whole_space_is_searched(problem: Problem) -> 
     assert set(trial.params.values()) == {8}
 
 
-def test_only_brute_force_and_sensitivity_use_the_constraints_themselves(problem: Problem) -> None:
+def test_only_brute_force_sensitivity_and_pareto_use_the_constraints_themselves(problem: Problem) -> None:
     aware = set()
     for name in strategy_names():
         strategy = get_strategy(name)
@@ -232,7 +232,7 @@ def test_only_brute_force_and_sensitivity_use_the_constraints_themselves(problem
         if isinstance(sampler, ConstraintAware):
             aware.add(name)
     # The Optuna samplers read the values the loop records with trial.set_constraint.
-    assert aware == {"brute_force", "sensitivity"}
+    assert aware == {"brute_force", "pareto", "sensitivity"}
 
 
 def test_sensitivity_without_constraints_is_unchanged(space36: SearchSpace) -> None:

@@ -10,7 +10,9 @@ The contract every strategy keeps is documented once, on :class:`Strategy`. Regi
 ``tpe``, ``random``, ``nsgaii``, ``nsgaiii``, ``qmc``, ``gp``, ``cmaes`` (refuses with
 the reason: bitscout's parameters are categorical), ``brute_force`` and ``sensitivity``
 (bitscout's own: a per-parameter sensitivity profile, then an additive surrogate and a
-local search over neighbouring widths). A new strategy
+local search over neighbouring widths), and ``pareto`` (bitscout's own for several
+objectives: additive Bayesian models per objective, proposals on the front of a posterior
+draw). A new strategy
 subclasses :class:`Strategy` and calls :func:`register_strategy`.
 """
 
@@ -42,6 +44,7 @@ from bitscout.strategies._optuna import (
     genetic_population_size,
     reference_point_count,
 )
+from bitscout.strategies._pareto import ParetoSampler, ParetoStrategy
 from bitscout.strategies._sensitivity import SensitivitySampler, SensitivityStrategy
 
 __all__ = [
@@ -66,6 +69,8 @@ __all__ = [
     "BruteForceSampler",
     "SensitivityStrategy",
     "SensitivitySampler",
+    "ParetoStrategy",
+    "ParetoSampler",
     "SeededPermutation",
     "genetic_population_size",
     "reference_point_count",
