@@ -69,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import suite  # noqa: E402  (benchmarks/ is not a package)
 
+from bitscout.compare import seed_quantile  # noqa: E402  (the same rule as compare's table)
 from bitscout.errors import SearchError  # noqa: E402
 from bitscout.strategies import Exhaustible, get_strategy  # noqa: E402
 from bitscout.study import run_search  # noqa: E402
@@ -283,18 +284,6 @@ def _task(args: tuple[str, str, int, int, int, bool, bool]) -> Run:
 # -- summary -------------------------------------------------------------------------------
 
 
-def _quantile(values: Sequence[int | None], q: float) -> float | None:
-    """Linear-interpolation quantile, None counting as +inf (None when it falls on one)."""
-    if not values:
-        return None
-    ordered = sorted(math.inf if v is None else float(v) for v in values)
-    position = q * (len(ordered) - 1)
-    low, high = ordered[math.floor(position)], ordered[math.ceil(position)]
-    if math.isinf(low) or math.isinf(high):
-        return None
-    return low + (high - low) * (position - math.floor(position))
-
-
 @dataclass
 class Row:
     """One member x strategy line of the table."""
@@ -326,7 +315,7 @@ def summarize(member: suite.Member, runs: Sequence[Run]) -> Row:
         seeds=len(runs),
         within_500=sum(u is not None and u <= 500 for u in reached),
         within_1000=sum(u is not None and u <= 1000 for u in reached),
-        median=None if member.multi else _quantile(reached, 0.5),
+        median=None if member.multi else seed_quantile(reached, 0.5),
         distinct=len({r.trajectory for r in runs}),
         hv200=float(np.median(hv[200])) if member.multi else None,
         hv1000=float(np.median(hv[1000])) if member.multi else None,

@@ -22,9 +22,9 @@ def _repo_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_quantile_counts_missing_seeds_as_never() -> None:
-    assert se._quantile([10, 20, 30], 0.5) == 20
-    assert se._quantile([10, None, 30, 40], 0.5) == 35
-    assert se._quantile([10, None, None], 0.5) is None
+    assert se.seed_quantile([10, 20, 30], 0.5) == 20
+    assert se.seed_quantile([10, None, 30, 40], 0.5) == 35
+    assert se.seed_quantile([10, None, None], 0.5) is None
 
 
 def test_targets() -> None:

@@ -309,7 +309,7 @@ def test_cli_refuses_bad_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_quantiles_count_misses_as_infinitely_late() -> None:
-    from bitscout.compare._compare import _quantile
+    from bitscout.compare import seed_quantile as _quantile
 
     assert _quantile([1, 2, 3, None], 0.5) == 2.5
     assert _quantile([1, None, None], 0.5) is None

@@ -23,6 +23,7 @@ from bitscout.compare._compare import (
     compare_strategies,
     format_comparison,
     plot_best_so_far,
+    seed_quantile,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "format_comparison",
     "plot_best_so_far",
     "DEFAULT_EXACT_LIMIT",
+    "seed_quantile",
     "DEFAULT_BUDGETS",
     "COMPARISON_JSON",
     "COMPARISON_MD",

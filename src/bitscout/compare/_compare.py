@@ -55,6 +55,7 @@ from bitscout.study import pareto_front, run_search
 
 __all__ = [
     "RunTrace",
+    "seed_quantile",
     "StrategySummary",
     "Comparison",
     "compare_strategies",
@@ -309,19 +310,19 @@ class StrategySummary:
         return sum(v is None for v in self.trials_to_optimum)
 
     def median_trials(self) -> float | None:
-        return _quantile(self.trials_to_optimum, 0.5)
+        return seed_quantile(self.trials_to_optimum, 0.5)
 
     def p90_trials(self) -> float | None:
-        return _quantile(self.trials_to_optimum, 0.9)
+        return seed_quantile(self.trials_to_optimum, 0.9)
 
     def median_unique(self) -> float | None:
-        return _quantile(self.unique_to_optimum, 0.5)
+        return seed_quantile(self.unique_to_optimum, 0.5)
 
     def p90_unique(self) -> float | None:
-        return _quantile(self.unique_to_optimum, 0.9)
+        return seed_quantile(self.unique_to_optimum, 0.9)
 
 
-def _quantile(values: Sequence[int | None], q: float) -> float | None:
+def seed_quantile(values: Sequence[int | None], q: float) -> float | None:
     """Linear-interpolation quantile, None counting as +inf (None if it reaches one)."""
     if not values:
         return None
