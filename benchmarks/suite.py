@@ -284,6 +284,22 @@ _INT = {
     "data_in_symmetric": (True, False),
 }
 
+# The jsc space's choices: a format name and widths of the Linear layer, input width and
+# frac width of the first ReLU (jsc-shuffled lists the same choices in another order).
+_JSC_LAYERS = {
+    "seq_blocks_1": {
+        "name": ("integer",),
+        "data_in_width": (3, 4, 6, 8),
+        "data_in_frac_width": ("auto", "NA"),
+    },
+    "seq_blocks_2": {
+        "name": ("integer", "int", "log"),
+        "weight_width": WIDTHS,
+        "data_in_width": (2, 3, 4, 6, 8),
+        "bias_width": (4, 8),
+    },
+}
+
 SPACES: dict[str, SpaceSpec] = {
     "mlp": SpaceSpec(
         "mlp", "mlp",
@@ -318,38 +334,14 @@ SPACES: dict[str, SpaceSpec] = {
     ),
     "jsc": SpaceSpec(
         "jsc", "jsc",
-        {
-            "seq_blocks_1": {
-                "name": ("integer",),
-                "data_in_width": (3, 4, 6, 8),
-                "data_in_frac_width": ("auto", "NA"),
-            },
-            "seq_blocks_2": {
-                "name": ("integer", "int", "log"),
-                "weight_width": WIDTHS,
-                "data_in_width": (2, 3, 4, 6, 8),
-                "bias_width": (4, 8),
-            },
-        },
+        _JSC_LAYERS,
         exact=True,
         description="format name {integer, int, log} and widths of the Linear layer; "
         "input width and frac width {auto, NA} of the first ReLU",
     ),
     "jsc-shuffled": SpaceSpec(
         "jsc-shuffled", "jsc",
-        {
-            "seq_blocks_1": {
-                "name": ("integer",),
-                "data_in_width": (3, 4, 6, 8),
-                "data_in_frac_width": ("auto", "NA"),
-            },
-            "seq_blocks_2": {
-                "name": ("integer", "int", "log"),
-                "weight_width": WIDTHS,
-                "data_in_width": (2, 3, 4, 6, 8),
-                "bias_width": (4, 8),
-            },
-        },
+        _JSC_LAYERS,
         exact=True,
         shuffle=5,
         table_of="jsc",
