@@ -229,3 +229,33 @@ def test_workers_sharing_a_storage_never_collide(space36: SearchSpace) -> None:
             w.tell(trial, separable(trial.params))
     keys = [tuple(sorted(t.params.items())) for t in workers[0].trials]
     assert len(keys) == 20 and len(set(keys)) == 20
+
+
+def _spread_after(space: SearchSpace, objective: Any, n: int) -> float:
+    study = run(space, objective, n)
+    sampler = study.sampler
+    sampler._read(study, exclude=-1)
+    sampler._refit(len(sampler._vectors))
+    return sampler._model._spread
+
+
+def test_a_model_that_mispredicts_its_newest_trials_is_less_sure(
+    space36: SearchSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A three-way interaction that no additive-plus-pairs model fits away from the trials
+    # it has seen: the spread of the posterior must reflect the errors on unseen points.
+    def tangled(p: dict[str, Any]) -> float:
+        w, d, a = p["fc1/weight_width"], p["fc1/data_in_width"], p["act/data_in_width"]
+        return separable(p) + 3.0 * ((w * d * a) % 3 == 1)
+
+    from bitscout.strategies import _sensitivity
+
+    with_holdout = _spread_after(space36, tangled, 24)
+    monkeypatch.setattr(_sensitivity, "_HOLDOUT", 0)
+    without = _spread_after(space36, tangled, 24)
+    assert with_holdout > 1.5 * without
+    # An additive objective is predicted exactly: the holdout adds nothing.
+    monkeypatch.setattr(_sensitivity, "_HOLDOUT", 16)
+    exact = _spread_after(space36, separable, 24)
+    monkeypatch.setattr(_sensitivity, "_HOLDOUT", 0)
+    assert exact == pytest.approx(_spread_after(space36, separable, 24))

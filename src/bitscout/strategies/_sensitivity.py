@@ -26,7 +26,11 @@ trials say):
    uniformly random ones. Each proposal scores them with one draw from the model's
    posterior (Thompson sampling; ``exploration`` scales its spread) and takes the best:
    a configuration the model is unsure about gets its chance, and different seeds take
-   different paths.
+   different paths. The posterior's noise is at least the model's error on its newest
+   observations as predicted without them (a model that mispredicts its own proposals,
+   because the table has interactions it cannot express, is less sure of itself), and
+   the spread doubles every 20 trials without a new best beyond the first 20 (up to 64
+   times): a search stuck beside a near-tie explores instead of polishing.
 
 A configuration already evaluated, running (in this process or another worker's, as
 soon as its parameters are in the storage) or failed is never proposed again while an
@@ -107,8 +111,15 @@ _NOISE_FLOOR = 0.05
 # Fewer unseen neighbours than this around the best trials: take in the next best's.
 _MIN_NEIGHBOURS = 32
 
-# Trials without a new best after which the model's locality starts to widen.
+# Trials without a new best after which the model's locality starts to widen and the
+# spread of its posterior draws to grow (doubling every _STALL more trials, up to
+# _MAX_BOOST times): a search stuck next to a near-tie explores instead of polishing.
 _STALL = 20
+_MAX_BOOST = 64.0
+
+# The model's error on its newest observations, predicted by a fit without them, is
+# measured on up to this many (and at most a quarter of the observations).
+_HOLDOUT = 16
 
 # The best trials remembered (the incumbent and the centres of the neighbourhoods).
 _KEEP_BEST = 16
@@ -696,7 +707,9 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         # posterior (the exploration option scales its spread), so that a configuration
         # the model is unsure about gets its chance (the mean alone can stall next to the
         # optimum), and different seeds take different paths.
-        coef = self._model.sample(self._rng, self._exploration)
+        stalled = max(0, len(self._vectors) - 1 - self._seen_vectors[incumbent] - _STALL)
+        boost = min(_MAX_BOOST, 2.0 ** (stalled / _STALL))
+        coef = self._model.sample(self._rng, self._exploration * boost)
         cols = self._model.columns(candidates)
         scores = coef[cols].sum(axis=1)
         if self._constraint_fitted:
@@ -733,8 +746,18 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         stalled = max(0, m - 1 - at - _STALL)
         weights = np.exp(-distance / (self._locality * (1.0 + stalled / _STALL)))
         scale = float(np.std(y)) or 1.0
+        floor = _NOISE_FLOOR
+        k = min(_HOLDOUT, m // 4)
+        if k >= 4:
+            # How well the model predicts what it has not seen: fitted without the newest
+            # k observations (mostly its own proposals), its error on them. A model that
+            # is wrong there (interactions it cannot express) is less sure of itself.
+            with _one_blas_thread():
+                self._model.fit(x[:-k], y[:-k] / scale, weights[:-k], noise_floor=_NOISE_FLOOR)
+            error = self._model.predict(x[-k:]) - y[-k:] / scale
+            floor = max(floor, float(np.sqrt(np.mean(error**2))))
         with _one_blas_thread():
-            self._model.fit(x, y / scale, weights, noise_floor=_NOISE_FLOOR)
+            self._model.fit(x, y / scale, weights, noise_floor=floor)
             self._fit_constraints(self._vectors[:m], weights)
         self._fitted = m
         self._pool = self._model_best()
