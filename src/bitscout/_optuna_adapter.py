@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import math
 import os
@@ -661,20 +662,39 @@ class _CategoricalMixture:
         key = ("tables", tuple(n_choices), n)
         if key not in cache:
             cache[key] = self._tables(n_choices, n, parameters, cache)
-        self.tables, self.log_tables, self.groups = cache[key]
+        self.tables = cache[key]
         self._cache, self._key = cache, key
-        # Per parameter, each configuration's row in the table; the prior kernel's is last.
-        d = len(configs)
-        self.rows = np.empty((len(n_choices), d + 1), dtype=np.intp)
-        self.rows[:, :d] = configs.T
-        self.rows[:, d] = 0 if n == 0 else n_choices
-        self.kernels = np.append(kernels, d).astype(np.intp)
+        self._configs = configs
+        self.kernels = np.append(kernels, len(configs)).astype(np.intp)
         self.codes = codes
 
+    # What only sampling or the exact density reads is built on first use (the "above"
+    # estimator usually needs neither).
+
+    @functools.cached_property
+    def rows(self) -> np.ndarray:
+        """Per parameter, each configuration's row in the table; the prior kernel's last."""
+        d = len(self._configs)
+        rows = np.empty((len(self.n_choices), d + 1), dtype=np.intp)
+        rows[:, :d] = self._configs.T
+        rows[:, d] = 0 if len(self.kernels) == 1 else self.n_choices
+        return rows
+
+    @functools.cached_property
+    def log_tables(self) -> np.ndarray:
+        key = ("log", *self._key[1:])
+        if key not in self._cache:
+            with np.errstate(divide="ignore"):  # padding: never read
+                self._cache[key] = np.log(self.tables)
+        return self._cache[key]
+
+    @functools.cached_property
+    def groups(self) -> list[np.ndarray]:
+        """Parameters by number of choices (Optuna's cumulative sums run over C columns)."""
+        return [np.flatnonzero(np.asarray(self.n_choices) == c) for c in sorted(set(self.n_choices))]
+
     @staticmethod
-    def _tables(
-        n_choices: list[int], n: int, parameters: Any, cache: dict[tuple[Any, ...], Any]
-    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    def _tables(n_choices: list[int], n: int, parameters: Any, cache: dict[tuple[Any, ...], Any]) -> np.ndarray:
         widest = max(n_choices, default=1)
         tables = np.zeros((len(n_choices), widest + 1, widest))
         for p, c in enumerate(n_choices):
@@ -691,11 +711,7 @@ class _CategoricalMixture:
                 cache[key] = table
             table = cache[key]
             tables[p, : table.shape[0], :c] = table
-        with np.errstate(divide="ignore"):  # padding: never read
-            log_tables = np.log(tables)
-        # Parameters by number of choices (Optuna's cumulative sums run over C columns).
-        groups = [np.flatnonzero(np.asarray(n_choices) == c) for c in sorted(set(n_choices))]
-        return tables, log_tables, groups
+        return tables
 
     def sample(self, rng: np.random.RandomState, size: int) -> np.ndarray:
         """``size`` draws (choice indices as floats, one column per parameter)."""
@@ -752,7 +768,7 @@ class _CategoricalMixture:
         density, at most (kernels + configurations + 100) x 2.2e-16 for both together:
         below 3e-8 for up to 10^8 kernels, against the tolerance of 1e-6.
         """
-        d = self.rows.shape[1] - 1
+        d = len(self._configs)
         n = len(self.kernels) - 1
         if n == 0 or n + d > 10**8 or not self._positive:
             return None
