@@ -355,3 +355,22 @@ def test_approximate_above_density_declines_a_zero_density() -> None:
     configs = np.array([[0, 1], [2, 2]])
     mixture = adapter._CategoricalMixture(configs, np.array([0, 1, 1]), [3, 3], params)
     assert mixture.approximate_log_pdf_of(np.array([[0, 1], [1, 1]])) is None
+
+
+def test_exact_density_of_a_few_rows_is_optunas_over_all_rows_bit_for_bit() -> None:
+    # The fallback computes only the contending rows; each row's value must not depend on
+    # which other rows are computed with it (12,000 kernels: past numpy's 8,192-element buffer).
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+
+    rng = np.random.default_rng(11)
+    choices = [6, 6, 4, 6, 6, 3]
+    space = {f"p{i}": CategoricalDistribution(tuple(range(c))) for i, c in enumerate(choices)}
+    obs = np.stack([rng.integers(0, c, 12_000) for c in choices], axis=1)
+    params = optuna.samplers.TPESampler(seed=0)._parzen_estimator_parameters
+    stock = _ParzenEstimator({k: obs[:, i] for i, k in enumerate(space)}, space, params)
+    x = np.stack([rng.integers(0, c, 24) for c in choices], axis=1)
+    expected = stock.log_pdf({k: x[:, i].astype(float) for i, k in enumerate(space)})
+    configs, kernels = np.unique(obs, axis=0, return_inverse=True)
+    ours = adapter._CategoricalMixture(configs, kernels.reshape(-1), choices, params)
+    for rows in ([3], [0, 17], list(range(24))):
+        assert np.array_equal(ours.log_pdf_of(x[rows]), expected[rows])

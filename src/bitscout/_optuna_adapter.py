@@ -654,8 +654,8 @@ class _CategoricalMixture:
                 weights = _ParzenEstimator._call_weights_func(parameters.weights, n)
             weights = np.array([1.0]) if n == 0 else np.append(weights, [parameters.prior_weight])
             weights /= weights.sum()
-            cache[key] = (weights, np.log(weights[np.newaxis]), bool(np.all(weights > 0)))
-        self.weights, self.log_weights, self._positive = cache[key]
+            cache[key] = (weights, bool(np.all(weights > 0)))
+        self.weights, self._positive = cache[key]
         self.n_choices = n_choices
         # Per parameter, its distinct weight rows (observed choice 0..C-1, then the prior),
         # stacked and padded to the widest parameter so that one gather serves them all.
@@ -681,6 +681,11 @@ class _CategoricalMixture:
         return rows
 
     @functools.cached_property
+    def log_weights(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):  # a zero weight (prior_weight = 0): -inf, as Optuna's
+            return np.log(self.weights[np.newaxis])
+
+    @functools.cached_property
     def log_tables(self) -> np.ndarray:
         key = ("log", *self._key[1:])
         if key not in self._cache:
@@ -691,7 +696,13 @@ class _CategoricalMixture:
     @functools.cached_property
     def groups(self) -> list[np.ndarray]:
         """Parameters by number of choices (Optuna's cumulative sums run over C columns)."""
-        return [np.flatnonzero(np.asarray(self.n_choices) == c) for c in sorted(set(self.n_choices))]
+        key = ("groups", *self._key[1:2])
+        if key not in self._cache:
+            by_count: dict[int, list[int]] = {}
+            for p, c in enumerate(self.n_choices):
+                by_count.setdefault(c, []).append(p)
+            self._cache[key] = [np.array(by_count[c], dtype=np.intp) for c in sorted(by_count)]
+        return self._cache[key]
 
     @staticmethod
     def _tables(n_choices: list[int], n: int, parameters: Any, cache: dict[tuple[Any, ...], Any]) -> np.ndarray:
@@ -1103,11 +1114,12 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         """
         log_below = mpe_below.log_pdf_of(unique)
         approximate = mpe_above.approximate_log_pdf_of(unique)
-        if approximate is None:
+        if approximate is None or not np.isfinite(approximate).all():
             self.exact_rows += len(unique)
             return log_below - mpe_above.log_pdf_of(unique)
-        estimate = log_below - approximate
-        contenders = np.flatnonzero(estimate >= estimate.max() - 2 * APPROXIMATION_TOLERANCE)
+        estimate = (log_below - approximate).tolist()  # a few dozen values
+        floor = max(estimate) - 2 * APPROXIMATION_TOLERANCE
+        contenders = [i for i, value in enumerate(estimate) if value >= floor]
         acq = np.full(len(unique), -np.inf)
         if len(contenders) == 1:
             acq[contenders] = 0.0  # the only candidate that can be Optuna's argmax
