@@ -374,3 +374,26 @@ def test_exact_density_of_a_few_rows_is_optunas_over_all_rows_bit_for_bit() -> N
     ours = adapter._CategoricalMixture(configs, kernels.reshape(-1), choices, params)
     for rows in ([3], [0, 17], list(range(24))):
         assert np.array_equal(ours.log_pdf_of(x[rows]), expected[rows])
+
+
+def test_intersection_step_is_optunas() -> None:
+    from optuna.search_space import intersection
+
+    study = optuna.create_study()
+    a, b = CategoricalDistribution((1, 2)), CategoricalDistribution((1, 2, 3))
+    for i in range(12):
+        space = {"x": a, "y": b} if i % 5 else {"x": CategoricalDistribution((1, 2)), "z": b}  # x equal, not identical; y missing
+        trial = study.ask(space)
+        if i % 4 == 3:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, float(i))
+    study.ask({"x": a})  # running
+    trials = study.get_trials(deepcopy=False)
+    for pruned in (False, True):
+        for cut in (0, 5, len(trials)):
+            expected = intersection._calculate(trials[:cut], pruned, None, -1)
+            got = adapter._intersection_step(trials[:cut], pruned, None, -1)
+            assert got == expected
+            step = intersection._calculate(trials, pruned, *expected)
+            assert adapter._intersection_step(trials, pruned, *got) == step

@@ -50,11 +50,12 @@ from optuna.storages._heartbeat import is_heartbeat_enabled as _is_heartbeat_ena
 from optuna.storages.journal._file import BaseJournalFileLock
 
 # Why: CachedTPESampler (below) is Optuna's TPE with the history kept between proposals;
-# it reuses the TPE module's split rules and default gamma functions, the Parzen
-# estimator's weight function, and the intersection search space's incremental step.
+# it reuses the TPE module's split rules and default gamma functions and the Parzen
+# estimator's weight function. The intersection search space's incremental step
+# (optuna.search_space.intersection._calculate) is followed step for step in
+# _intersection_step, with the private state of IntersectionSearchSpace.
 from optuna.samplers._tpe import sampler as _tpe
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
-from optuna.search_space import intersection as _intersection
 
 # Why: Optuna's QMCSampler builds its Sobol engines under this module lock (scipy's Sobol
 # shares state between threads); CachedQMCSampler builds them under the same lock.
@@ -1240,13 +1241,51 @@ def _intersection_without_copy(space: Any, study: optuna.Study, use_cache: bool)
         space._study_id = study._study_id
     elif space._study_id != study._study_id:
         raise ValueError("`IntersectionSearchSpace` cannot handle multiple studies.")
-    space._search_space, space._cached_trial_number = _intersection._calculate(
+    space._search_space, space._cached_trial_number = _intersection_step(
         study._get_trials(deepcopy=False, use_cache=use_cache),
         space._include_pruned,
         space._search_space,
         space._cached_trial_number,
     )
     return dict(sorted((space._search_space or {}).items(), key=lambda x: x[0]))
+
+
+_SPACE_STATES = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+
+
+def _intersection_step(
+    trials: list[FrozenTrial],
+    include_pruned: bool,
+    search_space: dict[str, BaseDistribution] | None,
+    cached_trial_number: int,
+) -> tuple[dict[str, BaseDistribution] | None, int]:
+    """``optuna.search_space.intersection._calculate``, step for step, except that a
+    distribution is first compared by identity: trials asked with the same distributions
+    share their objects, and comparing two categorical distributions' choices one by one
+    (NaN-aware) was most of the step's cost. Identity implies equality, so the result is
+    Optuna's."""
+    states = (*_SPACE_STATES, TrialState.PRUNED) if include_pruned else _SPACE_STATES
+    next_cached_trial_number = -1
+    for trial in reversed(trials):
+        if trial.state not in states:
+            continue
+        if next_cached_trial_number == -1:
+            next_cached_trial_number = trial.number + 1
+        if cached_trial_number > trial.number:
+            break
+        if not trial.state.is_finished():
+            next_cached_trial_number = trial.number
+            continue
+        if search_space is None:
+            search_space = dict(trial.distributions)
+            continue
+        distributions = trial.distributions
+        search_space = {
+            name: distribution
+            for name, distribution in search_space.items()
+            if (other := distributions.get(name)) is distribution or other == distribution
+        }
+    return search_space, next_cached_trial_number
 
 
 class _CachedGeneticHistory:
