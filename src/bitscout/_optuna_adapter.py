@@ -768,18 +768,20 @@ class _CategoricalMixture:
         Here the mixture is summed in the linear domain: a kernel's density is a product
         of one table entry per parameter, so the kernels of one configuration add up to
         their summed weight times one product. In a space of at most :data:`DENSE_SPACE`
-        configurations, once more configurations were tried than the space has per
-        parameter, the summed weights fill a (first parameters) x (last parameters) matrix
-        and each row's products over either half are outer products, so the sum is one
-        matrix product, whatever the number of trials; otherwise one product per
-        configuration tried. Every table is divided by its smallest entry first, so the
+        configurations, once the configurations tried times the parameters times
+        :data:`_DENSE_FACTOR` outnumber the space's, the summed weights fill a (first
+        parameters) x (last parameters) matrix and each row's products over either half
+        are outer products, so the sum is one matrix product, whatever the number of
+        trials; otherwise one product per configuration tried. Every table is divided by its smallest entry first, so the
         products lie in [1, product of the largest ratios] and cannot underflow; where that
         could overflow (about 75 parameters after 10,000 trials), None.
 
-        The bound: every sum here and in :meth:`log_pdf_of` adds positive terms, so each is
-        within (terms + parameters + 4) rounding units, relative, of the exact mixture
-        density, at most (kernels + configurations + 100) x 2.2e-16 for both together:
-        below 3e-8 for up to 10^8 kernels, against the tolerance of 1e-6.
+        The bound: every sum here and in :meth:`log_pdf_of` adds positive terms, and each
+        term carries the rounding of a product (here) or of a sum of logarithms and one
+        ``exp`` (there), so each result is within about (terms + parameters x (1 + the
+        largest |log| of a table entry)) rounding units, relative, of the exact mixture
+        density. For 10^8 kernels and 100 parameters (|log| <= 20) both together stay
+        below (2 x 10^8 + 2,100) x 2.2e-16 < 5e-8 in log units, against the tolerance of 1e-6.
         """
         d = len(self._configs)
         n = len(self.kernels) - 1
@@ -834,7 +836,7 @@ class _CategoricalMixture:
 
 
 # How far (in natural log units) approximate_log_pdf_of may be from log_pdf_of. The bound
-# proven in its docstring is below 3e-8 for up to 1e8 kernels; this leaves a margin.
+# in its docstring is below 5e-8 for up to 1e8 kernels; this leaves a margin.
 APPROXIMATION_TOLERANCE = 1e-6
 
 _BLAS_CONTROLLER: Any = None
