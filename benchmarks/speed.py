@@ -781,8 +781,9 @@ def _window(values: Sequence[float], at: int, width: int) -> list[float]:
     return [v * 1e3 for v in values[max(0, at - width) : at]]
 
 
-def section_scaling(quick: bool) -> None:
-    """Cost per trial against trials (sampler, whole loop) and against samples (evaluation)."""
+def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
+    """Cost per trial against trials (sampler, whole loop) and against samples (evaluation);
+    ``only``: these strategies' rows (labels' first words, e.g. ``tpe``) instead of all."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -811,6 +812,8 @@ def section_scaling(quick: bool) -> None:
         # Optuna's GP refits a Gaussian process at every proposal: too slow for long runs.
         ("gp", "gp", {}, 40 if quick else 100),
     ]
+    if only:
+        strategies = [row for row in strategies if row[0].split()[0] in only]
     curves: dict[str, dict[str, list[float]]] = {}
     table: dict[str, dict[int, dict[str, float]]] = {}
     tpe_trials: list[Any] = []
@@ -831,7 +834,7 @@ def section_scaling(quick: bool) -> None:
         print(f"    {label:24s} {len(clock.cpu):6d} trials in {took:6.1f} s; " + "; ".join(parts))
     # Optuna's stock TPE on the same history (identical proposals, so the same trials).
     stock: dict[int, float] = {}
-    for at in marks:
+    for at in marks if tpe_trials else []:
         stock[at] = _summary(_stock_tpe_at(tpe_trials, space, evaluator, at, 20 if at <= 1_000 else 5))[0]
     print("    Optuna's stock TPESampler on the same history (CPU ms per proposal): "
           + ", ".join(f"@{at}: {ms:.2f}" for at, ms in stock.items()))
@@ -885,7 +888,8 @@ def section_scaling(quick: bool) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Cost per trial against trials, digits MLP space ({space.size:,} configurations); {stamp}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(FIGURES / "scaling_trials.png", dpi=110)
+    trials_figure = FIGURES / ("scaling_trials.png" if not only else f"scaling_trials_{'_'.join(only)}.png")
+    fig.savefig(trials_figure, dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -903,7 +907,7 @@ def section_scaling(quick: bool) -> None:
     fig.tight_layout()
     fig.savefig(FIGURES / "scaling_samples.png", dpi=110)
     plt.close(fig)
-    print(f"    figures: {FIGURES / 'scaling_trials.png'}, {FIGURES / 'scaling_samples.png'}")
+    print(f"    figures: {trials_figure}, {FIGURES / 'scaling_samples.png'}")
     RESULTS["scaling"] = {
         "load_average_start": load_start,
         "load_average_end": load_end,
@@ -1023,6 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--strategies", nargs="+", help="scaling: only these strategies (e.g. tpe)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -1053,7 +1058,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "exhaustive" in sections:
         section_exhaustive(device, args.quick)
     if "scaling" in sections:
-        section_scaling(args.quick)
+        section_scaling(args.quick, args.strategies)
     RESULTS["total_s"] = time.perf_counter() - started
     RESULTS["machine"]["load_average_end"] = os.getloadavg()
     print(f"\ntotal {RESULTS['total_s']:.0f} s; load average at the end {os.getloadavg()}")

@@ -265,3 +265,135 @@ def test_cached_genetic_and_qmc_samplers_propose_exactly_what_optunas_propose(st
         got = _tpe_run(cached(seed=3, **options), 150, directions, batch=batch)
     assert len(set(expected)) > 50
     assert got == expected
+
+
+# ----- CachedTPESampler's shortcut: the argmax from a bounded estimate of the above density ----
+
+_MIXED_SPACE = {  # 2 x 3 x 5 x 7 x 4 = 840 configurations: the dense sum
+    "w": CategoricalDistribution((4, 8)),
+    "x": CategoricalDistribution(("a", "b", "c")),
+    "y": CategoricalDistribution((1, 2, 3, 4, 5)),
+    "z": CategoricalDistribution(tuple(range(7))),
+    "v": CategoricalDistribution((0.5, 1.0, 2.0, 4.0)),
+}
+_WIDE_SPACE = {f"p{i}": CategoricalDistribution(tuple(range(3 + i % 4))) for i in range(12)}  # 10^7: per configuration
+
+
+def _space_run(sampler: optuna.samplers.BaseSampler, space: dict, n: int, seed: int) -> list[tuple]:
+    """``n`` trials of a noisy objective on ``space``, told in order; every proposal."""
+    study = optuna.create_study(sampler=sampler, direction="minimize")
+    rng = np.random.default_rng(seed)
+    weights = {name: rng.normal(size=len(d.choices)) for name, d in space.items()}
+    proposals = []
+    for _ in range(n):
+        trial = study.ask(space)
+        proposals.append(tuple(trial.params.values()))
+        index = {name: space[name].choices.index(value) for name, value in trial.params.items()}
+        study.tell(trial, round(sum(weights[name][i] for name, i in index.items()) + rng.normal() * 0.3, 2))
+    return proposals
+
+
+@pytest.mark.parametrize("space", [_MIXED_SPACE, _WIDE_SPACE], ids=["dense", "per-configuration"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cached_tpe_matches_optuna_over_hundreds_of_trials(space: dict, seed: int) -> None:
+    cached = adapter.CachedTPESampler(seed=seed)
+    got = _space_run(cached, space, 300, seed)
+    assert got == _space_run(optuna.samplers.TPESampler(seed=seed), space, 300, seed)
+    assert len(set(got)) > 100
+    # The shortcut decided (almost) every proposal: exact densities only for near-ties.
+    assert cached.exact_rows <= 0.05 * 290 * 24
+
+
+def test_cached_tpe_matches_optuna_when_every_candidate_is_computed_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tolerance so wide that every candidate contends: the exact fallback decides each proposal.
+    monkeypatch.setattr(adapter, "APPROXIMATION_TOLERANCE", 1e3)
+    cached = adapter.CachedTPESampler(seed=5)
+    assert _space_run(cached, _MIXED_SPACE, 120, 5) == _space_run(optuna.samplers.TPESampler(seed=5), _MIXED_SPACE, 120, 5)
+    assert cached.exact_rows > 100 * 2
+
+
+def test_cached_tpe_falls_back_to_optuna_for_a_numeric_parameter() -> None:
+    space = {**_MIXED_SPACE, "lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+
+    def run(sampler: optuna.samplers.BaseSampler) -> list[tuple]:
+        study = optuna.create_study(sampler=sampler)
+        out = []
+        for _ in range(80):
+            trial = study.ask(space)
+            out.append(tuple(trial.params.values()))
+            study.tell(trial, float(np.log(trial.params["lr"]) ** 2 + trial.params["y"]))
+        return out
+
+    cached = adapter.CachedTPESampler(seed=2)
+    assert run(cached) == run(optuna.samplers.TPESampler(seed=2))
+    assert cached.exact_rows == 0  # Optuna's own code proposed: the shortcut never ran
+
+
+@pytest.mark.parametrize("choices", [[2, 3, 5, 7, 4], [3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]], ids=["dense", "per-configuration"])
+@pytest.mark.parametrize("n", [1, 30, 2000])
+def test_approximate_above_density_is_within_its_tolerance(choices: list[int], n: int) -> None:
+    rng = np.random.default_rng(n)
+    obs = np.stack([rng.integers(0, c, n) for c in choices], axis=1)
+    configs, kernels = np.unique(obs, axis=0, return_inverse=True)
+    params = optuna.samplers.TPESampler(seed=0)._parzen_estimator_parameters
+    table = adapter._Configurations(choices)
+    codes = np.array([table.id_of(tuple(int(v) for v in c)) for c in configs])
+    assert np.array_equal(codes, np.arange(len(configs)))
+    mixture = adapter._CategoricalMixture(configs, kernels.reshape(-1), choices, params, codes=table.codes)
+    x = np.concatenate([configs[:20], np.stack([rng.integers(0, c, 20) for c in choices], axis=1)])
+    approx, exact = mixture.approximate_log_pdf_of(x), mixture.log_pdf_of(x)
+    assert approx is not None
+    assert np.max(np.abs(approx - exact)) < 1e-11 < adapter.APPROXIMATION_TOLERANCE
+    # Without the codes (or for a space over DENSE_SPACE) the per-configuration sum, same bound.
+    plain = adapter._CategoricalMixture(configs, kernels.reshape(-1), choices, params)
+    assert np.max(np.abs(plain.approximate_log_pdf_of(x) - exact)) < 1e-11
+    assert (adapter._halves(choices) is None) == (np.prod(choices) > adapter.DENSE_SPACE)
+
+
+def test_approximate_above_density_declines_a_zero_density() -> None:
+    params = optuna.samplers.TPESampler(seed=0)._parzen_estimator_parameters._replace(prior_weight=0.0)
+    configs = np.array([[0, 1], [2, 2]])
+    mixture = adapter._CategoricalMixture(configs, np.array([0, 1, 1]), [3, 3], params)
+    assert mixture.approximate_log_pdf_of(np.array([[0, 1], [1, 1]])) is None
+
+
+def test_exact_density_of_a_few_rows_is_optunas_over_all_rows_bit_for_bit() -> None:
+    # The fallback computes only the contending rows; each row's value must not depend on
+    # which other rows are computed with it (12,000 kernels: past numpy's 8,192-element buffer).
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+
+    rng = np.random.default_rng(11)
+    choices = [6, 6, 4, 6, 6, 3]
+    space = {f"p{i}": CategoricalDistribution(tuple(range(c))) for i, c in enumerate(choices)}
+    obs = np.stack([rng.integers(0, c, 12_000) for c in choices], axis=1)
+    params = optuna.samplers.TPESampler(seed=0)._parzen_estimator_parameters
+    stock = _ParzenEstimator({k: obs[:, i] for i, k in enumerate(space)}, space, params)
+    x = np.stack([rng.integers(0, c, 24) for c in choices], axis=1)
+    expected = stock.log_pdf({k: x[:, i].astype(float) for i, k in enumerate(space)})
+    configs, kernels = np.unique(obs, axis=0, return_inverse=True)
+    ours = adapter._CategoricalMixture(configs, kernels.reshape(-1), choices, params)
+    for rows in ([3], [0, 17], list(range(24))):
+        assert np.array_equal(ours.log_pdf_of(x[rows]), expected[rows])
+
+
+def test_intersection_step_is_optunas() -> None:
+    from optuna.search_space import intersection
+
+    study = optuna.create_study()
+    a, b = CategoricalDistribution((1, 2)), CategoricalDistribution((1, 2, 3))
+    for i in range(12):
+        space = {"x": a, "y": b} if i % 5 else {"x": CategoricalDistribution((1, 2)), "z": b}  # x equal, not identical; y missing
+        trial = study.ask(space)
+        if i % 4 == 3:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, float(i))
+    study.ask({"x": a})  # running
+    trials = study.get_trials(deepcopy=False)
+    for pruned in (False, True):
+        for cut in (0, 5, len(trials)):
+            expected = intersection._calculate(trials[:cut], pruned, None, -1)
+            got = adapter._intersection_step(trials[:cut], pruned, None, -1)
+            assert got == expected
+            step = intersection._calculate(trials, pruned, *expected)
+            assert adapter._intersection_step(trials, pruned, *got) == step
