@@ -462,3 +462,29 @@ def test_exact_and_inexact_layers_in_one_space_match_trial_by_trial(digits: Data
     result = evaluate_runner_set_exhaustively(space, runners)
     assert len(result) == 4**3
     _assert_same(result, runners, space, list(range(64)))
+
+
+def test_product_block_puts_each_config_in_its_place() -> None:
+    """_Product: every input format times the same weights in one call, rows in config order."""
+    from bitscout.evaluation._exhaustive import _Product
+    from bitscout.quant import fake_quantize
+    from bitscout.quant.formats import IntegerFormat
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(50, 12, generator=generator) * 3
+    weights = [IntegerFormat(5, 3).quantize(torch.randn(4, 12, generator=generator)) for _ in range(3)]
+    biases = [IntegerFormat(8, 4).quantize(torch.randn(4, generator=generator)) for _ in range(3)]
+    w, b = torch.cat(weights), torch.cat(biases)
+    formats = [IntegerFormat(3, 1), IntegerFormat(8, 4)]
+    # Configs interleaved: config 2j + a has input format a and weight j.
+    groups = [(fmt, [2 * j + a for j in range(3)], w, b) for a, fmt in enumerate(formats)]
+    product = _Product.of(groups, 6)
+    assert product is not None and product.order is not None
+    block = product.block(x)
+    for a, fmt in enumerate(formats):
+        for j in range(3):
+            expected = torch.nn.functional.linear(fake_quantize(x, fmt), weights[j], biases[j])
+            assert torch.equal(block[2 * j + a].view(torch.int32), expected.view(torch.int32)), (a, j)
+    # Groups with other weights have no product form.
+    other = [(formats[0], [0, 1, 2], w, b), (formats[1], [3, 4, 5], w.flip(0), b)]
+    assert _Product.of(other, 6) is None

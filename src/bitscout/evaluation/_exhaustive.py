@@ -258,6 +258,8 @@ class _Layer:
             and not self._stack  # stacking rows (accelerators, or when asked) goes first
         )
         self._grid: tuple[Any, Any, list[tuple[Any, list[int], Any, Any]] | None] | None = None
+        # When every input format meets the same weights: one call for all (see _product).
+        self._product: _Product | None = None
 
     def __len__(self) -> int:
         return len(self.modules)
@@ -383,6 +385,7 @@ class _Layer:
                 biases = [self._operand(i, self.modules[i], "bias", bias, self.modules[i].config.bias) for i in indices]
                 groups.append((fmt, indices, torch.cat(weights), None if bias is None else torch.cat(biases)))
         self._grid = (weight, bias, groups)
+        self._product = None if groups is None else _Product.of(groups, len(self.modules))
         return groups
 
     def output_block(self, env: dict[fx.Node, Any]) -> torch.Tensor | None:
@@ -402,6 +405,9 @@ class _Layer:
 
     def _exact_block(self, ops: Operands, groups: list[tuple[Any, list[int], Any, Any]]) -> torch.Tensor:
         """Every config's output in one tensor, one ``F.linear`` call per input format."""
+        product = self._product
+        if product is not None and ops.data_in.dim() == 2:
+            return product.block(ops.data_in)
         block: torch.Tensor | None = None
         for fmt, indices, weight, bias in groups:
             data_in = fake_quantize(ops.data_in, fmt)
@@ -502,6 +508,64 @@ class _Layer:
         if held is None or held[0] is not tensor:
             held = self._params[key] = (tensor, module.cache.quantize(module.layer_name, role, tensor, fmt))
         return held[1]
+
+
+@dataclass(frozen=True)
+class _Product:
+    """A layer whose configs are every input format times the same weights: one call for all.
+
+    The input is quantized to every format at once (a leading dimension of formats, the
+    same float32 operations as :meth:`IntegerFormat.quantize` elementwise: a multiply by
+    ``2**f``, round, clamp to the format's codes, a multiply by ``2**-f``), and goes
+    through one ``F.linear`` with the weights side by side (exact sums: any order).
+    """
+
+    scales: torch.Tensor
+    inverses: torch.Tensor
+    levels: tuple[tuple[int, int], ...]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    per_format: int
+    order: torch.Tensor | None
+
+    @staticmethod
+    def of(groups: list[tuple[Any, list[int], Any, Any]], count: int) -> _Product | None:
+        """The product form of exact groups, or None when their weights differ."""
+        _, first, weight, bias = groups[0]
+        if len(groups) < 2 or any(
+            len(ix) != len(first) or not torch.equal(w, weight) or (b is None) != (bias is None)
+            or (b is not None and not torch.equal(b, bias))
+            for _, ix, w, b in groups[1:]
+        ):
+            return None
+        fmts = [fmt for fmt, _, _, _ in groups]
+        position = [i for _, ix, _, _ in groups for i in ix]  # block row -> config
+        order = None
+        if position != list(range(count)):
+            order = torch.empty(count, dtype=torch.long)
+            order[torch.tensor(position)] = torch.arange(count)  # config -> block row
+        shape = (len(fmts), 1, 1)
+        return _Product(
+            torch.tensor([fmt._scale32[0] for fmt in fmts], dtype=torch.float32).view(shape),
+            torch.tensor([fmt._scale32[1] for fmt in fmts], dtype=torch.float32).view(shape),
+            tuple(fmt._levels for fmt in fmts),
+            weight,
+            bias,
+            len(first),
+            order,
+        )
+
+    def block(self, x: torch.Tensor) -> torch.Tensor:
+        """Every config's output, ``(configs, samples, outputs)``, in the layer's config order."""
+        codes = (x.unsqueeze(0) * self.scales).round_()
+        for row, (lo, hi) in zip(codes, self.levels):
+            row.clamp_(lo, hi)
+        joined = F.linear(codes.mul_(self.inverses), self.weight, self.bias)
+        formats, n, width = joined.shape
+        per_config = width // self.per_format
+        # (formats, samples, weights, outputs) -> (formats x weights, samples, outputs)
+        rows = joined.view(formats, n, self.per_format, per_config).transpose(1, 2).reshape(-1, n, per_config)
+        return rows if self.order is None else rows.index_select(0, self.order)
 
 
 def _as_slice(indices: list[int]) -> slice | list[int]:
