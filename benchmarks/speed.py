@@ -5,6 +5,11 @@ One command (from the repository root)::
     .venv/bin/python benchmarks/speed.py            # everything (several minutes)
     .venv/bin/python benchmarks/speed.py --quick    # fewer repeats and trials (~1-2 min)
     .venv/bin/python benchmarks/speed.py --device cuda --quick --json out.json
+    .venv/bin/python benchmarks/speed.py --results benchmarks/RESULTS-run.md
+                                                    # every section once (~15 min on 2 idle CPUs):
+                                                    # one markdown block, each figure against its
+                                                    # target, with the load average; plots beside it
+    .venv/bin/python benchmarks/speed.py --dry-run --results /tmp/r.md   # plumbing only (~2 min)
 
 Every figure is measured in this run, side by side, with its median and spread (the
 interquartile range, "IQR", over repeats). What is measured:
@@ -58,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -134,6 +140,78 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+# ----- how much each section measures ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Repeats and sizes of every section: one preset per mode of the command.
+
+    ``full`` is the default, ``quick`` the ``--quick`` run, ``results`` the
+    ``--results FILE.md`` run (every section once, sized to fit about 15 minutes on the
+    2-core machine at low load: fewer repeats where the median stays stable), ``dry``
+    the ``--dry-run`` (tiny sizes, a 64-configuration space: checks the plumbing, not
+    the speed).
+    """
+
+    name: str
+    jsc_tiny_repeats: int
+    jsc_s_rows: int
+    jsc_s_repeats: int
+    digits_cnn_samples: int
+    digits_cnn_repeats: int
+    mnist_cnn_samples: int
+    mnist_cnn_repeats: int
+    naive_repeats: int
+    naive_worker_repeats: int
+    storage_trials: tuple[int, ...]
+    startup_repeats: int
+    startup_rows: int
+    memory_trials: int
+    sampler_trials: int
+    widths: tuple[int, ...]
+    exhaustive_rounds: int
+    exhaustive_checks: int
+    scaling_trials: int
+    scaling_marks: tuple[int, ...]
+    gp_trials: int
+    sample_counts: tuple[int, ...]
+
+    def describe(self) -> str:
+        """The repeats and sizes, one line per section (for the results file)."""
+        return "\n".join([
+            f"- trials: jsc-tiny {self.jsc_tiny_repeats} interleaved pairs; jsc-s ({self.jsc_s_rows:,} rows) "
+            f"{self.jsc_s_repeats}; digits CNN ({self.digits_cnn_samples} samples) {self.digits_cnn_repeats}; "
+            f"mnist5k CNN ({self.mnist_cnn_samples} samples) {self.mnist_cnn_repeats}",
+            f"- naive: {self.naive_repeats} pairs without workers, {self.naive_worker_repeats} with workers",
+            f"- storage: {' and '.join(f'{n:,}' for n in self.storage_trials)} trials",
+            f"- start-up: {self.startup_repeats} fresh interpreters ({self.startup_rows:,} JSC rows); "
+            f"memory: {self.memory_trials} TPE trials",
+            f"- sampler (section 6): {self.sampler_trials:,} trials",
+            f"- exhaustive: widths {list(self.widths)} per operand, {self.exhaustive_rounds} rounds, "
+            f"{self.exhaustive_checks} configurations checked against trial by trial",
+            f"- scaling: {self.scaling_trials:,} trials per strategy (gp {self.gp_trials}), marks "
+            f"{', '.join(f'{m:,}' for m in self.scaling_marks)}; samples {', '.join(f'{n:,}' for n in self.sample_counts)}",
+        ])
+
+
+PLANS = {
+    "full": Plan("full", 1500, 160_000, 15, 540, 200, 1500, 20, 300, 30, (100, 1000), 5, 200_000, 200, 2000,
+                 (2, 3, 4, 5, 6, 8), 3, 300, 10_000, (100, 1_000, 10_000), 100,
+                 (256, 1_024, 4_096, 16_384, 65_536)),
+    "quick": Plan("quick", 400, 160_000, 8, 540, 60, 1500, 8, 60, 8, (100, 300), 3, 200_000, 200, 1000,
+                  (2, 3, 4, 5, 6, 8), 1, 100, 2_000, (100, 1_000), 40, (256, 1_024, 4_096, 16_384)),
+    # One run of every figure in ~15 minutes (2 CPUs, low load): fewer pairs where the
+    # medians of the ratios stay stable; section 6 stops at 1,000 trials (Optuna's stock
+    # TPE alone took 196 s for 2,000 at load 10; scaling times it at 10,000 anyway).
+    "results": Plan("results", 1000, 160_000, 12, 540, 100, 1500, 10, 200, 20, (100, 1000), 3, 200_000, 200, 1000,
+                    (2, 3, 4, 5, 6, 8), 3, 200, 10_000, (100, 1_000, 10_000), 60,
+                    (256, 1_024, 4_096, 16_384, 65_536)),
+    "dry": Plan("dry", 5, 2048, 2, 64, 2, 64, 2, 3, 2, (20,), 1, 20_000, 5, 60, (2, 8), 1, 10, 60, (20, 50), 5,
+                (256, 1_024)),
+}
 
 
 # ----- building trials ------------------------------------------------------------------------
@@ -270,7 +348,7 @@ def _interleaved(bench: TrialBench, repeats: int) -> dict[str, list[float]]:
     return {"float_ms": floats, "trial_ms": trials, "ratio": ratios}
 
 
-def section_trials(device: torch.device, quick: bool) -> dict[str, TrialBench]:
+def section_trials(device: torch.device, plan: Plan) -> dict[str, TrialBench]:
     from bitscout.data import load_dataset
 
     _header("1. trial objective vs one bare float forward over the same samples")
@@ -278,12 +356,15 @@ def section_trials(device: torch.device, quick: bool) -> dict[str, TrialBench]:
     digits = load_dataset("digits", seed=0)
     mnist = load_dataset("mnist5k", seed=0)
     jsc_small = _synthetic_jsc(4096)
-    jsc_big = _synthetic_jsc(160_000)
+    jsc_big = _synthetic_jsc(plan.jsc_s_rows)
     cases = [
-        ("jsc-tiny, 512 samples (synthetic JSC)", "jsc-tiny", jsc_small, 512, {}, 400 if quick else 1500),
-        ("jsc-s, 160,000 samples (synthetic JSC)", "jsc-s", jsc_big, 160_000, {}, 8 if quick else 15),
-        ("digits CNN, 540 samples", "cnn", digits, 540, {}, 60 if quick else 200),
-        ("mnist5k CNN, 1,500 samples", "cnn", mnist, 1500, {}, 8 if quick else 20),
+        ("jsc-tiny, 512 samples (synthetic JSC)", "jsc-tiny", jsc_small, 512, {}, plan.jsc_tiny_repeats),
+        (f"jsc-s, {plan.jsc_s_rows:,} samples (synthetic JSC)", "jsc-s", jsc_big, plan.jsc_s_rows, {},
+         plan.jsc_s_repeats),
+        (f"digits CNN, {plan.digits_cnn_samples:,} samples", "cnn", digits, plan.digits_cnn_samples, {},
+         plan.digits_cnn_repeats),
+        (f"mnist5k CNN, {plan.mnist_cnn_samples:,} samples", "cnn", mnist, plan.mnist_cnn_samples, {},
+         plan.mnist_cnn_repeats),
     ]
     benches = {}
     rows = []
@@ -297,7 +378,8 @@ def section_trials(device: torch.device, quick: bool) -> dict[str, TrialBench]:
         print(f"    trial         {_fmt(res['trial_ms'])}")
         target = 1.5 if name.startswith("jsc") else 1.1  # issue 16: 1.5x on JSC, 1.1x on the CNNs
         print(f"    ratio         {_fmt(res['ratio'], 'x', 2)}   target <= {target}x: {_verdict(ratio_med <= target)}")
-        rows.append({"case": label, "repeats": repeats, **{k: _summary(v) for k, v in res.items()}})
+        rows.append({"case": label, "model": name, "target": target, "repeats": repeats,
+                     **{k: _summary(v) for k, v in res.items()}})
         if name == "jsc-tiny":
             trial_med = _summary(res["trial_ms"])[0]
             print(f"    jsc-tiny trial under 1 ms: {_verdict(trial_med < 1.0)} ({trial_med:.3f} ms)")
@@ -308,7 +390,7 @@ def section_trials(device: torch.device, quick: bool) -> dict[str, TrialBench]:
 # ----- the naive way ----------------------------------------------------------------------------
 
 
-def section_naive(bench: TrialBench, quick: bool) -> None:
+def section_naive(bench: TrialBench, plan: Plan) -> None:
     from torch.utils.data import DataLoader, TensorDataset
 
     from bitscout.quant import DEFAULT_LAYER_MAP, QuantizedLayer, QuantizedTensorCache, layer_map_key
@@ -348,7 +430,7 @@ def section_naive(bench: TrialBench, quick: bool) -> None:
     for config in bench.configs[:4]:
         naive_trial(config)
     ours, naive, ratios = [], [], []
-    repeats = 60 if quick else 300
+    repeats = plan.naive_repeats
     for r in range(repeats):
         config = bench.configs[r % len(bench.configs)]
         t0 = time.perf_counter()
@@ -371,7 +453,7 @@ def section_naive(bench: TrialBench, quick: bool) -> None:
     if bench.device.type == "cpu":
         workers = os.cpu_count() or 1
         ours_w, naive_w, ratios_w = [], [], []
-        for r in range(8 if quick else 30):
+        for r in range(plan.naive_worker_repeats):
             config = bench.configs[r % len(bench.configs)]
             t0 = time.perf_counter()
             bench.trial(config)
@@ -436,14 +518,14 @@ def _storage_lockstep(kinds: Sequence[str], n_trials: int, folder: Path) -> dict
     return times
 
 
-def section_storage(quick: bool) -> None:
+def section_storage(plan: Plan) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _header("3. storage overhead per trial (TPE ask/tell + one user-attr write)")
     print("(studies run in lockstep with the same seeded TPE; overhead = storage - in-memory, per trial)")
     out = {}
-    for n in (100, 300) if quick else (100, 1000):
+    for n in plan.storage_trials:
         # SQLite costs 30-300 ms per trial here: shown at 100 trials, for reference.
         kinds = ["in-memory", "bitscout journal (default)", "optuna journal"] + (["sqlite"] if n <= 100 else [])
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -517,13 +599,13 @@ def _bitscout_cmd() -> list[str]:
     return [sys.executable, "-m", "bitscout"]
 
 
-def section_startup(quick: bool) -> None:
+def section_startup(plan: Plan) -> None:
     _header("4. start-up to first trial, MASE lab case (configs/jsc_tiny_lab.toml)")
-    repeats = 3 if quick else 5
+    repeats = plan.startup_repeats
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "hls4ml_lhc_jets_hlf.parquet"
-        write_jsc_parquet(data)
+        write_jsc_parquet(data, plan.startup_rows)
         env = _env(data)
         # Warm the data cache (and the OS file cache) once.
         subprocess.run(
@@ -562,16 +644,17 @@ def section_startup(quick: bool) -> None:
             "imports_ms": imports,
         }
 
-        _header("5. peak memory, MASE lab case, 200 TPE trials")
+        _header(f"5. peak memory, MASE lab case, {plan.memory_trials} TPE trials")
         start = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-c", _MAXRSS, *_bitscout_cmd(), "search", str(LAB_CONFIG), "--out", str(tmp_path / "mem"), "--n-trials", "200", "--no-progress"],
+            [sys.executable, "-c", _MAXRSS, *_bitscout_cmd(), "search", str(LAB_CONFIG), "--out", str(tmp_path / "mem"), "--n-trials", str(plan.memory_trials), "--no-progress"],
             check=True, env=env, capture_output=True, text=True, cwd=REPO,
         )
         wall = time.perf_counter() - start
         rss_mb = int(re.search(r"MAXRSS_KB (\d+)", proc.stdout).group(1)) / 1024
-        print(f"    max RSS {rss_mb:.0f} MB (whole run: {wall:.1f} s for 200 trials)   target <= 400 MB: {_verdict(rss_mb <= 400)}")
-        RESULTS["peak_memory"] = {"max_rss_mb": rss_mb, "wall_s_200_trials": wall}
+        print(f"    max RSS {rss_mb:.0f} MB (whole run: {wall:.1f} s for {plan.memory_trials} trials)   "
+              f"target <= 400 MB: {_verdict(rss_mb <= 400)}")
+        RESULTS["peak_memory"] = {"max_rss_mb": rss_mb, "trials": plan.memory_trials, "wall_s": wall}
 
 
 def _import_times(env: dict[str, str], tmp: Path) -> list[tuple[str, float]]:
@@ -601,7 +684,7 @@ def _import_times(env: dict[str, str], tmp: Path) -> list[tuple[str, float]]:
 # ----- sampler cost ------------------------------------------------------------------------------
 
 
-def _digits_mlp_space() -> tuple[Any, Any]:
+def _digits_mlp_space(widths: Sequence[int] = (2, 3, 4, 5, 6, 8)) -> tuple[Any, Any]:
     from bitscout.data import load_dataset
     from bitscout.graph import trace
     from bitscout.models import build_model
@@ -611,7 +694,7 @@ def _digits_mlp_space() -> tuple[Any, Any]:
     torch.manual_seed(0)
     model = build_model("mlp", digits.info).eval()
     traced = trace(model, digits.val.x[:2])
-    widths = [2, 3, 4, 5, 6, 8]
+    widths = list(widths)
     choices = {
         layer.name: {"name": "integer", "data_in_width": widths, "weight_width": widths, "bias_width": 8}
         for layer in traced.table
@@ -648,16 +731,16 @@ def tpe_per_trial(space: Any, n_trials: int, *, options: dict[str, Any] | None =
     return times
 
 
-def section_sampler(quick: bool) -> None:
+def section_sampler(plan: Plan) -> None:
     _header("6. sampler cost: TPE ms per trial (ask + tell, in-memory), digits MLP space")
-    _, space = _digits_mlp_space()
-    n = 1000 if quick else 2000
+    _, space = _digits_mlp_space(plan.widths)
+    n = plan.sampler_trials
     out: dict[str, Any] = {}
     for label, stock in (("bitscout tpe (CachedTPESampler)", False), ("Optuna's TPESampler", True)):
         times = tpe_per_trial(space, n, stock=stock)
         print(f"    {label}:")
         out[label] = {}
-        for at in (100, 1000, 2000):
+        for at in sorted({100, 1000, 2000, n}):
             if at > n:
                 continue
             window = [t * 1e3 for t in times[max(0, at - 20) : at]]
@@ -716,7 +799,7 @@ class SamplerClock:
         return timed
 
 
-def _digits_table() -> tuple[Any, Any, Any]:
+def _digits_table(widths: Sequence[int] = (2, 3, 4, 5, 6, 8)) -> tuple[Any, Any, Any]:
     """The digits MLP space and a TableEvaluator of it (every configuration evaluated once)."""
     from bitscout.evaluation import TableEvaluator
     from bitscout.graph import trace
@@ -725,7 +808,7 @@ def _digits_table() -> tuple[Any, Any, Any]:
     from bitscout.quant import Quantizer
     from bitscout.space import SearchSpace
 
-    digits, space = _digits_mlp_space()
+    digits, space = _digits_mlp_space(widths)
     torch.manual_seed(0)
     model = build_model("mlp", digits.info).eval()
     traced = trace(model, digits.val.x[:2])
@@ -781,7 +864,7 @@ def _window(values: Sequence[float], at: int, width: int) -> list[float]:
     return [v * 1e3 for v in values[max(0, at - width) : at]]
 
 
-def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
+def section_scaling(plan: Plan, figures: Path = FIGURES, only: Sequence[str] | None = None) -> None:
     """Cost per trial against trials (sampler, whole loop) and against samples (evaluation);
     ``only``: these strategies' rows (labels' first words, e.g. ``tpe``) instead of all."""
     import matplotlib
@@ -794,9 +877,9 @@ def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _header("8. scaling: cost per trial against trials and against validation samples")
     load_start = os.getloadavg()
-    n_max = 2_000 if quick else 10_000
-    marks = [m for m in (100, 1_000, 10_000) if m <= n_max]
-    space, evaluator, _ = _digits_table()
+    n_max = plan.scaling_trials
+    marks = [m for m in plan.scaling_marks if m <= n_max]
+    space, evaluator, _ = _digits_table(plan.widths)
     print(f"    digits MLP space: {space.size:,} configurations; table evaluator "
           f"({evaluator.seconds:.1f} s to evaluate every configuration once)")
     print(f"    load average at start: {load_start}")
@@ -810,7 +893,7 @@ def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
         ("nsgaiii", "nsgaiii", {}, n_max),
         ("brute_force (shuffled)", "brute_force", {"shuffle": True}, n_max),
         # Optuna's GP refits a Gaussian process at every proposal: too slow for long runs.
-        ("gp", "gp", {}, 40 if quick else 100),
+        ("gp", "gp", {}, plan.gp_trials),
     ]
     if only:
         strategies = [row for row in strategies if row[0].split()[0] in only]
@@ -850,7 +933,7 @@ def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
                       f"(target <= {target:g} ms): {_verdict(ok)}")
 
     # -- evaluation against the number of validation samples ---------------------------------
-    sample_counts = [256, 1_024, 4_096, 16_384] + ([] if quick else [65_536])
+    sample_counts = list(plan.sample_counts)
     data = _synthetic_jsc(max(sample_counts))
     evals = []
     for n in sample_counts:
@@ -864,7 +947,7 @@ def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
     print(f"    load average at end: {load_end}")
 
     # -- figures ------------------------------------------------------------------------------
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
     stamp = f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {load_start[0]:.1f} -> {load_end[0]:.1f} on {os.cpu_count()} CPUs"
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for label, curve in curves.items():
@@ -888,7 +971,7 @@ def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Cost per trial against trials, digits MLP space ({space.size:,} configurations); {stamp}", fontsize=9)
     fig.tight_layout()
-    trials_figure = FIGURES / ("scaling_trials.png" if not only else f"scaling_trials_{'_'.join(only)}.png")
+    trials_figure = figures / ("scaling_trials.png" if not only else f"scaling_trials_{'_'.join(only)}.png")
     fig.savefig(trials_figure, dpi=110)
     plt.close(fig)
 
@@ -905,9 +988,9 @@ def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
     ax.legend(fontsize=8)
     ax.set_title(f"jsc-tiny: cost per trial against samples\n{stamp}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(FIGURES / "scaling_samples.png", dpi=110)
+    fig.savefig(figures / "scaling_samples.png", dpi=110)
     plt.close(fig)
-    print(f"    figures: {trials_figure}, {FIGURES / 'scaling_samples.png'}")
+    print(f"    figures: {trials_figure}, {figures / 'scaling_samples.png'}")
     RESULTS["scaling"] = {
         "load_average_start": load_start,
         "load_average_end": load_end,
@@ -915,21 +998,22 @@ def section_scaling(quick: bool, only: Sequence[str] | None = None) -> None:
         "stock_tpe_cpu_ms": stock,
         "samples": evals,
         "verdicts": verdicts,
+        "figures": [str(figures / "scaling_trials.png"), str(figures / "scaling_samples.png")],
     }
 
 
 # ----- exhaustive ----------------------------------------------------------------------------------
 
 
-def section_exhaustive(device: torch.device, quick: bool) -> None:
+def section_exhaustive(device: torch.device, plan: Plan) -> None:
     from bitscout.graph import trace
     from bitscout.metrics import AverageBitwidth, BasicEvaluation, Bitops, RunContext, RunnerSet
     from bitscout.models import build_model
     from bitscout.quant import Quantizer
     from bitscout.evaluation import evaluate_runner_set_exhaustively
 
-    _header("7. exhaustive evaluation: 46,656 configurations of the digits MLP")
-    digits, space = _digits_mlp_space()
+    digits, space = _digits_mlp_space(plan.widths)
+    _header(f"7. exhaustive evaluation: {space.size:,} configurations of the digits MLP")
     torch.manual_seed(0)
     model = build_model("mlp", digits.info).to(device).eval()
     traced = trace(model, digits.val.x[:2].to(device))
@@ -946,7 +1030,7 @@ def section_exhaustive(device: torch.device, quick: bool) -> None:
         context,
     )
     sync = _sync(device)
-    rounds = 1 if quick else 3
+    rounds = plan.exhaustive_rounds
     walls, cpus = [], []
     result = None
     for _ in range(rounds):
@@ -958,7 +1042,7 @@ def section_exhaustive(device: torch.device, quick: bool) -> None:
     assert result is not None
     # Trial-by-trial estimate and a float-forward reference, measured now.
     rng = random.Random(0)
-    sample = rng.sample(range(space.size), 100 if quick else 300)
+    sample = rng.sample(range(space.size), min(plan.exhaustive_checks, space.size))
     configs = [space.decode(space.params_at(i)) for i in sample]
     x = digits.val.x[:540].to(device)
     per_trial, per_float = [], []
@@ -1008,10 +1092,166 @@ def section_exhaustive(device: torch.device, quick: bool) -> None:
         "trial_ms": trial_med * 1e3,
         "float_forward_ms": float_med * 1e3,
         "mismatches": mismatches,
+        "checks": len(sample),
         "float_forwards_per_configuration": wall / float_med / len(result),
         "minimum_gmac": minimum / 1e9,
         "minimum_s_at_float_rate": minimum / rate,
     }
+
+
+# ----- one markdown block of every figure ----------------------------------------------------------
+
+
+def _met(ok: bool | None) -> str:
+    return "" if ok is None else ("MET" if ok else "**MISSED**")
+
+
+def figure_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(item, figure, measured, target, met?) for every figure a run measured.
+
+    ``item`` is the issue item the figure belongs to (issue 16's 1-5; "6" for issue 6's
+    figures, which issue 16 asks to keep). Only the sections that ran give rows.
+    """
+    rows: list[tuple[str, str, str, str, str]] = []
+    for row in results.get("trials", []):
+        ratio, q1, q3 = row["ratio"]
+        rows.append((
+            "16.2", f"trial / float forward, {row['case']} ({row['repeats']} pairs)",
+            f"{row['trial_ms'][0]:.3f} / {row['float_ms'][0]:.3f} ms = {ratio:.2f}x (IQR {q1:.2f}-{q3:.2f})",
+            f"<= {row['target']}x", _met(ratio <= row["target"]),
+        ))
+        if row["model"] == "jsc-tiny":
+            rows.append(("6", "jsc-tiny trial (512 samples)", f"{row['trial_ms'][0]:.3f} ms", "< 1 ms",
+                         _met(row["trial_ms"][0] < 1.0)))
+    if "exhaustive" in results:
+        ex = results["exhaustive"]
+        wall = statistics.median(ex["wall_s"])
+        full = ex["configurations"] == 46_656
+        rows.append((
+            "16.3", f"exhaustive, {ex['configurations']:,} configurations of the digits MLP",
+            f"{wall:.2f} s wall (runs {', '.join(f'{w:.2f}' for w in ex['wall_s'])}), "
+            f"{statistics.median(ex['cpu_s']):.2f} s CPU",
+            "<= 2 s" if full else "(46,656 in a real run)", _met(wall <= 2.0) if full else "",
+        ))
+        rows.append(("16.3", "exhaustive in float forwards per configuration (one forward over the 540 samples "
+                     f"= {ex['float_forward_ms']:.3f} ms)", f"{ex['float_forwards_per_configuration']:.3f}",
+                     "the limit below", ""))
+        rows.append(("16.3", "minimum arithmetic (MACs no sharing avoids), at the float forward's MAC rate",
+                     f"{ex['minimum_gmac']:.2f} GMAC = {ex['minimum_s_at_float_rate']:.2f} s; exhaustive = "
+                     f"{wall / ex['minimum_s_at_float_rate']:.1f}x that", "the limit", ""))
+        rows.append(("16.3", f"exhaustive vs trial by trial ({ex['trial_ms']:.3f} ms per trial)",
+                     f"{ex['trial_ms'] * ex['configurations'] / 1e3 / wall:.1f}x faster", "", ""))
+        rows.append(("16.3", f"bit-identical to trial by trial ({ex['checks']} sampled configurations)",
+                     f"{ex['mismatches']} mismatches", "0", _met(ex["mismatches"] == 0)))
+    if "scaling" in results:
+        sc = results["scaling"]
+        for label, marks in sc["per_strategy"].items():
+            for at, target in (("1000", 1.0), ("10000", 2.0)):
+                if at in marks and label != "gp":
+                    cpu = marks[at]["sampler_cpu_ms"]
+                    rows.append(("16.1", f"sampler CPU per proposal, {label}, at {int(at):,} trials",
+                                 f"{cpu:.3f} ms (loop {marks[at]['loop_ms']:.2f} ms wall)", f"<= {target:g} ms",
+                                 _met(cpu <= target)))
+        if "gp" in sc["per_strategy"]:
+            at, gp = max(sc["per_strategy"]["gp"].items(), key=lambda kv: int(kv[0]))
+            rows.append(("16.1", f"sampler CPU per proposal, gp, at {int(at):,} trials",
+                         f"{gp['sampler_cpu_ms']:.1f} ms", "excluded (refits a GP per proposal)", ""))
+        for at, ms in sc["stock_tpe_cpu_ms"].items():
+            rows.append(("16.1", f"Optuna's stock TPESampler on the same history, at {int(at):,} trials",
+                         f"{ms:.2f} ms", "reference", ""))
+        for e in sc["samples"]:
+            rows.append(("16.5", f"jsc-tiny trial / float forward, {e['samples']:,} samples",
+                         f"{e['trial_ms']:.3f} / {e['float_ms']:.3f} ms = {e['ratio']:.2f}x", "<= 1.5x",
+                         _met(e["ratio"] <= 1.5)))
+    if "naive" in results:
+        med, q1, q3 = results["naive"]["ratio"]
+        rows.append(("6", "naive (MASE way) / ours, jsc-tiny, DataLoader without workers",
+                     f"{med:.1f}x (IQR {q1:.1f}-{q3:.1f})", ">= 20x", _met(med >= 20)))
+    if "naive_workers" in results:
+        nw = results["naive_workers"]
+        med, q1, q3 = nw["ratio"]
+        rows.append(("6", f"naive / ours, DataLoader with {nw['workers']} workers (as MASE)",
+                     f"{med:.1f}x (IQR {q1:.1f}-{q3:.1f})", ">= 20x", _met(med >= 20)))
+    for n, kinds in results.get("storage_ms_per_trial", {}).items():
+        for kind, fig in kinds.items():
+            if kind == "in-memory":
+                continue
+            target = kind == "bitscout journal (default)"
+            rows.append(("6", f"storage over in-memory, {kind}, {int(n):,} trials",
+                         f"+{fig['extra_ms_mean']:.2f} ms/trial (mean)", "<= 3 ms" if target else "reference",
+                         _met(fig["extra_ms_mean"] <= 3.0) if target else ""))
+    if "startup_s" in results:
+        st = results["startup_s"]
+        rows.append(("6", "start-up to first trial, lab case (fresh interpreter)",
+                     f"{st['first_trial'][0]:.2f} s wall, {st['first_trial_cpu'][0]:.2f} s CPU", "< 3 s",
+                     _met(st["first_trial"][0] < 3.0)))
+        rows.append(("6", "whole `bitscout search --n-trials 1` (outputs, plots)", f"{st['cli_one_trial'][0]:.2f} s",
+                     "", ""))
+    if "peak_memory" in results:
+        pm = results["peak_memory"]
+        rows.append(("6", f"peak memory, lab case, {pm['trials']} TPE trials",
+                     f"{pm['max_rss_mb']:.0f} MB ({pm['wall_s']:.1f} s)", "<= 400 MB", _met(pm["max_rss_mb"] <= 400)))
+    for label, marks in results.get("tpe_ms_per_trial", {}).items():
+        rows.append(("6", f"{label}: ask + tell, in memory",
+                     ", ".join(f"@{int(at):,}: {fig[0]:.2f} ms" for at, fig in marks.items()), "", ""))
+    if results.get("machine", {}).get("device", "cpu") == "cpu":
+        rows.append(("16.4", "GPU: compiled fake-quant / compiled float, configurations per second",
+                     "not measured by this CPU run", "<= 1.1x", "see `benchmarks/gpu_check.sh`"))
+    order = {"16.1": 0, "16.2": 1, "16.3": 2, "16.4": 3, "16.5": 4, "6": 5}
+    return sorted(rows, key=lambda r: order[r[0]])
+
+
+def results_markdown(results: dict[str, Any], plan: Plan, figures_rel: str | None) -> str:
+    """One markdown block: machine, load, command, every figure against its target, scaling."""
+    info = results["machine"]
+    load0, load1 = info["load_average"], info["load_average_end"]
+    lines = [
+        f"## All figures in one run ({info['date_utc']}, `{plan.name}` plan)",
+        "",
+        f"- Command: `{results['command']}` ({results['total_s']:.0f} s in all).",
+        f"- Machine: {info['cpu']}, {info['nproc']} CPUs, torch {info['torch']} with {info['torch_threads']} "
+        f"thread(s), Python {info['python']}, device `{info['device']}`"
+        + (f" ({info['gpu']})" if "gpu" in info else "") + ".",
+        f"- **Load average (1, 5, 15 min) at the start {', '.join(f'{v:.2f}' for v in load0)}; at the end "
+        f"{', '.join(f'{v:.2f}' for v in load1)}** on {info['nproc']} CPUs.",
+        "- Per section (seconds; 1-minute load average at its start -> end): "
+        + "; ".join(f"{name} {sec['s']:.0f} s ({sec['load'][0]:.1f} -> {sec['load'][1]:.1f})"
+                    for name, sec in results.get("sections", {}).items()) + ".",
+        "- Repeats and sizes:",
+        plan.describe(),
+        "",
+        "Item = issue 16's item (16.1 sampler, 16.2 trial / float forward, 16.3 exhaustive, 16.4 GPU, 16.5 "
+        "scaling) or issue 6's figures (6), which issue 16 keeps. Medians; ratios are of interleaved pairs.",
+        "",
+        "| item | figure | measured | target | met? |",
+        "|---|---|---|---|---|",
+    ]
+    for item, figure, measured, target, met in figure_rows(results):
+        lines.append(f"| {item} | {figure} | {measured} | {target} | {met} |")
+    if "scaling" in results:
+        sc = results["scaling"]
+        marks = sorted({int(at) for rows in sc["per_strategy"].values() for at in rows})
+        lines += ["", "Scaling with trials: the sampler's own CPU ms per proposal (whole loop's wall ms per trial), "
+                  "median of the trials before each mark:", "",
+                  "| strategy | " + " | ".join(f"@{m:,}" for m in marks) + " |",
+                  "|---|" + "---|" * len(marks)]
+        for label, rows in sc["per_strategy"].items():
+            cells = [f"{rows[str(m)]['sampler_cpu_ms']:.3f} ({rows[str(m)]['loop_ms']:.2f})" if str(m) in rows else "-"
+                     for m in marks]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        stock = {int(k): v for k, v in sc["stock_tpe_cpu_ms"].items()}
+        lines.append("| Optuna's stock TPESampler, same history | "
+                     + " | ".join(f"{stock[m]:.2f}" if m in stock else "-" for m in marks) + " |")
+        lines += ["", "Scaling with samples (jsc-tiny, synthetic JSC):", "",
+                  "| samples | " + " | ".join(f"{e['samples']:,}" for e in sc["samples"]) + " |",
+                  "|---|" + "---|" * len(sc["samples"]),
+                  "| trial ms | " + " | ".join(f"{e['trial_ms']:.3f}" for e in sc["samples"]) + " |",
+                  "| float forward ms | " + " | ".join(f"{e['float_ms']:.3f}" for e in sc["samples"]) + " |",
+                  "| ratio (target <= 1.5x) | " + " | ".join(f"{e['ratio']:.2f}x" for e in sc["samples"]) + " |"]
+        if figures_rel is not None:
+            lines += ["", f"![cost per trial against trials]({figures_rel}/scaling_trials.png)",
+                      f"![cost per trial against samples]({figures_rel}/scaling_samples.png)"]
+    return "\n".join(lines) + "\n"
 
 
 # ----- main -----------------------------------------------------------------------------------------
@@ -1020,15 +1260,34 @@ def section_exhaustive(device: torch.device, quick: bool) -> None:
 SECTIONS = ("trials", "naive", "storage", "startup", "sampler", "exhaustive", "scaling")
 
 
+def _run_section(name: str, run: Callable[[], Any]) -> Any:
+    """Run one section, recording its seconds and the load average before and after."""
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
+    out = run()
+    RESULTS.setdefault("sections", {})[name] = {"s": time.perf_counter() - t0, "load": (load0, os.getloadavg()[0])}
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and trials")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--quick", action="store_true", help="fewer repeats and trials")
+    modes.add_argument("--dry-run", action="store_true",
+                       help="tiny sizes and a 64-configuration space: checks that every section runs, not speed")
+    parser.add_argument("--results", type=Path, metavar="FILE.md",
+                        help="run every section once (the 'results' plan, ~15 minutes on 2 idle CPUs, unless "
+                             "--quick or --dry-run) and write one markdown block of every figure against its "
+                             "target to FILE.md (figures beside it, in figures/)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (sections 1, 2 and 7 run there)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--strategies", nargs="+", help="scaling: only these strategies (e.g. tpe)")
     args = parser.parse_args(argv)
+    if args.results is not None and args.only:
+        parser.error("--results runs every section: leave out --only")
+    plan = PLANS["dry" if args.dry_run else "quick" if args.quick else "results" if args.results else "full"]
+    figures = FIGURES if args.results is None else args.results.parent / "figures"
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -1036,35 +1295,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sections = set(args.only or SECTIONS)
     info = machine()
+    info["device"] = str(device)
     RESULTS["machine"] = info
+    RESULTS["plan"] = dataclasses.asdict(plan)
     RESULTS["command"] = " ".join([Path(sys.executable).name, *sys.argv])
-    print("bitscout speed benchmark")
+    print(f"bitscout speed benchmark ({plan.name} plan)")
     for key, value in info.items():
         print(f"  {key}: {value}")
-    print(f"  device: {device}")
     started = time.perf_counter()
     benches: dict[str, TrialBench] = {}
     if "trials" in sections:
-        benches = section_trials(device, args.quick)
+        benches = _run_section("trials", lambda: section_trials(device, plan))
     if "naive" in sections:
         bench = benches.get("jsc-tiny") or TrialBench("jsc-tiny", "jsc-tiny", _synthetic_jsc(4096), 512, device)
-        section_naive(bench, args.quick)
+        _run_section("naive", lambda: section_naive(bench, plan))
     if "storage" in sections:
-        section_storage(args.quick)
+        _run_section("storage", lambda: section_storage(plan))
     if "startup" in sections:
-        section_startup(args.quick)
+        _run_section("startup", lambda: section_startup(plan))
     if "sampler" in sections:
-        section_sampler(args.quick)
+        _run_section("sampler", lambda: section_sampler(plan))
     if "exhaustive" in sections:
-        section_exhaustive(device, args.quick)
+        _run_section("exhaustive", lambda: section_exhaustive(device, plan))
     if "scaling" in sections:
-        section_scaling(args.quick, args.strategies)
+        _run_section("scaling", lambda: section_scaling(plan, figures, args.strategies))
     RESULTS["total_s"] = time.perf_counter() - started
     RESULTS["machine"]["load_average_end"] = os.getloadavg()
     print(f"\ntotal {RESULTS['total_s']:.0f} s; load average at the end {os.getloadavg()}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(RESULTS, indent=2, default=str))
+    if args.results is not None:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        block = results_markdown(RESULTS, plan, "figures")
+        args.results.write_text(block)
+        print(f"\n{block}\nwritten to {args.results}")
     return 0
 
 

@@ -401,3 +401,90 @@ def test_a_plain_sum_would_not_do() -> None:
     for row in picked:
         sequential.sub_(row)
     assert not torch.equal(sequential, _nll_sums(picked))
+
+
+def test_exact_sums_bound_at_its_edge() -> None:
+    """The bound of _exact_sums: every term's largest magnitude, in units of the finest grid, <= 2**24."""
+    from bitscout.evaluation._exhaustive import _exact_sums
+    from bitscout.quant.formats import IntegerFormat
+
+    int8, int16 = IntegerFormat(8, 4), IntegerFormat(16, 8)
+    # 8-bit codes: products up to 2**14 units; 2**10 of them reach 2**24 exactly.
+    assert _exact_sums(2**10, int8, int8, None, has_bias=False)
+    assert not _exact_sums(2**10 + 1, int8, int8, None, has_bias=False)
+    # A bias on the same grid (f_b = 8 = f_in + f_w) adds 2**7 units: one term fewer fits.
+    assert not _exact_sums(2**10, int8, int8, IntegerFormat(8, 8), has_bias=True)
+    assert _exact_sums(2**10 - 1, int8, int8, IntegerFormat(8, 8), has_bias=True)
+    # A finer bias grid scales every product's units: f_b = 12 -> products 2**18 units each.
+    assert _exact_sums(2**6 - 1, int8, int8, IntegerFormat(8, 12), has_bias=True)
+    assert not _exact_sums(2**6, int8, int8, IntegerFormat(8, 12), has_bias=True)
+    assert not _exact_sums(64, int16, int16, int8, has_bias=True)  # 16-bit codes: 2**36 units
+    assert not _exact_sums(64, int8, int8, None, has_bias=True)  # a float bias is off any grid
+    assert not _exact_sums(64, None, int8, int8, has_bias=True)  # a float input too
+    assert not _exact_sums(64, IntegerFormat(8, "auto"), int8, int8, has_bias=True)
+
+
+def test_weights_side_by_side_give_each_configs_bits_when_sums_are_exact() -> None:
+    """One F.linear with concatenated weights equals one call per weight, bit for bit, at the bound.
+
+    Operands are random codes, many at the extremes of their grids, on shapes where the
+    narrow and the wide call use different kernels (on float data of these shapes, 20 of
+    the 20 narrow calls differed from the wide call in some bit, measured with MKL).
+    """
+    from bitscout.evaluation._exhaustive import _exact_sums
+    from bitscout.quant.formats import IntegerFormat
+
+    generator = torch.Generator().manual_seed(0)
+    fmt_in, fmt_w, fmt_b = IntegerFormat(8, 3), IntegerFormat(8, 5), IntegerFormat(8, 4)
+    for rows, terms, outputs, copies in [(540, 32, 10, 6), (37, 64, 1, 5), (512, 256, 10, 6), (3, 1000, 7, 3)]:
+        assert _exact_sums(terms, fmt_in, fmt_w, fmt_b, has_bias=True)
+
+        def codes(shape: tuple[int, ...], fmt: IntegerFormat) -> torch.Tensor:
+            lo, hi = fmt.levels
+            extremes = torch.tensor([float(lo), float(hi)])[torch.randint(0, 2, shape, generator=generator)]
+            mixed = torch.randint(lo, hi + 1, shape, generator=generator).float()
+            return torch.where(torch.rand(shape, generator=generator) < 0.5, extremes, mixed) * 2.0**-fmt.frac_width
+
+        x = codes((rows, terms), fmt_in)
+        weights = [codes((outputs, terms), fmt_w) for _ in range(copies)]
+        biases = [codes((outputs,), fmt_b) for _ in range(copies)]
+        joined = torch.nn.functional.linear(x, torch.cat(weights), torch.cat(biases))
+        for j, (w, b) in enumerate(zip(weights, biases)):
+            alone = torch.nn.functional.linear(x, w, b)
+            assert torch.equal(joined[:, j * outputs : (j + 1) * outputs].contiguous().view(torch.int32),
+                               alone.view(torch.int32)), (rows, terms, outputs, j)
+
+
+def test_exact_and_inexact_layers_in_one_space_match_trial_by_trial(digits: Dataset) -> None:
+    """Layers whose sums may round (16-bit operands) fall back to one call per config."""
+    runners = _runner_set(_mlp(digits, (16, 8)), digits)
+    space = _linear_space(runners, [4, 16], [3, 16])
+    result = evaluate_runner_set_exhaustively(space, runners)
+    assert len(result) == 4**3
+    _assert_same(result, runners, space, list(range(64)))
+
+
+def test_product_block_puts_each_config_in_its_place() -> None:
+    """_Product: every input format times the same weights in one call, rows in config order."""
+    from bitscout.evaluation._exhaustive import _Product
+    from bitscout.quant import fake_quantize
+    from bitscout.quant.formats import IntegerFormat
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(50, 12, generator=generator) * 3
+    weights = [IntegerFormat(5, 3).quantize(torch.randn(4, 12, generator=generator)) for _ in range(3)]
+    biases = [IntegerFormat(8, 4).quantize(torch.randn(4, generator=generator)) for _ in range(3)]
+    w, b = torch.cat(weights), torch.cat(biases)
+    formats = [IntegerFormat(3, 1), IntegerFormat(8, 4)]
+    # Configs interleaved: config 2j + a has input format a and weight j.
+    groups = [(fmt, [2 * j + a for j in range(3)], w, b) for a, fmt in enumerate(formats)]
+    product = _Product.of(groups, 6)
+    assert product is not None and product.order is not None
+    block = product.block(x)
+    for a, fmt in enumerate(formats):
+        for j in range(3):
+            expected = torch.nn.functional.linear(fake_quantize(x, fmt), weights[j], biases[j])
+            assert torch.equal(block[2 * j + a].view(torch.int32), expected.view(torch.int32)), (a, j)
+    # Groups with other weights have no product form.
+    other = [(formats[0], [0, 1, 2], w, b), (formats[1], [3, 4, 5], w.flip(0), b)]
+    assert _Product.of(other, 6) is None

@@ -55,6 +55,7 @@ from bitscout.errors import DataError, SearchError
 from bitscout.metrics import BasicEvaluation, Candidate, TrialMetrics
 from bitscout.metrics._software import _chunk_size
 from bitscout.quant import Operands, QuantizedLayer, Quantizer, fake_quantize
+from bitscout.quant.formats import IntegerFormat
 
 if TYPE_CHECKING:
     from bitscout.graph import TracedModel
@@ -248,6 +249,17 @@ class _Layer:
         self._stack_elements = stack_elements
         self._checked: set[Any] = set()
         self._planned: tuple[Any, Any, list[tuple[Any, Any, Any, Any]]] | None = None
+        # Configs whose sums are exact, computed side by side (see _exact_outputs).
+        self._rows = (
+            self._split
+            and self._spec is not None
+            and self._spec.rows_are_outputs
+            and len(wrappers) == len(self.modules) > 1
+            and not self._stack  # stacking rows (accelerators, or when asked) goes first
+        )
+        self._grid: tuple[Any, Any, list[tuple[Any, list[int], Any, Any]] | None] | None = None
+        # When every input format meets the same weights: one call for all (see _product).
+        self._product: _Product | None = None
 
     def __len__(self) -> int:
         return len(self.modules)
@@ -280,6 +292,11 @@ class _Layer:
         spec, float_module = self._spec, self._float
         assert spec is not None and float_module is not None  # set with _split
         ops = spec.unpack(float_module, args, kwargs)
+        if self._rows and ops.data_in is not None and not ops.args and not ops.kwargs:
+            groups = self._exact_groups(ops)
+            if groups is not None:
+                yield from self._exact_outputs(ops, groups)
+                return
         if self._stack and ops.data_in is not None and not ops.args and not ops.kwargs:
             yield from self._stacked_outputs(args, kwargs, ops)
             return
@@ -335,6 +352,80 @@ class _Layer:
             )
         self._planned = (weight, bias, plan)
         return plan
+
+    def _exact_groups(self, ops: Operands) -> list[tuple[Any, list[int], Any, Any]] | None:
+        """Configs grouped by input format, with their weights and biases concatenated.
+
+        None unless every config's sums are exact (:func:`_exact_sums`): then the value of
+        every output element is the exact sum whatever order a kernel adds in, so one
+        call with the weights side by side gives each config's output to the bit (a call
+        with a wider weight may use another kernel and another order; an exact sum does
+        not care). Made once per pair of parameters, as :meth:`_plan`.
+        """
+        data_in, weight, bias = ops.data_in, ops.weight, ops.bias
+        if data_in.device.type != "cpu" or data_in.dtype != torch.float32:
+            return None  # accelerators may round matmul operands (TF32): stack rows there
+        if not isinstance(weight, nn.Parameter) or not (bias is None or isinstance(bias, nn.Parameter)):
+            return None
+        held = self._grid
+        if held is not None and held[0] is weight and held[1] is bias:
+            return held[2]
+        groups: list[tuple[Any, list[int], Any, Any]] | None = None
+        terms = int(weight.shape[-1])
+        members: dict[Any, list[int]] = {}
+        if weight.dtype == torch.float32 and weight.dim() == 2 and all(
+            _exact_sums(terms, m.config.data_in, m.config.weight, m.config.bias, bias is not None)
+            for m in self.modules
+        ):
+            for i, module in enumerate(self.modules):
+                members.setdefault(module.config.data_in, []).append(i)
+            groups = []
+            for fmt, indices in members.items():
+                weights = [self._operand(i, self.modules[i], "weight", weight, self.modules[i].config.weight) for i in indices]
+                biases = [self._operand(i, self.modules[i], "bias", bias, self.modules[i].config.bias) for i in indices]
+                groups.append((fmt, indices, torch.cat(weights), None if bias is None else torch.cat(biases)))
+        self._grid = (weight, bias, groups)
+        self._product = None if groups is None else _Product.of(groups, len(self.modules))
+        return groups
+
+    def output_block(self, env: dict[fx.Node, Any]) -> torch.Tensor | None:
+        """Every config's output stacked along a new first dimension, when sums are exact.
+
+        The joined calls of :meth:`_exact_outputs` write straight into the block (no
+        per-config tensors, no stacking afterwards); None when the layer cannot join its
+        calls (then :meth:`outputs` gives them one by one).
+        """
+        if not self._rows:
+            return None
+        ops = self._spec.unpack(self._float, self._args(env), self._kwargs(env))  # type: ignore[union-attr]
+        if ops.data_in is None or ops.args or ops.kwargs:
+            return None
+        groups = self._exact_groups(ops)
+        return None if groups is None else self._exact_block(ops, groups)
+
+    def _exact_block(self, ops: Operands, groups: list[tuple[Any, list[int], Any, Any]]) -> torch.Tensor:
+        """Every config's output in one tensor, one ``F.linear`` call per input format."""
+        product = self._product
+        if product is not None and ops.data_in.dim() == 2:
+            return product.block(ops.data_in)
+        block: torch.Tensor | None = None
+        for fmt, indices, weight, bias in groups:
+            data_in = fake_quantize(ops.data_in, fmt)
+            joined = F.linear(data_in, weight, bias)
+            width = joined.shape[-1] // len(indices)
+            # (..., configs, width) -> (configs, ..., width)
+            apart = joined.view(*joined.shape[:-1], len(indices), width).movedim(-2, 0)
+            if len(groups) == 1:
+                return apart.contiguous()
+            if block is None:
+                block = joined.new_empty((len(self.modules), *apart.shape[1:]))
+            block[_as_slice(indices)] = apart
+        assert block is not None  # groups is not empty: the layer has > 1 config
+        return block
+
+    def _exact_outputs(self, ops: Operands, groups: list[tuple[Any, list[int], Any, Any]]) -> list[Any]:
+        """Every config's output, one ``F.linear`` call per input format (exact sums)."""
+        return list(self._exact_block(ops, groups))
 
     @staticmethod
     def _input(inputs: dict[Any, Any], data_in: Any, fmt: Any) -> Any:
@@ -417,6 +508,109 @@ class _Layer:
         if held is None or held[0] is not tensor:
             held = self._params[key] = (tensor, module.cache.quantize(module.layer_name, role, tensor, fmt))
         return held[1]
+
+
+@dataclass(frozen=True)
+class _Product:
+    """A layer whose configs are every input format times the same weights: one call for all.
+
+    The input is quantized to every format at once (a leading dimension of formats, the
+    same float32 operations as :meth:`IntegerFormat.quantize` elementwise: a multiply by
+    ``2**f``, round, clamp to the format's codes, a multiply by ``2**-f``), and goes
+    through one ``F.linear`` with the weights side by side (exact sums: any order).
+    """
+
+    scales: torch.Tensor
+    inverses: torch.Tensor
+    levels: tuple[tuple[int, int], ...]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    per_format: int
+    order: torch.Tensor | None
+
+    @staticmethod
+    def of(groups: list[tuple[Any, list[int], Any, Any]], count: int) -> _Product | None:
+        """The product form of exact groups, or None when their weights differ."""
+        _, first, weight, bias = groups[0]
+        if len(groups) < 2 or any(
+            len(ix) != len(first) or not torch.equal(w, weight) or (b is None) != (bias is None)
+            or (b is not None and not torch.equal(b, bias))
+            for _, ix, w, b in groups[1:]
+        ):
+            return None
+        fmts = [fmt for fmt, _, _, _ in groups]
+        position = [i for _, ix, _, _ in groups for i in ix]  # block row -> config
+        order = None
+        if position != list(range(count)):
+            order = torch.empty(count, dtype=torch.long)
+            order[torch.tensor(position)] = torch.arange(count)  # config -> block row
+        shape = (len(fmts), 1, 1)
+        return _Product(
+            torch.tensor([fmt._scale32[0] for fmt in fmts], dtype=torch.float32).view(shape),
+            torch.tensor([fmt._scale32[1] for fmt in fmts], dtype=torch.float32).view(shape),
+            tuple(fmt._levels for fmt in fmts),
+            weight,
+            bias,
+            len(first),
+            order,
+        )
+
+    def block(self, x: torch.Tensor) -> torch.Tensor:
+        """Every config's output, ``(configs, samples, outputs)``, in the layer's config order."""
+        codes = (x.unsqueeze(0) * self.scales).round_()
+        for row, (lo, hi) in zip(codes, self.levels):
+            row.clamp_(lo, hi)
+        joined = F.linear(codes.mul_(self.inverses), self.weight, self.bias)
+        formats, n, width = joined.shape
+        per_config = width // self.per_format
+        # (formats, samples, weights, outputs) -> (formats x weights, samples, outputs)
+        rows = joined.view(formats, n, self.per_format, per_config).transpose(1, 2).reshape(-1, n, per_config)
+        return rows if self.order is None else rows.index_select(0, self.order)
+
+
+def _as_slice(indices: list[int]) -> slice | list[int]:
+    """Evenly spaced indices as a slice (a plain strided copy instead of an index_put)."""
+    if len(indices) == 1:
+        return slice(indices[0], indices[0] + 1)
+    step = indices[1] - indices[0]
+    if step > 0 and all(b - a == step for a, b in zip(indices, indices[1:])):
+        return slice(indices[0], indices[-1] + 1, step)
+    return indices
+
+
+#: Float32 holds every integer up to 2**24 exactly.
+_FLOAT32_EXACT_INTEGERS = 1 << 24
+
+
+def _exact_sums(terms: int, data_in: Any, weight: Any, bias: Any, has_bias: bool) -> bool:
+    """Whether every partial sum of a linear layer is exact in float32, in any order.
+
+    With the input and the weight on fixed-point grids (integer codes times ``2**-f``),
+    each product is an integer multiple of ``2**-(f_in + f_w)``, and with a quantized
+    bias the whole output is a multiple of ``u = 2**-max(f_in + f_w, f_b)``. When the
+    sum of every term's largest magnitude is at most ``2**24 u``, every partial sum (of
+    any subset, in any order, with or without fused multiply-adds) is such a multiple
+    below ``2**24 u``: a float32 holds it exactly, so no addition rounds and every
+    summation order gives the same value (up to the sign of an exact zero, which no
+    later operation of a classifier's evaluation tells apart).
+
+    Args:
+        terms: Products summed per output (the weight's input features).
+        data_in, weight, bias: The formats of the operands (None: float).
+        has_bias: Whether the layer has a bias (then it must be quantized too).
+    """
+    formats = (data_in, weight, bias) if has_bias else (data_in, weight)
+    if not all(isinstance(f, IntegerFormat) and not f.is_auto and f._float32_exact for f in formats):
+        return False
+    product = data_in.frac_width + weight.frac_width
+    unit = max(product, bias.frac_width) if has_bias else product
+    if not -100 <= unit <= 100:
+        return False  # keep every multiple of 2**-unit a normal float32
+    # Largest magnitudes in units of 2**-unit (codes reach -2**(w-1)).
+    total = terms << (data_in.width - 1 + weight.width - 1 + unit - product)
+    if has_bias:
+        total += 1 << (bias.width - 1 + unit - bias.frac_width)
+    return total <= _FLOAT32_EXACT_INTEGERS
 
 
 def _parts(members: list[Any], limit: int) -> Iterator[list[Any]]:
@@ -630,6 +824,15 @@ def _run_segment(steps: Sequence[_Step], env: dict[fx.Node, Any]) -> None:
             env.pop(dead, None)
 
 
+class _Block:
+    """Outputs of consecutive configurations, stacked along dimension 0 (a leaf's sink entry)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: torch.Tensor) -> None:
+        self.values = values
+
+
 class _Walker:
     """Depth-first walk of one chunk of samples; leaf blocks are scored by ``score``."""
 
@@ -654,7 +857,11 @@ class _Walker:
             sink.append(env[plan.output])
         elif k == len(plan.layers) - 1 and plan.direct_output:
             assert sink is not None
-            sink.extend(plan.layers[k].outputs(env))
+            block = plan.layers[k].output_block(env)
+            if block is not None:
+                sink.append(_Block(block))
+            else:
+                sink.extend(plan.layers[k].outputs(env))
             self.calls += len(plan.layers[k])
         else:
             layer = plan.layers[k]
@@ -739,15 +946,20 @@ class _Scores:
             and _batched_loss_matches(target, self.num_classes)
         )
 
-    def __call__(self, prefix: int, outputs: list[torch.Tensor]) -> None:
+    def __call__(self, prefix: int, outputs: list[Any]) -> None:
         start = prefix * self.block
-        n_out = len(outputs)
         c = self.num_classes
         target = self.target
-        logits = torch.stack(outputs)
+        # The sink holds one block per joined layer call (_Block), or one tensor per config.
+        if all(isinstance(out, _Block) for out in outputs):
+            blocks = [out.values for out in outputs]  # type: ignore[attr-defined]
+            logits = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+        else:
+            logits = torch.stack([v for out in outputs for v in (out.values if isinstance(out, _Block) else [out])])
+        n_out = len(logits)
         if logits.dim() != 3 or logits.shape[-1] != c or logits.shape[1] != target.shape[0]:
             raise DataError(
-                f"the model gives outputs of shape {tuple(outputs[0].shape)} for "
+                f"the model gives outputs of shape {tuple(logits.shape[1:])} for "
                 f"{target.shape[0]} samples; exhaustive evaluation needs logits of shape "
                 f"(samples, {c})"
             )

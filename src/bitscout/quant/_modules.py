@@ -57,11 +57,19 @@ class OpSpec:
             inputs stacked along dimension 0 computes the same values as one call per
             input (linear and conv layers). The exhaustive engine stacks such calls, and
             checks bit-identity on each new shape before it relies on it.
+        rows_are_outputs: Whether the layer is ``F.linear(data_in, weight, bias)``: output
+            feature ``j`` (the last dimension) is the sum of the products of the input with
+            weight row ``j``, plus ``bias[j]``, so one call with weights (and biases)
+            concatenated along dimension 0 gives the calls' outputs side by side. The
+            exhaustive engine makes such a call when every sum is exact in the output's
+            dtype (operands on fixed-point grids), so that no summation order can change
+            a bit.
     """
 
     unpack: Callable[[nn.Module, tuple[Any, ...], Mapping[str, Any]], Operands]
     compute: Callable[[nn.Module, Operands], Tensor]
     per_sample: bool = False
+    rows_are_outputs: bool = False
 
 
 def _module_operands(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Operands:
@@ -115,7 +123,7 @@ def _relu(module: nn.Module, ops: Operands) -> Tensor:
 
 # Module-level functions and small classes rather than lambdas, so that a candidate
 # model can be pickled (torch.save) and deep-copied.
-_LINEAR = OpSpec(_module_operands, _linear, per_sample=True)
+_LINEAR = OpSpec(_module_operands, _linear, per_sample=True, rows_are_outputs=True)
 _CONV = OpSpec(_module_operands, _conv, per_sample=True)
 _RELU = OpSpec(_relu_module_operands, _relu)
 _BINARY = _function_spec(("input", "other"))
