@@ -293,6 +293,7 @@ class ParetoSampler(optuna.samplers.BaseSampler, ConstraintAware):
             many parameters (any values).
         kernel: Weight per differing parameter of a measured trial's residual in a
             candidate's prediction (0: no residual smoothing).
+        explore_every: Every this many proposals one uses the full posterior spread.
         constraints: Constraints a configuration alone decides.
     """
 
@@ -311,6 +312,7 @@ class ParetoSampler(optuna.samplers.BaseSampler, ConstraintAware):
         front_size: int = 2000,
         changes: int = 0,
         kernel: float = 0.3,
+        explore_every: int = 3,
         constraints: ConfigConstraints | None = None,
     ) -> None:
         self._space = space
@@ -357,6 +359,7 @@ class ParetoSampler(optuna.samplers.BaseSampler, ConstraintAware):
         self._steps = _offsets(len(self._params), radius)
         self._changes = changes
         self._kernel = kernel
+        self._explore_every = explore_every
         self._templates = [self._change_templates(k) for k in range(1, changes + 1)]
         self._finished: dict[int, tuple[tuple[int, ...], np.ndarray | None, bool]] = {}
         self._distinct_cache: dict[tuple[int, ...], int] = {}
@@ -616,7 +619,11 @@ class ParetoSampler(optuna.samplers.BaseSampler, ConstraintAware):
         weights = self._weights(x, x[front_rows]) if len(front_rows) else np.ones(len(x))
         with _one_blas_thread():
             fits = [self._model.fit(x, y[:, j], weights) for j in range(y.shape[1])]
-        draws = [fit.draw(self._rng, self._exploration) for fit in fits]
+        # Mostly a narrowed draw (exploitation); every explore_every-th proposal a draw
+        # of the full posterior, so that settings the model is unsure of (unordered
+        # format names, a front point one lucky setting away) still get tried.
+        full = self._explore_every > 0 and len(taken) % self._explore_every == 0
+        draws = [fit.draw(self._rng, 1.0 if full else self._exploration) for fit in fits]
         points = y[feasible] if feasible.any() else np.zeros((0, y.shape[1]))
         if running:
             # Running trials count at their predicted values, so that parallel workers
@@ -734,16 +741,12 @@ class ParetoSampler(optuna.samplers.BaseSampler, ConstraintAware):
             if len(keep) > limit:
                 keep = keep[np.linspace(0, len(keep) - 1, limit).astype(np.int64)]
             partial_values, partial_rows = merged[keep], rows[keep]
-        out = []
-        for row in partial_rows:
-            vector = [0] * len(self._params)
-            for group, combos, r in zip(self._groups, self._group_combos, row):
-                for p, v in zip(group, combos[r]):
-                    vector[p] = int(v)
-            candidate = tuple(vector)
-            if self._distinct(candidate) not in taken and self._feasible(candidate):
-                out.append(candidate)
-        return out
+        x = np.zeros((len(partial_rows), len(self._params)), dtype=np.int64)
+        for g, (group, combos) in enumerate(zip(self._groups, self._group_combos)):
+            x[:, group] = combos[partial_rows[:, g]]
+        # Vectorized: the drawn front has up to front_size members every proposal.
+        unseen = ~np.isin(self._distinct_many(x), np.fromiter(taken, dtype=np.int64, count=len(taken)))
+        return [c for c in map(tuple, x[unseen].tolist()) if self._constraints is None or self._feasible(c)]
 
     def _neighbours(self, vector: tuple[int, ...], taken: set[int]) -> list[tuple[int, ...]]:
         """Unseen feasible configurations within ``radius`` steps of ``vector``."""
@@ -837,6 +840,8 @@ class ParetoStrategy(Strategy):
             kernel: Residual smoothing: a candidate's predicted values are corrected
                 by the model's errors at measured trials, weighted ``kernel ** d`` for
                 a trial ``d`` parameters away (0.3; 0: the additive model alone).
+            explore_every: Every this many proposals, one draws with the posterior's
+                full spread instead of ``exploration``'s (3; 0: never).
         """
 
         prior: float = Field(1.0, gt=0.0)
@@ -848,6 +853,7 @@ class ParetoStrategy(Strategy):
         front_size: int = Field(2000, ge=10)
         changes: int = Field(0, ge=0, le=2)
         kernel: float = Field(0.3, ge=0.0, lt=1.0)
+        explore_every: int = Field(3, ge=0)
 
     def build_sampler(
         self,
@@ -871,4 +877,5 @@ class ParetoStrategy(Strategy):
             front_size=options.front_size,
             changes=options.changes,
             kernel=options.kernel,
+            explore_every=options.explore_every,
         )
