@@ -278,3 +278,21 @@ def test_residual_smoothing_weighs_trials_by_distance(space1296: SearchSpace) ->
         d0, d1 = (candidate != trials[0]).sum(), (candidate != trials[1]).sum()
         w0, w1 = 0.5**d0, 0.5**d1
         assert row == pytest.approx((w0 * 1.0 - w1 * 2.0) / (w0 + w1 + 0.5), rel=1e-6)
+
+
+def test_explore_every_draws_the_full_posterior_on_its_turns(space1296: SearchSpace) -> None:
+    def trajectory(options: dict[str, Any]) -> list[dict[str, Any]]:
+        sampler = get_strategy("pareto").make_sampler(space1296, seed=3, directions=DIRECTIONS, options=options)
+        study = optuna.create_study(sampler=sampler, directions=DIRECTIONS)
+        for _ in range(40):
+            trial = study.ask(space1296.distributions())
+            study.tell(trial, values(trial.params))
+        return [t.params for t in study.trials]
+
+    # Every proposal at full spread, by either option, is the same search.
+    full = trajectory({"exploration": 1.0, "explore_every": 0})
+    assert trajectory({"exploration": 0.0, "explore_every": 1}) == full
+    # Narrowed draws in between change it after the 21-trial profile, not before.
+    mixed = trajectory({"exploration": 0.0, "explore_every": 3})
+    assert mixed[:21] == full[:21]
+    assert mixed != full
