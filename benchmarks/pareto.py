@@ -1,39 +1,36 @@
-"""Pareto searches on an exactly known front: hypervolume per strategy and budget.
+"""Pareto searches on exactly known fronts: ``pareto`` at 200 unique evaluations against
+NSGA-II and TPE at 1,000 (issue 17's target), hypervolume ratios per member.
 
 One command::
 
-    .venv/bin/python benchmarks/pareto.py                              # every member, 20 seeds
-    .venv/bin/python benchmarks/pareto.py --members acc_bits --seeds 5 --strategies pareto,nsgaii
+    .venv/bin/python benchmarks/pareto.py --seeds 5                      # every member
+    .venv/bin/python benchmarks/pareto.py --members mlp/pareto,cnn/pareto --seeds 3 --baselines nsgaii
 
-The space and float model are ``benchmarks/sample_efficiency.py``'s digits MLP (46,656
-configurations: per-layer weight and input widths of fc1..fc3 in {2, 3, 4, 5, 6, 8}),
-trained once and cached. Every configuration's accuracy is enumerated once (the same
-prefix-sharing enumeration and cache file as ``benchmarks/constrained.py``); the
-hardware metrics come from the search's own runners. The comparison's cache is
-pre-filled with exactly what the search's evaluator returns (20 random configurations
-are re-evaluated to check), so the true Pareto front and its hypervolume are exact, and
-every strategy runs at table-lookup speed.
+Members:
 
-The members (several objectives each, no weights to choose; ``weight_bytes`` is left
-out: on this model it is an affine function of ``average_bitwidth``, so its
-hypervolume ratios equal ``acc_bits``' exactly):
+* the benchmark suite's Pareto members (``benchmarks/suite.py``): ``jsc/pareto``,
+  ``mlp/pareto`` (the digits MLP), ``cnn/pareto``, ``deep/pareto`` (64 million
+  configurations: a best-known front), each accuracy (max) against ``average_bitwidth``
+  (min);
+* two more on the suite's digits MLP table: ``mlp/acc_bitops`` (accuracy against
+  ``bitops``, weight times input width per multiply-accumulate: a cost that couples each
+  layer's two widths) and ``mlp/acc_bits_act`` (three objectives: accuracy,
+  ``average_bitwidth``, ``activation_bitwidth``). Their exact fronts are computed here
+  from the same table, with the suite's rule for the reference point.
 
-* ``acc_bits``: accuracy (max) against ``average_bitwidth`` (min): the weight widths.
-* ``acc_bitops``: accuracy against ``bitops`` (min): weight times input width per
-  multiply-accumulate, a cost that is not additive over the parameters.
-* ``acc_bits_act``: three objectives: accuracy, ``average_bitwidth`` and
-  ``activation_bitwidth`` (min).
-
-The table reports, per strategy and trial budget, ``1 - HV ratio``: one minus the
-hypervolume of the run's front over the true front's (median over seeds), with
-:func:`bitscout.compare.compare_strategies`' reference point (each objective's worst
-value over the space, 1% of its range further out).
+``pareto``'s runs are made fresh (its sampler seconds per proposal are reported); the
+baselines' come from ``benchmarks/sample_efficiency.py``'s runner and run cache (the
+same loop, 1,000 unique evaluations, at most 1,500 trials). ``--cached-only`` leaves out
+baseline seeds not in that cache (TPE's 1,500 multi-objective trials take many minutes
+a run). The figure is ``1 - HV ratio``: one minus the hypervolume of the points a run
+found over the true (or best known) front's, median over seeds; lower is better.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import json
+import statistics
 import sys
 import warnings
 from pathlib import Path
@@ -44,103 +41,135 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import sample_efficiency as se  # noqa: E402  (the shared spaces and their enumeration)
-from constrained import accuracies  # noqa: E402  (the cached accuracy of every configuration)
+import sample_efficiency as runner  # noqa: E402  (benchmarks/ is not a package)
+import suite  # noqa: E402
 
 from bitscout.config.schema import MetricSpec, Setup, StrategyConfig  # noqa: E402
-from bitscout.evaluation import CachedEvaluator, RunnerEvaluator  # noqa: E402
-from bitscout.metrics import Objective, TrialMetrics, build_runners  # noqa: E402
+from bitscout.evaluation import CachedEvaluator, TableEvaluator  # noqa: E402
+from bitscout.metrics import Objective  # noqa: E402
+from bitscout.strategies._pareto import non_dominated  # noqa: E402
 
-# member -> (hardware runners, objective metrics in order: name -> direction)
-MEMBERS: dict[str, tuple[dict[str, dict], dict[str, str]]] = {
-    "acc_bits": ({"average_bitwidth": {}}, {"accuracy": "maximize", "average_bitwidth": "minimize"}),
-    "acc_bitops": ({"bitops": {}}, {"accuracy": "maximize", "bitops": "minimize"}),
-    "acc_bits_act": (
-        {"average_bitwidth": {}, "activation_bitwidth": {}},
-        {"accuracy": "maximize", "average_bitwidth": "minimize", "activation_bitwidth": "minimize"},
-    ),
+SUITE_MEMBERS = ("jsc/pareto", "mlp/pareto", "cnn/pareto", "deep/pareto")
+EXTRA_MEMBERS: dict[str, dict[str, str]] = {
+    "mlp/acc_bitops": {"accuracy": "maximize", "bitops": "minimize"},
+    "mlp/acc_bits_act": {"accuracy": "maximize", "average_bitwidth": "minimize", "activation_bitwidth": "minimize"},
 }
-DEFAULT_STRATEGIES = ("pareto", "nsgaii", "tpe", "random")
+MEMBERS = (*SUITE_MEMBERS, *EXTRA_MEMBERS)
 
 
-def _strategy_config(problem: se.Problem, member: str) -> StrategyConfig:
-    hardware, objectives = MEMBERS[member]
-    return StrategyConfig(
-        sw_runners={"basic_evaluation": {"data_loader": "val_dataloader", "num_samples": problem.num_samples}},
-        hw_runners=hardware,
-        setup=Setup(sum_scaled_metrics=False),
-        metrics={name: MetricSpec(scale=1.0, direction=d) for name, d in objectives.items()},
+def load(name: str) -> suite.Member:
+    """A suite member, or one of EXTRA_MEMBERS built on the suite's ``mlp`` table."""
+    if name not in EXTRA_MEMBERS:
+        return suite.load(name)
+    base = suite.load("mlp/pareto")
+    objectives = EXTRA_MEMBERS[name]
+    objective = Objective.from_config(
+        StrategyConfig(
+            setup=Setup(sum_scaled_metrics=False),
+            metrics={metric: MetricSpec(scale=1.0, direction=d) for metric, d in objectives.items()},
+        ),
+        base.runners,
     )
+    inner = TableEvaluator(suite.table("mlp"), objective)
+    inner.runners = base.runners
+    member = suite.Member(
+        name=name, space_name="mlp", objective_name=name.split("/")[1], space=base.space,
+        evaluator=CachedEvaluator(inner, key=base.space.key), objective=objective, constraints=None,
+        runners=base.runners, optimum=suite.Optimum(exact=True),
+        description=f"digits MLP; {', '.join(f'{k} ({v})' for k, v in objectives.items())}",
+        float_accuracy=base.float_accuracy,
+    )
+    space = member.space
+    values = np.array(
+        [member.evaluator.evaluate(space.decode(space.distinct_params_at(i))).values for i in range(space.distinct_size)]
+    )
+    signs = np.array([1.0 if d == "maximize" else -1.0 for d in objectives.values()])
+    # bitscout's own non-dominated filter first: suite._front is O(n^2) beyond two objectives.
+    front = suite._front(values[non_dominated(values * signs)], signs)
+    worst = np.where(signs > 0, values.min(axis=0), values.max(axis=0))
+    span = np.ptp(values, axis=0)
+    span[span == 0] = 1.0
+    reference = worst - signs * 0.01 * span  # the suite's rule (see suite._optimum_from)
+    member.optimum = suite.Optimum(
+        exact=True, front=front.tolist(), reference_point=reference.tolist(),
+        hypervolume=suite.hypervolume_of(front, reference, member.directions),
+        evaluated=len(values), feasible=len(values),
+    )
+    return member
 
 
-def prepare(setup: se.Prepared, member: str) -> RunnerEvaluator:
-    """The evaluator of ``member``'s objectives on the benchmark's model and space."""
-    strategy_cfg = _strategy_config(setup.problem, member)
-    setup.runners = build_runners(strategy_cfg, setup.runners.context)
-    setup.objective = Objective.from_config(strategy_cfg, setup.runners)
-    return RunnerEvaluator(setup.runners, setup.objective)
-
-
-def fill_cache(setup: se.Prepared, evaluator: RunnerEvaluator, values: np.ndarray) -> CachedEvaluator:
-    """Every configuration's evaluation, as the evaluator makes it, in one cache."""
-    space = setup.space
-    cache = CachedEvaluator(evaluator, key=space.key)
-    for index in range(space.size):
-        config = space.decode(space.params_at(index))
-        metrics = TrialMetrics(
-            software={"accuracy": float(values[index])}, hardware=setup.runners.config_metrics(config)
-        )
-        cache.add(config, evaluator.score(metrics))
-    return cache
-
-
-def check(setup: se.Prepared, evaluator: RunnerEvaluator, cache: CachedEvaluator, n: int) -> int:
-    """Re-evaluate ``n`` random configurations the search's way; they must agree exactly."""
-    rng = random.Random(0)
-    space = setup.space
-    for _ in range(n):
-        config = space.decode(space.params_at(rng.randrange(space.size)))
-        fresh = evaluator.evaluate(config)
-        stored = cache.evaluate(config)
-        if fresh.values != stored.values:
-            raise SystemExit(f"enumeration and evaluator disagree at {config}: {stored} against {fresh}")
-    return n
+def table(members: list[str], seeds: int, baselines: list[str], budget: int, cached_only: bool) -> str:
+    """``pareto`` at ``budget`` unique evaluations against ``baselines`` at 1,000: a
+    markdown table of median ``1 - HV ratio`` (``met``: at most every baseline's)."""
+    rows = [
+        f"| member (front) | pareto @{budget} median (worst) | ms/proposal | "
+        + " | ".join(f"{b} @200 | {b} @1000" for b in baselines) + " | target |",
+        "|---|---|---|" + "---|---|" * len(baselines) + "---|",
+    ]
+    for name in members:
+        member = load(name)
+        mine = []
+        for seed in range(seeds):
+            run = runner.run_one(member, "pareto", seed, max_unique=budget, max_trials=budget * 3 // 2)
+            mine.append(run)
+            print(f"  {name} pareto seed {seed}: {run.unique} unique, 1-HV@{budget} {1 - run.hv['200']:.5f}, "
+                  f"{1000 * run.sampler_s / max(run.trials, 1):.0f} ms/proposal", flush=True)
+        theirs = {}
+        for b in baselines:
+            if cached_only and name in SUITE_MEMBERS:  # the seeds some earlier run left in the cache
+                paths = [runner._run_path(member, b, seed, 1000, 1500) for seed in range(seeds)]
+                theirs[b] = [runner.Run(**json.loads(p.read_text())) for p in paths if p.is_file()]
+            else:
+                theirs[b] = [
+                    runner.cached_run(member, b, seed, max_unique=1000, max_trials=1500, reuse=name in SUITE_MEMBERS)
+                    if name in SUITE_MEMBERS
+                    else runner.run_one(member, b, seed, max_unique=1000, max_trials=1500)
+                    for seed in range(seeds)
+                ]
+        note = runner.rejudge(member, [*mine, *(r for runs in theirs.values() for r in runs)])
+        if note:
+            print(f"  note: {note}", flush=True)
+        gap = [1 - r.hv["200"] for r in mine]
+        ours = statistics.median(gap)
+        per = statistics.median(r.sampler_s / max(r.trials, 1) for r in mine)
+        cells, met = [], all(theirs[b] for b in baselines)
+        for b in baselines:
+            if not theirs[b]:
+                cells.append("- | -")
+                continue
+            at200 = statistics.median(1 - r.hv["200"] for r in theirs[b])
+            at1000 = statistics.median(1 - r.hv["1000"] for r in theirs[b])
+            met = met and ours <= at1000
+            shown = "" if len(theirs[b]) == seeds else f" ({len(theirs[b])} seeds)"
+            cells.append(f"{at200:.5f}{shown} | {at1000:.5f}{shown}")
+        front = f"{len(member.optimum.front or [])}{'' if member.exact else ', best known'}"
+        rows.append(f"| {name} ({front}) | {ours:.5f} ({max(gap):.5f}) | {1000 * per:.0f} | "
+                    + " | ".join(cells) + f" | {'met' if met else 'missed' if all(theirs.values()) else 'no baseline'} |")
+        print(rows[-1], flush=True)
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", default=",".join(MEMBERS), help=f"comma-separated: {', '.join(MEMBERS)}")
-    parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES))
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--n-trials", type=int, default=1000)
-    parser.add_argument("--budgets", default="50,100,200,500,1000")
-    parser.add_argument("--check", type=int, default=20, help="configurations checked against the evaluator")
-    parser.add_argument("--cache", type=Path, default=Path(".cache/sample_efficiency"))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--baselines", default="nsgaii,tpe", help="strategies judged at 1,000 unique evaluations")
+    parser.add_argument("--budget", type=int, default=200, help="pareto's unique evaluations")
+    parser.add_argument("--cached-only", action="store_true", help="suite members: baselines' cached runs only")
     parser.add_argument("--out", type=Path, default=Path("runs/pareto"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
-    problem = se.SPACES["mlp"]
-    for member in [m.strip() for m in args.members.split(",") if m.strip()]:
-        if member not in MEMBERS:
-            raise SystemExit(f"unknown member {member!r}; members: {', '.join(MEMBERS)}")
-        objectives = MEMBERS[member][1]
-        print(f"== {member}: {problem.description}; objectives {objectives}", flush=True)
-        setup = se.prepare(problem, args.cache)
-        values = accuracies(setup, args.cache)
-        evaluator = prepare(setup, member)
-        cache = fill_cache(setup, evaluator, values)
-        checked = check(setup, evaluator, cache, args.check)
-        notes = [
-            f"Objectives: {', '.join(f'{k} ({v})' for k, v in objectives.items())}. Accuracy of every "
-            f"configuration from a prefix-sharing enumeration; {checked} random configurations "
-            "re-evaluated by the search's evaluator gave identical values.",
-            f"Float model accuracy {setup.float_accuracy:.4f}.",
-        ]
-        se.compare_and_save(setup, strategies, args, budgets, cache, notes, args.out / member)
+    members = [m.strip() for m in args.members.split(",") if m.strip()]
+    for name in members:
+        if name not in MEMBERS:
+            raise SystemExit(f"unknown member {name!r}; members: {', '.join(MEMBERS)}")
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    text = table(members, args.seeds, baselines, args.budget, args.cached_only)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table.md").write_text(text + "\n")
     return 0
 
 

@@ -235,3 +235,64 @@ def test_profile_is_one_change_at_a_time(space1296: SearchSpace) -> None:
     # Every other value of every parameter appears once.
     pairs = {(k, t.params[k]) for t in study.trials[1:] for k, v in base.items() if t.params[k] != v}
     assert pairs == {(k, c) for k, d in space1296.distributions().items() for c in d.choices if c != base[k]}
+
+
+def test_vectorized_distinct_indices_match_the_space(space_na: SearchSpace, space1296: SearchSpace) -> None:
+    # space_na: several parameter vectors collapse to one configuration ("NA" layers).
+    for space in (space_na, space1296):
+        sampler = get_strategy("pareto").make_sampler(space, seed=0, directions=DIRECTIONS, options={})
+        every = np.array(
+            list(np.ndindex(*(len(p.choices) for p in space.params))), dtype=np.int64
+        )
+        want = [space.distinct_index_of(sampler._params_of(row)) for row in every]
+        assert sampler._distinct_many(every).tolist() == want
+
+
+@pytest.mark.parametrize("changes", [1, 2])
+def test_moves_change_one_or_two_parameters_and_skip_taken(space1296: SearchSpace, changes: int) -> None:
+    sampler = get_strategy("pareto").make_sampler(
+        space1296, seed=0, directions=DIRECTIONS, options={"changes": changes}
+    )
+    origin = np.array([[0, 1, 2, 3]], dtype=np.int64)
+    taken = np.array([space1296.distinct_index_of(sampler._params_of([1, 1, 2, 3]))], dtype=np.int64)
+    moves = sampler._moves(origin, taken)
+    differ = (moves != origin).sum(axis=1)
+    # 4 parameters of 6 values: 4 x 5 single changes, 6 x 5 x 5 double ones; one is taken.
+    expected = 20 + (150 if changes == 2 else 0) - 1
+    assert len(moves) == expected
+    assert set(differ.tolist()) == set(range(1, changes + 1))
+    assert [1, 1, 2, 3] not in moves.tolist()
+    assert len({tuple(m) for m in moves.tolist()}) == len(moves)
+
+
+def test_residual_smoothing_weighs_trials_by_distance(space1296: SearchSpace) -> None:
+    sampler = get_strategy("pareto").make_sampler(
+        space1296, seed=0, directions=DIRECTIONS, options={"kernel": 0.5}
+    )
+    trials = np.array([[0, 0, 0, 0], [5, 5, 5, 5]], dtype=np.int64)
+    residual = np.array([[1.0], [-2.0]])
+    candidates = np.array([[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 1], [5, 5, 5, 5]], dtype=np.int64)
+    got = sampler._smooth(candidates, trials, residual)[:, 0]
+    # Weights 0.5 ** distance (distance: parameters that differ), plus 0.5 of "no correction".
+    for row, candidate in zip(got, candidates):
+        d0, d1 = (candidate != trials[0]).sum(), (candidate != trials[1]).sum()
+        w0, w1 = 0.5**d0, 0.5**d1
+        assert row == pytest.approx((w0 * 1.0 - w1 * 2.0) / (w0 + w1 + 0.5), rel=1e-6)
+
+
+def test_explore_every_draws_the_full_posterior_on_its_turns(space1296: SearchSpace) -> None:
+    def trajectory(options: dict[str, Any]) -> list[dict[str, Any]]:
+        sampler = get_strategy("pareto").make_sampler(space1296, seed=3, directions=DIRECTIONS, options=options)
+        study = optuna.create_study(sampler=sampler, directions=DIRECTIONS)
+        for _ in range(40):
+            trial = study.ask(space1296.distributions())
+            study.tell(trial, values(trial.params))
+        return [t.params for t in study.trials]
+
+    # Every proposal at full spread, by either option, is the same search.
+    full = trajectory({"exploration": 1.0, "explore_every": 0})
+    assert trajectory({"exploration": 0.0, "explore_every": 1}) == full
+    # Narrowed draws in between change it after the 21-trial profile, not before.
+    mixed = trajectory({"exploration": 0.0, "explore_every": 3})
+    assert mixed[:21] == full[:21]
+    assert mixed != full
