@@ -892,6 +892,7 @@ def section_scaling(plan: Plan, figures: Path = FIGURES, only: Sequence[str] | N
         ("nsgaii", "nsgaii", {}, n_max),
         ("nsgaiii", "nsgaiii", {}, n_max),
         ("brute_force (shuffled)", "brute_force", {"shuffle": True}, n_max),
+        ("sensitivity", "sensitivity", {}, n_max),
         # Optuna's GP refits a Gaussian process at every proposal: too slow for long runs.
         ("gp", "gp", {}, plan.gp_trials),
     ]
