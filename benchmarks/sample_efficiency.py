@@ -362,9 +362,14 @@ def _source_digest(member: suite.Member, strategy: str) -> str:
 
 def _run_path(member: suite.Member, strategy: str, seed: int, max_unique: int, max_trials: int) -> Path:
     opt = member.optimum
+    # What the run depends on: a single-objective run stops at the optimum, so its value
+    # is in the key. A Pareto run does not stop at its front: an exact front stands for
+    # the table (in the key), a best-known one improves with every run and the ratios are
+    # recomputed against it anyway (rejudge), so it is left out.
+    front, reference = (opt.front, opt.reference_point) if member.exact else (None, None)
     key = hashlib.sha1(
         json.dumps(
-            [member.name, member.description, opt.value, opt.front, opt.reference_point, strategy,
+            [member.name, member.description, opt.value, front, reference, strategy,
              _DEFAULT_OPTIONS.get(strategy, {}), _source_digest(member, strategy), max_unique, max_trials],
             default=repr,
         ).encode()
