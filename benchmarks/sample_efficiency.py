@@ -840,7 +840,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pareto_seeds = args.pareto_seeds if args.pareto_seeds is not None else seeds
     lazy_seeds = args.lazy_seeds if args.lazy_seeds is not None else seeds
     max_unique = args.max_unique if args.max_unique is not None else (200 if args.quick else 1000)
-    for name in strategies or (*SINGLE_STRATEGIES, *PARETO_STRATEGIES):
+    for name in strategies or (*SINGLE_STRATEGIES, *args.pareto_strategies.split(",")):
         get_strategy(name)  # an unknown name fails before anything runs
     members = [suite.load(name) for name in member_names]  # before forking: shared by the workers
     built = time.perf_counter() - started
