@@ -622,15 +622,25 @@ class LazyTable:
         split = runners.context.dataset.split(evaluation.options.data_loader)
         self._x = split.x[: evaluation.num_samples].to(runners.context.device)
         self._y = split.y[: evaluation.num_samples].to(runners.context.device)
+        self._read = 0  # records of the file read so far
         if path.is_file():
-            records = np.fromfile(path, dtype=self._RECORD)
-            for r in records:
-                self.software[int(r["index"])] = (float(r["accuracy"]), float(r["balanced_accuracy"]), float(r["loss"]))
+            self.reload()
         else:
             _check(space, runners, self.metrics, CHECKED)
 
     def __len__(self) -> int:
         return len(self.software)
+
+    def reload(self) -> int:
+        """Read the records other processes appended since the last read; returns how many."""
+        if not self.path.is_file():
+            return 0
+        size = self.path.stat().st_size // self._RECORD.itemsize  # whole records only
+        records = np.fromfile(self.path, dtype=self._RECORD, count=size - self._read, offset=self._read * self._RECORD.itemsize)
+        for r in records:
+            self.software[int(r["index"])] = (float(r["accuracy"]), float(r["balanced_accuracy"]), float(r["loss"]))
+        self._read = size
+        return len(records)
 
     def _make_plan(self) -> tuple[list[list[torch.nn.Module]], list[list[torch.nn.Module]]]:
         traced = self.runners.context.traced
@@ -833,6 +843,7 @@ class Member:
     description: str
     float_accuracy: float
     _lazy: LazyTable | None = field(default=None, repr=False)
+    _lazy_values: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def directions(self) -> list[str]:
@@ -1011,16 +1022,42 @@ def _exact_optimum(member: Member) -> Optimum:
 
 
 def _lazy_optimum(member: Member) -> Optimum:
+    """The best known over every configuration of the lazy table.
+
+    The member's objective values of the table's configurations are kept on disk
+    (``lazyvalues_<member>_<hash>.npz``) and extended with the configurations added
+    since: loading a member, or refreshing it after a run, evaluates only those (tens of
+    thousands of table look-ups otherwise, minutes per member).
+    """
     lazy = member._lazy
     assert lazy is not None
     space = member.space
-    indices = sorted(lazy.software)
+    key = _digest(member.name, lazy.path.name, member.description, len(member.directions))
+    path = cache_dir() / f"lazyvalues_{member.name.replace('/', '_')}_{key}.npz"
+    if member._lazy_values is None:
+        width = len(member.directions)
+        member._lazy_values = (np.zeros(0, dtype=np.int64), np.zeros((0, width)), np.zeros(0, dtype=bool))
+        if path.is_file():
+            with np.load(path) as data:
+                member._lazy_values = (data["indices"], data["values"], data["feasible"])
+    indices, values, feasible = member._lazy_values
+    known = set(indices.tolist())
+    new = np.array(sorted(i for i in lazy.software if i not in known), dtype=np.int64)
+    if len(new):
+        new_values, new_feasible = _values(member, [space.decode(space.distinct_params_at(int(i))) for i in new])
+        indices = np.concatenate([indices, new])
+        values = np.concatenate([values, new_values])
+        feasible = np.concatenate([feasible, new_feasible])
+        order = np.argsort(indices, kind="stable")  # index order: the same optimum.params as ever
+        indices, values, feasible = indices[order], values[order], feasible[order]
+        member._lazy_values = (indices, values, feasible)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, indices=indices, values=values, feasible=feasible)
+        tmp.replace(path)
 
     def params_at(i: int) -> dict[str, Any]:
-        return space.distinct_params_at(indices[i])
+        return space.distinct_params_at(int(indices[i]))
 
-    configs = [space.decode(space.distinct_params_at(i)) for i in indices]
-    values, feasible = _values(member, configs)
     return _optimum_from(member, values, feasible, exact=False, params_at=params_at)
 
 
