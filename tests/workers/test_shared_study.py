@@ -9,6 +9,7 @@ with plain Optuna, and compares it with an enumeration of the space written here
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 from collections import Counter
@@ -149,7 +150,15 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial_and_its_trial_is_retr
 
     def victim_mid_trial():
         trials = read_trials(postgres_url, name)
-        mine = [t for t in trials if t.state == TrialState.RUNNING and owner_pid(t) == victim.pid and t.params]
+        now = datetime.datetime.now()  # Optuna's datetime_start is naive local time
+        # Only a trial that started less than half its 0.4 s forward ago: killed now, it
+        # cannot have finished (a trial seen running at the very end of its evaluation
+        # could complete before the signal lands; on a loaded machine it did).
+        mine = [
+            t for t in trials
+            if t.state == TrialState.RUNNING and owner_pid(t) == victim.pid and t.params
+            and (now - t.datetime_start).total_seconds() < 0.2
+        ]
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         return (trials, mine[0]) if mine and len(done) >= 2 else None
 
