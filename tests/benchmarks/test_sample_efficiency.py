@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,14 +13,6 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import sample_efficiency as se  # noqa: E402
 import suite  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _repo_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The benchmark's cache lives in the repository's .cache (gitignored), wherever pytest
-    # runs, unless BITSCOUT_SUITE_CACHE names another (a warm copy).
-    default = str(BENCHMARKS.parent / ".cache" / "sample_efficiency")
-    monkeypatch.setenv("BITSCOUT_SUITE_CACHE", os.environ.get("BITSCOUT_SUITE_CACHE", default))
 
 
 def test_quantile_counts_missing_seeds_as_never() -> None:

@@ -9,7 +9,6 @@ run pays for training and enumeration."""
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import warnings
@@ -24,14 +23,6 @@ sys.path.insert(0, str(BENCHMARKS))
 import suite  # noqa: E402
 
 from bitscout._optuna_adapter import hypervolume  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _repo_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The benchmark's cache lives in the repository's .cache (gitignored), wherever pytest runs.
-    # (BITSCOUT_SUITE_CACHE may name another: a warm copy.)
-    default = str(BENCHMARKS.parent / ".cache" / "sample_efficiency")
-    monkeypatch.setenv("BITSCOUT_SUITE_CACHE", os.environ.get("BITSCOUT_SUITE_CACHE", default))
 
 
 def test_members_cover_the_brief() -> None:
