@@ -173,31 +173,17 @@ def exhaustive_rate(device: torch.device, *, widths: list[int], sample: int) -> 
     """Configurations per second of the exhaustive engine on the digits MLP."""
     from bitscout.data import load_dataset
     from bitscout.evaluation import evaluate_runner_set_exhaustively
-    from bitscout.graph import trace
-    from bitscout.metrics import AverageBitwidth, BasicEvaluation, Bitops, RunContext, RunnerSet
-    from bitscout.models import build_model
-    from bitscout.quant import Quantizer
     from bitscout.space import SearchSpace
+    from speed import digits_mlp_runners  # this folder's speed.py: the shared digits MLP setup
 
     digits = load_dataset("digits", seed=0)
-    torch.manual_seed(0)
-    model = build_model("mlp", digits.info).to(device).eval()
-    traced = trace(model, digits.val.x[:2].to(device))
+    traced, runners = digits_mlp_runners(digits, device)
     choices = {
         layer.name: {"name": "integer", "data_in_width": widths, "weight_width": widths, "bias_width": 8}
         for layer in traced.table
         if layer.op == "linear"
     }
     space = SearchSpace(traced.table, choices)
-    context = RunContext(traced=traced, quantizer=Quantizer(traced), dataset=digits, device=device, batch_size=64)
-    runners = RunnerSet(
-        [
-            BasicEvaluation(BasicEvaluation.Options(num_samples=540), context),
-            AverageBitwidth(AverageBitwidth.Options(), context),
-            Bitops(Bitops.Options(), context),
-        ],
-        context,
-    )
     # Stacked layer calls are the accelerator default; the dry run forces them on the CPU
     # so that the path the device takes is the one exercised.
     stack = None if device.type != "cpu" else 1 << 22

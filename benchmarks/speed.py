@@ -684,6 +684,30 @@ def _import_times(env: dict[str, str], tmp: Path) -> list[tuple[str, float]]:
 # ----- sampler cost ------------------------------------------------------------------------------
 
 
+def digits_mlp_runners(digits: Any, device: torch.device) -> tuple[Any, Any]:
+    """The seeded, untrained digits MLP traced on ``device``, and its runners (accuracy on
+    the 540 validation samples, average bitwidth, BitOPs): the setup the exhaustive and
+    table benchmarks here and in gpu_bench.py share."""
+    from bitscout.graph import trace
+    from bitscout.metrics import AverageBitwidth, BasicEvaluation, Bitops, RunContext, RunnerSet
+    from bitscout.models import build_model
+    from bitscout.quant import Quantizer
+
+    torch.manual_seed(0)
+    model = build_model("mlp", digits.info).to(device).eval()
+    traced = trace(model, digits.val.x[:2].to(device))
+    context = RunContext(traced=traced, quantizer=Quantizer(traced), dataset=digits, device=device, batch_size=64)
+    runners = RunnerSet(
+        [
+            BasicEvaluation(BasicEvaluation.Options(num_samples=540), context),
+            AverageBitwidth(AverageBitwidth.Options(), context),
+            Bitops(Bitops.Options(), context),
+        ],
+        context,
+    )
+    return traced, runners
+
+
 def _digits_mlp_space(widths: Sequence[int] = (2, 3, 4, 5, 6, 8)) -> tuple[Any, Any]:
     from bitscout.data import load_dataset
     from bitscout.graph import trace
@@ -802,23 +826,12 @@ class SamplerClock:
 def _digits_table(widths: Sequence[int] = (2, 3, 4, 5, 6, 8)) -> tuple[Any, Any, Any]:
     """The digits MLP space and a TableEvaluator of it (every configuration evaluated once)."""
     from bitscout.evaluation import TableEvaluator
-    from bitscout.graph import trace
-    from bitscout.metrics import AverageBitwidth, BasicEvaluation, Bitops, Objective, ObjectiveTerm, RunContext, RunnerSet
-    from bitscout.models import build_model
-    from bitscout.quant import Quantizer
+    from bitscout.metrics import Objective, ObjectiveTerm
     from bitscout.space import SearchSpace
 
     digits, space = _digits_mlp_space(widths)
-    torch.manual_seed(0)
-    model = build_model("mlp", digits.info).eval()
-    traced = trace(model, digits.val.x[:2])
+    traced, runners = digits_mlp_runners(digits, torch.device("cpu"))
     space = SearchSpace(traced.table, {layer.name: space.layer(layer.name).choices for layer in space.layers if layer.choices})
-    context = RunContext(traced=traced, quantizer=Quantizer(traced), dataset=digits, device=torch.device("cpu"), batch_size=64)
-    runners = RunnerSet(
-        [BasicEvaluation(BasicEvaluation.Options(num_samples=540), context),
-         AverageBitwidth(AverageBitwidth.Options(), context), Bitops(Bitops.Options(), context)],
-        context,
-    )
     objective = Objective(
         [ObjectiveTerm("accuracy", 1.0, "maximize", False, "software"),
          ObjectiveTerm("average_bitwidth", 0.2, "minimize", False, "hardware", sign=-1.0)],
@@ -1007,29 +1020,14 @@ def section_scaling(plan: Plan, figures: Path = FIGURES, only: Sequence[str] | N
 
 
 def section_exhaustive(device: torch.device, plan: Plan) -> None:
-    from bitscout.graph import trace
-    from bitscout.metrics import AverageBitwidth, BasicEvaluation, Bitops, RunContext, RunnerSet
-    from bitscout.models import build_model
-    from bitscout.quant import Quantizer
     from bitscout.evaluation import evaluate_runner_set_exhaustively
 
     digits, space = _digits_mlp_space(plan.widths)
     _header(f"7. exhaustive evaluation: {space.size:,} configurations of the digits MLP")
-    torch.manual_seed(0)
-    model = build_model("mlp", digits.info).to(device).eval()
-    traced = trace(model, digits.val.x[:2].to(device))
+    traced, runners = digits_mlp_runners(digits, device)
     from bitscout.space import SearchSpace
 
     space = SearchSpace(traced.table, {layer.name: space.layer(layer.name).choices for layer in space.layers if layer.choices})
-    context = RunContext(traced=traced, quantizer=Quantizer(traced), dataset=digits, device=device, batch_size=64)
-    runners = RunnerSet(
-        [
-            BasicEvaluation(BasicEvaluation.Options(num_samples=540), context),
-            AverageBitwidth(AverageBitwidth.Options(), context),
-            Bitops(Bitops.Options(), context),
-        ],
-        context,
-    )
     sync = _sync(device)
     rounds = plan.exhaustive_rounds
     walls, cpus = [], []
