@@ -82,6 +82,30 @@ def test_a_pareto_report_shows_objective_and_raw_metric_columns():
     assert "<th>average_bitwidth (objective)</th>" in page and "<th>average_bitwidth</th>" in page
 
 
+def test_a_search_whose_every_trial_was_over_budget_names_the_least_violating_one():
+    # Every trial skipped by a hardware budget: PRUNED, no values, never measured.
+    trials = [
+        TrialRecord(number=i, state="PRUNED", hardware_metrics={"model_size": size},
+                    constraints={"model_size.max": size - 300.0}, sampled_config={"fc1": "float"}, skipped=True)
+        for i, size in enumerate([900.0, 763.0, 1400.0])
+    ]
+    result = SearchResult(trials=trials, directions=["maximize"], objective_names=["objective"])
+    answer = render_search_html(result)
+    answer = answer[answer.index('<div class="answer">') :]
+    assert "Best trial 1</b>: not evaluated (skipped: over the budget)" in answer
+    assert "No trial meets the constraints" in answer and "model_size.max = 463" in answer
+
+
+def test_a_feasible_best_says_it_meets_the_constraints():
+    trials = [
+        TrialRecord(number=0, state="COMPLETE", values=(0.9,), software_metrics={"accuracy": 0.9},
+                    constraints={"model_size.max": -12.0}, sampled_config={"fc1": "float"}),
+    ]
+    result = SearchResult(trials=trials, directions=["maximize"], objective_names=["objective"])
+    assert "Meets every constraint" in render_search_html(result)
+    assert "Meets every constraint" not in render_search_html(_result())  # no constraints: no line
+
+
 def test_a_run_without_a_completed_trial_says_so():
     result = SearchResult(trials=[_record(0, 0, 0, state="FAIL")], directions=["maximize"])
     assert "No trial completed" in render_search_html(result)

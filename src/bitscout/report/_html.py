@@ -148,6 +148,19 @@ def _config_table(record: TrialRecord) -> str:
     return html_table(["layer", "configuration"], [(layer, describe_layer(cfg)) for layer, cfg in record.sampled_config.items()])
 
 
+def _budget_note(result: SearchResult, t: TrialRecord) -> str:
+    """Whether the best trial meets ``[search.strategy.constraints]`` (empty without any)."""
+    if not result.has_constraints:
+        return ""
+    values = ", ".join(f"{_e(k)} = {'unknown' if v is None else _num(v)}" for k, v in t.constraints.items())
+    if result.best_is_feasible:
+        return f"<p>Meets every constraint (values &lt;= 0 are met: {values}).</p>"
+    return (
+        '<p class="bad">No trial meets the constraints: this is the least-violating one '
+        f"(values &lt;= 0 are met: {values}). Relax a bound, or search more.</p>"
+    )
+
+
 def _answer(result: SearchResult, ctx: ReportContext) -> str:
     names = result.objective_names or [f"objective {i}" for i in range(len(result.directions))]
     best = result.best_trials
@@ -155,8 +168,11 @@ def _answer(result: SearchResult, ctx: ReportContext) -> str:
         return '<div class="answer"><p class="bad">No trial completed: there is no best configuration. See the failed trials below.</p></div>'
     if not result.is_multi_objective:
         t = best[0]
+        # Every trial skipped as over budget: the least violating one was never measured.
+        value = f"{_e(names[0])} = {_num(t.values[0])}" if t.values else "not evaluated (skipped: over the budget)"
         parts = [
-            f"<p><b>Best trial {t.number}</b>: {_e(names[0])} = {_num(t.values[0])} ({_e(result.directions[0])})</p>",
+            f"<p><b>Best trial {t.number}</b>: {value} ({_e(result.directions[0])})</p>",
+            _budget_note(result, t),
             _config_table(t),
             _metrics_table(t, ctx.baseline),
         ]
