@@ -59,6 +59,14 @@ def test_a_cost_is_subtracted_in_a_maximize_sum_and_mase_difference_is_warned(js
     assert obj.values(TRIAL) == [pytest.approx(-0.45)]
 
 
+def test_a_cost_scaled_by_zero_is_not_warned_about(jsc_context: RunContext) -> None:
+    # A term with scale 0 takes no part in the ranking (a user keeps a metric in the table
+    # for its runner's sake): its sign cannot change anything, so no MASE-difference warning.
+    with no_metric_warnings():
+        obj = objective(jsc_context, {"accuracy": {"scale": 1.0}, "average_bitwidth": {"scale": 0.0}})
+    assert obj.values(TRIAL) == [pytest.approx(0.75)]
+
+
 def test_in_a_minimize_sum_accuracy_is_subtracted(jsc_context: RunContext) -> None:
     with pytest.warns(MetricWarning, match=r"accuracy is to be maximized while the study is to minimize"):
         obj = objective(

@@ -247,7 +247,8 @@ class Objective:
 
     def _warn_about_config(self, runner_set: RunnerSet, *, changes_architecture: bool) -> None:
         if self.sum_scaled:
-            opposite = [term.metric for term in self.terms if term.sign < 0]
+            # A term scaled by 0 takes no part in the ranking, whatever its sign.
+            opposite = [term.metric for term in self.terms if term.sign < 0 and term.scale != 0]
             if opposite:
                 warnings.warn(
                     f"{', '.join(opposite)} {'is' if len(opposite) == 1 else 'are'} to be "
