@@ -17,6 +17,7 @@ from bitscout.config import BitscoutConfigWarning
 from bitscout.errors import ConfigError
 from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support
 from bitscout.strategies import Exhaustible
+from bitscout.study._budget import check_budget_reachable
 from bitscout.study._outputs import PlotWriter
 from bitscout.study._records import SearchResult
 from bitscout.study._search import run_search
@@ -218,6 +219,9 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     runners = build_runners(strategy_cfg, context)
     objective = Objective.from_config(strategy_cfg, runners)
     constraints = Constraints.from_config(strategy_cfg, runners)
+    if constraints:
+        # A budget no configuration meets would skip every trial unmeasured: say so now.
+        check_budget_reachable(space, constraints)
     strategy = get_strategy(strategy_cfg.strategy_name)
     seed = setup.seed if setup.seed is not None else config.seed
     sampler = strategy.make_sampler(
