@@ -308,6 +308,34 @@ def test_cli_refuses_bad_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "--seeds must be at least 1; got 0" in capsys.readouterr().err
 
 
+def test_compare_runs_on_one_cpu_thread_and_restores_torch_setting(tmp_path: Path, monkeypatch) -> None:
+    # As `search` does: on a busy 2-core machine torch's second thread made a small model's
+    # trial ~40x slower (129 ms against 3 ms measured); the user's own setting is restored.
+    import torch
+
+    import bitscout.compare as compare_pkg
+    from bitscout.cli import main
+
+    seen: list[int] = []
+    real = compare_pkg.compare_strategies
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare_pkg, "compare_strategies", spy)
+    config = tmp_path / "tiny.toml"
+    config.write_text(CLI_CONFIG)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["compare", str(config), "--strategies", "random", "--seeds", "1", "--n-trials", "2",
+                     "--out", str(tmp_path / "cmp"), "--accelerator", "cpu"]) == 0
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_quantiles_count_misses_as_infinitely_late() -> None:
     from bitscout.compare import seed_quantile as _quantile
 
