@@ -171,3 +171,37 @@ def test_search_options_exist_only_when_asked_for(lab_path: Path) -> None:
     setup = config.search.strategy.setup
     assert (setup.n_trials, setup.workers, setup.study_name, setup.seed) == (3, 2, "s", 4)
     assert (config.load_type, config.seed) == ("pt", 4)
+
+
+def test_check_accepts_a_seed_listing_formats_with_different_fields(tmp_path: Path, capsys) -> None:
+    # Each listed format takes its own fields; before, `check` refused minifloat's exponent
+    # widths as "not a field of format 'integer'" and then called them missing.
+    seed = """
+model = "mlp"
+dataset = "digits"
+[search.search_space]
+name = "graph/quantize/mixed_precision_ptq"
+[search.search_space.setup]
+by = "type"
+[search.search_space.seed.linear.config]
+name = ["integer", "int", "minifloat"]
+data_in_width = [4, 8]
+weight_width = [3, 4, 8]
+bias_width = [8]
+data_in_exponent_width = [EXP]
+weight_exponent_width = [1]
+bias_exponent_width = [4]
+[search.strategy.metrics]
+accuracy.scale = 1.0
+"""
+    good = tmp_path / "formats.toml"
+    good.write_text(seed.replace("EXP", "2"))
+    assert cli.main(["check", str(good)]) == 0
+    capsys.readouterr()
+    # A value minifloat cannot take is still reported, with its rule.
+    bad = tmp_path / "bad.toml"
+    bad.write_text(seed.replace("EXP", "3"))
+    assert cli.main(["check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "data_in_exponent_width' must leave at least one mantissa bit" in err
+    assert "not a field of format" not in err and "got nothing" not in err

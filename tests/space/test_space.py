@@ -322,3 +322,37 @@ def test_sizes_multiply_over_layers(mlp: LayerTable) -> None:
     assert space.size == space.distinct_size == math.prod([6] * 5) == 7776
     p = space.params_at(4321)
     assert space.index_of(p) == 4321 == space.distinct_index_of(p)
+
+
+def test_a_seed_listing_several_formats_gives_each_only_its_own_fields(mlp: LayerTable) -> None:
+    # integer takes widths (and frac widths); minifloat needs exponent widths, which
+    # integer does not take: each format ignores the fields that are only the other's.
+    seed = {
+        "name": ("integer", "minifloat"),
+        "data_in_width": (8,),
+        "weight_width": (4, 8),
+        "bias_width": (8,),
+        "data_in_exponent_width": (3,),
+        "weight_exponent_width": (1, 2),
+        "bias_exponent_width": (4,),
+    }
+    space = SearchSpace(mlp, {"fc2": seed})
+    # 2 names x 2 widths x 2 exponent widths = 8 parameter vectors; integer ignores the
+    # exponent width, so its 4 vectors are 2 configurations: 2 + 4 distinct.
+    assert space.size == 8 and space.distinct_size == 6
+    fc2 = lambda name, width, exponent: space.decode(  # noqa: E731
+        {"fc2/name": name, "fc2/weight_width": width, "fc2/weight_exponent_width": exponent}
+    )["fc2"]
+    integer = fc2("integer", 4, 1)
+    assert integer == parse_layer_config(
+        {"name": "integer", "data_in_width": 8, "weight_width": 4, "bias_width": 8}, where="t"
+    )
+    assert fc2("integer", 4, 2) is integer
+    small = fc2("minifloat", 4, 2)
+    assert small.format == "minifloat" and small.weight.width == 4 and small.weight.exponent_width == 2
+    # A field no listed format takes is still an error, naming it.
+    with pytest.raises(QuantConfigError, match="'weight_exponent_widht'"):
+        SearchSpace(mlp, {"fc2": {**seed, "weight_exponent_widht": (2,)}})
+    # One format alone still refuses another format's field.
+    with pytest.raises(QuantConfigError, match="not a field of format 'integer'"):
+        SearchSpace(mlp, {"fc2": {**seed, "name": ("integer",)}})

@@ -26,7 +26,7 @@ from bitscout.config._problems import toml_key
 from bitscout.data import dataset_path_problem, dataset_problem, get_dataset_source
 from bitscout.errors import BitscoutError, ConfigError, ModelError
 from bitscout.models import get_model_builder
-from bitscout.quant import TENSOR_NAMES, parse_layer_config
+from bitscout.quant import TENSOR_NAMES, fields_of_formats, parse_layer_config
 
 __all__ = ["register", "run", "config_problems", "raise_config_problems", "seed_problems"]
 
@@ -200,11 +200,12 @@ def _tensor_problems(
     """A parse stops at its first problem, so each bad choice found is taken out (an
     unknown field: the whole field) and the fields parsed again, until they parse or a
     field has no choice left to try."""
+    shared = fields_of_formats(fields.get("name", ()))
     for _ in range(sum(len(choices) for choices in fields.values()) + 1):
         failure = None
         for raw in _seed_configs(fields):
             try:
-                parse_layer_config(raw, where=where, tensors=tensors, op=op)
+                parse_layer_config(raw, where=where, tensors=tensors, op=op, shared=shared)
             except BitscoutError as exc:
                 failure = (str(exc), raw)
                 break

@@ -12,7 +12,7 @@ from optuna.distributions import CategoricalDistribution
 
 from bitscout.errors import ConfigError, QuantConfigError, SearchError
 from bitscout.graph import LayerInfo, LayerTable
-from bitscout.quant import NA, TENSOR_NAMES, LayerQuantConfig, parse_layer_config
+from bitscout.quant import NA, TENSOR_NAMES, LayerQuantConfig, fields_of_formats, parse_layer_config
 from bitscout.space._seed import SEED_PATH, resolve_seeds
 
 if TYPE_CHECKING:
@@ -577,6 +577,8 @@ def _parse_all(
 ) -> tuple[LayerQuantConfig | None, ...]:
     """Every combination's config, equal configs interned to one object."""
     fixed = {f: c[0] for f, c in choices.items() if f not in searched}
+    # A seed listing several formats holds each one's fields; each ignores the others'.
+    shared = fields_of_formats(choices.get("name", ()))
     interned: dict[LayerQuantConfig | None, LayerQuantConfig | None] = {}
     out = []
     label = f"{where} (layer {info.name})" if not where.startswith("layer ") else where
@@ -584,7 +586,7 @@ def _parse_all(
         raw = dict(fixed)
         raw.update(zip(searched, values))
         try:
-            cfg = parse_layer_config(raw, where=label, tensors=info.tensors, op=info.op)
+            cfg = parse_layer_config(raw, where=label, tensors=info.tensors, op=info.op, shared=shared)
         except QuantConfigError as err:
             combo = ", ".join(f"{f}={v!r}" for f, v in zip(searched, values))
             raise QuantConfigError(

@@ -20,7 +20,7 @@ from bitscout.quant.formats._base import (
 )
 from bitscout.quant.formats._binary import BinaryFormat, TernaryFormat
 from bitscout.quant.formats._block_fp import BlockFPFormat
-from bitscout.quant.formats._config import NA, TENSOR_NAMES, LayerQuantConfig, parse_layer_config
+from bitscout.quant.formats._config import NA, TENSOR_NAMES, LayerQuantConfig, fields_of_formats, parse_layer_config
 from bitscout.quant.formats._fake import fake_quantize
 from bitscout.quant.formats._integer import AUTO, IntegerFormat, auto_frac_width
 from bitscout.quant.formats._log import LogFormat
@@ -52,5 +52,6 @@ __all__ = [
     "format_names",
     "get_format",
     "parse_layer_config",
+    "fields_of_formats",
     "register_format",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from bitscout.errors import QuantConfigError, did_you_mean
 from bitscout.quant.formats._base import FormatFieldError, TensorFormat, format_names, get_format
 
-__all__ = ["TENSOR_NAMES", "NA", "LayerQuantConfig", "parse_layer_config"]
+__all__ = ["TENSOR_NAMES", "NA", "LayerQuantConfig", "parse_layer_config", "fields_of_formats"]
 
 TENSOR_NAMES: tuple[str, ...] = ("data_in", "weight", "bias")
 """The tensors of a layer that can be quantized, in the order MASE lists them."""
@@ -94,12 +94,27 @@ def _split_key(key: str) -> tuple[str, str] | None:
     return None
 
 
+def fields_of_formats(names: Collection[Any]) -> frozenset[str]:
+    """Every ``<tensor>_<param>`` field some listed format takes (unknown names and "NA" add none).
+
+    A search-space seed whose ``name`` lists several formats (``["integer", "minifloat"]``)
+    holds the fields of all of them; :func:`parse_layer_config` given these as ``shared``
+    lets each format ignore the fields that belong only to the others.
+    """
+    fields: set[str] = set()
+    for name in names:
+        if isinstance(name, str) and name != NA and name in format_names():
+            fields.update(f"{t}_{p}" for t in TENSOR_NAMES for p in get_format(name).field_names())
+    return frozenset(fields)
+
+
 def parse_layer_config(
     raw: Mapping[str, Any],
     *,
     where: str,
     tensors: Collection[str] = TENSOR_NAMES,
     op: str | None = None,
+    shared: Collection[str] = (),
 ) -> LayerQuantConfig | None:
     """Builds a :class:`LayerQuantConfig` from MASE's flat per-layer form.
 
@@ -115,6 +130,9 @@ def parse_layer_config(
         tensors: The tensors the layer has.
         op: The layer's op type (``"linear"``, ``"add"``, ...), when known: a format
             that cannot apply to it is refused (per-channel scales on an ``add``).
+        shared: Fields of other formats listed beside this one (:func:`fields_of_formats`
+            of a seed's ``name`` choices): ignored when this format does not take them,
+            instead of refused.
 
     Returns:
         The config, or ``None`` when ``name`` is ``"NA"``.
@@ -156,6 +174,8 @@ def parse_layer_config(
         if split is not None and split[0] not in tensors:
             continue
         if split is None or split[1] not in params:
+            if key in shared:
+                continue  # another listed format's field (a seed searching several formats)
             raise QuantConfigError(
                 f"{where}: field '{key}' is not a field of format '{name}' "
                 f"({_suggest(str(key), accepted)}); got {value!r}"
