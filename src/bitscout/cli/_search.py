@@ -172,6 +172,16 @@ _PASSED_ON = {
 }
 
 
+def _last_error(log: Path) -> str | None:
+    """The last ``error: ...`` line of a worker's log, without the prefix."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line[len("error: ") :] for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else None
+
+
 def _run_workers(args: argparse.Namespace, config: Config) -> int:
     """``--workers K``: K worker processes on one study, then the outputs of the study."""
     from bitscout.report import format_summary, write_report
@@ -203,6 +213,13 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
         total=setup.n_trials,
         progress=not args.no_progress,
     )
+    if not workers.interrupted and workers.returncodes and all(code == 2 for code in workers.returncodes):
+        # Every worker stopped on the same bad input (a study that cannot be resumed, a
+        # budget no configuration meets): say it once, and do not report the old study.
+        raise SearchError(
+            f"{_last_error(workers.logs[0]) or 'every worker process stopped with exit status 2'} "
+            f"(all {setup.workers} worker processes stopped on it; logs in {out_dir / WORKERS_DIR})"
+        )
     if name not in study_names(storage):
         raise SearchError(
             f"none of the {setup.workers} worker processes started the study: "
