@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from bitscout.cli import main
 from bitscout.study import DUPLICATE_ATTR
+from tests.cli.test_search_cli import TOML
 from tests.workers.workers_helpers import (
     Workspace,
     all_configs,
@@ -99,38 +100,6 @@ def test_report_says_what_is_wrong(tmp_path, capsys):
     assert "no study named 'c'" in capsys.readouterr().err
 
 
-_TINY = """
-model = "mlp"
-dataset = "digits"
-project = "stop"
-
-[search.search_space]
-name = "graph/quantize/mixed_precision_ptq"
-[search.search_space.setup]
-by = "name"
-[search.search_space.seed.default.config]
-name = ["NA"]
-[search.search_space.seed.fc1.config]
-name = ["integer"]
-data_in_width = [8]
-weight_width = [2, 4, 8]
-bias_width = [8]
-
-[search.strategy]
-name = "optuna"
-[search.strategy.sw_runner.basic_evaluation]
-num_samples = 50
-[search.strategy.hw_runner.average_bitwidth]
-[search.strategy.setup]
-n_trials = 2
-sampler = "random"
-sum_scaled_metrics = SUMMED
-[search.strategy.metrics]
-accuracy.scale = 1.0
-average_bitwidth.scale = 0.01
-"""
-
-
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_workers_that_all_stop_on_one_bad_input_give_one_error_and_no_stale_report(tmp_path, capsys):
     # A study of one objective in the run folder, then --workers 2 with two objectives:
@@ -138,11 +107,11 @@ def test_workers_that_all_stop_on_one_bad_input_give_one_error_and_no_stale_repo
     # does not print the old study's summary as if it were this search's.
     run_dir = tmp_path / "run"
     summed = tmp_path / "summed.toml"
-    summed.write_text(_TINY.replace("SUMMED", "true"))
+    summed.write_text(TOML)  # tests/cli's tiny digits search: one summed objective
     assert main(["search", str(summed), "--out", str(run_dir), "--no-progress"]) == 0
     capsys.readouterr()
     pareto = tmp_path / "pareto.toml"
-    pareto.write_text(_TINY.replace("SUMMED", "false"))
+    pareto.write_text(TOML.replace('sampler = "tpe"', 'sampler = "tpe"\nsum_scaled_metrics = false'))
     assert main(["search", str(pareto), "--out", str(run_dir), "--workers", "2", "--no-progress"]) == 2
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
