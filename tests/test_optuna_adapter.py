@@ -477,34 +477,34 @@ def test_exact_below_density_is_optunas_bit_for_bit(choices: list[int], n_below:
     assert np.array_equal(ours, _stock_log_pdf(obs, space, params, x))
 
 
-@pytest.mark.parametrize("n", [1, 30, 3000])
+@pytest.mark.parametrize("n", [2, 30, 3000])
 @pytest.mark.parametrize("choices", [[2, 3, 5, 7, 4], [3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]], ids=["dense", "per-configuration"])
 def test_density_estimates_are_within_tolerance_of_optunas(choices: list[int], n: int) -> None:
     obs, space, params = _history(choices, n, n)
     rng = np.random.default_rng(2)
     x = np.concatenate([obs[:12].T, np.stack([rng.integers(0, c, 12) for c in choices])], axis=1)
-    sampler = adapter.CachedTPESampler(seed=0)
-    fast = adapter._FastSpace(choices, params)
-    # The below estimator's form: each kernel its own configuration, Optuna's weights.
-    weights = np.append(optuna.samplers._tpe.sampler.default_weights(n), 1.0)
-    weights /= weights.sum()
-    small = adapter._small_int(max(choices))
-    below = sampler._log_density_estimate(fast, x.astype(small), obs.T.astype(small), weights[:-1], n, np.log(weights[-1]))
-    exact = _stock_log_pdf(obs, space, params, x)
-    assert np.max(np.abs(below - exact)) < 1e-11 < adapter.APPROXIMATION_TOLERANCE
-    # The above estimator's: the history filed as the sampler files it, some trials "below".
+    # The history filed as the sampler files it; some trials "below", in number order.
     configs = adapter._Configurations(choices)
     for row in obs:
         configs.append(tuple(int(v) for v in row))
-    below_slots = sorted(set(rng.integers(0, n, min(n - 1, 25)).tolist()))
-    above_obs = np.delete(obs, below_slots, axis=0)
-    exact = _stock_log_pdf(above_obs, space, params, x)
+    below_slots = sorted(set(rng.integers(0, n, min(n - 1, 25)).tolist()))  # >= 1 of each
+    below_ids = configs.slot_ids[below_slots]
+    below_exact = _stock_log_pdf(obs[below_slots], space, params, x)
+    above_exact = _stock_log_pdf(np.delete(obs, below_slots, axis=0), space, params, x)
+    sampler = adapter.CachedTPESampler(seed=0)
+    fast = adapter._FastSpace(choices, params)
     dense = configs.radix is not None and len(configs.index) * len(choices) * adapter._DENSE_FACTOR > np.prod(choices)
-    for largest in (adapter._LARGEST_LOG_POWER, 1.0):  # r^m, then binned by m
+    assert dense == (n == 3000 and len(choices) == 5)  # both sums are tested
+    for largest in (adapter._LARGEST_LOG_POWER, 1.0):  # r^m; then binned by m, "below" declined
         adapter._LARGEST_LOG_POWER, saved = largest, adapter._LARGEST_LOG_POWER
         try:
-            above = sampler._log_above_estimate(fast, configs, below_slots, x.astype(configs.choice_dtype))
+            below, above = sampler._log_density_estimates(
+                fast, configs, below_slots, below_ids, fast.below(len(below_slots)), x.astype(configs.choice_dtype)
+            )
         finally:
             adapter._LARGEST_LOG_POWER = saved
-        assert np.max(np.abs(above - exact)) < 1e-11
-    assert dense == (n == 3000 and len(choices) == 5)  # both sums were tested
+        assert np.max(np.abs(above - above_exact)) < 1e-11 < adapter.APPROXIMATION_TOLERANCE
+        if largest == 1.0:
+            assert below is None
+        else:
+            assert np.max(np.abs(below - below_exact)) < 1e-11

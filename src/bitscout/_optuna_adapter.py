@@ -608,6 +608,14 @@ class _Configurations:
         # fast proposal compares every candidate with every configuration, parameter by parameter.
         self.choice_dtype = _small_int(max(n_choices, default=1))
         self.columns = np.zeros((len(n_choices), 64), dtype=self.choice_dtype)
+        self._dense: np.ndarray | None = None
+
+    def dense(self, size: int) -> np.ndarray:
+        """A vector over the whole space kept between calls: an entry once written is only
+        ever rewritten, at the same code (configurations are never removed)."""
+        if self._dense is None:
+            self._dense = np.zeros(size)
+        return self._dense
 
     def id_of(self, config: tuple[int, ...]) -> int:
         found = self.index.get(config)
@@ -1018,7 +1026,7 @@ class _FastSpace:
 def _log_mixture(space: _FastSpace, a: float, log_sum: np.ndarray, log_prior_weight: float) -> np.ndarray:
     """A categorical Parzen estimator's log density from its kernels' part: ``log(a^P /
     prod(1 + C_p a) x sum + prior weight x prod(1 / C_p))``, where ``log_sum`` is the log of
-    the kernels' weighted sum of ``r^m`` (see :meth:`CachedTPESampler._log_density_estimate`)."""
+    the kernels' weighted sum of ``r^m`` (see :meth:`CachedTPESampler._log_density_estimates`)."""
     log_scale = space.n_params * math.log(a) - math.fsum(math.log1p(c * a) for c in space.n_choices)
     return np.logaddexp(log_sum + log_scale, space.log_prior_density + log_prior_weight)
 
@@ -1263,7 +1271,7 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         per-parameter ``rng.rand(size)`` that follow are one ``random_sample`` call of the
         same numbers; each candidate's choice is Optuna's count of cumulative kernel
         weights below its quantile. Optuna then takes the first candidate of largest
-        ``log l(x) - log g(x)``. Both densities are estimated (:meth:`_log_density_estimate`,
+        ``log l(x) - log g(x)``. Both densities are estimated (:meth:`_log_density_estimates`,
         each within :data:`APPROXIMATION_TOLERANCE`); a candidate whose estimate is more
         than twice the tolerance below the best one's is below it exactly too, so only
         the candidates within that band (one, unless two nearly tie) get Optuna's exact
@@ -1311,14 +1319,13 @@ class CachedTPESampler(optuna.samplers.TPESampler):
                 first.append(i)
             inverse.append(j)
         candidates = x[:, first].astype(configs.choice_dtype)
-        log_below = self._log_density_estimate(
-            space, candidates, configs.columns[:, below_ids], below.kernel_weights, n_below, below.log_weights[-1]
-        )
+        log_below, log_above = self._log_density_estimates(space, configs, below_slots, below_ids, below, candidates)
         if log_below is None:
             log_below = self._exact_log_below(space, rows, below, candidates)
-        estimate = log_below - self._log_above_estimate(space, configs, below_slots, candidates)
-        if np.all(np.isfinite(estimate)):
-            contenders = np.flatnonzero(estimate >= estimate.max() - 2 * APPROXIMATION_TOLERANCE)
+        estimate = log_below - log_above
+        top = float(estimate.max())  # NaN if any is
+        if math.isfinite(top):
+            contenders = np.flatnonzero(estimate >= top - 2 * APPROXIMATION_TOLERANCE)
         else:
             contenders = np.arange(len(first))
         if len(contenders) == 1:
@@ -1330,10 +1337,7 @@ class CachedTPESampler(optuna.samplers.TPESampler):
             )
             pick = int(np.argmax(acq[np.array(inverse)]))
         self.fast_proposals += 1
-        return {
-            name: dist.to_external_repr(float(x[p, pick]))
-            for p, (name, dist) in enumerate(search_space.items())
-        }
+        return {name: dist.to_external_repr(float(c)) for (name, dist), c in zip(search_space.items(), x[:, pick].tolist())}
 
     def _exact_acquisition(
         self,
@@ -1372,64 +1376,46 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         with np.errstate(divide="ignore"):
             return np.log(np.exp(weighted - max_[:, np.newaxis]).sum(axis=1)) + max_
 
-    def _log_density_estimate(
+    def _log_density_estimates(
         self,
         space: _FastSpace,
+        configs: _Configurations,
+        below_slots: list[int],
+        below_ids: np.ndarray,
+        below: _BelowTables,
         candidates: np.ndarray,
-        kernels: np.ndarray,
-        weights: np.ndarray,
-        n_kernels: int,
-        log_prior_weight: float,
-    ) -> np.ndarray | None:
-        """A categorical Parzen estimator's log density at each candidate (a column of choice
-        indices) within :data:`APPROXIMATION_TOLERANCE`, summed in the linear domain.
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Optuna's log "below" and "above" densities at each candidate (a column of choice
+        indices), each within :data:`APPROXIMATION_TOLERANCE`; the "below" one None where it
+        cannot be promised (then compute it exactly).
 
-        ``kernels`` holds configurations (columns) and ``weights`` each one's summed kernel
-        weight, divided, as Optuna divides them, by the sum of every kernel weight and the
-        prior weight (whose log, so divided, is ``log_prior_weight``); ``n_kernels`` is the
-        estimator's number of kernels before the prior. Optuna's kernel density of parameter ``p`` at choice ``x`` is ``(a + [x ==
-        c_p]) / (1 + C_p a)`` with ``a = prior_weight / (n_kernels + 1)``; the prior kernel's
-        is ``1 / C_p``. So a kernel's product over the parameters is ``a^P / prod(1 + C_p a)``
-        times ``r^m``, with ``r = (1 + a) / a`` and ``m`` the parameters on which the
-        candidate and the kernel agree, and the density is one sum over configurations of
-        weight times ``r^m``. None where ``r^P`` could overflow.
+        A categorical Parzen estimator's kernel density of parameter ``p`` at choice ``x``
+        is ``(a + [x == c_p]) / (1 + C_p a)``, with ``c`` the kernel's trial and ``a =
+        prior_weight / (kernels + 1)``; the prior kernel's is ``1 / C_p``. So a kernel's
+        product over the parameters is ``a^P / prod(1 + C_p a)`` times ``r^m``, with ``r =
+        (1 + a) / a`` and ``m`` the parameters on which the candidate and the kernel's trial
+        agree, and the mixture, past its prior kernel, is a sum over the configurations
+        tried of their summed kernel weight times ``r^m``: no ``exp`` per kernel.
+
+        Optuna's "above" estimator has a kernel per other trial in trial-number order,
+        weighted by ``default_weights`` (a ramp from 1/n, the last 25 at 1; here to a few
+        rounding units) and the prior kernel ``prior_weight``, all divided by their sum.
+        ``m`` is counted between every candidate and every configuration tried, or, in a
+        space of at most :data:`DENSE_SPACE` configurations once many were tried, the
+        configurations' weights fill a (first parameters) x (last parameters) matrix, ``r^m``
+        factors into the two halves' ``r^m`` and the sum is one matrix product. Where
+        ``r^P`` could overflow the weights are binned by ``m`` and summed in the log domain.
 
         The bound: every sum here adds positive terms, and so does Optuna's log-sum-exp, so
-        this value and Optuna's are each within about (kernels + parameters x (1 + the
-        largest |log| of a table entry)) rounding units, relative, of the exact density: for
-        10^8 kernels and 100 parameters (|log| <= 20) both together stay below 5e-8 in log
-        units, against the tolerance of 1e-6.
+        this value and Optuna's are each within about (kernels + configurations + parameters
+        x (1 + the largest |log| of a table entry)) rounding units, relative, of the exact
+        density: for 10^8 kernels and 100 parameters (|log| <= 20) both together stay below
+        5e-8 in log units, against the tolerance of 1e-6.
         """
         prior_weight = self._parzen_estimator_parameters.prior_weight
-        a = prior_weight / (n_kernels + 1)
-        log_r = math.log1p(1.0 / a)
-        if space.n_params * log_r > _LARGEST_LOG_POWER:
-            return None
-        matches = np.zeros((candidates.shape[1], kernels.shape[1]), dtype=space.count_dtype)
-        for p in range(space.n_params):
-            matches += candidates[p, :, np.newaxis] == kernels[p]
-        powers = np.exp(log_r * space.agreements)
-        return _log_mixture(space, a, np.log(np.einsum("rk,k->r", powers[matches], weights)), log_prior_weight)
-
-    def _log_above_estimate(
-        self, space: _FastSpace, configs: _Configurations, below_slots: list[int], candidates: np.ndarray
-    ) -> np.ndarray:
-        """Optuna's log "above" density at each candidate (a column of choice indices) within
-        :data:`APPROXIMATION_TOLERANCE`.
-
-        Optuna's above estimator has a kernel per other trial in trial-number order,
-        weighted by ``default_weights`` (a ramp from 1/n, the last 25 at 1) and a prior
-        kernel of weight ``prior_weight``, all divided by their sum. Each trial's weight goes
-        to its configuration, then :meth:`_log_density_estimate`'s sum, or in a space of at
-        most :data:`DENSE_SPACE` configurations once many were tried, the same sum as one
-        matrix product: the configurations' weights fill a (first parameters) x (last
-        parameters) matrix, and ``r^m`` factors into the two halves' ``r^m``. Where ``r^P``
-        could overflow, the weights are binned by ``m`` and summed in the log domain. Same
-        bound (the weights here are ``default_weights`` to a few rounding units).
-        """
         n = configs.size
         n_above = n - len(below_slots)
-        prior_weight = self._parzen_estimator_parameters.prior_weight
+        n_params, n_candidates = candidates.shape
         keep = np.ones(n, dtype=bool)
         keep[below_slots] = False
         weights = np.ones(n_above)  # _tpe.default_weights, to rounding
@@ -1439,22 +1425,17 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         elif ramp == 1:
             weights[0] = 1.0 / n_above
         d = len(configs.index)
-        per_config = np.bincount(configs.slot_ids[:n][keep], weights=weights, minlength=d)
         total = weights.sum() + prior_weight
+        per_config = np.bincount(configs.slot_ids[:n][keep], weights=weights, minlength=d)
         per_config /= total
-        log_prior_weight = math.log(prior_weight / total)
         a = prior_weight / (n_above + 1)
         log_r = math.log1p(1.0 / a)
-        n_params, n_candidates = candidates.shape
-        if space.halves is None or d * n_params * _DENSE_FACTOR <= space.size or n_params * log_r > _LARGEST_LOG_POWER:
-            estimate = self._log_density_estimate(
-                space, candidates, configs.columns[:, :d], per_config, n_above, log_prior_weight
-            )
-            if estimate is not None:
-                return estimate
-            matches = np.zeros((n_candidates, d), dtype=np.intp)
-            for p in range(n_params):
-                matches += candidates[p, :, np.newaxis] == configs.columns[p, :d]
+        a_below = prior_weight / (len(below_slots) + 1)
+        log_r_below = math.log1p(1.0 / a_below)
+        exact_below = n_params * log_r_below > _LARGEST_LOG_POWER  # r^P could overflow
+        if n_params * log_r > _LARGEST_LOG_POWER:
+            matches = (candidates[:, :, np.newaxis] == configs.columns[:, np.newaxis, :d]).sum(axis=0, dtype=np.intp)
+            below_matches = matches[:, below_ids].T
             matches += np.arange(n_candidates)[:, np.newaxis] * (n_params + 1)
             binned = np.bincount(
                 matches.ravel(),
@@ -1465,32 +1446,41 @@ class CachedTPESampler(optuna.samplers.TPESampler):
                 terms = np.log(binned) + log_r * space.agreements
             top = terms.max(axis=1)
             log_sum = np.log(np.exp(terms - top[:, np.newaxis]).sum(axis=1)) + top
-            return _log_mixture(space, a, log_sum, log_prior_weight)
-        split, size_first, size_last = space.halves
-        first_digits, last_digits = space.digits  # type: ignore[misc]
-        powers = np.exp(log_r * space.agreements)
-        dense = np.zeros(space.size)
-        dense[configs.codes[:d]] = per_config
-        # Candidates often share their last parameters: one column per distinct last half.
-        last_of: dict[int, int] = {}
-        last_first: list[int] = []
-        last_inverse = []
-        for i, code in enumerate((space.radix[split:] @ candidates[split:]).tolist()):
-            j = last_of.get(code)
-            if j is None:
-                j = last_of[code] = len(last_first)
-                last_first.append(i)
-            last_inverse.append(j)
-        last = candidates[split:, last_first]
-        matches = np.zeros((size_last, len(last_first)), dtype=space.count_dtype)
-        for p in range(n_params - split):
-            matches += last_digits[p, :, np.newaxis] == last[p]
-        products = _one_thread_matmul(dense.reshape(size_first, size_last), powers[matches])
-        matches = np.zeros((size_first, n_candidates), dtype=space.count_dtype)
-        for p in range(split):
-            matches += first_digits[p, :, np.newaxis] == candidates[p]
-        log_sum = np.log(np.einsum("ar,ar->r", powers[matches], products[:, last_inverse]))
-        return _log_mixture(space, a, log_sum, log_prior_weight)
+        elif space.halves is None or d * n_params * _DENSE_FACTOR <= space.size:
+            matches = (candidates[:, :, np.newaxis] == configs.columns[:, np.newaxis, :d]).sum(axis=0, dtype=space.count_dtype)
+            below_matches = matches[:, below_ids].T
+            log_sum = np.log(np.einsum("rc,c->r", np.exp(log_r * space.agreements)[matches], per_config))
+        else:
+            split, size_first, size_last = space.halves
+            first_digits, last_digits = space.digits  # type: ignore[misc]
+            powers = np.exp(log_r * space.agreements)
+            dense = configs.dense(space.size)
+            dense[configs.codes[:d]] = per_config
+            # Candidates often share their last parameters: one column per distinct last half.
+            last_of: dict[int, int] = {}
+            last_first: list[int] = []
+            last_inverse = []
+            for i, code in enumerate((space.radix[split:] @ candidates[split:]).tolist()):
+                j = last_of.get(code)
+                if j is None:
+                    j = last_of[code] = len(last_first)
+                    last_first.append(i)
+                last_inverse.append(j)
+            last = candidates[split:, np.newaxis, last_first]
+            last_matches = (last_digits[:, :, np.newaxis] == last).sum(axis=0, dtype=space.count_dtype)
+            first_matches = (first_digits[:, :, np.newaxis] == candidates[:split, np.newaxis, :]).sum(
+                axis=0, dtype=space.count_dtype
+            )
+            products = _one_thread_matmul(dense.reshape(size_first, size_last), powers[last_matches])
+            log_sum = np.log(np.einsum("ar,ar->r", powers[first_matches], products[:, last_inverse]))
+            codes = configs.codes[below_ids]
+            below_matches = first_matches[codes // size_last] + last_matches[codes % size_last][:, last_inverse]
+        log_above = _log_mixture(space, a, log_sum, math.log(prior_weight / total))
+        if exact_below:
+            return None, log_above
+        powers = np.exp(log_r_below * space.agreements)[below_matches]
+        log_below = _log_mixture(space, a_below, np.log(np.einsum("kr,k->r", powers, below.kernel_weights)), below.log_weights[-1])
+        return log_below, log_above
 
     def _acquisition(
         self, mpe_below: _CategoricalMixture, mpe_above: _CategoricalMixture, unique: np.ndarray
