@@ -559,22 +559,20 @@ def _by_number(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 class _Column:
-    """One parameter's choice index in every cached trial (a growable array)."""
+    """One parameter's choice index in every cached trial (None: the trial lacks it).
+
+    A list: filing a trial appends one value per parameter, which a list does several times
+    faster than numpy's scalar writes."""
 
     def __init__(self, name: str, distribution: BaseDistribution) -> None:
         self.name, self.distribution = name, distribution
-        self.values = np.zeros(64, dtype=np.intp)
-        self.present = np.zeros(64, dtype=bool)
-        self.size = 0
+        self.values: list[int | None] = []
 
     def append(self, params: dict[str, Any]) -> None:
-        if self.size == len(self.values):
-            self.values = np.concatenate([self.values, np.zeros(self.size, dtype=np.intp)])
-            self.present = np.concatenate([self.present, np.zeros(self.size, dtype=bool)])
         if self.name in params:
-            self.values[self.size] = int(self.distribution.to_internal_repr(params[self.name]))
-            self.present[self.size] = True
-        self.size += 1
+            self.values.append(int(self.distribution.to_internal_repr(params[self.name])))
+        else:
+            self.values.append(None)
 
 
 def _small_int(largest: int) -> type[np.signedinteger[Any]]:
@@ -1152,9 +1150,8 @@ class CachedTPESampler(optuna.samplers.TPESampler):
 
     @staticmethod
     def _config_of(columns: list[_Column], slot: int) -> tuple[int, ...] | None:
-        if not all(c.present[slot] for c in columns):
-            return None
-        return tuple(int(c.values[slot]) for c in columns)
+        config = tuple([c.values[slot] for c in columns])
+        return None if None in config else config  # type: ignore[return-value]
 
     def _configurations(self, columns: list[_Column]) -> _Configurations:
         """The distinct configurations of ``columns``' parameters, kept up to date."""
