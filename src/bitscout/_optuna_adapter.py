@@ -50,8 +50,9 @@ from optuna.storages._heartbeat import is_heartbeat_enabled as _is_heartbeat_ena
 from optuna.storages.journal._file import BaseJournalFileLock
 
 # Why: CachedTPESampler (below) is Optuna's TPE with the history kept between proposals;
-# it reuses the TPE module's split rules and default gamma functions and the Parzen
-# estimator's weight function. The intersection search space's incremental step
+# it reuses the TPE module's split rules and default gamma functions, recognises its
+# default kernel weights (default_weights, which its plain-numpy proposal follows), and
+# uses the Parzen estimator's weight function. The intersection search space's incremental step
 # (optuna.search_space.intersection._calculate) is followed step for step in
 # _intersection_step, with the private state of IntersectionSearchSpace.
 from optuna.samplers._tpe import sampler as _tpe
@@ -1042,7 +1043,10 @@ class CachedTPESampler(optuna.samplers.TPESampler):
     last proposal are read again. The best of the candidates is found from a bounded
     estimate of the "above" density (:meth:`_acquisition`), with Optuna's exact values
     computed only for candidates that nearly tie: the same argmax, without one ``exp``
-    per trial and candidate.
+    per trial and candidate. In the common case (one objective, no other trial running,
+    trials finished in number order) no estimator object is built at all:
+    :meth:`_fast_sample` draws Optuna's candidates with Optuna's random calls from a few
+    cached tables and estimates both densities from counts of agreeing parameters.
 
     Search spaces with a non-categorical parameter, several objectives' non-dominated
     sorting (done by Optuna over the cached trials at each proposal), ``group = True``'s
@@ -1054,6 +1058,7 @@ class CachedTPESampler(optuna.samplers.TPESampler):
             proposal that sees it). The test of "does not grow with the history".
         exact_rows: Candidates whose exact "above" density was computed (near-ties, and
             every candidate where the estimate's bound cannot be promised).
+        fast_proposals: Proposals made by :meth:`_fast_sample`.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -1476,8 +1481,8 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         if exact_below:
             return None, log_above
         powers = np.exp(log_r_below * space.agreements)[below_matches]
-        log_below = _log_mixture(space, a_below, np.log(np.einsum("kr,k->r", powers, below.kernel_weights)), below.log_weights[-1])
-        return log_below, log_above
+        log_sum = np.log(np.einsum("kr,k->r", powers, below.kernel_weights))
+        return _log_mixture(space, a_below, log_sum, below.log_weights[-1]), log_above
 
     def _acquisition(
         self, mpe_below: _CategoricalMixture, mpe_above: _CategoricalMixture, unique: np.ndarray
