@@ -508,3 +508,27 @@ def test_density_estimates_are_within_tolerance_of_optunas(choices: list[int], n
             assert below is None
         else:
             assert np.max(np.abs(below - below_exact)) < 1e-11
+
+
+def test_above_weights_kept_between_proposals_are_optunas_default_weights() -> None:
+    # Trials filed one at a time; the below set sometimes changes (then a rebuild), mostly
+    # not (then the sums are updated): each time Optuna's default_weights summed per
+    # configuration, and their total.
+    from optuna.samplers._tpe.sampler import default_weights
+
+    rng = np.random.default_rng(5)
+    configs = adapter._Configurations([3, 4])
+    kept = adapter._AboveWeights()
+    below: list[int] = []
+    rebuilt = 0
+    for n in range(1, 400):
+        configs.append((int(rng.integers(3)), int(rng.integers(4))))
+        if n < 30 or rng.random() < 0.1:
+            below = sorted(rng.choice(n, size=min(n - 1, 25), replace=False).tolist())
+            rebuilt += 1
+        weights, total = kept.weights(configs, below)
+        above = np.delete(configs.slot_ids[:n], below)
+        expected = default_weights(len(above))
+        assert np.allclose(weights, np.bincount(above, weights=expected, minlength=len(configs.index)), rtol=1e-12, atol=0)
+        assert total == pytest.approx(expected.sum(), rel=1e-12)
+    assert 30 < rebuilt < 100

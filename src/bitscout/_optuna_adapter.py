@@ -585,6 +585,65 @@ def _small_int(largest: int) -> type[np.signedinteger[Any]]:
     return np.int64
 
 
+class _AboveWeights:
+    """Optuna's "above" kernel weights (``default_weights``, to rounding) summed per
+    configuration, kept between proposals.
+
+    The above kernels are the trials outside the "below" set, in trial-number order (here:
+    cached-slot order); of ``n`` of them the ``i``-th weighs ``1/n + i (1 - 1/n) / (n - 26)``
+    (``np.linspace``'s ramp), the last 25 weigh 1. Per configuration the kernels on the ramp
+    are counted and their positions summed, so the weights are two vector operations and the
+    last 25 kernels. A trial filed while the below set stays the same is appended to the last
+    25 and moves one kernel from them onto the ramp (two additions); any other change rebuilds
+    the sums (one pass over the trials).
+    """
+
+    def __init__(self) -> None:
+        self.below: tuple[int, ...] | None = None
+        self.n = 0  # cached trials (slots) seen
+        self.ids = np.zeros(64, dtype=np.intp)  # each above kernel's configuration, in order
+        self.count = np.zeros(64)
+        self.positions = np.zeros(64)
+        self.on_ramp = 0
+
+    def weights(self, configs: _Configurations, below_slots: list[int]) -> tuple[np.ndarray, float]:
+        """Each configuration's summed above weight, and the sum of every above weight."""
+        n, d = configs.size, len(configs.index)
+        below = tuple(sorted(below_slots))
+        n_above = n - len(below)
+        ramp = max(0, n_above - 25)
+        if below != self.below or n < self.n:
+            keep = np.ones(n, dtype=bool)
+            keep[list(below)] = False
+            self.ids = np.concatenate([configs.slot_ids[:n][keep], np.zeros(64, dtype=np.intp)])
+            size = max(64, 2 * d)
+            self.count = np.bincount(self.ids[:ramp], minlength=size).astype(float)
+            self.positions = np.bincount(self.ids[:ramp], weights=np.arange(ramp, dtype=float), minlength=size)
+        else:
+            # The trials filed since are all above (the below set is the same), appended.
+            new = configs.slot_ids[self.n : n]
+            start = n_above - len(new)
+            if n_above > len(self.ids):
+                self.ids = np.concatenate([self.ids, np.zeros(n_above, dtype=np.intp)])
+            self.ids[start:n_above] = new
+            if d > len(self.count):
+                grow = np.zeros(2 * d - len(self.count))
+                self.count = np.concatenate([self.count, grow])
+                self.positions = np.concatenate([self.positions, grow])
+            for position in range(self.on_ramp, ramp):
+                config = self.ids[position]
+                self.count[config] += 1
+                self.positions[config] += position
+        self.below, self.n, self.on_ramp = below, n, ramp
+        start = 1.0 / n_above
+        step = (1.0 - start) / (ramp - 1) if ramp > 1 else 0.0
+        per_config = self.count[:d] * start
+        if step:
+            per_config += self.positions[:d] * step
+        per_config += np.bincount(self.ids[ramp:n_above], minlength=d)
+        return per_config, ramp * start + step * ramp * (ramp - 1) / 2 + (n_above - ramp)
+
+
 class _Configurations:
     """The distinct configurations (tuples of choice indices) of some parameters, numbered.
 
@@ -608,6 +667,7 @@ class _Configurations:
         self.choice_dtype = _small_int(max(n_choices, default=1))
         self.columns = np.zeros((len(n_choices), 64), dtype=self.choice_dtype)
         self._dense: np.ndarray | None = None
+        self.above = _AboveWeights()
 
     def dense(self, size: int) -> np.ndarray:
         """A vector over the whole space kept between calls: an entry once written is only
@@ -992,7 +1052,6 @@ class _FastSpace:
         # The prior kernel's log density (1 / C_p per parameter), before its weight.
         self.log_prior_density = -math.fsum(math.log(c) for c in n_choices)
         self._below: dict[int, _BelowTables] = {}
-        self._ramp = np.arange(64, dtype=float)
 
     def below(self, n: int) -> _BelowTables:
         """The "below" estimator of ``n`` kernels (Optuna's tables, built with its operations)."""
@@ -1014,12 +1073,6 @@ class _FastSpace:
                 self._below.clear()
             self._below[n] = entry
         return entry
-
-    def ramp(self, n: int) -> np.ndarray:
-        """``0, 1, ..., n - 1`` as floats (kept between proposals)."""
-        if len(self._ramp) < n:
-            self._ramp = np.arange(2 * n, dtype=float)
-        return self._ramp[:n]
 
 
 def _log_mixture(space: _FastSpace, a: float, log_sum: np.ndarray, log_prior_weight: float) -> np.ndarray:
@@ -1418,17 +1471,9 @@ class CachedTPESampler(optuna.samplers.TPESampler):
         n = configs.size
         n_above = n - len(below_slots)
         n_params, n_candidates = candidates.shape
-        keep = np.ones(n, dtype=bool)
-        keep[below_slots] = False
-        weights = np.ones(n_above)  # _tpe.default_weights, to rounding
-        ramp = n_above - 25
-        if ramp > 1:
-            weights[:ramp] = space.ramp(ramp) * ((1.0 - 1.0 / n_above) / (ramp - 1)) + 1.0 / n_above
-        elif ramp == 1:
-            weights[0] = 1.0 / n_above
         d = len(configs.index)
-        total = weights.sum() + prior_weight
-        per_config = np.bincount(configs.slot_ids[:n][keep], weights=weights, minlength=d)
+        per_config, total = configs.above.weights(configs, below_slots)
+        total += prior_weight
         per_config /= total
         a = prior_weight / (n_above + 1)
         log_r = math.log1p(1.0 / a)
