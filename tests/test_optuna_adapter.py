@@ -300,7 +300,9 @@ def test_cached_tpe_matches_optuna_over_hundreds_of_trials(space: dict, seed: in
     got = _space_run(cached, space, 300, seed)
     assert got == _space_run(optuna.samplers.TPESampler(seed=seed), space, 300, seed)
     assert len(set(got)) > 100
-    # The shortcut decided (almost) every proposal: exact densities only for near-ties.
+    # The plain-numpy proposal made every one after the 10 random ones, and the estimates
+    # decided (almost) all: exact densities only for near-ties.
+    assert cached.fast_proposals == 290
     assert cached.exact_rows <= 0.05 * 290 * 24
 
 
@@ -310,6 +312,53 @@ def test_cached_tpe_matches_optuna_when_every_candidate_is_computed_exactly(monk
     cached = adapter.CachedTPESampler(seed=5)
     assert _space_run(cached, _MIXED_SPACE, 120, 5) == _space_run(optuna.samplers.TPESampler(seed=5), _MIXED_SPACE, 120, 5)
     assert cached.exact_rows > 100 * 2
+    assert cached.fast_proposals == 110
+
+
+@pytest.mark.parametrize("space", [_MIXED_SPACE, _WIDE_SPACE], ids=["dense", "per-configuration"])
+def test_cached_tpe_matches_optuna_where_powers_would_overflow(monkeypatch: pytest.MonkeyPatch, space: dict) -> None:
+    # r^m is replaced by the exact "below" density and the above weights binned by m
+    # (what a space of several hundred parameters needs): the same proposals.
+    monkeypatch.setattr(adapter, "_LARGEST_LOG_POWER", 1.0)
+    cached = adapter.CachedTPESampler(seed=4)
+    assert _space_run(cached, space, 150, 4) == _space_run(optuna.samplers.TPESampler(seed=4), space, 150, 4)
+    assert cached.fast_proposals == 140
+
+
+def test_fast_proposal_declines_what_it_does_not_cover() -> None:
+    # A running trial (constant liar), a trial filed after a later-numbered one, two
+    # objectives: Optuna's own estimators propose, and the proposals are still Optuna's.
+    def run(sampler: optuna.samplers.BaseSampler) -> list[tuple]:
+        study = optuna.create_study(sampler=sampler)
+        value = lambda t: float(t.params["a"] * t.params["b"] + t.params["d"])  # noqa: E731
+        asked = []
+        for _ in range(15):
+            trial = study.ask(_TPE_SPACE)
+            asked.append(trial)
+            study.tell(trial, value(trial))
+        late = study.ask(_TPE_SPACE)  # runs while the next five are asked and told
+        asked.append(late)
+        for _ in range(5):
+            trial = study.ask(_TPE_SPACE)
+            asked.append(trial)
+            study.tell(trial, value(trial))
+        study.tell(late, value(late))
+        for _ in range(5):
+            trial = study.ask(_TPE_SPACE)
+            asked.append(trial)
+            study.tell(trial, value(trial))
+        return [tuple(t.params.values()) for t in asked]
+
+    cached = adapter.CachedTPESampler(seed=3)
+    assert run(cached) == run(optuna.samplers.TPESampler(seed=3))
+    assert cached.fast_proposals == 6  # trials 10 to 15; then one running, then one out of order
+    cached = adapter.CachedTPESampler(seed=3, multivariate=True)
+    _tpe_run(cached, 40, ["maximize", "minimize"])
+    assert cached.fast_proposals == 0
+    # Pruned, failed and infeasible trials are the fast proposal's (trial 5 fails: 11 random ones).
+    cached = adapter.CachedTPESampler(seed=3)
+    _tpe_run(cached, 40, ["maximize"])
+    assert cached.fast_proposals == 29
 
 
 def test_cached_tpe_falls_back_to_optuna_for_a_numeric_parameter() -> None:
@@ -397,3 +446,89 @@ def test_intersection_step_is_optunas() -> None:
             assert got == expected
             step = intersection._calculate(trials, pruned, *expected)
             assert adapter._intersection_step(trials, pruned, *got) == step
+
+
+# ----- the plain-numpy proposal's pieces against Optuna's Parzen estimator ----------------------
+
+
+def _history(choices: list[int], n: int, seed: int) -> tuple[np.ndarray, dict, object]:
+    rng = np.random.default_rng(seed)
+    obs = np.stack([rng.integers(0, c, n) for c in choices], axis=1)
+    space = {f"p{i}": CategoricalDistribution(tuple(range(c))) for i, c in enumerate(choices)}
+    return obs, space, optuna.samplers.TPESampler(seed=0)._parzen_estimator_parameters
+
+
+def _stock_log_pdf(obs: np.ndarray, space: dict, params, x: np.ndarray) -> np.ndarray:
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+
+    stock = _ParzenEstimator({k: obs[:, i] for i, k in enumerate(space)}, space, params)
+    return stock.log_pdf({k: x[i].astype(float) for i, k in enumerate(space)})
+
+
+@pytest.mark.parametrize("n_below", [1, 7, 25])
+@pytest.mark.parametrize("choices", [[2, 3, 5, 7, 4], [3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6], [200, 3]])
+def test_exact_below_density_is_optunas_bit_for_bit(choices: list[int], n_below: int) -> None:
+    obs, space, params = _history(choices, n_below, n_below)
+    rng = np.random.default_rng(1)
+    x = np.stack([rng.integers(0, c, 24) for c in choices])
+    fast = adapter._FastSpace(choices, params)
+    rows = np.concatenate([obs.T, np.array(choices)[:, np.newaxis]], axis=1)
+    ours = adapter.CachedTPESampler._exact_log_below(fast, rows, fast.below(n_below), x)
+    assert np.array_equal(ours, _stock_log_pdf(obs, space, params, x))
+
+
+@pytest.mark.parametrize("n", [2, 30, 3000])
+@pytest.mark.parametrize("choices", [[2, 3, 5, 7, 4], [3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]], ids=["dense", "per-configuration"])
+def test_density_estimates_are_within_tolerance_of_optunas(choices: list[int], n: int) -> None:
+    obs, space, params = _history(choices, n, n)
+    rng = np.random.default_rng(2)
+    x = np.concatenate([obs[:12].T, np.stack([rng.integers(0, c, 12) for c in choices])], axis=1)
+    # The history filed as the sampler files it; some trials "below", in number order.
+    configs = adapter._Configurations(choices)
+    for row in obs:
+        configs.append(tuple(int(v) for v in row))
+    below_slots = sorted(set(rng.integers(0, n, min(n - 1, 25)).tolist()))  # >= 1 of each
+    below_ids = configs.slot_ids[below_slots]
+    below_exact = _stock_log_pdf(obs[below_slots], space, params, x)
+    above_exact = _stock_log_pdf(np.delete(obs, below_slots, axis=0), space, params, x)
+    sampler = adapter.CachedTPESampler(seed=0)
+    fast = adapter._FastSpace(choices, params)
+    dense = configs.radix is not None and len(configs.index) * len(choices) * adapter._DENSE_FACTOR > np.prod(choices)
+    assert dense == (n == 3000 and len(choices) == 5)  # both sums are tested
+    for largest in (adapter._LARGEST_LOG_POWER, 1.0):  # r^m; then binned by m, "below" declined
+        adapter._LARGEST_LOG_POWER, saved = largest, adapter._LARGEST_LOG_POWER
+        try:
+            below, above = sampler._log_density_estimates(
+                fast, configs, below_slots, below_ids, fast.below(len(below_slots)), x.astype(configs.choice_dtype)
+            )
+        finally:
+            adapter._LARGEST_LOG_POWER = saved
+        assert np.max(np.abs(above - above_exact)) < 1e-11 < adapter.APPROXIMATION_TOLERANCE
+        if largest == 1.0:
+            assert below is None
+        else:
+            assert np.max(np.abs(below - below_exact)) < 1e-11
+
+
+def test_above_weights_kept_between_proposals_are_optunas_default_weights() -> None:
+    # Trials filed one at a time; the below set sometimes changes (then a rebuild), mostly
+    # not (then the sums are updated): each time Optuna's default_weights summed per
+    # configuration, and their total.
+    from optuna.samplers._tpe.sampler import default_weights
+
+    rng = np.random.default_rng(5)
+    configs = adapter._Configurations([3, 4])
+    kept = adapter._AboveWeights()
+    below: list[int] = []
+    rebuilt = 0
+    for n in range(1, 400):
+        configs.append((int(rng.integers(3)), int(rng.integers(4))))
+        if n < 30 or rng.random() < 0.1:
+            below = sorted(rng.choice(n, size=min(n - 1, 25), replace=False).tolist())
+            rebuilt += 1
+        weights, total = kept.weights(configs, below)
+        above = np.delete(configs.slot_ids[:n], below)
+        expected = default_weights(len(above))
+        assert np.allclose(weights, np.bincount(above, weights=expected, minlength=len(configs.index)), rtol=1e-12, atol=0)
+        assert total == pytest.approx(expected.sum(), rel=1e-12)
+    assert 30 < rebuilt < 100
