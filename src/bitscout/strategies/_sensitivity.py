@@ -423,7 +423,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             pair_list = []
         self._model = _Model(self._radices, pair_list, ridge, pair_ridge)
         self._shifts = _shifts(self._radices, radius)
-        self._near_cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._near_cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._far_shifts = (
             _shifts(self._radices, radius + 1, smallest=radius + 1) if widen_when_stalled else None
         )
@@ -718,16 +718,18 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         indices = self._distinct_many(candidates)
         keep = ~self._taken.mask(indices)
         candidates, indices = [candidates[keep]], [indices[keep]]
+        columns = [self._model.columns(candidates[0])]
         # The neighbourhoods of the best trials, of more of them once the best ones' are
         # used up (a search that has seen every neighbour of its incumbent moves on).
         found = 0
         for rank, (_, vector) in enumerate(self._best):
             if rank >= self._neighbourhood_of and found >= _MIN_NEIGHBOURS:
                 break
-            near, near_indices = self._neighbours(vector)
+            near, near_indices, near_columns = self._neighbours(vector)
             keep = ~self._taken.mask(near_indices)
             candidates.append(near[keep])
             indices.append(near_indices[keep])
+            columns.append(near_columns[keep])
             found += int(keep.sum())
         stalled = max(0, len(self._vectors) - 1 - self._seen_vectors[incumbent] - _STALL)
         if self._far_shifts is not None and stalled >= _FAR_AFTER:
@@ -742,9 +744,11 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             keep = ~self._taken.mask(near_indices)
             candidates.append(near[keep])
             indices.append(near_indices[keep])
+            columns.append(self._model.columns(near[keep]))
         candidates, indices = np.concatenate(candidates), np.concatenate(indices)
         indices, first = np.unique(indices, return_index=True)
         candidates = candidates[first]
+        cols = np.concatenate(columns)[first]
         if not len(candidates):
             unseen = self._any_unseen()
             return unseen if unseen is not None else self._repeat_best()
@@ -754,7 +758,6 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         # optimum), and different seeds take different paths.
         boost = min(_MAX_BOOST, 2.0 ** (stalled / _STALL))
         coef = self._model.sample(self._rng, self._exploration * boost)
-        cols = self._model.columns(candidates)
         scores = coef[cols].sum(axis=1)
         if self._constraint_fitted:
             # Candidates the constraint model expects to break a data-measured constraint
@@ -772,18 +775,19 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         unseen = self._any_unseen()
         return unseen if unseen is not None else self._repeat_best()
 
-    def _neighbours(self, vector: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Every configuration within ``radius`` changes of ``vector``, and their distinct indices.
+    def _neighbours(self, vector: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every configuration within ``radius`` changes of ``vector``: rows, distinct indices, model columns.
 
         Cached: the same few best trials are the centres of the neighbourhoods proposal
-        after proposal.
+        after proposal (the model's columns depend on the rows alone, not on its fit).
         """
         cached = self._near_cache.get(vector)
         if cached is None:
-            if len(self._near_cache) >= 4 * _KEEP_BEST:
+            if len(self._near_cache) >= 2 * _KEEP_BEST:
                 self._near_cache.clear()
             near = (np.asarray(vector, dtype=np.int64) + self._shifts) % self._radix_array
-            cached = self._near_cache[vector] = (near, self._distinct_many(near))
+            columns = self._model.columns(near).astype(np.int32)
+            cached = self._near_cache[vector] = (near, self._distinct_many(near), columns)
         return cached
 
     def _refit(self, m: int) -> None:
