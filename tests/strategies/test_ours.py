@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 
@@ -31,8 +32,8 @@ def separable(params: dict[str, Any]) -> float:
 
 
 def run(space: SearchSpace, objective: Any, n: int, *, seed: int = 0, direction: str = "maximize",
-        study: optuna.Study | None = None) -> optuna.Study:
-    sampler = get_strategy("sensitivity").make_sampler(space, seed=seed, directions=[direction], options={})
+        study: optuna.Study | None = None, options: dict[str, Any] | None = None) -> optuna.Study:
+    sampler = get_strategy("sensitivity").make_sampler(space, seed=seed, directions=[direction], options=options or {})
     if study is None:
         study = optuna.create_study(sampler=sampler, direction=direction)
     else:
@@ -259,3 +260,52 @@ def test_a_model_that_mispredicts_its_newest_trials_is_less_sure(
     exact = _spread_after(space36, separable, 24)
     monkeypatch.setattr(_sensitivity, "_HOLDOUT", 0)
     assert exact == pytest.approx(_spread_after(space36, separable, 24))
+
+
+def test_taken_bitmap_is_one_bit_a_configuration_and_exact() -> None:
+    # The 64-million space of the benchmark suite: a bitmap of 8 MB, not a Python set.
+    from bitscout.strategies._sensitivity import _IndexSet
+
+    taken = _IndexSet(64_000_000)
+    assert taken._bits is not None and taken._bits.nbytes == 8_000_000
+    rng = np.random.default_rng(0)
+    indices = rng.integers(64_000_000, size=4000)
+    for i in indices[:2000].tolist():
+        taken.add(i)
+    expected = np.isin(indices, indices[:2000])
+    assert not expected.all() and (taken.mask(indices) == expected).all()
+    assert len(taken) == len(set(indices[:2000].tolist()))
+    assert 63_999_999 not in taken and int(indices[0]) in taken
+
+
+WIDTHS = (2, 3, 4, 5, 6, 8)
+
+
+@pytest.mark.parametrize("far", [True, False])
+def test_a_stalled_search_scores_neighbours_three_changes_away(
+    mlp_table: LayerTable, monkeypatch: pytest.MonkeyPatch, far: bool
+) -> None:
+    # B is three changes from the incumbent (the separable optimum), and its values are
+    # the worst of each parameter: only a stalled search's wider neighbourhood
+    # (`widen_when_stalled`) holds it among the candidates.
+    space = SearchSpace(
+        mlp_table,
+        {
+            "fc1": {**INT8, "weight_width": WIDTHS, "data_in_width": WIDTHS},
+            "act": {"name": "integer", "data_in_width": WIDTHS},
+            "fc2": {**INT8, "weight_width": WIDTHS},
+        },
+    )
+    b = {"fc1/weight_width": 2, "fc1/data_in_width": 2, "act/data_in_width": 8, "fc2/weight_width": 4}
+    study = run(space, separable, 70, options={"widen_when_stalled": far})
+    assert max(t.value for t in study.trials) == 0.0 and b not in [t.params for t in study.trials]
+    sampler = study.sampler
+    model = sampler._model
+    # A posterior draw that favours B's three values (as a draw with a wide spread may).
+    bonus = np.zeros(model.n_features)
+    for name in ("fc1/weight_width", "fc1/data_in_width", "act/data_in_width"):
+        p = sampler._names.index(name)
+        bonus[model.main_offsets[p] + sampler._positions[p][b[name]]] = 10.0
+    monkeypatch.setattr(model, "sample", lambda rng, scale: model.coef + bonus)
+    trial = study.ask(space.distributions())
+    assert (trial.params == b) is far
