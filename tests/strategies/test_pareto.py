@@ -341,10 +341,15 @@ def test_local_phase_proposes_neighbours_of_the_observed_front(space1296: Search
     assert share_local(0) < 0.8
 
 
-def test_local_phase_starts_at_half_the_trials_by_default(space36: SearchSpace) -> None:
+def test_local_phase_starts_at_half_the_trials_with_two_objectives(space36: SearchSpace) -> None:
     strategy = get_strategy("pareto")
     made = [
         strategy.make_sampler(space36, seed=0, directions=DIRECTIONS, options=options, n_trials=n)
         for options, n in (({}, 200), ({}, None), ({"refine_after": 40}, 200), ({"refine_after": 0}, 200))
     ]
     assert [s._refine_after for s in made] == [100, 100, 40, 0]
+    # Three objectives: no local phase unless asked for.
+    three = ["maximize", "minimize", "minimize"]
+    assert strategy.make_sampler(space36, seed=0, directions=three, options={}, n_trials=200)._refine_after == 0
+    asked = strategy.make_sampler(space36, seed=0, directions=three, options={"refine_after": 50}, n_trials=200)
+    assert asked._refine_after == 50
