@@ -169,8 +169,9 @@ def test_never_proposes_what_the_constraints_rule_out(space1296: SearchSpace) ->
     assert found == pytest.approx(_front_hypervolume(feasible, reference), rel=1e-12)
 
 
-def test_running_trials_are_taken_by_parallel_workers(space1296: SearchSpace) -> None:
-    sampler = get_strategy("pareto").make_sampler(space1296, seed=0, directions=DIRECTIONS, options={})
+@pytest.mark.parametrize("options", [{}, {"refine_after": 30}])  # the model phase, then the local one
+def test_running_trials_are_taken_by_parallel_workers(space1296: SearchSpace, options: dict[str, Any]) -> None:
+    sampler = get_strategy("pareto").make_sampler(space1296, seed=0, directions=DIRECTIONS, options=options)
     study = optuna.create_study(sampler=sampler, directions=DIRECTIONS)
     dists = space1296.distributions()
     seen = set()
