@@ -61,8 +61,10 @@ def values(params: dict[str, Any]) -> list[float]:
 
 
 def run(space: SearchSpace, n: int, *, seed: int = 0, objective: Any = values,
-        directions: list[str] = DIRECTIONS, **kwargs: Any) -> optuna.Study:
-    sampler = get_strategy("pareto").make_sampler(space, seed=seed, directions=directions, options={}, **kwargs)
+        directions: list[str] = DIRECTIONS, options: dict[str, Any] | None = None, **kwargs: Any) -> optuna.Study:
+    sampler = get_strategy("pareto").make_sampler(
+        space, seed=seed, directions=directions, options=options or {}, **kwargs
+    )
     study = optuna.create_study(sampler=sampler, directions=directions)
     dists = space.distributions()
     for _ in range(n):
@@ -167,8 +169,9 @@ def test_never_proposes_what_the_constraints_rule_out(space1296: SearchSpace) ->
     assert found == pytest.approx(_front_hypervolume(feasible, reference), rel=1e-12)
 
 
-def test_running_trials_are_taken_by_parallel_workers(space1296: SearchSpace) -> None:
-    sampler = get_strategy("pareto").make_sampler(space1296, seed=0, directions=DIRECTIONS, options={})
+@pytest.mark.parametrize("options", [{}, {"refine_after": 30}])  # the model phase, then the local one
+def test_running_trials_are_taken_by_parallel_workers(space1296: SearchSpace, options: dict[str, Any]) -> None:
+    sampler = get_strategy("pareto").make_sampler(space1296, seed=0, directions=DIRECTIONS, options=options)
     study = optuna.create_study(sampler=sampler, directions=DIRECTIONS)
     dists = space1296.distributions()
     seen = set()
@@ -296,3 +299,58 @@ def test_explore_every_draws_the_full_posterior_on_its_turns(space1296: SearchSp
     mixed = trajectory({"exploration": 0.0, "explore_every": 3})
     assert mixed[:21] == full[:21]
     assert mixed != full
+
+
+def test_local_neighbours_step_numeric_values_and_try_every_unordered_one(space_na: SearchSpace) -> None:
+    sampler = get_strategy("pareto").make_sampler(space_na, seed=0, directions=DIRECTIONS, options={})
+    start = {"fc1/weight_width": 4, "fc1/data_in_width": 4, "fc2/name": "integer", "fc2/weight_width": 8}
+    got = [sampler._params_of(v) for v in sampler._local(sampler._vector(start))]
+    want = [
+        {**start, "fc1/weight_width": 2}, {**start, "fc1/weight_width": 8},  # one step down and up
+        {**start, "fc1/data_in_width": 8},  # 4 is the narrowest: one neighbour
+        {**start, "fc2/name": "NA"},  # names are unordered: every other value
+        {**start, "fc2/weight_width": 4},  # 8 is the widest
+    ]
+    key = lambda p: sorted(p.items(), key=str)  # noqa: E731
+    assert sorted(got, key=key) == sorted(want, key=key)
+
+
+def _one_step(a: dict[str, Any], b: dict[str, Any], space: SearchSpace) -> bool:
+    """Whether ``a`` and ``b`` differ in one parameter, by one value in sorted order."""
+    diff = [k for k in a if a[k] != b[k]]
+    if len(diff) != 1:
+        return False
+    choices = sorted(space.distributions()[diff[0]].choices)
+    return abs(choices.index(a[diff[0]]) - choices.index(b[diff[0]])) == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_local_phase_proposes_neighbours_of_the_observed_front(space1296: SearchSpace, seed: int) -> None:
+    def share_local(refine_after: int) -> float:
+        study = run(space1296, 60, seed=seed, options={"refine_after": refine_after})
+        local = 0
+        for n, trial in enumerate(study.trials[30:], start=30):
+            before = study.trials[:n]
+            points = np.array([[t.values[0], -t.values[1]] for t in before])
+            front = [before[i].params for i in non_dominated(points)]
+            local += any(_one_step(trial.params, f, space1296) for f in front)
+        return local / 30
+
+    # From trial 30 on, every proposal is one step from a trial of the front so far;
+    # the model phase alone proposes such a neighbour far less often.
+    assert share_local(30) == 1.0
+    assert share_local(0) < 0.8
+
+
+def test_local_phase_starts_at_half_the_trials_with_two_objectives(space36: SearchSpace) -> None:
+    strategy = get_strategy("pareto")
+    made = [
+        strategy.make_sampler(space36, seed=0, directions=DIRECTIONS, options=options, n_trials=n)
+        for options, n in (({}, 200), ({}, None), ({"refine_after": 40}, 200), ({"refine_after": 0}, 200))
+    ]
+    assert [s._refine_after for s in made] == [100, 100, 40, 0]
+    # Three objectives: no local phase unless asked for.
+    three = ["maximize", "minimize", "minimize"]
+    assert strategy.make_sampler(space36, seed=0, directions=three, options={}, n_trials=200)._refine_after == 0
+    asked = strategy.make_sampler(space36, seed=0, directions=three, options={"refine_after": 50}, n_trials=200)
+    assert asked._refine_after == 50
