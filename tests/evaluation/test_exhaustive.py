@@ -481,10 +481,127 @@ def test_product_block_puts_each_config_in_its_place() -> None:
     product = _Product.of(groups, 6)
     assert product is not None and product.order is not None
     block = product.block(x)
+    by_class = product.block_t(x)  # (configs, outputs, samples), the weights times x's transpose
     for a, fmt in enumerate(formats):
         for j in range(3):
             expected = torch.nn.functional.linear(fake_quantize(x, fmt), weights[j], biases[j])
             assert torch.equal(block[2 * j + a].view(torch.int32), expected.view(torch.int32)), (a, j)
+            assert torch.equal(by_class[2 * j + a].t().view(torch.int32), expected.view(torch.int32)), (a, j)
     # Groups with other weights have no product form.
     other = [(formats[0], [0, 1, 2], w, b), (formats[1], [3, 4, 5], w.flip(0), b)]
     assert _Product.of(other, 6) is None
+
+
+# ----- scoring without the loss ------------------------------------------------------------
+
+
+def _assert_same_without_loss(result: Any, runners: RunnerSet, space: SearchSpace, indices: list[int]) -> None:
+    assert result.loss is None and set(result.software) == {"accuracy", "balanced_accuracy"}
+    for index in indices:
+        config = space.decode(space.distinct_params_at(index))
+        expected = runners.run(config)
+        got = result.metrics_at(index)
+        assert got.software == {k: expected.software[k] for k in ("accuracy", "balanced_accuracy")}, index
+        assert got.hardware == expected.hardware, index
+
+
+@pytest.mark.parametrize(
+    ("data_in", "weight", "by_class"),
+    [
+        ([3, 8], [2, 5], True),  # every input format meets the same weights: the product block
+        ([8], [2, 3, 8], True),  # one input format: one joined call per format
+        ([4, 16], [3, 16], False),  # 16-bit operands may round: per-config calls, argmax per row
+    ],
+)
+def test_without_the_loss_accuracies_are_trial_by_trials(
+    digits: Dataset, data_in: list[int], weight: list[int], by_class: bool, monkeypatch: Any
+) -> None:
+    import bitscout.evaluation._exhaustive as engine
+
+    calls = []
+    original = engine._Scores._correct_by_class
+    monkeypatch.setattr(engine._Scores, "_correct_by_class", lambda self, t: calls.append(1) or original(self, t))
+    runners = _runner_set(_mlp(digits, (16, 8)), digits)
+    space = _linear_space(runners, data_in, weight)
+    result = evaluate_runner_set_exhaustively(space, runners, loss=False)
+    assert bool(calls) == by_class
+    with_loss = evaluate_runner_set_exhaustively(space, runners)
+    assert np.array_equal(result.accuracy, with_loss.accuracy)
+    assert np.array_equal(result.balanced_accuracy, with_loss.balanced_accuracy)
+    _assert_same_without_loss(result, runners, space, list(range(space.distinct_size)))
+
+
+def test_without_the_loss_on_a_dag_a_cnn_and_chunks(digits: Dataset) -> None:
+    torch.manual_seed(3)
+    model = _fit(_Residual(), digits)
+    traced = trace(model, digits.val.x[:2])
+    quantizer = Quantizer(traced)
+    choices = {
+        name: {"name": "integer", "data_in_width": [2, 6], "weight_width": [2, 4], "bias_width": 8}
+        for name in ("fc1", "fc2", "fc3")
+    }
+    space = SearchSpace(traced.table, choices)
+    x, y = digits.val.x[:NUM_SAMPLES], digits.val.y[:NUM_SAMPLES]
+    result = evaluate_exhaustively(traced, space, x, y, quantizer=quantizer, batch_size=37, loss=False)
+    for index in range(space.distinct_size):
+        expected = evaluate(quantizer.build(space.decode(space.distinct_params_at(index))), x, y, batch_size=37)
+        assert (result.accuracy[index], result.balanced_accuracy[index]) == (
+            expected.accuracy,
+            expected.balanced_accuracy,
+        )
+
+    torch.manual_seed(0)
+    runners = _runner_set(build_model("cnn", digits.info, {"channels": [4, 4]}), digits)
+    table = runners.context.traced.table
+    choices = {
+        layer.name: {"name": "integer", "data_in_width": [4, 8], "weight_width": [3, 6], "bias_width": 8}
+        for layer in table
+        if layer.op in ("conv2d", "linear")
+    }
+    space = SearchSpace(table, choices)
+    result = evaluate_runner_set_exhaustively(space, runners, loss=False)
+    _assert_same_without_loss(result, runners, space, random.Random(2).sample(range(space.distinct_size), 12))
+
+
+def test_correct_by_class_is_argmax_with_ties_and_non_finite_logits() -> None:
+    """The first maximum wins, as argmax's: ties between classes are the rule on coarse grids."""
+    from bitscout.evaluation._exhaustive import _Scores
+
+    generator = torch.Generator().manual_seed(0)
+    classes, samples = 5, 300
+    y = torch.randint(0, classes, (samples,), generator=generator)
+    scores = _Scores(8, classes, 8, y, loss=False)
+    scores.set_chunk(y)
+    # Logits on a grid of 3 values: most rows hold ties, many at the label.
+    logits = torch.randint(-1, 2, (8, classes, samples), generator=generator).float()
+    logits[0] = 0.0  # all tied: right only for label 0
+    logits[1, :, ::7] = float("-inf")  # a whole column at -inf: argmax says class 0
+    logits[2, 3, 5] = -float("inf")
+    got = scores._correct_by_class(logits)
+    assert torch.equal(got, logits.argmax(dim=1) == y)
+    assert int(got[0].sum()) == int((y == 0).sum())
+    for special in (float("nan"), float("inf")):
+        with_special = logits.clone()
+        with_special[4, 2, 10] = special
+        with_special[6, int(y[11]), 11] = special
+        assert torch.equal(scores._correct_by_class(with_special), with_special.argmax(dim=1) == y)
+
+
+def test_table_evaluator_computes_the_loss_only_when_read(digits: Dataset) -> None:
+    from bitscout.evaluation import needs_loss
+
+    runners = _runner_set(_mlp(digits, (8,)), digits)
+    space = _linear_space(runners, [4, 8], [2, 4])
+
+    def objective(metric: str) -> Objective:
+        return Objective([ObjectiveTerm(metric, 1.0, "maximize", False, "software")], sum_scaled=True, direction="maximize")
+
+    assert not needs_loss(objective("accuracy")) and needs_loss(objective("loss"))
+    plain = TableEvaluator.from_runners(space, runners, objective("accuracy"))
+    assert plain.table.loss is None
+    config = space.decode(space.params_at(3))
+    assert plain.measure(config).software == {
+        k: v for k, v in runners.run(config).software.items() if k != "loss"
+    }
+    with_loss = TableEvaluator.from_runners(space, runners, objective("loss"))
+    assert with_loss.measure(config) == runners.run(config)

@@ -25,6 +25,7 @@ from bitscout.evaluation._evaluators import (
     MetricSource,
     RunnerEvaluator,
     TableEvaluator,
+    needs_loss,
 )
 from bitscout.evaluation._exhaustive import (
     DEFAULT_BLOCK_ELEMENTS,
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate_exhaustively",
     "evaluate_runner_set_exhaustively",
     "exhaustive_support",
+    "needs_loss",
     "DEFAULT_BLOCK_ELEMENTS",
     "error_text",
     "objective_names",

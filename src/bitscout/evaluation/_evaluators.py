@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bitscout.evaluation._base import Evaluation, Evaluator, ObjectiveEvaluator, ObjectiveLike
 from bitscout.evaluation._exhaustive import ExhaustiveResult, evaluate_runner_set_exhaustively
-from bitscout.metrics import Constraints, RunnerSet, TrialMetrics
+from bitscout.metrics import DROP_SUFFIX, Constraints, RunnerSet, TrialMetrics
 
 if TYPE_CHECKING:
     from torch import nn
 
     from bitscout.space import SearchSpace
 
-__all__ = ["MetricSource", "RunnerEvaluator", "TableEvaluator", "FunctionEvaluator", "CachedEvaluator"]
+__all__ = ["MetricSource", "RunnerEvaluator", "TableEvaluator", "FunctionEvaluator", "CachedEvaluator", "needs_loss"]
 
 
 class _MetricsLike(Protocol):
@@ -106,12 +106,16 @@ class TableEvaluator(ObjectiveEvaluator):
     ) -> TableEvaluator:
         """Evaluate every configuration of ``space`` as ``runners`` would, at once.
 
+        The cross-entropy is computed only when the objective or a constraint reads
+        ``loss`` (or ``loss_drop``): without it the enumeration costs about half as
+        much, and the table's trials record accuracy and balanced accuracy only.
+
         Raises:
             SearchError: The runners cannot be evaluated exhaustively
                 (:func:`bitscout.evaluation.exhaustive_support` says why).
         """
         start = time.perf_counter()
-        table = evaluate_runner_set_exhaustively(space, runners)
+        table = evaluate_runner_set_exhaustively(space, runners, loss=needs_loss(objective, constraints))
         evaluator = cls(table, objective, seconds=time.perf_counter() - start, constraints=constraints)
         evaluator.runners = runners
         return evaluator
@@ -128,6 +132,12 @@ class TableEvaluator(ObjectiveEvaluator):
 
     def seconds_of(self, elapsed: float) -> float:
         return self.share_seconds
+
+
+def needs_loss(objective: ObjectiveLike, constraints: Constraints | None = None) -> bool:
+    """Whether the objective or a constraint reads the cross-entropy (``loss``, ``loss_drop``)."""
+    names = set(objective.metric_names) | {c.metric for c in constraints or ()}
+    return bool(names & {"loss", f"loss{DROP_SUFFIX}"})
 
 
 class FunctionEvaluator(ObjectiveEvaluator):

@@ -93,7 +93,8 @@ class ExhaustiveResult:
         space: The space that was enumerated.
         accuracy: Top-1 accuracy per configuration.
         balanced_accuracy: Mean per-class recall per configuration.
-        loss: Mean cross-entropy per configuration.
+        loss: Mean cross-entropy per configuration (None when it was not asked for:
+            see :func:`evaluate_exhaustively`'s ``loss``).
         hardware: Metric name -> values per configuration, for every hardware runner
             given (ratios included).
         num_samples: Samples each configuration was evaluated on.
@@ -105,7 +106,7 @@ class ExhaustiveResult:
     space: SearchSpace
     accuracy: np.ndarray
     balanced_accuracy: np.ndarray
-    loss: np.ndarray
+    loss: np.ndarray | None
     hardware: dict[str, np.ndarray] = field(default_factory=dict)
     num_samples: int = 0
     seconds: float = 0.0
@@ -117,12 +118,11 @@ class ExhaustiveResult:
 
     @property
     def software(self) -> dict[str, np.ndarray]:
-        """``accuracy``, ``balanced_accuracy`` and ``loss`` arrays by name."""
-        return {
-            "accuracy": self.accuracy,
-            "balanced_accuracy": self.balanced_accuracy,
-            "loss": self.loss,
-        }
+        """``accuracy``, ``balanced_accuracy`` and ``loss`` (when computed) arrays by name."""
+        arrays = {"accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy}
+        if self.loss is not None:
+            arrays["loss"] = self.loss
+        return arrays
 
     def distinct_index(self, config: Mapping[str, LayerQuantConfig | None]) -> int:
         """The index of a decoded config (``space.decode(params)``) in the arrays.
@@ -388,12 +388,13 @@ class _Layer:
         self._product = None if groups is None else _Product.of(groups, len(self.modules))
         return groups
 
-    def output_block(self, env: dict[fx.Node, Any]) -> torch.Tensor | None:
+    def output_block(self, env: dict[fx.Node, Any], *, transposed: bool = False) -> _Block | None:
         """Every config's output stacked along a new first dimension, when sums are exact.
 
         The joined calls of :meth:`_exact_outputs` write straight into the block (no
         per-config tensors, no stacking afterwards); None when the layer cannot join its
-        calls (then :meth:`outputs` gives them one by one).
+        calls (then :meth:`outputs` gives them one by one). With ``transposed``, a layer
+        with 2-D input gives ``(configs, outputs, samples)`` (see :class:`_Block`).
         """
         if not self._rows:
             return None
@@ -401,7 +402,11 @@ class _Layer:
         if ops.data_in is None or ops.args or ops.kwargs:
             return None
         groups = self._exact_groups(ops)
-        return None if groups is None else self._exact_block(ops, groups)
+        if groups is None:
+            return None
+        if transposed and ops.data_in.dim() == 2:
+            return _Block(self._exact_block_t(ops, groups), transposed=True)
+        return _Block(self._exact_block(ops, groups))
 
     def _exact_block(self, ops: Operands, groups: list[tuple[Any, list[int], Any, Any]]) -> torch.Tensor:
         """Every config's output in one tensor, one ``F.linear`` call per input format."""
@@ -417,6 +422,30 @@ class _Layer:
             apart = joined.view(*joined.shape[:-1], len(indices), width).movedim(-2, 0)
             if len(groups) == 1:
                 return apart.contiguous()
+            if block is None:
+                block = joined.new_empty((len(self.modules), *apart.shape[1:]))
+            block[_as_slice(indices)] = apart
+        assert block is not None  # groups is not empty: the layer has > 1 config
+        return block
+
+    def _exact_block_t(self, ops: Operands, groups: list[tuple[Any, list[int], Any, Any]]) -> torch.Tensor:
+        """:meth:`_exact_block` as ``(configs, outputs, samples)``, for a 2-D input.
+
+        The weights times the transposed input: with exact sums the product is the same
+        in either orientation, and this one needs no copy to put each config's outputs
+        apart (its rows are already ``(configs, outputs)``).
+        """
+        product = self._product
+        if product is not None:
+            return product.block_t(ops.data_in)
+        block: torch.Tensor | None = None
+        for fmt, indices, weight, bias in groups:
+            joined = torch.matmul(weight, fake_quantize(ops.data_in, fmt).t())
+            if bias is not None:
+                joined.add_(bias.unsqueeze(1))
+            apart = joined.view(len(indices), -1, joined.shape[-1])
+            if len(groups) == 1:
+                return apart
             if block is None:
                 block = joined.new_empty((len(self.modules), *apart.shape[1:]))
             block[_as_slice(indices)] = apart
@@ -565,6 +594,20 @@ class _Product:
         per_config = width // self.per_format
         # (formats, samples, weights, outputs) -> (formats x weights, samples, outputs)
         rows = joined.view(formats, n, self.per_format, per_config).transpose(1, 2).reshape(-1, n, per_config)
+        return rows if self.order is None else rows.index_select(0, self.order)
+
+    def block_t(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`block` as ``(configs, outputs, samples)``: the weights times the
+        transposed input (exact sums: the same values), rows already in config order."""
+        codes = (x.t().unsqueeze(0) * self.scales).round_()
+        for row, (lo, hi) in zip(codes, self.levels):
+            row.clamp_(lo, hi)
+        joined = torch.matmul(self.weight, codes.mul_(self.inverses))
+        if self.bias is not None:
+            joined.add_(self.bias.unsqueeze(1))
+        formats, width, n = joined.shape
+        # (formats, weights x outputs, samples) -> (formats x weights, outputs, samples): a view.
+        rows = joined.view(formats * self.per_format, width // self.per_format, n)
         return rows if self.order is None else rows.index_select(0, self.order)
 
 
@@ -825,22 +868,41 @@ def _run_segment(steps: Sequence[_Step], env: dict[fx.Node, Any]) -> None:
 
 
 class _Block:
-    """Outputs of consecutive configurations, stacked along dimension 0 (a leaf's sink entry)."""
+    """Outputs of consecutive configurations, stacked along dimension 0 (a leaf's sink entry).
 
-    __slots__ = ("values",)
+    ``values`` is ``(configs, samples, outputs)``, or with ``transposed``
+    ``(configs, outputs, samples)``: the layout in which a class's logits of every sample
+    are contiguous, which the scoring without the loss reads fastest.
+    """
 
-    def __init__(self, values: torch.Tensor) -> None:
+    __slots__ = ("values", "transposed")
+
+    def __init__(self, values: torch.Tensor, *, transposed: bool = False) -> None:
         self.values = values
+        self.transposed = transposed
+
+    def rows(self) -> torch.Tensor:
+        """``(configs, samples, outputs)`` (a view when transposed)."""
+        return self.values.transpose(1, 2) if self.transposed else self.values
 
 
 class _Walker:
     """Depth-first walk of one chunk of samples; leaf blocks are scored by ``score``."""
 
-    def __init__(self, plan: _Plan, block_level: int, score: Callable[[int, list[torch.Tensor]], None]) -> None:
+    def __init__(
+        self,
+        plan: _Plan,
+        block_level: int,
+        score: Callable[[int, list[Any]], None],
+        *,
+        transposed: bool = False,
+    ) -> None:
         self.plan = plan
         self.block_level = block_level
         self.score = score
         self.calls = 0
+        # Whether the last layer's joined calls give transposed blocks (see _Block).
+        self.transposed = transposed
 
     def run(self, x: torch.Tensor) -> None:
         env: dict[fx.Node, Any] = {self.plan.input: x}
@@ -857,9 +919,9 @@ class _Walker:
             sink.append(env[plan.output])
         elif k == len(plan.layers) - 1 and plan.direct_output:
             assert sink is not None
-            block = plan.layers[k].output_block(env)
+            block = plan.layers[k].output_block(env, transposed=self.transposed)
             if block is not None:
-                sink.append(_Block(block))
+                sink.append(block)
             else:
                 sink.extend(plan.layers[k].outputs(env))
             self.calls += len(plan.layers[k])
@@ -921,17 +983,26 @@ def _nll_sums(picked: torch.Tensor) -> torch.Tensor:
 
 
 class _Scores:
-    """Per-configuration accumulators, combined over chunks exactly as ``evaluate`` does."""
+    """Per-configuration accumulators, combined over chunks exactly as ``evaluate`` does.
 
-    def __init__(self, count: int, num_classes: int, block: int, y: torch.Tensor) -> None:
+    With ``loss=False`` the cross-entropy is not computed (``finish`` gives None for it):
+    the leaf blocks may then come transposed (:class:`_Block`), and whether each sample
+    is classified correctly is read from class maxima instead of an ``argmax`` per row.
+    """
+
+    def __init__(self, count: int, num_classes: int, block: int, y: torch.Tensor, *, loss: bool = True) -> None:
         self.count = count
         self.num_classes = num_classes
         self.block = block
+        self.loss = loss
         self.correct = np.zeros(count, dtype=np.int64)
         self.hits = np.zeros((count, num_classes), dtype=np.int64)
         self.loss_sum = np.zeros(count, dtype=np.float64)
         self.y = y
         self.target: torch.Tensor = y
+        # Set per chunk of samples (set_chunk).
+        self._one_hot = torch.empty(0)
+        self._earlier = torch.empty(0)
         # Log-probabilities at the targets of blocks whose losses are not summed yet.
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._pending_configs = 0
@@ -940,8 +1011,17 @@ class _Scores:
     def set_chunk(self, target: torch.Tensor) -> None:
         self.flush()
         self.target = target
+        c = self.num_classes
+        # Hit counts per class are a product with the one-hot labels: sums of at most
+        # 2**24 ones, exact in float32.
+        self._one_hot = F.one_hot(target, c).float()
+        # _earlier[k, i]: 0 where class k comes before sample i's label, else -inf (added
+        # to finite logits, it leaves the classes that argmax would take before the label).
+        below = torch.arange(c, device=target.device).unsqueeze(1) < target.unsqueeze(0)
+        self._earlier = torch.zeros(below.shape, device=target.device).masked_fill_(~below, float("-inf"))
         self._batched_loss = (
-            self.count >= _BATCHED_LOSS_MIN
+            self.loss
+            and self.count >= _BATCHED_LOSS_MIN
             and target.device.type == "cpu"
             and _batched_loss_matches(target, self.num_classes)
         )
@@ -951,25 +1031,69 @@ class _Scores:
         c = self.num_classes
         target = self.target
         # The sink holds one block per joined layer call (_Block), or one tensor per config.
-        if all(isinstance(out, _Block) for out in outputs):
-            blocks = [out.values for out in outputs]  # type: ignore[attr-defined]
-            logits = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+        if all(isinstance(out, _Block) and out.transposed for out in outputs) and not self.loss:
+            columns = [out.values for out in outputs]
+            by_class = columns[0] if len(columns) == 1 else torch.cat(columns)
+            self._check_shape(by_class.shape[0], by_class.shape[2], by_class.shape[1])
+            correct = self._correct_by_class(by_class)
         else:
-            logits = torch.stack([v for out in outputs for v in (out.values if isinstance(out, _Block) else [out])])
-        n_out = len(logits)
-        if logits.dim() != 3 or logits.shape[-1] != c or logits.shape[1] != target.shape[0]:
+            if all(isinstance(out, _Block) and not out.transposed for out in outputs):
+                blocks = [out.values for out in outputs]
+                logits = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+            else:
+                logits = torch.stack([v for out in outputs for v in (out.rows() if isinstance(out, _Block) else [out])])
+            if logits.dim() != 3:
+                raise DataError(
+                    f"the model gives outputs of shape {tuple(logits.shape[1:])} for "
+                    f"{target.shape[0]} samples; exhaustive evaluation needs logits of shape "
+                    f"(samples, {c})"
+                )
+            self._check_shape(*logits.shape)
+            if self.loss:
+                self._add_losses(start, logits)
+            correct = logits.argmax(dim=-1) == target
+        n_out = correct.shape[0]
+        stop = start + n_out
+        hits = torch.matmul(correct.float(), self._one_hot).long()
+        self.correct[start:stop] += hits.sum(dim=1).cpu().numpy()
+        self.hits[start:stop] += hits.cpu().numpy()
+
+    def _check_shape(self, configs: int, samples: int, width: int) -> None:
+        if width != self.num_classes or samples != self.target.shape[0]:
             raise DataError(
-                f"the model gives outputs of shape {tuple(logits.shape[1:])} for "
-                f"{target.shape[0]} samples; exhaustive evaluation needs logits of shape "
-                f"(samples, {c})"
+                f"the model gives outputs of shape {(samples, width)} for "
+                f"{self.target.shape[0]} samples; exhaustive evaluation needs logits of shape "
+                f"(samples, {self.num_classes})"
             )
+
+    def _correct_by_class(self, by_class: torch.Tensor) -> torch.Tensor:
+        """``argmax(dim=1) == target`` of ``(configs, classes, samples)`` logits.
+
+        ``argmax`` takes the first maximum: a sample is right when its label's logit is
+        the maximum and no earlier class reaches it. Both maxima are reductions across
+        the class rows, contiguous per class, which the CPU vectorises over the samples
+        (an ``argmax`` over that dimension is not). Non-finite logits (NaN, whose first
+        occurrence ``argmax`` takes) use ``argmax`` itself.
+        """
+        top = by_class.amax(dim=1)
+        # A sum is finite only when every maximum is (NaN and inf propagate; a finite
+        # sum that overflows only sends a block to the slower, equally exact argmax).
+        if not math.isfinite(float(top.sum())):
+            return by_class.argmax(dim=1) == self.target
+        index = self.target.view(1, 1, -1).expand(by_class.shape[0], 1, -1)
+        own = by_class.gather(1, index).squeeze(1)
+        earlier = (by_class + self._earlier).amax(dim=1)
+        return (own == top) & (earlier < top)
+
+    def _add_losses(self, start: int, logits: torch.Tensor) -> None:
         # evaluate() calls F.cross_entropy(logits, target, reduction="sum"): a row-wise
         # log_softmax, then nll_loss's sum. The log_softmax is batched (row by row, the
         # same bits); the sum's reduction order fixes the last bits of the loss, so it
         # is either nll_loss's own cascade on many configurations at once (CPU) or the
         # same call per configuration.
+        target = self.target
+        n_out = logits.shape[0]
         log_probs = F.log_softmax(logits.float(), dim=-1)
-        stop = start + n_out
         if self._batched_loss:
             index = target.view(1, -1, 1).expand(n_out, -1, 1)
             # Kept transposed (samples x configurations): the cascade takes one sample
@@ -981,12 +1105,7 @@ class _Scores:
         else:
             losses = torch.stack([F.nll_loss(lp, target, reduction="sum") for lp in log_probs])
             # Chunk sums are added in float64 in chunk order, as evaluate() accumulates them.
-            self.loss_sum[start:stop] += losses.double().cpu().numpy()
-        correct = logits.argmax(dim=-1) == target
-        labels = target.unsqueeze(0) + (torch.arange(n_out, device=target.device) * c).unsqueeze(1)
-        hits = torch.bincount(labels[correct], minlength=n_out * c).view(n_out, c)
-        self.correct[start:stop] += correct.sum(dim=1).cpu().numpy()
-        self.hits[start:stop] += hits.cpu().numpy()
+            self.loss_sum[start : start + n_out] += losses.double().cpu().numpy()
 
     def flush(self) -> None:
         """Sums the pending losses (blocks arrive in index order, so they are one range)."""
@@ -1000,7 +1119,7 @@ class _Scores:
         self._pending.clear()
         self._pending_configs = 0
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         self.flush()
         n = int(self.y.shape[0])
         support = torch.bincount(self.y.cpu(), minlength=self.num_classes)
@@ -1009,7 +1128,7 @@ class _Scores:
         # Row means: the same reduction evaluate() runs on one row (checked by the tests).
         balanced = (hits / support[present].double()).mean(dim=1).numpy()
         accuracy = self.correct.astype(np.float64) / n
-        loss = self.loss_sum / n
+        loss = self.loss_sum / n if self.loss else None
         return accuracy, balanced, loss
 
 
@@ -1057,6 +1176,7 @@ def evaluate_exhaustively(
     hardware: Sequence[Runner] = (),
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     stack_elements: int | None = None,
+    loss: bool = True,
 ) -> ExhaustiveResult:
     """Evaluate every distinct configuration of ``space`` on the samples ``(x, y)``.
 
@@ -1083,6 +1203,9 @@ def evaluate_exhaustively(
             accelerator, where a call costs a kernel launch, and 0 on the CPU, where a
             taller input costs as much per row (measured: stacking 6 inputs of 540 rows
             into one linear call was slower than 6 calls).
+        loss: Whether to compute the cross-entropy. Without it (``result.loss`` is
+            None) the scoring skips the ``log_softmax`` of every logit, the larger
+            part of the enumeration's cost on a small model.
 
     Returns:
         Every configuration's metrics, in distinct-index order.
@@ -1127,8 +1250,8 @@ def evaluate_exhaustively(
                 level = min(level, len(plan.sizes) - 1)
             block = math.prod(plan.sizes[level:])
             count = math.prod(plan.sizes)
-            scores = _Scores(count, classes, block, y)
-            walker = _Walker(plan, level, scores)
+            scores = _Scores(count, classes, block, y, loss=loss)
+            walker = _Walker(plan, level, scores, transposed=not loss)
             for start in range(0, n, step):
                 scores.set_chunk(y[start : start + step])
                 walker.run(x[start : start + step])
@@ -1205,6 +1328,7 @@ def evaluate_runner_set_exhaustively(
     *,
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     stack_elements: int | None = None,
+    loss: bool = True,
 ) -> ExhaustiveResult:
     """:func:`evaluate_exhaustively` with the samples and options of a runner set.
 
@@ -1236,4 +1360,5 @@ def evaluate_runner_set_exhaustively(
         hardware=runners.hardware,
         block_elements=block_elements,
         stack_elements=stack_elements,
+        loss=loss,
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bitscout.config import BitscoutConfigWarning
 from bitscout.errors import ConfigError
-from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support
+from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support, needs_loss
 from bitscout.strategies import Exhaustible
 from bitscout.study._budget import check_budget_reachable
 from bitscout.study._outputs import PlotWriter
@@ -145,9 +145,14 @@ class PreparedSearch:
         ):
             return RunnerEvaluator(self.runners, self.objective, constraints=self.constraints)
         if progress:
+            skipped = (
+                ""
+                if needs_loss(self.objective, self.constraints)
+                else "; no objective or constraint reads the loss, so it is not computed"
+            )
             print(
                 f"evaluating all {self.space.distinct_size:,} configurations at once "
-                "(batched, sharing common layer prefixes)...",
+                f"(batched, sharing common layer prefixes{skipped})...",
                 flush=True,
             )
         return TableEvaluator.from_runners(
