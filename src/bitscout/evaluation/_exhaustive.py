@@ -10,8 +10,10 @@ over that layer's distinct configurations, depth first: the activations of a pre
 computed once and reused by every configuration of the later layers, and memory stays
 bounded by one set of live activations per layer. At the leaves, the outputs of a block
 of configurations are scored together (argmax, hit counts and per-class recalls in one
-batched pass; the cross-entropy sum, whose reduction order fixes its last bits, once per
-configuration with the very call :func:`bitscout.training.evaluate` makes).
+batched pass; the cross-entropy sum, whose reduction order fixes its last bits, in
+``nll_loss``'s own order). The cross-entropy is optional (``loss=False``): without it a
+last layer with exact sums gives its block class by class, and the scoring reads class
+maxima instead of a ``log_softmax`` and an ``argmax`` per row, about half the cost.
 
 Results are bit-for-bit those of a trial-by-trial evaluation (``RunnerSet.run``): every
 layer runs the module a :class:`~bitscout.quant.Quantizer` candidate would hold, on the
