@@ -260,6 +260,7 @@ class _Layer:
             and not self._stack  # stacking rows (accelerators, or when asked) goes first
         )
         self._grid: tuple[Any, Any, list[tuple[Any, list[int], Any, Any]] | None] | None = None
+        self._alone: list[int] = []  # configs with inexact sums beside the joined calls
         # When every input format meets the same weights: one call for all (see _product).
         self._product: _Product | None = None
 
@@ -356,13 +357,16 @@ class _Layer:
         return plan
 
     def _exact_groups(self, ops: Operands) -> list[tuple[Any, list[int], Any, Any]] | None:
-        """Configs grouped by input format, with their weights and biases concatenated.
+        """The configs whose sums are exact, grouped by input format, with their weights
+        and biases concatenated.
 
-        None unless every config's sums are exact (:func:`_exact_sums`): then the value of
-        every output element is the exact sum whatever order a kernel adds in, so one
-        call with the weights side by side gives each config's output to the bit (a call
-        with a wider weight may use another kernel and another order; an exact sum does
-        not care). Made once per pair of parameters, as :meth:`_plan`.
+        For a config whose sums are exact (:func:`_exact_sums`) the value of every output
+        element is the exact sum whatever order a kernel adds in, so one call with the
+        weights side by side gives each config's output to the bit (a call with a wider
+        weight may use another kernel and another order; an exact sum does not care).
+        The others (``self._alone``: e.g. 8-bit operands over thousands of inputs) run
+        one call each. None when fewer than two configs are exact. Made once per pair of
+        parameters, as :meth:`_plan`.
         """
         data_in, weight, bias = ops.data_in, ops.weight, ops.bias
         if data_in.device.type != "cpu" or data_in.dtype != torch.float32:
@@ -375,19 +379,24 @@ class _Layer:
         groups: list[tuple[Any, list[int], Any, Any]] | None = None
         terms = int(weight.shape[-1])
         members: dict[Any, list[int]] = {}
-        if weight.dtype == torch.float32 and weight.dim() == 2 and all(
-            _exact_sums(terms, m.config.data_in, m.config.weight, m.config.bias, bias is not None)
-            for m in self.modules
-        ):
-            for i, module in enumerate(self.modules):
-                members.setdefault(module.config.data_in, []).append(i)
+        exact = [
+            i
+            for i, m in enumerate(self.modules)
+            if _exact_sums(terms, m.config.data_in, m.config.weight, m.config.bias, bias is not None)
+        ]
+        alone: list[int] = []
+        if weight.dtype == torch.float32 and weight.dim() == 2 and len(exact) >= 2:
+            for i in exact:
+                members.setdefault(self.modules[i].config.data_in, []).append(i)
+            alone = sorted(set(range(len(self.modules))) - set(exact))
             groups = []
             for fmt, indices in members.items():
                 weights = [self._operand(i, self.modules[i], "weight", weight, self.modules[i].config.weight) for i in indices]
                 biases = [self._operand(i, self.modules[i], "bias", bias, self.modules[i].config.bias) for i in indices]
                 groups.append((fmt, indices, torch.cat(weights), None if bias is None else torch.cat(biases)))
         self._grid = (weight, bias, groups)
-        self._product = None if groups is None else _Product.of(groups, len(self.modules))
+        self._alone = alone
+        self._product = None if groups is None or alone else _Product.of(groups, len(self.modules))
         return groups
 
     def output_block(self, env: dict[fx.Node, Any], *, transposed: bool = False) -> _Block | None:
@@ -416,19 +425,30 @@ class _Layer:
         if product is not None and ops.data_in.dim() == 2:
             return product.block(ops.data_in)
         block: torch.Tensor | None = None
+        inputs: dict[Any, Any] = {}
         for fmt, indices, weight, bias in groups:
-            data_in = fake_quantize(ops.data_in, fmt)
-            joined = F.linear(data_in, weight, bias)
+            joined = F.linear(self._input(inputs, ops.data_in, fmt), weight, bias)
             width = joined.shape[-1] // len(indices)
             # (..., configs, width) -> (configs, ..., width)
             apart = joined.view(*joined.shape[:-1], len(indices), width).movedim(-2, 0)
-            if len(groups) == 1:
+            if len(groups) == 1 and not self._alone:
                 return apart.contiguous()
             if block is None:
                 block = joined.new_empty((len(self.modules), *apart.shape[1:]))
             block[_as_slice(indices)] = apart
         assert block is not None  # groups is not empty: the layer has > 1 config
+        for i in self._alone:
+            block[i] = self._alone_output(ops, inputs, i)
         return block
+
+    def _alone_output(self, ops: Operands, inputs: dict[Any, Any], i: int) -> torch.Tensor:
+        """Config ``i``'s output from its own call, as :meth:`outputs` makes it."""
+        module = self.modules[i]
+        config = module.config
+        weight = self._operand(i, module, "weight", ops.weight, config.weight)
+        bias = self._operand(i, module, "bias", ops.bias, config.bias)
+        data_in = self._input(inputs, ops.data_in, config.data_in)
+        return self._spec.compute(self._float, Operands(data_in, weight, bias, ops.args, ops.kwargs))  # type: ignore[union-attr]
 
     def _exact_block_t(self, ops: Operands, groups: list[tuple[Any, list[int], Any, Any]]) -> torch.Tensor:
         """:meth:`_exact_block` as ``(configs, outputs, samples)``, for a 2-D input.
@@ -441,17 +461,20 @@ class _Layer:
         if product is not None:
             return product.block_t(ops.data_in)
         block: torch.Tensor | None = None
+        inputs: dict[Any, Any] = {}
         for fmt, indices, weight, bias in groups:
-            joined = torch.matmul(weight, fake_quantize(ops.data_in, fmt).t())
+            joined = torch.matmul(weight, self._input(inputs, ops.data_in, fmt).t())
             if bias is not None:
                 joined.add_(bias.unsqueeze(1))
             apart = joined.view(len(indices), -1, joined.shape[-1])
-            if len(groups) == 1:
+            if len(groups) == 1 and not self._alone:
                 return apart
             if block is None:
                 block = joined.new_empty((len(self.modules), *apart.shape[1:]))
             block[_as_slice(indices)] = apart
         assert block is not None  # groups is not empty: the layer has > 1 config
+        for i in self._alone:
+            block[i] = self._alone_output(ops, inputs, i).t()
         return block
 
     def _exact_outputs(self, ops: Operands, groups: list[tuple[Any, list[int], Any, Any]]) -> list[Any]:
