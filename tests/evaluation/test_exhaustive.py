@@ -532,7 +532,11 @@ def test_without_the_loss_accuracies_are_trial_by_trials(
     _assert_same_without_loss(result, runners, space, list(range(space.distinct_size)))
 
 
-def test_without_the_loss_on_a_dag_a_cnn_and_chunks(digits: Dataset) -> None:
+def test_without_the_loss_on_a_dag_a_cnn_and_chunks(digits: Dataset, monkeypatch: Any) -> None:
+    import bitscout.evaluation._exhaustive as engine
+
+    # Hit counts made block by block here (by thousands of configurations by default).
+    monkeypatch.setattr(engine, "_HITS_ELEMENTS", 1)
     torch.manual_seed(3)
     model = _fit(_Residual(), digits)
     traced = trace(model, digits.val.x[:2])

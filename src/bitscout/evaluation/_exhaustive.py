@@ -972,6 +972,10 @@ _LOSS_GROUP = 8192
 #: only when shared by many configurations (below, one ``nll_loss`` call each is cheaper).
 _BATCHED_LOSS_MIN = 1024
 
+#: Most configurations x samples whose hit counts are made in one product (bounds the
+#: memory of the pending booleans and of their float copy: 4 Mi elements, 16 MiB).
+_HITS_ELEMENTS = 1 << 22
+
 #: Levels of the cascade sum of PyTorch's CPU ``nll_loss`` (``nll_loss_out_frame``).
 _CASCADE_LEVELS = 8
 
@@ -1025,6 +1029,10 @@ class _Scores:
         self.loss_sum = np.zeros(count, dtype=np.float64)
         self.y = y
         self.target: torch.Tensor = y
+        # Whether each sample was right, per configuration, of blocks not counted yet.
+        self._right: list[torch.Tensor] = []
+        self._right_start = 0
+        self._right_count = 0
         # Set per chunk of samples (set_chunk).
         self._one_hot = torch.empty(0)
         self._earlier = torch.empty(0)
@@ -1077,11 +1085,27 @@ class _Scores:
             if self.loss:
                 self._add_losses(start, logits)
             correct = logits.argmax(dim=-1) == target
-        n_out = correct.shape[0]
-        stop = start + n_out
+        # Blocks arrive in index order: their hit counts are made for many at once.
+        if self._right and self._right_start + self._right_count != start:
+            self._count_hits()
+        if not self._right:
+            self._right_start = start
+        self._right.append(correct)
+        self._right_count += correct.shape[0]
+        if self._right_count * correct.shape[1] >= _HITS_ELEMENTS:
+            self._count_hits()
+
+    def _count_hits(self) -> None:
+        """Hit counts per class of the pending blocks: a product with the one-hot labels."""
+        if not self._right:
+            return
+        correct = self._right[0] if len(self._right) == 1 else torch.cat(self._right)
+        start, stop = self._right_start, self._right_start + self._right_count
         hits = torch.matmul(correct.float(), self._one_hot).long()
         self.correct[start:stop] += hits.sum(dim=1).cpu().numpy()
         self.hits[start:stop] += hits.cpu().numpy()
+        self._right.clear()
+        self._right_count = 0
 
     def _check_shape(self, configs: int, samples: int, width: int) -> None:
         if width != self.num_classes or samples != self.target.shape[0]:
@@ -1133,7 +1157,9 @@ class _Scores:
             self.loss_sum[start : start + n_out] += losses.double().cpu().numpy()
 
     def flush(self) -> None:
-        """Sums the pending losses (blocks arrive in index order, so they are one range)."""
+        """Counts the pending hits and sums the pending losses (blocks arrive in index
+        order, so each is one range)."""
+        self._count_hits()
         if not self._pending:
             return
         start = self._pending[0][0]
