@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitscout.config import BitscoutConfigWarning
-from bitscout.errors import ConfigError
+from bitscout.errors import BitscoutWarning, ConfigError
 from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support, needs_loss
 from bitscout.strategies import Exhaustible
 from bitscout.study._budget import check_budget_reachable
+from bitscout.study._clipping import clipped_tensors
 from bitscout.study._outputs import PlotWriter
 from bitscout.study._records import SearchResult
 from bitscout.study._search import run_search
@@ -202,6 +203,15 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
     )
     traced = prepared.traced
     space = SearchSpace.from_config(config.search.search_space, traced.table)
+    clipped = clipped_tensors(space, traced, prepared.calibration)
+    if clipped:
+        # Every trial would measure a saturated model: say so before the first one.
+        warnings.warn(
+            "every candidate of this search saturates a tensor, so every trial measures a broken "
+            "model:\n  " + "\n  ".join(clipped),
+            BitscoutWarning,
+            stacklevel=2,
+        )
     setup = strategy_cfg.setup
     if not strategy_cfg.eval_mode:
         warnings.warn(
