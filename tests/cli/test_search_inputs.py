@@ -180,3 +180,32 @@ def test_paths_the_system_refuses_are_one_error_line(config_file: Path, tmp_path
     err = capsys.readouterr().err
     assert err.startswith(f"error: {long}.journal: File name too long (refused by the operating system")
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_bitscouts_own_warning_classes_print_as_one_warning_line(capsys) -> None:
+    """MetricWarning (the objective's) is bitscout's too: `compare` printed it as a Python
+    warning with a file path and line until every bitscout class was handled."""
+    import warnings
+
+    from bitscout.cli import _plain_warnings
+    from bitscout.metrics import MetricWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with _plain_warnings():
+            warnings.warn("average_bitwidth is subtracted", MetricWarning, stacklevel=1)
+            warnings.warn("someone else's", DeprecationWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert "warning: average_bitwidth is subtracted\n" in err
+    assert "warning: someone else's" not in err and "MetricWarning" not in err
+
+
+def test_compare_keeps_optunas_info_lines_out(tmp_path, config_file) -> None:
+    import optuna
+
+    from bitscout.cli import main
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(config_file), "--strategies", "random", "--seeds", "1", "--n-trials", "2", "--out", str(out)]) == 0
+    assert optuna.logging.get_verbosity() == optuna.logging.WARNING

@@ -84,11 +84,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _plain_warnings() -> Iterator[None]:
-    """Print bitscout's own warnings as ``warning: ...`` lines, once each."""
+    """Print bitscout's own warnings as ``warning: ...`` lines, once each (those of the
+    classes bitscout defines, e.g. the objective's MetricWarning, not only BitscoutWarning)."""
     shown = warnings.showwarning
 
     def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, BitscoutWarning):
+        if issubclass(category, BitscoutWarning) or category.__module__.startswith("bitscout."):
             print(f"warning: {message}", file=sys.stderr)
         else:
             shown(message, category, *args, **kwargs)

@@ -72,6 +72,8 @@ def _int_list(text: str, option: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its report; 0 on success."""
+    import optuna
+
     from bitscout.compare import compare_strategies, format_comparison
     from bitscout.study import prepare_search
     from bitscout.training import intra_op_threads
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     # and torch's threads on a busy machine cost more than they give (a user's 4-layer
     # model at load 5 on 2 cores: 129 ms a trial on 2 threads, 3 ms on 1).
     threads = 1 if prepared.experiment.device.type == "cpu" else None
+    # Each run's in-memory study is bitscout's business, not a line of Optuna's log.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with intra_op_threads(threads):
         comparison = compare_strategies(
             prepared.space,
