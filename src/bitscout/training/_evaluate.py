@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bitscout.errors import DataError
+from bitscout.quant import ScratchBuffers
 
 __all__ = ["EvalResult", "EvalSet", "evaluate", "evaluate_set", "model_device", "check_samples", "check_labels"]
 
@@ -97,6 +98,11 @@ class EvalSet:
     counts. :func:`evaluate_set` then does per model only the forward passes and the
     metrics. ``evaluate(model, x, y, ...)`` is ``evaluate_set(model, EvalSet(x, y, ...))``.
 
+    The set also holds the :class:`~bitscout.quant.ScratchBuffers` that a quantized
+    model's layers write their quantized inputs into during its evaluations (memory
+    reused from trial to trial; as large as the largest quantized layer input, for as
+    long as the set lives).
+
     Args:
         x: Inputs, first dimension = samples (moved to ``device`` chunk by chunk).
         y: Integer class labels, shape ``(n,)``.
@@ -126,6 +132,7 @@ class EvalSet:
         # Set by the first evaluation that checked the labels against its logits.
         self._checked_width: int | None = None
         self._support: list[int] | None = None
+        self.scratch = ScratchBuffers()
 
     def check(self, width: int) -> int:
         """Checks the logits' width (and, once, the labels); returns the number of classes."""
@@ -164,7 +171,7 @@ def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -
     if was_training is not None:
         model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), data.scratch.active():
             n = data.n
             y_dev = data.y
             num_classes = data.num_classes

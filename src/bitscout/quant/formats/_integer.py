@@ -148,8 +148,7 @@ class IntegerFormat(TensorFormat):
         dtype = x.dtype
         if dtype is torch.float32 and self._float32_exact:
             # One allocation: the product is rounded, clamped and rescaled in place.
-            scale, inverse = self._scale32
-            return (x * scale).round_().clamp_(lo, hi).mul_(inverse)
+            return self.codes(x).mul_(self._scale32[1])
         if dtype is not torch.float64 and self._float32_exact:
             scale, inverse = self._scale32
             y = (x.float() * scale).round_().clamp_(lo, hi).mul_(inverse)
@@ -157,6 +156,38 @@ class IntegerFormat(TensorFormat):
             scale, inverse = self._scale64
             y = (x.double() * scale).round_().clamp_(lo, hi).mul_(inverse)
         return y if y.dtype == dtype else y.to(dtype)
+
+
+    @property
+    def has_float32_codes(self) -> bool:
+        """Whether :meth:`codes` serves float32 inputs (a fixed frac width, exact in float32)."""
+        return not self.is_auto and self._float32_exact
+
+    def codes(self, x: Tensor, *, out: Tensor | None = None) -> Tensor:
+        """The integer codes of a float32 tensor, as float32: ``clamp(round(x * 2**f), lo, hi)``.
+
+        ``quantize(x)`` is ``codes(x) * 2**-f`` bit for bit (the same operations; the
+        last multiply is exact). A quantized layer whose sums are exact folds that last
+        multiply into its cached weights and saves one pass over the activation.
+
+        Args:
+            x: A float32 tensor.
+            out: Where to write the codes (a contiguous tensor of ``x``'s shape and
+                dtype, e.g. a reused buffer); None allocates one.
+
+        Raises:
+            ValueError: ``x`` is not float32, or the format has no float32 codes
+                (:attr:`has_float32_codes`).
+        """
+        if x.dtype is not torch.float32 or not self.has_float32_codes:
+            raise ValueError(
+                f"{self.describe()}.codes() needs a float32 tensor and a fixed frac width exact in "
+                f"float32 (width <= 24, |frac_width| <= 126); got a {x.dtype} tensor"
+            )
+        lo, hi = self._levels
+        scale = self._scale32[0]
+        product = x * scale if out is None else torch.mul(x, scale, out=out)
+        return product.round_().clamp_(lo, hi)
 
 
 @functools.lru_cache(maxsize=4096)
