@@ -44,11 +44,19 @@ def _edge_inputs(n: int, features: int, frac: int, seed: int) -> Tensor:
 
 
 def _forward(candidate: nn.Module, x: Tensor, scratch: ScratchBuffers | None) -> Tensor:
+    """The forward of an evaluation: with the fold, and with the buffers when given."""
     with torch.inference_mode():
         if scratch is None:
             return candidate(x)
         with scratch.active():
             return candidate(x)
+
+
+def _plain(candidate: nn.Module, x: Tensor) -> Tensor:
+    """The forward with autograd on: every operand through fake_quantize, as before the
+    fold and the buffers (the parameters require grad)."""
+    with torch.enable_grad():
+        return candidate(x).detach()
 
 
 def _mlp(bias: bool) -> nn.Module:
@@ -88,9 +96,9 @@ def test_scratch_and_fold_give_the_plain_forward_to_the_bit(bias: bool, every_si
                 folded += 1
         candidate = quantizer.build(config)
         x = _edge_inputs(257, 16, config[names[0]].data_in.frac_width, seed=trial)
-        plain = _forward(candidate, x, None)
-        reused = _forward(candidate, x, scratch)
-        assert _bits_equal(plain, reused), f"trial {trial}: {config}"
+        plain = _plain(candidate, x)
+        assert _bits_equal(plain, _forward(candidate, x, scratch)), f"trial {trial}: {config}"
+        assert _bits_equal(plain, _forward(candidate, x, None)), f"trial {trial}: {config}"
     assert folded > 20  # the fold itself was exercised, not only the buffers
     assert scratch.held_bytes() == 257 * 64 * 4  # the largest quantized input, once
 
@@ -152,7 +160,7 @@ def test_conv_inputs_use_the_buffer_and_keep_their_bits(every_size: None) -> Non
     candidate = Quantizer(traced).build(config)
     x = _edge_inputs(7 * 3 * 10, 10, 3, seed=5).view(7, 3, 10, 10)
     scratch = ScratchBuffers()
-    assert _bits_equal(_forward(candidate, x, None), _forward(candidate, x, scratch))
+    assert _bits_equal(_plain(candidate, x), _forward(candidate, x, scratch))
     assert scratch.held_bytes() == 7 * 8 * 10 * 10 * 4
 
 
@@ -213,10 +221,10 @@ def test_small_inputs_are_allocated_large_ones_reuse_the_buffer() -> None:
     rows = SCRATCH_MIN_ELEMENTS // 16
     scratch = ScratchBuffers()
     small = torch.randn(rows - 1, 16)
-    assert _bits_equal(_forward(candidate, small, scratch), _forward(candidate, small, None))
+    assert _bits_equal(_forward(candidate, small, scratch), _plain(candidate, small))
     assert scratch.held_bytes() == 0
     large = _edge_inputs(rows, 16, 4, seed=6)
-    assert _bits_equal(_forward(candidate, large, scratch), _forward(candidate, large, None))
+    assert _bits_equal(_forward(candidate, large, scratch), _plain(candidate, large))
     assert scratch.held_bytes() == rows * 16 * 4
 
 
@@ -238,7 +246,7 @@ def test_evaluate_set_keeps_the_metrics_of_a_plain_evaluation() -> None:
     with_scratch = evaluate_set(candidate, data)
     assert data.scratch.held_bytes() > 0
     # The metrics from the plain forward's logits, computed here independently.
-    logits = _forward(candidate, x, None)
+    logits = _plain(candidate, x)
     expected_loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum").double().item() / n
     assert with_scratch.loss == expected_loss
     assert with_scratch.accuracy == (logits.argmax(-1) == y).sum().item() / n

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bitscout.graph import FloatOp
-from bitscout.quant._scratch import SCRATCH_MIN_ELEMENTS, ScratchBuffers, active_scratch
+from bitscout.quant._scratch import SCRATCH_MIN_ELEMENTS, active_scratch
 from bitscout.quant.formats import IntegerFormat, LayerQuantConfig, TensorFormat, fake_quantize
 
 __all__ = [
@@ -290,12 +290,13 @@ class QuantizedLayer(nn.Module):
     ``state_dict`` has the same keys and the very same tensors as the float layer, and
     nothing is copied.
 
-    During an evaluation (no autograd, on the CPU, with :class:`ScratchBuffers` active),
-    a fixed-point input of a linear or conv layer is quantized into a reused buffer
-    rather than a new tensor; and a linear layer whose sums are exact in float32 (see
-    ``_exact_terms``) runs on the input's integer codes with weights pre-multiplied by
+    Without autograd on the CPU, a linear layer whose sums are exact in float32 (see
+    ``_exact_terms``) runs on its input's integer codes with weights pre-multiplied by
     the input's ``2**-f`` (cached): every product and every sum is then the same exact
     number, so the output is the same to the bit, for one pass over the activation less.
+    While :class:`~bitscout.quant.ScratchBuffers` are active (an evaluation), a large
+    fixed-point input of a linear or conv layer is also written into a reused buffer
+    rather than a new tensor.
 
     Args:
         name: The layer's node name (the cache key).
@@ -332,12 +333,16 @@ class QuantizedLayer(nn.Module):
         self._codes_in = spec.scratch_input and isinstance(fmt, IntegerFormat) and fmt.has_float32_codes
         self._fold_terms = _exact_terms(fmt, config.weight, config.bias) if spec.rows_are_outputs else None
 
-    def _scratch_input(self, data_in: Tensor, weight: Tensor | None, bias: Tensor | None, scratch: ScratchBuffers) -> tuple[Tensor, int]:
-        """The input quantized into a scratch buffer: its codes and the shift to fold into
-        the weight, or the quantized values and 0."""
+    def _coded_input(self, data_in: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor, int]:
+        """The input quantized through its integer codes, in a scratch buffer when one is
+        active and the input is large: the codes and the shift to fold into the weight,
+        or the quantized values and 0."""
         fmt = self.config.data_in
         assert isinstance(fmt, IntegerFormat)  # self._codes_in
-        codes = fmt.codes(data_in, out=scratch.like(data_in))
+        scratch = active_scratch() if data_in.numel() >= SCRATCH_MIN_ELEMENTS else None
+        # A fresh product keeps the input's strides; the buffer is contiguous.
+        out = scratch.like(data_in) if scratch is not None and data_in.is_contiguous() else None
+        codes = fmt.codes(data_in, out=out)
         terms = self._fold_terms
         if (
             terms is not None
@@ -357,16 +362,14 @@ class QuantizedLayer(nn.Module):
         data_in, weight, bias = ops.data_in, ops.weight, ops.bias
         shift = 0
         if config.data_in is not None and data_in is not None:
-            scratch = active_scratch() if self._codes_in and data_in.numel() >= SCRATCH_MIN_ELEMENTS else None
             if (
-                scratch is not None
+                self._codes_in
                 and data_in.dtype == torch.float32
-                and data_in.device.type == "cpu"  # accelerators cache their allocations already
-                and data_in.is_contiguous()  # a fresh product would keep other strides
+                and data_in.device.type == "cpu"  # accelerators: other allocators, TF32 matmuls
                 and not torch.is_grad_enabled()  # autograd would keep the buffer for backward
                 and not torch.compiler.is_compiling()
             ):
-                data_in, shift = self._scratch_input(data_in, weight, bias, scratch)
+                data_in, shift = self._coded_input(data_in, weight, bias)
             else:
                 data_in = fake_quantize(data_in, config.data_in)
         if torch.compiler.is_compiling():
