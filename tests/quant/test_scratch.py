@@ -251,3 +251,23 @@ def test_evaluate_set_keeps_the_metrics_of_a_plain_evaluation() -> None:
     assert with_scratch.loss == expected_loss
     assert with_scratch.accuracy == (logits.argmax(-1) == y).sum().item() / n
     assert evaluate(candidate, x, y) == with_scratch
+
+
+@pytest.mark.parametrize("extra", [0, 1, 12345])
+def test_blocked_codes_of_large_tensors_match_the_definition(extra: int) -> None:
+    from bitscout.quant.formats._integer import CODES_BLOCK
+
+    fmt = IntegerFormat(6, 2)
+    x = _edge_inputs(CODES_BLOCK + extra, 2, 2, seed=extra)  # spans two or three blocks
+    expected = torch.clamp(torch.round(x * 4.0), -32, 31)  # the definition, in one go
+    assert _bits_equal(fmt.codes(x), expected)
+    buffer = ScratchBuffers().like(x)
+    assert fmt.codes(x, out=buffer).data_ptr() == buffer.data_ptr()
+    assert _bits_equal(buffer, expected)
+    assert _bits_equal(fmt.quantize(x), expected * 0.25)
+    assert _bits_equal(fmt.quantize_into(x, ScratchBuffers().like(x)), expected * 0.25)
+    with pytest.raises(ValueError, match=r"int6.2.codes\(\) needs a float32 tensor .* got a torch.float64 tensor"):
+        fmt.codes(x.double())
+    with pytest.raises(ValueError, match=r"int8.auto.quantize_into\(\) needs a float32 tensor"):
+        IntegerFormat(8, "auto").quantize_into(x, x)
+    assert _bits_equal(fmt.codes(x.t()), expected.t())  # non-contiguous: in one go

@@ -342,7 +342,6 @@ class QuantizedLayer(nn.Module):
         scratch = active_scratch() if data_in.numel() >= SCRATCH_MIN_ELEMENTS else None
         # A fresh product keeps the input's strides; the buffer is contiguous.
         out = scratch.like(data_in) if scratch is not None and data_in.is_contiguous() else None
-        codes = fmt.codes(data_in, out=out)
         terms = self._fold_terms
         if (
             terms is not None
@@ -352,8 +351,10 @@ class QuantizedLayer(nn.Module):
             and weight.shape[-1] <= terms[bias is None]
             and (bias is None or (isinstance(bias, nn.Parameter) and bias.dtype == torch.float32))
         ):
-            return codes, int(fmt.frac_width)
-        return codes.mul_(2.0 ** -int(fmt.frac_width)), 0
+            return fmt.codes(data_in, out=out), int(fmt.frac_width)
+        if out is None:
+            return fmt.quantize(data_in), 0
+        return fmt.quantize_into(data_in, out), 0
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         module = self.float_module
