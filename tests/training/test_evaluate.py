@@ -135,3 +135,35 @@ def test_prepared_samples_still_check_labels_and_width() -> None:
         evaluate_set(nn.Linear(3, 5), good)
     with pytest.raises(DataError, match="x has 4 samples but y has 3 labels"):
         EvalSet(torch.randn(4, 3), torch.tensor([0, 1, 1]), device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("num_classes", [5, 40])  # one confusion-matrix bincount, and counts apart
+@pytest.mark.parametrize("batch_size", [None, 97])
+def test_evaluate_set_to_the_bit_of_the_per_class_definition(num_classes: int, batch_size: int | None) -> None:
+    """Every metric equals (==) its definition computed here with plain tensor operations:
+    the float64 loss sum of the chunks' float32 cross-entropy sums, the per-class counts
+    by masks, and torch's float64 mean of the recalls."""
+    from bitscout.training import EvalSet, evaluate_set
+
+    torch.manual_seed(num_classes)
+    n = 1000
+    x, y = torch.randn(n, 8), torch.randint(0, num_classes - 1, (n,))  # the last class never occurs
+    model = nn.Linear(8, num_classes).eval()
+    data = EvalSet(x, y, batch_size=batch_size, num_classes=num_classes, device=torch.device("cpu"))
+    step = n if batch_size is None else batch_size
+    with torch.inference_mode():
+        logits = [model(x[s : s + step]) for s in range(0, n, step)]
+        loss = torch.zeros((), dtype=torch.float64)
+        for s, chunk in zip(range(0, n, step), logits):
+            loss = loss + torch.nn.functional.cross_entropy(chunk, y[s : s + step], reduction="sum").double()
+        pred = torch.cat(logits).argmax(-1)
+    recalls = [
+        float(((pred == c) & (y == c)).sum()) / max(int((y == c).sum()), 1)
+        for c in range(num_classes)
+        if bool((y == c).any()) or bool((pred == c).any())
+    ]
+    for _ in range(2):  # the first call checks and counts the labels; the second reuses them
+        result = evaluate_set(model, data)
+        assert result.accuracy == int((pred == y).sum()) / n
+        assert result.balanced_accuracy == float(torch.tensor(recalls, dtype=torch.float64).mean())
+        assert result.loss == float(loss) / n

@@ -11,7 +11,9 @@ Formats (:class:`TensorFormat` and its registry, :class:`LayerQuantConfig`,
 * :func:`quantize`: the one-shot transform (a ``[passes.quantize]`` section or a
   per-node mapping); :func:`resolve_pass`: that section as one config per layer;
 * :func:`calibrate`: activation ranges measured once (:class:`Calibration`), which
-  range-calibrated formats are fitted to (:func:`resolve_config`).
+  range-calibrated formats are fitted to (:func:`resolve_config`);
+* :class:`ScratchBuffers`: memory that quantized layers reuse for their inputs while an
+  evaluation activates it.
 """
 
 from bitscout.quant import formats as _formats
@@ -33,6 +35,7 @@ from bitscout.quant._modules import (
     QuantizedTensorCache,
     layer_map_key,
 )
+from bitscout.quant._scratch import ScratchBuffers, active_scratch
 from bitscout.quant.transform import (
     QuantizePassLike,
     Quantizer,
@@ -58,6 +61,8 @@ __all__ = [
     "QuantizedLayer",
     "QuantizedTensorCache",
     "layer_map_key",
+    "ScratchBuffers",
+    "active_scratch",
     "QuantizePassLike",
     "Quantizer",
     "format_quant_table",

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bitscout.errors import DataError
+from bitscout.quant import ScratchBuffers
 
 __all__ = ["EvalResult", "EvalSet", "evaluate", "evaluate_set", "model_device", "check_samples", "check_labels"]
 
@@ -84,6 +85,10 @@ def check_labels(y: torch.Tensor, num_classes: int, width: int) -> None:
         )
 
 
+#: Up to this many classes the per-class counts come from one confusion-matrix bincount.
+_CONFUSION_MAX_CLASSES = 32
+
+
 def _any_training(model: nn.Module) -> bool:
     return any(module.training for module in model.modules())
 
@@ -96,6 +101,11 @@ class EvalSet:
     (after the first evaluation has checked the labels against the logits) the class
     counts. :func:`evaluate_set` then does per model only the forward passes and the
     metrics. ``evaluate(model, x, y, ...)`` is ``evaluate_set(model, EvalSet(x, y, ...))``.
+
+    The set also holds the :class:`~bitscout.quant.ScratchBuffers` that a quantized
+    model's layers write their quantized inputs into during its evaluations (memory
+    reused from trial to trial; as large as the largest quantized layer input, for as
+    long as the set lives).
 
     Args:
         x: Inputs, first dimension = samples (moved to ``device`` chunk by chunk).
@@ -126,6 +136,10 @@ class EvalSet:
         # Set by the first evaluation that checked the labels against its logits.
         self._checked_width: int | None = None
         self._support: list[int] | None = None
+        self._offsets: torch.Tensor | None = None
+        self._offsets_classes = 0
+        self.x_on_device = x.device == device
+        self.scratch = ScratchBuffers()
 
     def check(self, width: int) -> int:
         """Checks the logits' width (and, once, the labels); returns the number of classes."""
@@ -142,6 +156,17 @@ class EvalSet:
         if self._support is None or len(self._support) != num_classes:
             self._support = torch.bincount(self.y, minlength=num_classes).tolist()
         return self._support
+
+    def label_offsets(self, num_classes: int) -> torch.Tensor | None:
+        """``C * y`` (computed once), so that ``C * y + prediction`` indexes the confusion
+        matrix; None when the matrix would be large (over 32 classes): then counting
+        hits and predictions apart costs less than reading back ``C**2`` counts."""
+        if num_classes > _CONFUSION_MAX_CLASSES:
+            return None
+        if self._offsets is None or self._offsets_classes != num_classes:
+            self._offsets = self.y * num_classes
+            self._offsets_classes = num_classes
+        return self._offsets
 
 
 def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -> EvalResult:
@@ -164,32 +189,45 @@ def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -
     if was_training is not None:
         model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), data.scratch.active():
             n = data.n
             y_dev = data.y
             num_classes = data.num_classes
-            loss_sum: torch.Tensor | None = None
+            # The loss sums are float64 (Python floats: the same IEEE additions as float64
+            # tensors, without a tensor operation per chunk).
+            loss_sum: float | None = None
             preds = []
             for start in range(0, n, data.step):
-                logits = model(data.x[start : start + data.step].to(data.device))
-                target = y_dev[start : start + data.step]
+                if data.step >= n:  # one pass over every sample (no slicing, no copy)
+                    logits = model(data.x if data.x_on_device else data.x.to(data.device))
+                    target = y_dev
+                else:
+                    logits = model(data.x[start : start + data.step].to(data.device))
+                    target = y_dev[start : start + data.step]
                 if start == 0:
                     num_classes = data.check(int(logits.shape[-1]))
                 if logits.dtype not in (torch.float32, torch.float64):
                     logits = logits.float()  # half-precision losses lose too much in the sum
-                loss = F.cross_entropy(logits, target, reduction="sum").double()
+                loss = F.cross_entropy(logits, target, reduction="sum").item()
                 loss_sum = loss if loss_sum is None else loss_sum + loss
                 preds.append(logits.argmax(dim=-1))
             assert loss_sum is not None and num_classes is not None  # n >= 1: one pass ran
             pred = preds[0] if len(preds) == 1 else torch.cat(preds)
             # Per-class counts, read once: the per-class arithmetic on the host is exact
-            # and costs less than a dozen tiny tensor operations. One count vector holds
-            # both: bucket k counts the wrong predictions of class k, bucket C + k the
-            # right ones (integers, as the float64 sums of ones were).
+            # and costs less than a dozen tiny tensor operations (integers, as the float64
+            # sums of ones were).
             support = data.support(num_classes)
-            counts = torch.bincount(pred + (pred == y_dev) * num_classes, minlength=2 * num_classes).tolist()
-            hits = counts[num_classes:]
-            predicted = [wrong + right for wrong, right in zip(counts[:num_classes], hits)]
+            offsets = data.label_offsets(num_classes)
+            if offsets is not None:
+                # The confusion matrix in one bincount: bucket C*y + p.
+                confusion = torch.bincount(offsets + pred, minlength=num_classes * num_classes).tolist()
+                hits = confusion[:: num_classes + 1]
+                predicted = [sum(confusion[k::num_classes]) for k in range(num_classes)]
+            else:
+                # Bucket k counts the wrong predictions of class k, bucket C + k the right ones.
+                counts = torch.bincount(pred + (pred == y_dev) * num_classes, minlength=2 * num_classes).tolist()
+                hits = counts[num_classes:]
+                predicted = [wrong + right for wrong, right in zip(counts[:num_classes], hits)]
             recall = [
                 hit / max(count, 1)
                 for hit, count, guessed in zip(hits, support, predicted)
@@ -199,7 +237,7 @@ def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -
                 accuracy=sum(hits) / n,
                 # The mean in float64 by torch, as before: the sum's order is torch's.
                 balanced_accuracy=float(torch.tensor(recall, dtype=torch.float64).mean()),
-                loss=float(loss_sum) / n,
+                loss=loss_sum / n,
                 num_samples=n,
             )
     finally:

@@ -17,6 +17,10 @@ __all__ = ["IntegerFormat", "AUTO", "auto_frac_width"]
 AUTO = "auto"
 """The frac width that is chosen per tensor from the tensor's range."""
 
+#: Elements per block when :meth:`IntegerFormat.codes` quantizes a large CPU tensor (1 MiB
+#: of float32: the blocks that measured fastest on the 2-core machine).
+CODES_BLOCK = 1 << 18
+
 # Beyond this |frac_width| every float32 (or narrower) input either saturates or rounds to
 # zero, so the scale exponent can be clipped here without changing any result, while
 # 2**±1000 stays a normal float64.
@@ -148,8 +152,7 @@ class IntegerFormat(TensorFormat):
         dtype = x.dtype
         if dtype is torch.float32 and self._float32_exact:
             # One allocation: the product is rounded, clamped and rescaled in place.
-            scale, inverse = self._scale32
-            return (x * scale).round_().clamp_(lo, hi).mul_(inverse)
+            return self._coded(x, None, self._scale32[1])
         if dtype is not torch.float64 and self._float32_exact:
             scale, inverse = self._scale32
             y = (x.float() * scale).round_().clamp_(lo, hi).mul_(inverse)
@@ -157,6 +160,74 @@ class IntegerFormat(TensorFormat):
             scale, inverse = self._scale64
             y = (x.double() * scale).round_().clamp_(lo, hi).mul_(inverse)
         return y if y.dtype == dtype else y.to(dtype)
+
+
+    @property
+    def has_float32_codes(self) -> bool:
+        """Whether :meth:`codes` serves float32 inputs (a fixed frac width, exact in float32)."""
+        return not self.is_auto and self._float32_exact
+
+    def codes(self, x: Tensor, *, out: Tensor | None = None) -> Tensor:
+        """The integer codes of a float32 tensor, as float32: ``clamp(round(x * 2**f), lo, hi)``.
+
+        ``quantize(x)`` is ``codes(x) * 2**-f`` bit for bit (the same operations; the
+        last multiply is exact). A quantized layer whose sums are exact folds that last
+        multiply into its cached weights and saves one pass over the activation.
+
+        Args:
+            x: A float32 tensor.
+            out: Where to write the codes (a contiguous tensor of ``x``'s shape and
+                dtype, e.g. a reused buffer); None allocates one.
+
+        Raises:
+            ValueError: ``x`` is not float32, or the format has no float32 codes
+                (:attr:`has_float32_codes`).
+        """
+        self._check_codes(x, "codes")
+        return self._coded(x, out, None)
+
+    def quantize_into(self, x: Tensor, out: Tensor) -> Tensor:
+        """``quantize(x)`` of a float32 tensor, written into ``out`` (a reused buffer).
+
+        Raises:
+            ValueError: As :meth:`codes`.
+        """
+        self._check_codes(x, "quantize_into")
+        return self._coded(x, out, self._scale32[1])
+
+    def _check_codes(self, x: Tensor, method: str) -> None:
+        if x.dtype is not torch.float32 or not self.has_float32_codes:
+            raise ValueError(
+                f"{self.describe()}.{method}() needs a float32 tensor and a fixed frac width exact in "
+                f"float32 (width <= 24, |frac_width| <= 126); got a {x.dtype} tensor"
+            )
+
+    def _coded(self, x: Tensor, out: Tensor | None, inverse: float | None) -> Tensor:
+        """``clamp(round(x * 2**f), lo, hi)``, times ``inverse`` (``2**-f``) when given."""
+        lo, hi = self._levels
+        scale = self._scale32[0]
+        if (
+            x.numel() <= CODES_BLOCK
+            or x.device.type != "cpu"
+            or not x.is_contiguous()
+            or (out is not None and not out.is_contiguous())
+        ):
+            product = x * scale if out is None else torch.mul(x, scale, out=out)
+            codes = product.round_().clamp_(lo, hi)
+            return codes if inverse is None else codes.mul_(inverse)
+        # Block by block, so that the round and the clamp find their block in the cache:
+        # the passes then cost about one pass over memory (measured on jsc-s's 160,000 x
+        # 32 activations: 5.5 ms against 8.8 ms at once for the three). Elementwise, so
+        # the same values.
+        if out is None:
+            out = torch.empty_like(x)
+        source, target = x.view(-1), out.view(-1)
+        for start in range(0, source.numel(), CODES_BLOCK):
+            block = torch.mul(source[start : start + CODES_BLOCK], scale, out=target[start : start + CODES_BLOCK])
+            block.round_().clamp_(lo, hi)
+            if inverse is not None:
+                block.mul_(inverse)
+        return out
 
 
 @functools.lru_cache(maxsize=4096)
