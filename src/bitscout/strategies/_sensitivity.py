@@ -77,8 +77,6 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
-import scipy.linalg
-import scipy.sparse
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import Field
@@ -294,6 +292,12 @@ class _Model:
             w: Weight of each row.
             noise_floor: The least noise the posterior assumes.
         """
+        # Imported here, not with the module: every search imports the strategies, and
+        # scipy (0.3 s CPU with what it pulls in) would delay the first trial of those
+        # that never fit this model.
+        import scipy.linalg
+        import scipy.sparse
+
         cols = self.columns(x)
         n, active = cols.shape
         f = self.n_features
@@ -321,6 +325,8 @@ class _Model:
         """Coefficients drawn from the posterior, its spread multiplied by ``scale``."""
         if self._factor is None or scale <= 0 or self._spread <= 0:
             return self.coef
+        import scipy.linalg  # loaded by fit(), which set _factor
+
         z = rng.standard_normal(self.n_features)
         # cov = spread^2 * (L L^T)^-1: L^-T z has covariance (L L^T)^-1.
         draw = scipy.linalg.solve_triangular(self._factor, z, lower=True, trans="T", check_finite=False)
