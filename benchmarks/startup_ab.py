@@ -10,14 +10,15 @@ one of a branch) in one window, so that both see the same machine load::
    200,000-row JSC Parquet file written here, data cache warm), in fresh interpreters,
    round-robin over the variants: a bare ``import torch``; speed.py's first-trial script
    (load the config, ``prepare_search``, one trial of ``run_search``); and the
-   ``bitscout search`` command until its first trial's evaluation returns (the process
-   exits there, so its CPU time is the start-up's). Each tree runs twice: with Python's
+   ``bitscout search`` command until its first trial's evaluation returns (both exit
+   right after, so their CPU time is the start-up's). Each tree runs twice: with Python's
    bytecode cache (what a user's Python keeps) and without it (``PYTHONDONTWRITEBYTECODE=1``,
    bitscout's modules compiled at every start, as on the development sandbox).
 2. **Storage**: speed.py's storage study (seeded TPE ask/tell plus one user-attr write per
    trial) on each tree's default journal storage and on Optuna's in-memory storage, the
    three studies advancing in lockstep; the extra milliseconds per trial over in-memory,
-   mean and median, in the first and the last 100 trials.
+   mean and median, in the first and the last 100 trials, in wall time and in the
+   thread's CPU time (which a busy machine's other processes do not inflate).
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 LAB_CONFIG = REPO / "configs" / "jsc_tiny_lab.toml"
 
-# speed.py's first-trial script, as it runs it.
-FIRST_TRIAL = re.search(r'_FIRST_TRIAL = r"""(.*?)"""', (REPO / "benchmarks" / "speed.py").read_text(), re.S).group(1)
+# speed.py's first-trial script, then an immediate exit: the process's CPU time is then
+# the start-up's, without the interpreter's shutdown (as for the command below).
+FIRST_TRIAL = (
+    re.search(r'_FIRST_TRIAL = r"""(.*?)"""', (REPO / "benchmarks" / "speed.py").read_text(), re.S).group(1)
+    + "import os\nos._exit(0)\n"
+)
 
 CLI_FIRST_TRIAL = r"""
 import os, sys, time
@@ -71,15 +76,17 @@ with tempfile.TemporaryDirectory() as tmp:
     studies = {k: optuna.create_study(storage=s, sampler=optuna.samplers.TPESampler(seed=0), direction="maximize")
                for k, s in storages.items()}
     times = {k: [] for k in studies}
+    cpu = {k: [] for k in studies}
     for _ in range(n):
         for kind, study in studies.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             trial = study.ask(dists)
             value = -sum((v - 5) ** 2 for v in trial.params.values())
             study._storage.set_trial_user_attr(trial._trial_id, "bitscout_record", record)
             study.tell(trial, value)
             times[kind].append(time.perf_counter() - start)
-print("TIMES", json.dumps(times))
+            cpu[kind].append(time.thread_time() - start_cpu)
+print("TIMES", json.dumps({"wall": times, "cpu": cpu}))
 """
 
 
@@ -151,17 +158,21 @@ def storage(trees: dict[str, Path], sizes: list[int], repeats: int) -> dict[str,
                 env = dict(os.environ, PYTHONPATH=str(src))
                 proc = subprocess.run([sys.executable, "-c", STORAGE, str(n)], env=env, capture_output=True,
                                       text=True, check=True)
-                times = json.loads(proc.stdout.split("TIMES", 1)[1])
-                extra = [(j - m) * 1e3 for j, m in zip(times["journal"], times["in-memory"])]
-                out[name][n].append({
-                    "extra_mean_ms": statistics.mean(extra),
-                    "extra_median_ms": _median(extra),
-                    "first100_mean_ms": statistics.mean(extra[:100]),
-                    "last100_mean_ms": statistics.mean(extra[-100:]),
-                    "in_memory_mean_ms": statistics.mean(times["in-memory"]) * 1e3,
-                    "load": os.getloadavg()[0],
-                })
-                print(f"  storage {name}, {n} trials: +{out[name][n][-1]['extra_mean_ms']:.2f} ms/trial (mean)", flush=True)
+                measured = json.loads(proc.stdout.split("TIMES", 1)[1])
+                figures: dict[str, float] = {"load": os.getloadavg()[0]}
+                for clock in ("wall", "cpu"):  # cpu: this thread's CPU time, blind to other processes
+                    times = measured[clock]
+                    extra = [(j - m) * 1e3 for j, m in zip(times["journal"], times["in-memory"])]
+                    figures |= {
+                        f"{clock}_extra_mean_ms": statistics.mean(extra),
+                        f"{clock}_extra_median_ms": _median(extra),
+                        f"{clock}_first100_mean_ms": statistics.mean(extra[:100]),
+                        f"{clock}_last100_mean_ms": statistics.mean(extra[-100:]),
+                        f"{clock}_in_memory_mean_ms": statistics.mean(times["in-memory"]) * 1e3,
+                    }
+                out[name][n].append(figures)
+                print(f"  storage {name}, {n} trials: +{figures['wall_extra_mean_ms']:.2f} ms/trial wall, "
+                      f"+{figures['cpu_extra_mean_ms']:.2f} ms CPU (means)", flush=True)
     return out
 
 
@@ -189,11 +200,16 @@ def main() -> None:
         if args.only in (None, "storage"):
             sizes = [int(n) for n in args.storage_trials.split(",")]
             results["storage"] = storage(trees, sizes, args.storage_repeats)
-            print("\njournal storage over in-memory, ms per trial (each run: mean; first / last 100 trials):")
-            for name, by_n in results["storage"].items():
-                for n, runs in by_n.items():
-                    cells = ", ".join(f"+{r['extra_mean_ms']:.2f} ({r['first100_mean_ms']:.2f} / {r['last100_mean_ms']:.2f})" for r in runs)
-                    print(f"  {name:8s} {n:>6,} trials: {cells}")
+            for clock in ("wall", "cpu"):
+                print(f"\njournal storage over in-memory, {clock} ms per trial (each run: mean; first / last 100 trials):")
+                for name, by_n in results["storage"].items():
+                    for n, runs in by_n.items():
+                        cells = ", ".join(
+                            f"+{r[clock + '_extra_mean_ms']:.2f} ({r[clock + '_first100_mean_ms']:.2f} / "
+                            f"{r[clock + '_last100_mean_ms']:.2f})"
+                            for r in runs
+                        )
+                        print(f"  {name:8s} {n:>6,} trials: {cells}")
     results["load_end"] = os.getloadavg()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     print(f"\nload average (1, 5, 15 min): start {results['load_start']}, end {results['load_end']}")
