@@ -329,7 +329,9 @@ class LocalJournalBackend(JournalFileBackend):
                 os.close(fd)
 
     def __del__(self) -> None:
-        self.close()
+        # Also at interpreter exit, when module globals may already be gone.
+        with contextlib.suppress(Exception):
+            self.close()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
