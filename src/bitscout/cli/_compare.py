@@ -20,11 +20,14 @@ __all__ = ["register", "run", "DEFAULT_STRATEGIES"]
 
 DEFAULT_STRATEGIES = "tpe,random,qmc,nsgaii,brute_force,sensitivity"
 
+# bitscout.compare.DEFAULT_EXACT_LIMIT, as --help shows it: building the parser of every
+# command must not import the compare package (a search would load it before its first
+# trial for nothing). tests/cli checks that the two agree.
+EXACT_LIMIT_SHOWN = 50_000
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` subcommand."""
-    from bitscout.compare import DEFAULT_EXACT_LIMIT
-
     parser = subparsers.add_parser(
         "compare",
         help="compare the sample efficiency of search strategies on one config",
@@ -47,9 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--exact-limit",
         type=int,
-        default=DEFAULT_EXACT_LIMIT,
+        default=None,
         metavar="N",
-        help=f"enumerate the space for the exact optimum when it has at most N distinct configurations (default {DEFAULT_EXACT_LIMIT:,})",
+        help=(
+            "enumerate the space for the exact optimum when it has at most N distinct "
+            f"configurations (default {EXACT_LIMIT_SHOWN:,})"
+        ),
     )
     parser.add_argument(
         "--budgets",
@@ -74,10 +80,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its report; 0 on success."""
     import optuna
 
-    from bitscout.compare import compare_strategies, format_comparison
+    from bitscout.compare import DEFAULT_EXACT_LIMIT, compare_strategies, format_comparison
     from bitscout.study import prepare_search
     from bitscout.training import intra_op_threads
 
+    if args.exact_limit is None:
+        args.exact_limit = DEFAULT_EXACT_LIMIT
     for option, value in (("--seeds", args.seeds), ("--n-trials", args.n_trials), ("--exact-limit", args.exact_limit)):
         if value < 1:
             raise ConfigError(f"{option} must be at least 1; got {value}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bitscout.export import export_run
 
 __all__ = ["register", "run"]
 
@@ -36,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, print what was written; 0 on success."""
+    from bitscout.export import export_run
+
     result, chosen = export_run(args.run, trial=args.trial, out=args.out, format=args.format)
     print(f"exported {chosen.reason}")
     print(f"  checkpoint (weights on their grids): {result.checkpoint}")

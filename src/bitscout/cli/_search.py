@@ -27,6 +27,7 @@ from bitscout.errors import ConfigError, SearchError
 
 if TYPE_CHECKING:
     from bitscout.config import Config
+    from bitscout.study import SearchResult
 
 __all__ = ["register", "run", "dashboard_hint"]
 
@@ -60,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the search; 0 when it finished, 130 when interrupted with Ctrl-C."""
     import optuna
 
-    from bitscout.report import format_summary, write_report
     from bitscout.strategies import Exhaustible
     from bitscout.study import prepare_search
 
@@ -89,12 +89,14 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             write_outputs=not args.worker_process,
             precompute=not args.worker_process,
-            plot=write_report,
+            plot=_write_report,
         )
     if args.worker_process:
         finished = sum(t.state != "RUNNING" for t in result.trials)
         print(f"worker done ({result.stop_reason or 'stopped'}); the study has {finished} finished trials")
         return 130 if result.interrupted else 0
+    from bitscout.report import format_summary
+
     print()
     print(format_summary(result))
     study_file = result.outputs.get("study") or (result.storage if setup.storage else None)
@@ -104,6 +106,14 @@ def run(args: argparse.Namespace) -> int:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _write_report(result: SearchResult, run_dir: Path) -> dict[str, Path]:
+    """:func:`bitscout.report.write_report`, imported when the trials are done: the
+    report's modules are no part of the first trial's start-up."""
+    from bitscout.report import write_report
+
+    return write_report(result, run_dir)
 
 
 def _check_before_loading(config: Config, *, worker: bool) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bitscout.export import verify_run
 
 __all__ = ["register", "run"]
 
@@ -41,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify and print the report; 0 when they agree, 1 when they do not."""
+    from bitscout.export import verify_run
+
     report, result, chosen = verify_run(
         args.run, trial=args.trial, samples=args.samples, tolerance=args.tolerance,
         out=args.out, split=args.split,

@@ -9,7 +9,11 @@ every one of the ~10 writes of a trial), and SQLite 18-47 ms. bitscout's
 without ``fsync``: a write reaches the operating system before the call returns, so a
 search killed at any point (Ctrl-C, SIGKILL, an out-of-memory kill) loses no finished
 trial; only a crash of the whole machine can lose the last writes. Pass
-``fsync=True`` (or a ``sqlite:///`` / ``postgresql://`` URL) to survive that too.
+``fsync=True`` (or a ``sqlite:///`` / ``postgresql://`` URL) to survive that too. The
+storage over it (:class:`bitscout._optuna_adapter.IndexedJournalStorage`, under the
+heartbeat of :mod:`bitscout.study._worker_storage`) keeps each study's trial list up to
+date as entries are replayed, so that a trial costs the same at trial 10 and at trial
+10,000 (Optuna's ``JournalStorage`` rebuilds the list from every trial at each read).
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bitscout._optuna_adapter import (
     BaseHeartbeat,
     CreatedTrialHook,
+    IndexedJournalStorage,
     LocalJournalBackend,
     StaleTrialHook,
     backend_of,
@@ -320,7 +321,7 @@ class _BeatingStorage:
 # ----- the journal file with a heartbeat -----------------------------------------------------
 
 
-class HeartbeatJournalStorage(_BeatingStorage, StaleTrialHook, JournalStorage, BaseHeartbeat):
+class HeartbeatJournalStorage(_BeatingStorage, StaleTrialHook, IndexedJournalStorage, BaseHeartbeat):
     """Optuna's journal storage plus a heartbeat, for several processes on one machine.
 
     Every new trial records its owner in the same journal line that creates it; running
