@@ -56,8 +56,7 @@ from torch import nn
 from bitscout.errors import DataError, SearchError
 from bitscout.metrics import BasicEvaluation, Candidate, TrialMetrics
 from bitscout.metrics._software import _chunk_size
-from bitscout.quant import Operands, QuantizedLayer, Quantizer, fake_quantize
-from bitscout.quant.formats import IntegerFormat
+from bitscout.quant import Operands, QuantizedLayer, Quantizer, exact_sum_terms, fake_quantize
 
 if TYPE_CHECKING:
     from bitscout.graph import TracedModel
@@ -646,10 +645,6 @@ def _as_slice(indices: list[int]) -> slice | list[int]:
     return indices
 
 
-#: Float32 holds every integer up to 2**24 exactly.
-_FLOAT32_EXACT_INTEGERS = 1 << 24
-
-
 def _exact_sums(terms: int, data_in: Any, weight: Any, bias: Any, has_bias: bool) -> bool:
     """Whether every partial sum of a linear layer is exact in float32, in any order.
 
@@ -660,25 +655,17 @@ def _exact_sums(terms: int, data_in: Any, weight: Any, bias: Any, has_bias: bool
     any subset, in any order, with or without fused multiply-adds) is such a multiple
     below ``2**24 u``: a float32 holds it exactly, so no addition rounds and every
     summation order gives the same value (up to the sign of an exact zero, which no
-    later operation of a classifier's evaluation tells apart).
+    later operation of a classifier's evaluation tells apart). The bound is the one the
+    quantized layers use to fold the input's scale into the weights
+    (:func:`bitscout.quant.exact_sum_terms`).
 
     Args:
         terms: Products summed per output (the weight's input features).
         data_in, weight, bias: The formats of the operands (None: float).
         has_bias: Whether the layer has a bias (then it must be quantized too).
     """
-    formats = (data_in, weight, bias) if has_bias else (data_in, weight)
-    if not all(isinstance(f, IntegerFormat) and not f.is_auto and f._float32_exact for f in formats):
-        return False
-    product = data_in.frac_width + weight.frac_width
-    unit = max(product, bias.frac_width) if has_bias else product
-    if not -100 <= unit <= 100:
-        return False  # keep every multiple of 2**-unit a normal float32
-    # Largest magnitudes in units of 2**-unit (codes reach -2**(w-1)).
-    total = terms << (data_in.width - 1 + weight.width - 1 + unit - product)
-    if has_bias:
-        total += 1 << (bias.width - 1 + unit - bias.frac_width)
-    return total <= _FLOAT32_EXACT_INTEGERS
+    limits = exact_sum_terms(data_in, weight, bias if has_bias else None)
+    return limits is not None and terms <= limits[0 if has_bias else 1]
 
 
 def _parts(members: list[Any], limit: int) -> Iterator[list[Any]]:

@@ -35,6 +35,7 @@ from bitscout.quant._modules import (
     QuantizedTensorCache,
     layer_map_key,
 )
+from bitscout.quant._modules import _exact_terms as exact_sum_terms
 from bitscout.quant._scratch import ScratchBuffers, active_scratch
 from bitscout.quant.transform import (
     QuantizePassLike,
@@ -47,6 +48,7 @@ from bitscout.quant.transform import (
 
 __all__ = [
     *_formats.__all__,
+    "exact_sum_terms",
     "CALIBRATION_FILE",
     "DEFAULT_CALIBRATION_SAMPLES",
     "Calibration",
