@@ -251,7 +251,8 @@ def test_configs_that_build_the_same_model_share_one_entry(digits: Dataset) -> N
         assert result.metrics_for(config) == runners.run(config)
 
 
-def test_cnn_matches_trial_by_trial(digits: Dataset) -> None:
+@pytest.mark.parametrize("loss", [True, False])
+def test_cnn_matches_trial_by_trial(digits: Dataset, loss: bool) -> None:
     torch.manual_seed(0)
     runners = _runner_set(build_model("cnn", digits.info, {"channels": [4, 4]}), digits)
     table = runners.context.traced.table
@@ -261,8 +262,12 @@ def test_cnn_matches_trial_by_trial(digits: Dataset) -> None:
         if layer.op in ("conv2d", "linear")
     }
     space = SearchSpace(table, choices)
-    result = evaluate_runner_set_exhaustively(space, runners)
-    _assert_same(result, runners, space, random.Random(2).sample(range(space.distinct_size), 12))
+    result = evaluate_runner_set_exhaustively(space, runners, loss=loss)
+    sample = random.Random(2).sample(range(space.distinct_size), 12)
+    if loss:
+        _assert_same(result, runners, space, sample)
+    else:
+        _assert_same_without_loss(result, runners, space, sample)
 
 
 def test_refuses_runners_that_need_each_built_model(digits: Dataset) -> None:
@@ -532,7 +537,7 @@ def test_without_the_loss_accuracies_are_trial_by_trials(
     _assert_same_without_loss(result, runners, space, list(range(space.distinct_size)))
 
 
-def test_without_the_loss_on_a_dag_a_cnn_and_chunks(digits: Dataset, monkeypatch: Any) -> None:
+def test_without_the_loss_on_a_dag_in_chunks(digits: Dataset, monkeypatch: Any) -> None:
     import bitscout.evaluation._exhaustive as engine
 
     # Hit counts made block by block here (by thousands of configurations by default).
@@ -555,17 +560,6 @@ def test_without_the_loss_on_a_dag_a_cnn_and_chunks(digits: Dataset, monkeypatch
             expected.balanced_accuracy,
         )
 
-    torch.manual_seed(0)
-    runners = _runner_set(build_model("cnn", digits.info, {"channels": [4, 4]}), digits)
-    table = runners.context.traced.table
-    choices = {
-        layer.name: {"name": "integer", "data_in_width": [4, 8], "weight_width": [3, 6], "bias_width": 8}
-        for layer in table
-        if layer.op in ("conv2d", "linear")
-    }
-    space = SearchSpace(table, choices)
-    result = evaluate_runner_set_exhaustively(space, runners, loss=False)
-    _assert_same_without_loss(result, runners, space, random.Random(2).sample(range(space.distinct_size), 12))
 
 
 def test_correct_by_class_is_argmax_with_ties_and_non_finite_logits() -> None:
