@@ -561,7 +561,6 @@ def test_without_the_loss_on_a_dag_in_chunks(digits: Dataset, monkeypatch: Any) 
         )
 
 
-
 def test_correct_by_class_is_argmax_with_ties_and_non_finite_logits() -> None:
     """The first maximum wins, as argmax's: ties between classes are the rule on coarse grids."""
     from bitscout.evaluation._exhaustive import _Scores
