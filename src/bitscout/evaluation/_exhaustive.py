@@ -1032,9 +1032,10 @@ class _Scores:
         self.flush()
         self.target = target
         c = self.num_classes
-        # Hit counts per class are a product with the one-hot labels: sums of at most
-        # 2**24 ones, exact in float32.
-        self._one_hot = F.one_hot(target, c).float()
+        # Hit counts per class are a product with the one-hot labels: sums of ones, exact
+        # in float32 up to 2**24 samples a chunk (float64 beyond).
+        exact = torch.float32 if target.shape[0] <= 1 << 24 else torch.float64
+        self._one_hot = F.one_hot(target, c).to(exact)
         # _earlier[k, i]: 0 where class k comes before sample i's label, else -inf (added
         # to finite logits, it leaves the classes that argmax would take before the label).
         below = torch.arange(c, device=target.device).unsqueeze(1) < target.unsqueeze(0)
@@ -1088,7 +1089,7 @@ class _Scores:
             return
         correct = self._right[0] if len(self._right) == 1 else torch.cat(self._right)
         start, stop = self._right_start, self._right_start + self._right_count
-        hits = torch.matmul(correct.float(), self._one_hot).long()
+        hits = torch.matmul(correct.to(self._one_hot.dtype), self._one_hot).long()
         self.correct[start:stop] += hits.sum(dim=1).cpu().numpy()
         self.hits[start:stop] += hits.cpu().numpy()
         self._right.clear()
