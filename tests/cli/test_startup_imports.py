@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bitscout.cli._compare import EXACT_LIMIT_SHOWN
+from tests.cli.test_search_cli import TOML  # a 3-trial TPE search of the digits MLP
 
 # Loaded only after the trials (report, plots) or by other commands (compare, export).
 NOT_BEFORE_THE_FIRST_TRIAL = ("bitscout.report", "bitscout.compare", "bitscout.export", "matplotlib", "hls4ml")
@@ -46,37 +47,6 @@ def test_building_the_parser_of_every_command_loads_none_of_them(tmp_path: Path)
         tmp_path,
     )
     assert loaded == []
-
-
-TOML = textwrap.dedent(
-    """
-    model = "mlp"
-    dataset = "digits"
-    seed = 0
-    [search.search_space]
-    name = "graph/quantize/mixed_precision_ptq"
-    [search.search_space.setup]
-    by = "name"
-    [search.search_space.seed.default.config]
-    name = ["NA"]
-    [search.search_space.seed.fc1.config]
-    name = ["integer"]
-    data_in_width = [8]
-    weight_width = [2, 4, 8]
-    bias_width = [8]
-    [search.strategy]
-    name = "optuna"
-    [search.strategy.sw_runner.basic_evaluation]
-    num_samples = 50
-    [search.strategy.hw_runner.average_bitwidth]
-    [search.strategy.setup]
-    n_trials = 2
-    sampler = "tpe"
-    [search.strategy.metrics]
-    accuracy.scale = 1.0
-    average_bitwidth.scale = 0.01
-    """
-)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
