@@ -153,10 +153,13 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial_and_its_trial_is_retr
         now = datetime.datetime.now()  # Optuna's datetime_start is naive local time
         # Only a trial that started less than half its 0.4 s forward ago: killed now, it
         # cannot have finished (a trial seen running at the very end of its evaluation
-        # could complete before the signal lands; on a loaded machine it did).
+        # could complete before the signal lands; on a loaded machine it did). And only
+        # one with every parameter set: seen between two suggestions, its retry would fix
+        # the parameters recorded so far and draw the rest anew (as CI once caught it).
         mine = [
             t for t in trials
-            if t.state == TrialState.RUNNING and owner_pid(t) == victim.pid and t.params
+            if t.state == TrialState.RUNNING and owner_pid(t) == victim.pid
+            and len(t.params) == len(KILL_WIDTHS)
             and (now - t.datetime_start).total_seconds() < 0.2
         ]
         done = [t for t in trials if t.state == TrialState.COMPLETE]
