@@ -1,8 +1,11 @@
 """A real `python -m bitscout search` killed with SIGKILL mid-trial, then run again.
 
-The model's forward sleeps (a user model module written here, on PYTHONPATH), so the
-process is killed while a trial is RUNNING. The rerun must keep every finished trial as
-it was and evaluate the interrupted configuration before anything else.
+The model (a user model module written here, on PYTHONPATH) holds the process in the
+forward of its third evaluated trial, where the test kills it: the kill lands while that
+trial is RUNNING with every parameter set, however loaded the machine is (killing a trial
+merely seen running could land after it finished, or between two suggestions). The rerun
+must keep every finished trial as it was and evaluate the interrupted configuration
+before anything else.
 """
 
 from __future__ import annotations
@@ -33,12 +36,18 @@ SLOWMOD = textwrap.dedent(
     from torch import nn
 
 
+    _CALLS = []
+
+
     def pause(x):
-        time.sleep(float(os.environ.get("SLOWMOD_DELAY", "0")))
+        _CALLS.append(True)
+        if len(_CALLS) == int(os.environ.get("SLOWMOD_HOLD_AT", "0")):
+            open(os.environ["SLOWMOD_HELD"], "w").close()
+            time.sleep(600)  # until the test kills this process
         return x
 
 
-    torch.fx.wrap("pause")  # kept as a call in the traced graph, so trials sleep too
+    torch.fx.wrap("pause")  # kept as a call in the traced graph, so trials call it too
 
 
     class Slow(nn.Module):
@@ -106,11 +115,15 @@ def _trials(journal: Path, storage=None):
     return storage.get_all_trials(study_id, deepcopy=False)
 
 
+# Calls of ``pause`` before the first trial (tracing, shapes, the float model's metrics);
+# then one per evaluated trial (a duplicate is answered from the study, without a forward).
+PREPARATION_CALLS = 3
+
+
 def _command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), src, env.get("PYTHONPATH", "")])
-    env["SLOWMOD_DELAY"] = "0.3"
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "bitscout", "search", str(tmp_path / "slow.toml"), "--out", str(tmp_path / "run"), "--no-progress"]
     return cmd, env
@@ -122,24 +135,20 @@ def test_sigkill_mid_trial_loses_no_finished_trial_and_reruns_the_interrupted_on
     journal = tmp_path / "run" / "study.journal"
     cmd, env = _command(tmp_path)
 
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    reader = None  # one reader: it reads only the new part of the journal each time
+    held = tmp_path / "held"
+    hold = {**env, "SLOWMOD_HOLD_AT": str(PREPARATION_CALLS + 3), "SLOWMOD_HELD": str(held)}
+    proc = subprocess.Popen(cmd, env=hold, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        while True:
+        deadline = time.monotonic() + 120
+        while not held.exists():
             assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "the search did not reach 2 finished trials in time"
-            if journal.is_file():
-                reader = reader or JournalStorage(JournalFileBackend(str(journal)))
-                trials = _trials(journal, reader)
-                done = [t for t in trials if t.state.is_finished()]
-                if len(done) >= 2 and trials[-1].state == TrialState.RUNNING and trials[-1].params:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    break
+            assert time.monotonic() < deadline, "the search did not reach its third trial in time"
             time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
     finally:
-        if proc.poll() is None and proc.returncode is None:
-            proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
     before = _trials(journal)
@@ -147,6 +156,7 @@ def test_sigkill_mid_trial_loses_no_finished_trial_and_reruns_the_interrupted_on
     running = [t for t in before if t.state == TrialState.RUNNING]
     assert len(finished) >= 2 and len(running) == 1, "the kill must land while a trial runs"
     interrupted = running[0]
+    assert len(interrupted.params) == 2  # every parameter set: its rerun is the same configuration
 
     rerun = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr

@@ -9,7 +9,6 @@ with plain Optuna, and compares it with an enumeration of the space written here
 
 from __future__ import annotations
 
-import datetime
 import json
 import signal
 from collections import Counter
@@ -17,6 +16,7 @@ from collections import Counter
 import pytest
 from optuna.trial import TrialState
 from tests.workers.workers_helpers import (
+    PREPARATION_CALLS,
     Workspace,
     all_configs,
     config_of,
@@ -37,11 +37,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 WORKERS = 4
 
 
-def _start_workers(ws: Workspace, config, url: str, name: str, n: int = WORKERS):
+def _start_workers(ws: Workspace, config, url: str, name: str, n: int = WORKERS, hold_first_at: int | None = None):
+    """Start ``n`` workers and let them go together; the first is held at ``hold_first_at``."""
     procs = [
         ws.start(
             ["search", str(config), "--storage", url, "--study-name", name, "--out", str(ws.path / f"run{i}"), "--no-progress"],
             f"worker{i}",
+            hold_at=hold_first_at if i == 0 else None,
         )
         for i in range(n)
     ]
@@ -136,48 +138,54 @@ def test_tpe_with_four_workers_stops_at_exactly_n_trials_in_total(postgres_url, 
             assert config_of(first) == config_of(t) and first.values == t.values
 
 
-# 6 x 2 x 2 = 24 configurations, each trial sleeping 0.4 s in the model's forward.
+# 6 x 2 x 2 = 24 configurations.
 KILL_WIDTHS = {"fc1": (2, 3, 4, 5, 6, 8), "fc2": (4, 8), "fc3": (4, 8)}
 
 
 def test_a_worker_killed_mid_trial_loses_no_finished_trial_and_its_trial_is_retried(postgres_url, tmp_path):
-    ws = Workspace(tmp_path, delay=0.4)
+    ws = Workspace(tmp_path, delay=0.05)
     name = unique_name("kill")
     text = config_text(project="kill", strategy="brute_force", n_trials=1000, widths=KILL_WIDTHS)
     config = ws.write_config("kill.toml", text)
-    procs = _start_workers(ws, config, postgres_url, name)
+    # The victim is held in the forward of its second trial, so the kill lands mid-trial
+    # with every parameter set and one trial of its own finished, however the machine is
+    # loaded. (Killing a trial merely seen running raced twice on CI: the trial finished
+    # before the signal landed, or the victim was caught between two suggestions.)
+    procs = _start_workers(ws, config, postgres_url, name, hold_first_at=PREPARATION_CALLS + 2)
     victim = procs[0]
 
-    def victim_mid_trial():
+    def others_finished_a_trial():
         trials = read_trials(postgres_url, name)
-        now = datetime.datetime.now()  # Optuna's datetime_start is naive local time
-        # Only a trial that started less than half its 0.4 s forward ago: killed now, it
-        # cannot have finished (a trial seen running at the very end of its evaluation
-        # could complete before the signal lands; on a loaded machine it did). And only
-        # one with every parameter set: seen between two suggestions, its retry would fix
-        # the parameters recorded so far and draw the rest anew (as CI once caught it).
-        mine = [
-            t for t in trials
-            if t.state == TrialState.RUNNING and owner_pid(t) == victim.pid
-            and len(t.params) == len(KILL_WIDTHS)
-            and (now - t.datetime_start).total_seconds() < 0.2
-        ]
-        done = [t for t in trials if t.state == TrialState.COMPLETE]
-        return (trials, mine[0]) if mine and len(done) >= 2 else None
+        done = [t for t in trials if t.state == TrialState.COMPLETE and owner_pid(t) != victim.pid]
+        return trials if done else None
 
-    _, killed = poll(victim_mid_trial, timeout=120, what="the victim worker to run a trial")
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait(timeout=30) == -signal.SIGKILL
+    try:
+        poll(lambda: (ws.held / str(victim.pid)).exists() or victim.poll() is not None,
+             timeout=120, what="the victim worker to reach its second trial")
+        assert victim.poll() is None, _logs(ws)
+        # The other workers go on meanwhile: wait for a finished trial of theirs too.
+        trials = poll(others_finished_a_trial, timeout=120, what="another worker to finish a trial")
+        mine = [t for t in trials if owner_pid(t) == victim.pid]
+        assert [t.state for t in mine] == [TrialState.COMPLETE, TrialState.RUNNING], mine
+        killed = mine[1]
+        assert len(killed.params) == len(KILL_WIDTHS)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=30) == -signal.SIGKILL
+    except BaseException:
+        for p in procs:  # a held victim would sleep on, and the others wait for its trial
+            p.kill()
+        raise
     before = {t.number: t for t in read_trials(postgres_url, name) if t.state == TrialState.COMPLETE}
+    assert len(before) >= 2 and {owner_pid(t) for t in before.values()} >= {victim.pid}
 
     assert wait_all(procs[1:]) == [0] * (WORKERS - 1), _logs(ws)
     after = {t.number: t for t in read_trials(postgres_url, name)}
 
-    # Every trial finished before the kill is still there, unchanged.
+    # Every trial finished before the kill is still there, unchanged (the victim's too).
     for number, old in before.items():
         new = after[number]
         assert (new.state, new.values, new.params, new.user_attrs) == (old.state, old.values, old.params, old.user_attrs)
-    # The killed worker's trial was failed (no heartbeat) and its configuration retried.
+    # The killed worker's trial was failed (its process is gone) and its configuration retried.
     assert after[killed.number].state == TrialState.FAIL
     retries = [t for t in after.values() if t.user_attrs.get(RETRY_ATTR) == killed.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE

@@ -8,7 +8,13 @@ graph (``torch.fx.wrap``), so that every trial runs it too:
 * with ``WK_GATE`` set, each process first drops a file named after its pid into
   ``WK_READY`` and waits until the file ``WK_GATE`` exists. The model is traced while
   the search is prepared, so every worker is then held just before its first trial, and
-  the test opens the gate once all of them are there: they start together.
+  the test opens the gate once all of them are there: they start together;
+* with ``WK_HOLD_AT`` = k, the process drops a file named after its pid into ``WK_HELD``
+  at its k-th call of ``pause`` and sleeps there until it is killed. A search calls it
+  :data:`PREPARATION_CALLS` times before its first trial (the gate is the first), then
+  once per evaluated trial, after the trial's parameters are all set: a test that kills
+  the process once the file is there kills it mid-trial, whatever the machine's load
+  (a trial merely seen running could finish before the signal lands).
 """
 
 from __future__ import annotations
@@ -42,16 +48,19 @@ MODEL = textwrap.dedent(
     import torch.fx
     from torch import nn
 
-    _HELD = []
+    _CALLS = []
 
 
     def pause(x):
+        _CALLS.append(True)
         gate = os.environ.get("WK_GATE")
-        if gate and not _HELD:
-            _HELD.append(True)
+        if gate and len(_CALLS) == 1:
             Path(os.environ["WK_READY"], str(os.getpid())).touch()
             while not os.path.exists(gate):
                 time.sleep(0.02)
+        if len(_CALLS) == int(os.environ.get("WK_HOLD_AT", "0")):
+            Path(os.environ["WK_HELD"], str(os.getpid())).touch()
+            time.sleep(600)  # until the test kills this process
         time.sleep(float(os.environ.get("WK_DELAY", "0")))
         return x
 
@@ -76,6 +85,10 @@ MODEL = textwrap.dedent(
         return Net(math.prod(info.input_shape), info.num_classes)
     '''
 )
+
+# Calls of ``pause`` before a search's first trial (tracing, shapes, the float model's
+# metrics); the next call is the first trial's forward.
+PREPARATION_CALLS = 3
 
 LAYERS = ("fc1", "fc2", "fc3")
 WIDTHS = (2, 3, 4, 5, 6, 8)  # 6^3 = 216 configurations over the three layers
@@ -177,6 +190,8 @@ class Workspace:
         (path / "wkmodel.py").write_text(MODEL)
         self.ready = path / "ready"
         self.ready.mkdir()
+        self.held = path / "held"
+        self.held.mkdir()
         self.gate = path / "gate"
         env = dict(os.environ)
         paths = [str(path), env.get("PYTHONPATH", ""), str(REPO / "src")]
@@ -185,6 +200,7 @@ class Workspace:
         env["OMP_NUM_THREADS"] = "1"
         env["PYTHONHASHSEED"] = "0"
         env["MPLBACKEND"] = "Agg"
+        env["WK_HELD"] = str(self.held)
         if gate:
             env["WK_GATE"] = str(self.gate)
             env["WK_READY"] = str(self.ready)
@@ -195,13 +211,19 @@ class Workspace:
         path.write_text(text)
         return path
 
-    def start(self, argv: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:
-        """Start ``python -m bitscout <argv>`` with its output in ``<log_name>.log``."""
+    def start(
+        self, argv: Sequence[str], log_name: str, *, hold_at: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``python -m bitscout <argv>`` with its output in ``<log_name>.log``.
+
+        ``hold_at``: hold the process at that call of ``pause`` (see the module docstring).
+        """
         log = open(self.path / f"{log_name}.log", "wb")  # noqa: SIM115  (closed with the process)
+        env = self.env if hold_at is None else {**self.env, "WK_HOLD_AT": str(hold_at)}
         return subprocess.Popen(
             [sys.executable, "-m", "bitscout", *argv],
             cwd=self.path,
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
