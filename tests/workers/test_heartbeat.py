@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from bitscout.study._worker_storage import (
     fail_stale_trials,
     open_worker_storage,
 )
-from tests.workers.workers_helpers import REPO, unique_name
+from tests.workers.workers_helpers import REPO, poll, unique_name
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -89,13 +90,16 @@ def test_no_heartbeat_from_another_machine_fails_the_trial_after_the_grace_perio
     # that process, so only the missing heartbeat can tell it is lost.
     storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {"host": "elsewhere", "pid": 1, "created": 0.0})
     _backend_of(storage)._beater.discard(trial._trial_id)
+    # Its last beat, written here: the grace period runs from it, whenever the beating
+    # thread last ran (on a loaded machine a beat can be late by more than the interval).
     started = time.monotonic()
+    storage.record_heartbeat(trial._trial_id)
     while not (failed := fail_stale_trials(study)):
-        assert time.monotonic() - started < FAST.grace_s + 5, "the trial was never found stale"
+        assert time.monotonic() - started < FAST.grace_s + 60, "the trial was never found stale"
         time.sleep(0.1)
     waited = time.monotonic() - started
     assert failed == [trial.number]
-    assert FAST.grace_s - FAST.interval - 0.5 <= waited  # not before the grace period
+    assert waited >= FAST.grace_s - 0.05  # not before the grace period (0.05 s: clocks apart)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs[RETRY_ATTR] == trial.number
@@ -161,6 +165,8 @@ def test_the_ask_lock_excludes_other_processes(storage_url, tmp_path):
     storage = _storage(storage_url, tmp_path)
     name = unique_name("lock")
     optuna.create_study(storage=storage, study_name=name)
+    # The other process holds the lock until told to let go, and says when it lets go:
+    # this process must get the lock only after that, however long either is descheduled.
     holder = textwrap.dedent(
         """
         import sys, time
@@ -170,32 +176,51 @@ def test_the_ask_lock_excludes_other_processes(storage_url, tmp_path):
         storage, _ = open_worker_storage(sys.argv[1], sys.argv[2])
         with ask_lock(storage, sys.argv[3]):
             print("held", flush=True)
-            time.sleep(1.5)
+            sys.stdin.readline()
+            print(time.time(), flush=True)
         """
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
-        [sys.executable, "-c", holder, storage_url, str(tmp_path), name], env=env, stdout=subprocess.PIPE
+        [sys.executable, "-c", holder, storage_url, str(tmp_path), name], env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
-    assert proc.stdout.readline().strip() == b"held"
-    started = time.monotonic()
-    with ask_lock(storage, name):
-        waited = time.monotonic() - started
-    assert proc.wait(timeout=60) == 0
-    assert waited > 0.8  # it waited for the other process to let go
+    try:
+        assert proc.stdout.readline().strip() == b"held"
+
+        def let_go_soon():
+            time.sleep(0.5)  # this process is waiting for the lock by then (if not, it only proves less)
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+
+        threading.Thread(target=let_go_soon, daemon=True).start()
+        with ask_lock(storage, name):
+            acquired = time.time()
+        let_go = float(proc.stdout.readline())
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert acquired >= let_go  # it waited for the other process to let go
     with ask_lock(storage, unique_name("other")):  # another study: no wait
         pass
 
 
 def test_journal_heartbeat_attr_is_written_only_for_long_trials(tmp_path):
-    storage = _storage(str(tmp_path / "study.journal"), tmp_path)
-    study = optuna.create_study(storage=storage, study_name="short")
+    # A trial that ends within the interval (60 s, so that no stall of this machine makes
+    # it long) is written no beat; one that runs on gets beats, every interval (1 s).
+    quick_storage = _storage(str(tmp_path / "quick.journal"), tmp_path, heartbeat=HeartbeatSettings(interval=60))
+    study = optuna.create_study(storage=quick_storage, study_name="short")
     quick = study.ask(SPACE)
     study.tell(quick, 1.0)
     assert HEARTBEAT_ATTR not in study.trials[0].system_attrs  # no write beyond its owner
+    storage = _storage(str(tmp_path / "study.journal"), tmp_path)
+    study = optuna.create_study(storage=storage, study_name="long")
+    asked = time.time()
     slow = study.ask(SPACE)
-    time.sleep(FAST.interval * 1.6)
-    assert HEARTBEAT_ATTR in storage.get_trial(slow._trial_id).system_attrs
+    beats = poll(lambda: storage.get_trial(slow._trial_id).system_attrs.get(HEARTBEAT_ATTR),
+                 timeout=60, what="the running trial's first beat", every=0.1)
+    assert beats >= asked + FAST.interval - 0.05  # the first beat one interval after the start
     study.tell(slow, 1.0)
     assert Path(tmp_path / "study.journal").is_file()
 
