@@ -24,7 +24,9 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as reply:
+    # A generous timeout: the server reads the journal at its first request, and a loaded
+    # machine can take seconds over it (the second request is not retried).
+    with urllib.request.urlopen(url, timeout=60) as reply:
         return json.loads(reply.read())
 
 
