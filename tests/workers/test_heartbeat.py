@@ -7,6 +7,7 @@ longer than the grace period. Both are checked on the journal file and on Postgr
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -204,6 +205,20 @@ def test_the_ask_lock_excludes_other_processes(storage_url, tmp_path):
     assert acquired >= let_go  # it waited for the other process to let go
     with ask_lock(storage, unique_name("other")):  # another study: no wait
         pass
+
+
+def test_a_new_storage_never_takes_the_ask_lock_of_a_dropped_one(tmp_path):
+    # Locks were cached by id(storage): a storage made where a dropped one had been in
+    # memory (most of these 30 were) got that one's lock, on the other study's file, so
+    # the workers of its study did not exclude each other.
+    for i in range(30):
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        storage = _storage(str(folder / "study.journal"), folder)
+        with ask_lock(storage, "bitscout"):
+            assert (folder / "study.journal.ask.lock").is_file()
+        del storage
+        gc.collect()
 
 
 def test_journal_heartbeat_attr_is_written_only_for_long_trials(tmp_path):

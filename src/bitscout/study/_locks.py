@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import threading
+import weakref
 from typing import Any
 
 from optuna.storages import BaseStorage, RDBStorage
@@ -82,7 +83,12 @@ class _PostgresLock:
             self._lock.release()
 
 
-_LOCKS: dict[tuple[int, str], contextlib.AbstractContextManager[None]] = {}
+# Per storage object (weakly: a storage's locks go with it; keyed by id(), a new storage
+# at a freed one's address got that storage's lock, on the other file or database),
+# then per study name.
+_LOCKS: weakref.WeakKeyDictionary[BaseStorage, dict[str, contextlib.AbstractContextManager[None]]] = (
+    weakref.WeakKeyDictionary()
+)
 _LOCKS_GUARD = threading.Lock()
 
 
@@ -94,9 +100,9 @@ def ask_lock(storage: BaseStorage, study_name: str) -> contextlib.AbstractContex
     this process's threads only (then several processes may each start one trial past
     ``n_trials``). One lock object per storage object and study, reused.
     """
-    key = (id(storage), study_name)
     with _LOCKS_GUARD:
-        lock = _LOCKS.get(key)
+        locks = _LOCKS.setdefault(storage, {})
+        lock = locks.get(study_name)
         if lock is None:
             backend = backend_of(storage)
             journal = journal_file_path(backend)
@@ -106,7 +112,7 @@ def ask_lock(storage: BaseStorage, study_name: str) -> contextlib.AbstractContex
                 lock = FlockLock(journal, suffix=".ask.lock")
             else:
                 lock = _ThreadOnlyLock()
-            _LOCKS[key] = lock
+            locks[study_name] = lock
         return lock
 
 
