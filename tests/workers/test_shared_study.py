@@ -32,7 +32,9 @@ from tests.workers.workers_helpers import (
 from bitscout.study import DUPLICATE_ATTR
 from bitscout.study._index import RETRY_ATTR
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
+# Generous limits: they catch a hang, and under CI-like load (load average 17 on 2 cores)
+# the brute-force fixture alone took 280 s (90 s of it for four workers to import torch).
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
 
 WORKERS = 4
 
@@ -88,7 +90,7 @@ def test_report_of_the_shared_study_writes_the_outputs_of_a_local_search(brute_f
     ws, name, _, trials = brute_force_study
     out = ws.path / "report"
     proc = ws.start(["report", "--storage", postgres_url, "--study-name", name, "--out", str(out)], "report")
-    assert proc.wait(timeout=240) == 0, ws.log("report")
+    assert proc.wait(timeout=600) == 0, ws.log("report")
     text = ws.log("report")
 
     log = json.loads((out / "log.json").read_text())
@@ -161,10 +163,10 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial_and_its_trial_is_retr
 
     try:
         poll(lambda: (ws.held / str(victim.pid)).exists() or victim.poll() is not None,
-             timeout=120, what="the victim worker to reach its second trial")
+             timeout=600, what="the victim worker to reach its second trial")
         assert victim.poll() is None, _logs(ws)
         # The other workers go on meanwhile: wait for a finished trial of theirs too.
-        trials = poll(others_finished_a_trial, timeout=120, what="another worker to finish a trial")
+        trials = poll(others_finished_a_trial, timeout=600, what="another worker to finish a trial")
         mine = [t for t in trials if owner_pid(t) == victim.pid]
         assert [t.state for t in mine] == [TrialState.COMPLETE, TrialState.RUNNING], mine
         killed = mine[1]

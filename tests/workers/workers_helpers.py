@@ -231,7 +231,7 @@ class Workspace:
     def log(self, log_name: str) -> str:
         return (self.path / f"{log_name}.log").read_text(errors="replace")
 
-    def open_gate_when_ready(self, n: int, procs: Sequence[subprocess.Popen[bytes]], timeout: float = 240.0) -> None:
+    def open_gate_when_ready(self, n: int, procs: Sequence[subprocess.Popen[bytes]], timeout: float = 600.0) -> None:
         """Wait until ``n`` processes wait at the gate, then let them all go."""
         deadline = time.monotonic() + timeout
         while len(list(self.ready.iterdir())) < n:
@@ -242,7 +242,7 @@ class Workspace:
         self.gate.touch()
 
 
-def wait_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 240.0) -> list[int]:
+def wait_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 600.0) -> list[int]:
     deadline = time.monotonic() + timeout
     codes = []
     for p in procs:
