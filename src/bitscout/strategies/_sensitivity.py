@@ -58,11 +58,14 @@ of the same form predicts the largest constraint value, and candidates it expect
 infeasible are proposed only when it expects every candidate to be.
 
 **Cost.** The study is read incrementally (only the trials from the first unfinished one
-on), taken configurations are a bitmap (one bit a configuration), the neighbourhoods of
-the best trials are cached, candidates are scored as arrays, the model's one-hot normal
-equations are a sparse product, and the model is refitted only on the schedule above,
-so a proposal late in a long search costs about a millisecond
-(docs/sample_efficiency.md has the measurement).
+on), taken configurations are a byte or bit map, the neighbourhoods of the best trials
+(their rows, distinct indices and model columns) and the model's own candidates are
+cached, candidates are scored as arrays and the best one is found without sorting, the
+model's one-hot normal equations are a sparse product, and the model is refitted only
+on the schedule above: between refits a proposal is one posterior draw (a triangular
+solve) and a few array operations, about half a millisecond at 1,000 and at 10,000
+trials (benchmarks/RESULTS.md has the measurement). None of this changes a proposal:
+``tests/strategies/test_ours.py`` pins them.
 """
 
 from __future__ import annotations
@@ -813,26 +816,30 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             indices.append(near_indices[keep])
             columns.append(self._model.columns(near[keep]))
         candidates, indices = np.concatenate(candidates), np.concatenate(indices)
-        cols = np.concatenate(columns)
-        if not self._injective:
-            # Two rows of one distinct index may be different vectors (a float layer's
-            # other fields): each index is scored by its first row, as listed above.
-            indices, first = np.unique(indices, return_index=True)
-            candidates, cols = candidates[first], cols[first]
         if not len(candidates):
             unseen = self._any_unseen()
             return unseen if unseen is not None else self._repeat_best()
         # Thompson sampling: every candidate is scored by one draw from the model's
         # posterior (the exploration option scales its spread), so that a configuration
         # the model is unsure about gets its chance (the mean alone can stall next to the
-        # optimum), and different seeds take different paths.
+        # optimum), and different seeds take different paths. Scored part by part: a row's
+        # sum does not depend on the rows beside it, and the columns need no concatenation.
         boost = min(_MAX_BOOST, 2.0 ** (stalled / _STALL))
         coef = self._model.sample(self._rng, self._exploration * boost)
-        scores = coef[cols].sum(axis=1)
+        scores = np.concatenate([coef[cols].sum(axis=1) for cols in columns])
+        if self._constraint_fitted:
+            limits = self._constraint_model.coef
+            worst = self._constraint_model.intercept + np.concatenate([limits[cols].sum(axis=1) for cols in columns])
+        if not self._injective:
+            # Two rows of one distinct index may be different vectors (a float layer's
+            # other fields): each index is scored by its first row, as listed above.
+            indices, first = np.unique(indices, return_index=True)
+            candidates, scores = candidates[first], scores[first]
+            if self._constraint_fitted:
+                worst = worst[first]
         if self._constraint_fitted:
             # Candidates the constraint model expects to break a data-measured constraint
             # go last, ordered by how far they are expected to miss it.
-            worst = self._constraint_model.intercept + self._constraint_model.coef[cols].sum(axis=1)
             allowed = worst <= _CONSTRAINT_SLACK
             scores = np.where(allowed, scores, -np.inf) if allowed.any() else -worst
         if self._constraints is not None:
