@@ -63,9 +63,8 @@ on), taken configurations are a byte or bit map, the neighbourhoods of the best 
 cached, candidates are scored as arrays and the best one is found without sorting, the
 model's one-hot normal equations are a sparse product, and the model is refitted only
 on the schedule above: between refits a proposal is one posterior draw (a triangular
-solve) and a few array operations, about half a millisecond at 1,000 and at 10,000
-trials (benchmarks/RESULTS.md has the measurement). None of this changes a proposal:
-``tests/strategies/test_ours.py`` pins them.
+solve) and a few array operations (benchmarks/RESULTS.md has the measurements). None of
+this changes a proposal: ``tests/strategies/test_ours.py`` pins them.
 """
 
 from __future__ import annotations
