@@ -58,15 +58,18 @@ of the same form predicts the largest constraint value, and candidates it expect
 infeasible are proposed only when it expects every candidate to be.
 
 **Cost.** The study is read incrementally (only the trials from the first unfinished one
-on), taken configurations are a bitmap (one bit a configuration), the neighbourhoods of
-the best trials are cached, candidates are scored as arrays, the model's one-hot normal
-equations are a sparse product, and the model is refitted only on the schedule above,
-so a proposal late in a long search costs about a millisecond
-(docs/sample_efficiency.md has the measurement).
+on), taken configurations are a byte or bit map, the neighbourhoods of the best trials
+(their rows, distinct indices and model columns) and the model's own candidates are
+cached, candidates are scored as arrays and the best one is found without sorting, the
+model's one-hot normal equations are a sparse product, and the model is refitted only
+on the schedule above: between refits a proposal is one posterior draw (a triangular
+solve) and a few array operations (benchmarks/RESULTS.md has the measurements). None of
+this changes a proposal: ``tests/strategies/test_ours.py`` pins them.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import heapq
 import itertools
@@ -135,10 +138,17 @@ _HOLDOUT = 16
 # The best trials remembered (the incumbent and the centres of the neighbourhoods).
 _KEEP_BEST = 16
 
-# Taken configurations are a bitmap up to this many distinct configurations (one bit
-# each: 32 MiB at the limit; the 64-million `deep` space of the benchmark suite takes 8),
-# a set beyond.
+# Taken configurations are one byte each up to this many distinct configurations (4 MiB
+# at the limit; membership is then one gather, 3-4x faster than a bitmap's shifts and
+# masks, a tenth of a proposal), a bitmap up to the next limit (one bit each: 32 MiB at
+# the limit; the 64-million `deep` space of the benchmark suite takes 8), a set beyond.
+_BYTEMAP_LIMIT = 1 << 22
 _BITMAP_LIMIT = 1 << 28
+
+# Up to this many rows (the random candidates of every proposal), a configuration's model
+# columns and distinct index are integer matrix products (one call each, 2x faster than
+# a gather per parameter or layer); beyond, numpy's integer matmul (no BLAS) is slower.
+_FEW_ROWS = 64
 
 
 @contextlib.contextmanager
@@ -198,30 +208,44 @@ def _shifts(radices: Sequence[int], radius: int, smallest: int = 1) -> np.ndarra
     return np.array(rows, dtype=np.int64).reshape(-1, n)
 
 
+def _fit_points(limit: int = 1 << 53) -> tuple[int, ...]:
+    """The refit schedule 64, 67, 70, ... (each point ``int(point * 1.05) + 1``) up to ``limit``."""
+    points = [64]
+    while points[-1] <= limit:
+        points.append(int(points[-1] * 1.05) + 1)
+    return tuple(points)
+
+
+# Computed once (about 600 points): walking the schedule from 64 at every proposal cost
+# as much as a twentieth of a proposal at 1,000 trials.
+_FIT_POINTS = _fit_points()
+
+
 def _fit_size(n: int, newest_best: int) -> int:
     """How many of ``n`` observations (in trial order) the model is fitted on.
 
     All of them while there are at most 64, or when the best one is among the newest;
     otherwise the largest point of the schedule 64, 67, 70, ... (5% steps) up to ``n``.
     """
-    point = 64
-    if n <= point:
+    if n <= _FIT_POINTS[0]:
         return n
-    while int(point * 1.05) + 1 <= n:
-        point = int(point * 1.05) + 1
+    point = _FIT_POINTS[bisect.bisect_right(_FIT_POINTS, n) - 1]
     return n if newest_best >= point else point
 
 
 class _IndexSet:
     """A growing set of distinct-configuration indices with a vectorized membership test.
 
-    A bitmap (one bit a configuration) while the space has at most
-    :data:`_BITMAP_LIMIT` distinct configurations (membership of a thousand candidates
-    is one gather), a Python set beyond.
+    One byte a configuration while the space has at most :data:`_BYTEMAP_LIMIT`
+    distinct configurations, a bitmap (one bit a configuration) up to
+    :data:`_BITMAP_LIMIT` (membership of a thousand candidates is one gather), a Python
+    set beyond.
     """
 
     def __init__(self, size: int) -> None:
-        self._bits = np.zeros((size + 7) // 8, dtype=np.uint8) if size <= _BITMAP_LIMIT else None
+        self._bytes = np.zeros(size, dtype=bool) if size <= _BYTEMAP_LIMIT else None
+        small = self._bytes is None and size <= _BITMAP_LIMIT
+        self._bits = np.zeros((size + 7) // 8, dtype=np.uint8) if small else None
         self._set: set[int] = set()
 
     def __len__(self) -> int:
@@ -232,11 +256,15 @@ class _IndexSet:
 
     def add(self, index: int) -> None:
         self._set.add(index)
-        if self._bits is not None:
+        if self._bytes is not None:
+            self._bytes[index] = True
+        elif self._bits is not None:
             self._bits[index >> 3] |= 1 << (index & 7)
 
     def mask(self, indices: np.ndarray) -> np.ndarray:
         """Membership of every index in ``indices`` (bool array)."""
+        if self._bytes is not None:
+            return self._bytes[indices]
         if self._bits is not None:
             return ((self._bits[indices >> 3] >> (indices & 7).astype(np.uint8)) & 1).astype(bool)
         members = self._set
@@ -274,14 +302,29 @@ class _Model:
         self.coef = np.zeros(self.n_features)
         self.intercept = 0.0
         self._factor: np.ndarray | None = None
+        self._trtrs: Any = None
         self._spread = 0.0
+        # Column j of a row is x[first[j]] * scale[j] + x[second[j]] * paired[j] + offset[j]:
+        # a value's own feature (scale 1, nothing paired) or a pair's cell (a * radix_b + b).
+        # Two gathers for all columns at once instead of one small array per column (the
+        # per-array overhead was a fifth of a proposal).
+        main = range(len(self.radices))
+        self._first = np.array([*main, *(a for a, _ in self.pairs)], dtype=np.int64)
+        self._second = np.array([*main, *(b for _, b in self.pairs)], dtype=np.int64)
+        self._scale = np.array([1] * len(self.radices) + [self.radices[b] for _, b in self.pairs], dtype=np.int64)
+        self._paired = np.array([0] * len(self.radices) + [1] * len(self.pairs), dtype=np.int64)
+        self._offset = np.array([*self.main_offsets, *self.pair_offsets], dtype=np.int64)
+        # The same as one integer matrix: x @ weights + offset.
+        self._weights = np.zeros((len(self.radices), len(self._offset)), dtype=np.int64)
+        every = np.arange(len(self._offset))
+        self._weights[self._first, every] += self._scale
+        self._weights[self._second, every] += self._paired
 
     def columns(self, x: np.ndarray) -> np.ndarray:
         """Active feature columns per row: shape (n, params + pairs)."""
-        cols = [x[:, p] + self.main_offsets[p] for p in range(len(self.radices))]
-        for (a, b), off in zip(self.pairs, self.pair_offsets):
-            cols.append(off + x[:, a] * self.radices[b] + x[:, b])
-        return np.stack(cols, axis=1)
+        if len(x) <= _FEW_ROWS:
+            return x @ self._weights + self._offset
+        return x[:, self._first] * self._scale + x[:, self._second] * self._paired + self._offset
 
     def fit(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, *, noise_floor: float = 0.0) -> None:
         """Fit on ``(x, y)`` with weights ``w``.
@@ -317,6 +360,8 @@ class _Model:
         # L^T of the C-ordered L is the Fortran-ordered upper factor: LAPACK reads it in
         # place (given L itself, scipy copies the matrix first; 4x the solve's cost).
         self.coef = scipy.linalg.cho_solve((self._factor.T, False), rhs, check_finite=False)
+        if self._trtrs is None:
+            (self._trtrs,) = scipy.linalg.get_lapack_funcs(("trtrs",), (self._factor,))
         residual = centered - self.coef[cols].sum(axis=1)
         noise = math.sqrt(max(float(sw @ residual**2), noise_floor**2))
         self._spread = noise / math.sqrt(total)
@@ -325,11 +370,14 @@ class _Model:
         """Coefficients drawn from the posterior, its spread multiplied by ``scale``."""
         if self._factor is None or scale <= 0 or self._spread <= 0:
             return self.coef
-        import scipy.linalg  # loaded by fit(), which set _factor
-
         z = rng.standard_normal(self.n_features)
-        # cov = spread^2 * (L L^T)^-1: L^-T z has covariance (L L^T)^-1.
-        draw = scipy.linalg.solve_triangular(self._factor, z, lower=True, trans="T", check_finite=False)
+        # cov = spread^2 * (L L^T)^-1: L^-T z has covariance (L L^T)^-1. LAPACK's trtrs on
+        # the Fortran-ordered upper factor L^T, called directly: the very call
+        # scipy.linalg.solve_triangular(L, z, lower=True, trans="T") makes, without its
+        # checks (0.1 ms, a tenth of a proposal).
+        draw, info = self._trtrs(self._factor.T, z, lower=False, trans=0, unitdiag=False)
+        if info != 0:  # pragma: no cover - a Cholesky factor has a positive diagonal
+            raise np.linalg.LinAlgError(f"singular factor: trtrs info {info}")
         return self.coef + scale * self._spread * draw
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -430,6 +478,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         self._model = _Model(self._radices, pair_list, ridge, pair_ridge)
         self._shifts = _shifts(self._radices, radius)
         self._near_cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._near_union: tuple[tuple[tuple[int, ...], ...], tuple[np.ndarray, ...]] | None = None
         self._far_shifts = (
             _shifts(self._radices, radius + 1, smallest=radius + 1) if widen_when_stalled else None
         )
@@ -448,7 +497,10 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         self._constraint_model = _Model(self._radices, pair_list, ridge, pair_ridge)
         self._constraint_fitted = False
         self._fitted = -1
-        self._pool = np.zeros((0, len(self._params)), dtype=np.int64)
+        # Whether every distinct index is one vector (no float layer whose other fields
+        # collapse): then repeated candidates are duplicates and need no deduplication.
+        self._injective = space.size == space.distinct_size
+        self._set_pool(np.zeros((0, len(self._params)), dtype=np.int64))
         self._pool_full = False
         self._constraints: ConfigConstraints | None = None
         self._violations: dict[int, float] = {}  # distinct index -> violation
@@ -482,9 +534,19 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         self._distinct_lists = [
             (group.tolist(), strides.tolist(), terms.tolist()) for group, strides, terms in self._distinct_terms
         ]
+        # For a few rows: every layer's combination in one product, all terms in one table.
+        self._combo_strides = np.zeros((len(self._params), len(self._groups)), dtype=np.int64)
+        starts = [0]
+        for g, (group, strides, terms) in enumerate(self._distinct_terms):
+            self._combo_strides[group, g] = strides
+            starts.append(starts[-1] + len(terms))
+        self._term_starts = np.asarray(starts[:-1], dtype=np.int64)
+        self._all_terms = np.concatenate([terms for _, _, terms in self._distinct_terms] or [np.zeros(0, np.int64)])
 
     def _distinct_many(self, x: np.ndarray) -> np.ndarray:
         """Distinct indices of the rows of ``x`` (vectorized :meth:`_distinct`)."""
+        if len(x) <= _FEW_ROWS:
+            return self._distinct_base + self._all_terms[x @ self._combo_strides + self._term_starts].sum(axis=1)
         out = np.full(len(x), self._distinct_base, dtype=np.int64)
         for group, strides, terms in self._distinct_terms:
             out += terms[x[:, group] @ strides]
@@ -713,30 +775,31 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
         m = _fit_size(len(self._vectors), self._seen_vectors[incumbent])
         if self._fitted != m:
             self._refit(m)
-        elif self._pool_full and self._taken.mask(self._distinct_many(self._pool)).all():
-            self._pool = self._model_best()  # its list is used up: the next best unseen ones
-        parts = [self._pool]
+        elif self._pool_full and self._taken.mask(self._pool_indices).all():
+            self._set_pool(self._model_best())  # its list is used up: the next best unseen ones
+        candidates, indices, columns = [self._pool], [self._pool_indices], [self._pool_columns]
         if self._random_candidates:
-            parts.append(
-                (self._rng.random((self._random_candidates, len(self._params))) * self._radix_array).astype(np.int64)
+            random = (self._rng.random((self._random_candidates, len(self._params))) * self._radix_array).astype(
+                np.int64
             )
-        candidates = np.concatenate(parts)
-        indices = self._distinct_many(candidates)
-        keep = ~self._taken.mask(indices)
-        candidates, indices = [candidates[keep]], [indices[keep]]
-        columns = [self._model.columns(candidates[0])]
+            candidates.append(random)
+            indices.append(self._distinct_many(random))
+            columns.append(self._model.columns(random))
+        keep = np.flatnonzero(~self._taken.mask(np.concatenate(indices)))
+        candidates = [np.concatenate(candidates).take(keep, axis=0)]
+        indices = [np.concatenate(indices).take(keep)]
+        columns = [np.concatenate(columns).take(keep, axis=0)]
         # The neighbourhoods of the best trials, of more of them once the best ones' are
         # used up (a search that has seen every neighbour of its incumbent moves on).
         found = 0
-        for rank, (_, vector) in enumerate(self._best):
-            if rank >= self._neighbourhood_of and found >= _MIN_NEIGHBOURS:
+        for near, near_indices, near_columns in self._neighbourhoods():
+            if found >= _MIN_NEIGHBOURS:
                 break
-            near, near_indices, near_columns = self._neighbours(vector)
-            keep = ~self._taken.mask(near_indices)
-            candidates.append(near[keep])
-            indices.append(near_indices[keep])
-            columns.append(near_columns[keep])
-            found += int(keep.sum())
+            keep = np.flatnonzero(~self._taken.mask(near_indices))  # positions: take() beats a mask
+            candidates.append(near.take(keep, axis=0))
+            indices.append(near_indices.take(keep))
+            columns.append(near_columns.take(keep, axis=0))
+            found += len(keep)
         stalled = max(0, len(self._vectors) - 1 - self._seen_vectors[incumbent] - _STALL)
         if self._far_shifts is not None and stalled >= _FAR_AFTER:
             # Stuck: the incumbent's neighbours one change further join in (on the CNN
@@ -752,34 +815,86 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             indices.append(near_indices[keep])
             columns.append(self._model.columns(near[keep]))
         candidates, indices = np.concatenate(candidates), np.concatenate(indices)
-        indices, first = np.unique(indices, return_index=True)
-        candidates = candidates[first]
-        cols = np.concatenate(columns)[first]
         if not len(candidates):
             unseen = self._any_unseen()
             return unseen if unseen is not None else self._repeat_best()
         # Thompson sampling: every candidate is scored by one draw from the model's
         # posterior (the exploration option scales its spread), so that a configuration
         # the model is unsure about gets its chance (the mean alone can stall next to the
-        # optimum), and different seeds take different paths.
+        # optimum), and different seeds take different paths. Scored part by part: a row's
+        # sum does not depend on the rows beside it, and the columns need no concatenation.
         boost = min(_MAX_BOOST, 2.0 ** (stalled / _STALL))
         coef = self._model.sample(self._rng, self._exploration * boost)
-        scores = coef[cols].sum(axis=1)
+        scores = np.concatenate([coef[cols].sum(axis=1) for cols in columns])
+        if self._constraint_fitted:
+            limits = self._constraint_model.coef
+            worst = self._constraint_model.intercept + np.concatenate([limits[cols].sum(axis=1) for cols in columns])
+        if not self._injective:
+            # Two rows of one distinct index may be different vectors (a float layer's
+            # other fields): each index is scored by its first row, as listed above.
+            indices, first = np.unique(indices, return_index=True)
+            candidates, scores = candidates[first], scores[first]
+            if self._constraint_fitted:
+                worst = worst[first]
         if self._constraint_fitted:
             # Candidates the constraint model expects to break a data-measured constraint
             # go last, ordered by how far they are expected to miss it.
-            worst = self._constraint_model.intercept + self._constraint_model.coef[cols].sum(axis=1)
             allowed = worst <= _CONSTRAINT_SLACK
             scores = np.where(allowed, scores, -np.inf) if allowed.any() else -worst
         if self._constraints is not None:
             scores[self._skipped.mask(indices)] = -np.inf  # proven infeasible before
-        # Usually the first candidate is feasible: convert rows one at a time, not all.
+        return self._best_feasible(candidates, indices, scores)
+
+    def _best_feasible(self, candidates: np.ndarray, indices: np.ndarray, scores: np.ndarray) -> tuple[int, ...]:
+        """The best-scoring feasible candidate; ties go to the lowest distinct index.
+
+        ``indices`` may repeat (the neighbourhoods overlap) only where a repeated index is
+        the same vector, hence the same score. The order is that of sorting the distinct
+        indices and then the scores, best first (stable), so that the proposals do not
+        depend on the order in which the candidates were gathered; the best one is
+        usually feasible, and found without sorting.
+        """
+        top = int(np.argmax(scores))
+        score = scores[top]
+        if not np.isnan(score):  # a NaN score sorts last, not first
+            tied = np.flatnonzero(scores == score)
+            if len(tied) > 1:
+                top = int(tied[np.argmin(indices[tied])])
+            vector = tuple(candidates[top].tolist())
+            if self._feasible(vector, int(indices[top])):
+                return vector
+        indices, first = np.unique(indices, return_index=True)
+        candidates, scores = candidates[first], scores[first]
+        # Rarely more than one row: convert them one at a time, not all.
         for i in np.argsort(-scores, kind="stable").tolist():
             vector = tuple(candidates[i].tolist())
             if self._feasible(vector, int(indices[i])):
                 return vector
         unseen = self._any_unseen()
         return unseen if unseen is not None else self._repeat_best()
+
+    def _set_pool(self, pool: np.ndarray) -> None:
+        """Make ``pool`` the model's candidates, with their distinct indices and model columns."""
+        self._pool = pool
+        self._pool_indices = self._distinct_many(pool)
+        self._pool_columns = self._model.columns(pool)
+
+    def _neighbourhoods(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The neighbourhoods of the best trials, best first: rows, distinct indices, model columns.
+
+        Those of the first ``neighbourhood_of`` best trials come as one (their rows
+        concatenated in that order, cached until those trials change: proposal after
+        proposal they are the same), then one best trial's at a time.
+        """
+        centres = tuple(vector for _, vector in self._best[: self._neighbourhood_of])
+        if not centres:
+            return
+        if self._near_union is None or self._near_union[0] != centres:
+            parts = [self._neighbours(vector) for vector in centres]
+            self._near_union = (centres, tuple(np.concatenate(arrays) for arrays in zip(*parts)))
+        yield self._near_union[1]
+        for _, vector in self._best[self._neighbourhood_of :]:
+            yield self._neighbours(vector)
 
     def _neighbours(self, vector: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every configuration within ``radius`` changes of ``vector``: rows, distinct indices, model columns.
@@ -829,7 +944,7 @@ class SensitivitySampler(optuna.samplers.BaseSampler, ConstraintAware):
             self._model.fit(x, y / scale, weights, noise_floor=floor)
             self._fit_constraints(self._vectors[:m], weights)
         self._fitted = m
-        self._pool = self._model_best()
+        self._set_pool(self._model_best())
 
     def _distance(self, x: np.ndarray, incumbent: np.ndarray) -> np.ndarray:
         """Distance of each row of ``x`` from ``incumbent`` (see ``_numeric`` in __init__)."""
