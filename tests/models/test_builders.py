@@ -144,6 +144,9 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         def without_args():
             return nn.Linear(16, 5)
 
+        def needs_width(info, width, *, depth=1):
+            return nn.Linear(info.input_shape[0], info.num_classes)
+
         def broken(info):
             raise RuntimeError("no weights today")
 
@@ -256,3 +259,22 @@ def test_build_time_check_runs_in_eval_mode_without_grad_and_leaves_state_alone(
     assert torch.equal(torch.rand(3), after_build)
     assert model.seen == [((2, 13), False, False)]
     assert model.training and model.drop.training
+
+
+def test_misspelt_or_missing_model_option_is_named_before_the_call(user_module: str) -> None:
+    with pytest.raises(ModelError) as caught:
+        build_model(f"{user_module}:needs_width", WINE, {"widht": 6})
+    assert str(caught.value) == (
+        f"model_options.widht: model '{user_module}:needs_width' (needs_width) takes no option 'widht'; "
+        "did you mean 'width'?"
+    )
+    with pytest.raises(ModelError) as caught:
+        build_model(f"{user_module}:needs_width", WINE, {"depth": 2})
+    assert str(caught.value) == (
+        f"model '{user_module}:needs_width': needs_width needs 'width', which model_options does not give; "
+        "set model_options = { width = ... } in the config"
+    )
+    assert isinstance(build_model(f"{user_module}:needs_width", WINE, {"width": 3, "depth": 2}), nn.Linear)
+    # info is bitscout's to give, not an option.
+    with pytest.raises(ModelError, match="takes no option 'info'"):
+        build_model(f"{user_module}:needs_width", WINE, {"width": 3, "info": 1})

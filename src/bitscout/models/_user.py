@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from bitscout.config._plugins import import_object, is_import_spec
+from bitscout.config._problems import suggest
 from bitscout.data import DatasetInfo
 from bitscout.errors import ModelError
 
@@ -51,6 +52,7 @@ def build_user_model(spec: str, info: DatasetInfo, options: Mapping[str, Any]) -
         inspect.Parameter.POSITIONAL_ONLY,
     ):
         kwargs["info"] = info
+    _check_options(spec, attr, params, options, info_given="info" in kwargs)
     try:
         model = factory(**kwargs)
     except Exception as exc:
@@ -64,6 +66,37 @@ def build_user_model(spec: str, info: DatasetInfo, options: Mapping[str, Any]) -
         )
     check_model_output(model, info, f"model {spec!r}")
     return model
+
+
+def _check_options(
+    spec: str,
+    attr: str,
+    params: Mapping[str, inspect.Parameter],
+    options: Mapping[str, Any],
+    *,
+    info_given: bool,
+) -> None:
+    """Name a misspelt or missing ``model_options`` key before the call fails on it."""
+    if not params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # a signature that cannot be read, or **kwargs: the call decides
+    named = {
+        name: p for name, p in params.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and not (name == "info" and info_given)
+    }
+    for key in options:
+        if key not in named:
+            raise ModelError(
+                f"model_options.{key}: model {spec!r} ({attr}) takes no option {key!r}; "
+                f"{suggest(key, named)}"
+            )
+    missing = [name for name, p in named.items() if p.default is inspect.Parameter.empty and name not in options]
+    if missing:
+        example = ", ".join(f"{name} = ..." for name in missing)
+        raise ModelError(
+            f"model {spec!r}: {attr} needs {', '.join(map(repr, missing))}, which model_options "
+            f"does not give; set model_options = {{ {example} }} in the config"
+        )
 
 
 def check_model_output(model: nn.Module, info: DatasetInfo, what: str) -> None:
