@@ -109,7 +109,7 @@ def check_model_output(model: nn.Module, info: DatasetInfo, what: str) -> None:
     state (a ``forward`` that draws random numbers does not shift later draws).
 
     Args:
-        model: The model, freshly built (on the CPU).
+        model: The model (the batch is made where its parameters are).
         info: The data set it is for.
         what: How messages name the model (``"model 'mymodels:Net'"``).
 
@@ -118,7 +118,8 @@ def check_model_output(model: nn.Module, info: DatasetInfo, what: str) -> None:
             a tensor (a tuple, a dict, an output object), or a tensor whose shape is not
             ``(2, info.num_classes)``.
     """
-    x = torch.zeros(2, *info.input_shape)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros(2, *info.input_shape, device=device)
     shape = f"(2, {', '.join(str(d) for d in info.input_shape)})"
     data = f"the data set {info.name!r} has inputs of shape {tuple(info.input_shape)} and {info.num_classes} classes"
     training = {module: module.training for module in model.modules()}
