@@ -216,6 +216,7 @@ def _export(
         },
         base_config=raw,
         folded=candidate.folded,
+        names_from=experiment.model,
     )
 
 
