@@ -182,3 +182,21 @@ def test_checkpoint_of_a_traced_model_takes_the_user_models_parameter_names(tmp_
     assert torch.equal(state["f.0.weight"], on_grid(model, {"f_0": config["f_0"]}, traced=traced).f[0].weight)
     expected = _quantized_outputs(model, config, x)
     assert torch.equal(_quantized_outputs(fresh, config, x), expected)
+
+
+def test_export_into_the_checkpoints_folder_does_not_write_over_it(tmp_path: Path) -> None:
+    from bitscout.errors import ConfigError
+
+    trials = [_record(0, 0.70, 3.0, MLP_CONFIGS["a"])]
+    run = write_run(tmp_path / "run", "mlp", mlp(), trials, ["maximize", "minimize"],
+                    "[model_options]\nhidden = [32, 16]\n")
+    user = tmp_path / "mine"
+    user.mkdir()
+    ckpt = user / "model.pt"  # the user's float checkpoint is called what export writes
+    torch.save(mlp().state_dict(), ckpt)
+    config = (run / "config.toml").read_text().replace(str(run / "float.pt"), str(ckpt))
+    (run / "config.toml").write_text(config)
+    before = ckpt.read_bytes()
+    with pytest.raises(ConfigError, match=r"would write model.pt in .*mine over the checkpoint \(load_name\)"):
+        export_run(run, out=user)
+    assert ckpt.read_bytes() == before and sorted(p.name for p in user.iterdir()) == ["model.pt"]
