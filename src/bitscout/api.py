@@ -320,6 +320,12 @@ def search(
     if not objective:
         raise ConfigError("objective must name at least one metric, e.g. {'accuracy': 1.0}")
     dataset = as_dataset(data, seed=seed, name="data", single="val") if data is not None else None
+    if dataset is not None:
+        from bitscout.models._user import check_model_output
+
+        # bitscout measures accuracy on the data: the model must give one row of class
+        # scores per sample (not a tuple or a dict), as many as the data has classes.
+        check_model_output(model, dataset.info, f"model {type(model).__name__}")
     if example_input is None:
         if dataset is None:
             raise ConfigError("eval_fn needs example_input=a batch the model accepts (for tracing)")

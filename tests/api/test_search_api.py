@@ -141,3 +141,24 @@ def test_importing_bitscout_does_not_import_torch() -> None:
     code = "import sys, bitscout; assert 'torch' not in sys.modules; print(bitscout.search.__module__)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "bitscout.api"
+
+
+class _WithFeatures(nn.Module):
+    """Returns (logits, features), as many training scripts' models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc(x), x
+
+
+def test_a_model_returning_a_tuple_is_one_model_error_before_the_search() -> None:
+    from bitscout.errors import ModelError
+
+    x, y = torch.randn(30, 4), torch.arange(30) % 3
+    # It used to fail in the float model's evaluation: 'tuple' object has no attribute 'shape'.
+    with pytest.raises(ModelError, match=r"^model _WithFeatures: forward returns a tuple, but bitscout needs one tensor"):
+        bitscout.search(_WithFeatures(), data=(x, y), space={"linear": {"weight_width": [4, 8]}},
+                        objective={"accuracy": 1.0}, strategy="random", n_trials=2, seed=0)

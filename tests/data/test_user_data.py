@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -214,3 +215,32 @@ def test_factories(data_module: str) -> None:
         f"dataset '{data_module}:nothing': module '{data_module}' has no attribute 'nothing'"
     )
     assert dataset_problem(f"{data_module}:loaders") is None
+
+
+def test_read_only_columns_load_without_a_torch_warning(tmp_path: Path) -> None:
+    # pandas hands Parquet's int64 and float32 columns over as read-only views of Arrow
+    # buffers; torch.from_numpy of those warned "The given NumPy array is not writable".
+    x, y = _xy(40, classes=2)
+    table = pd.DataFrame(x.astype(np.float32), columns=[f"f{i}" for i in range(5)])
+    table["cls"] = y
+    table.to_parquet(tmp_path / "t.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_dataset(str(tmp_path / "t.parquet"), label_column="cls")
+        frozen_x, frozen_y = x.astype(np.float32), y.astype(np.int64)
+        frozen_x.flags.writeable = frozen_y.flags.writeable = False
+        mine = as_dataset((frozen_x, frozen_y), name="frozen", single="val")
+    assert torch.equal(data.val.y, torch.from_numpy(y[_rows(data.val.x)]))
+    assert torch.equal(mine.val.y, torch.from_numpy(y)) and torch.equal(mine.val.x, torch.from_numpy(x).float())
+
+
+def test_nan_in_a_data_file_names_the_sample_and_feature(tmp_path: Path) -> None:
+    x, y = _xy(40, classes=2)
+    x[7, 3] = np.nan
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "d.npz"))
+    assert str(caught.value).endswith(
+        "x: 1 value(s) are NaN or infinite, the first at sample 7, feature 3 (nan); "
+        "clean or drop those rows: every metric would be NaN"
+    )

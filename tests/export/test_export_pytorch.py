@@ -152,3 +152,51 @@ def test_a_run_searched_on_cuda_exports_on_the_cpu(tmp_path: Path) -> None:
     assert all(t.device.type == "cpu" for t in state.values())
     w = state["fc1.weight"] * 2**6  # config a: fc1 weight int4.6
     assert torch.equal(w, w.round())
+
+
+class _Nested(torch.nn.Module):
+    """Layers inside a Sequential: torch.fx names their nodes f_0, f_2 (module paths f.0, f.2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.f = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f(x)
+
+
+def test_checkpoint_of_a_traced_model_takes_the_user_models_parameter_names(tmp_path: Path) -> None:
+    # A run exports the traced module (what the search evaluated); its model.pt used to
+    # hold f_0.weight, which the user's model (and `bitscout quantize quantize.toml`)
+    # could not load.
+    model, x = _Nested(), synthetic().train.x[:64]
+    traced = trace(model, x[:4])
+    assert "f_0.weight" in traced.gm.state_dict()
+    config = {name: MLP_CONFIGS["a"]["fc1"] for name in ("f_0", "f_2")}
+    result = export_model(traced.gm, config, tmp_path, example_input=x, names_from=model)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert list(state) == ["f.0.weight", "f.0.bias", "f.2.weight", "f.2.bias"]
+    fresh = _Nested()
+    fresh.load_state_dict(state)
+    assert torch.equal(state["f.0.weight"], on_grid(model, {"f_0": config["f_0"]}, traced=traced).f[0].weight)
+    expected = _quantized_outputs(model, config, x)
+    assert torch.equal(_quantized_outputs(fresh, config, x), expected)
+
+
+def test_export_into_the_checkpoints_folder_does_not_write_over_it(tmp_path: Path) -> None:
+    from bitscout.errors import ConfigError
+
+    trials = [_record(0, 0.70, 3.0, MLP_CONFIGS["a"])]
+    run = write_run(tmp_path / "run", "mlp", mlp(), trials, ["maximize", "minimize"],
+                    "[model_options]\nhidden = [32, 16]\n")
+    user = tmp_path / "mine"
+    user.mkdir()
+    ckpt = user / "model.pt"  # the user's float checkpoint is called what export writes
+    torch.save(mlp().state_dict(), ckpt)
+    config = (run / "config.toml").read_text().replace(str(run / "float.pt"), str(ckpt))
+    (run / "config.toml").write_text(config)
+    before = ckpt.read_bytes()
+    with pytest.raises(ConfigError, match=r"would write model.pt in .*mine over the checkpoint \(load_name\)"):
+        export_run(run, out=user)
+    assert ckpt.read_bytes() == before and sorted(p.name for p in user.iterdir()) == ["model.pt"]

@@ -186,3 +186,14 @@ def test_untraceable_model_names_module_and_line() -> None:
 def test_bad_example_input_is_a_trace_error() -> None:
     with pytest.raises(TraceError, match=r"shape \(2, 7\)"):
         trace(build_model("jsc-tiny", JSC), torch.randn(2, 7))
+
+
+def test_example_input_failure_is_one_line_without_fx_context() -> None:
+    # torch.fx appends "While executing %fc ..." and a tlparse hint to the error.
+    with pytest.raises(TraceError) as caught:
+        trace(nn.Sequential(nn.Linear(30, 4)), torch.randn(2, 13))
+    assert str(caught.value) == (
+        "Sequential was traced, but running it on the example input (shape (2, 13)) failed: "
+        "mat1 and mat2 shapes cannot be multiplied (2x13 and 30x4). Give an example input the "
+        "model accepts (a batch of samples with the dataset's input shape)."
+    )

@@ -158,8 +158,12 @@ def test_a_dominant_term_is_warned_once(jsc_context: RunContext) -> None:
     failed = TrialMetrics(software={**TRIAL.software, "accuracy": math.nan}, hardware=TRIAL.hardware)
     with no_metric_warnings():
         assert math.isnan(obj.evaluate(failed).values[0])  # a failed trial is not the check
-    with pytest.warns(MetricWarning, match=r"bitops = 3840 is more than 100 times every other term.*accuracy = 0.75"):
+    with pytest.warns(MetricWarning, match=r"bitops = 3840 is more than 100 times every other term.*accuracy = 0.75") as caught:
         obj.evaluate(TRIAL)
+    assert str(caught[0].message).endswith(
+        "hardly change the ranking; set normalize = true or lower its scale in "
+        "[search.strategy.metrics.bitops], or raise the scale of accuracy in [search.strategy.metrics.accuracy]"
+    )
     with no_metric_warnings():
         obj.evaluate(TRIAL)  # once is enough
 
@@ -198,3 +202,17 @@ def test_coursework_combined_search(jsc_context: RunContext) -> None:
         value = obj.evaluate(TRIAL).values[0]
     assert value == pytest.approx(0.75 - 0.2 * 6 - 0.1 * 160 - 0.2 * 3840)
     assert not math.isnan(value)
+
+
+def test_dominant_accuracy_is_not_told_to_normalize(jsc_context: RunContext) -> None:
+    # accuracy (0..1) dominating an already normalized bitops: normalize cannot help
+    # accuracy (its ratio to the float model is about as large); the lever is bitops' scale.
+    with pytest.warns(MetricWarning, match="bitops is to be minimized"):
+        obj = objective(jsc_context, {"accuracy": {"scale": 1.0}, "bitops": {"scale": 0.01, "normalize": True}})
+    with pytest.warns(MetricWarning) as caught:
+        assert obj.check_scales({"accuracy": 0.75, "bitops": -0.0005})
+    assert str(caught[0].message) == (
+        "the scaled metric accuracy = 0.75 is more than 100 times every other term of the sum "
+        "(bitops = -0.0005), so the others hardly change the ranking; lower its scale in "
+        "[search.strategy.metrics.accuracy], or raise the scale of bitops in [search.strategy.metrics.bitops]"
+    )

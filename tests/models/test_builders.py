@@ -134,6 +134,7 @@ def test_unknown_model_lists_available() -> None:
 def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"bitscout_user_models_{tmp_path.name}"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
+        import torch
         import torch.nn as nn
 
         def with_info(info, width=4):
@@ -142,6 +143,9 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
         def without_args():
             return nn.Linear(16, 5)
+
+        def needs_width(info, width, *, depth=1):
+            return nn.Linear(info.input_shape[0], info.num_classes)
 
         def broken(info):
             raise RuntimeError("no weights today")
@@ -156,6 +160,32 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
             def __init__(self, info, hidden=3):
                 super().__init__()
                 self.fc = nn.Linear(info.input_shape[0], hidden)
+
+            def forward(self, x):
+                return self.fc(x)
+
+        class Pair(nn.Module):
+            def __init__(self, info, as_dict=False):
+                super().__init__()
+                self.fc = nn.Linear(info.input_shape[0], info.num_classes)
+                self.as_dict = as_dict
+
+            def forward(self, x):
+                return {"logits": self.fc(x)} if self.as_dict else (self.fc(x), x)
+
+        class Probe(nn.Module):
+            # records what the build-time check ran it on
+
+            def __init__(self, info):
+                super().__init__()
+                self.fc = nn.Linear(info.input_shape[0], info.num_classes)
+                self.drop = nn.Dropout(0.5)
+                self.seen = []
+
+            def forward(self, x):
+                self.seen.append((tuple(x.shape), self.training, torch.is_grad_enabled()))
+                torch.rand(1)  # a forward that draws random numbers
+                return self.fc(self.drop(x))
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     yield name
@@ -172,8 +202,10 @@ def test_user_factory_with_and_without_info(user_module: str) -> None:
 def test_kwargs_factory_gets_only_its_options_and_a_class_gets_info(user_module: str) -> None:
     # A **kwargs factory did not ask for info: it gets the options and nothing else.
     assert build_model(f"{user_module}:with_kwargs", JSC).in_features == 16
-    assert build_model(f"{user_module}:with_kwargs", JSC, {"features": 7}).in_features == 7
-    net = build_model(f"{user_module}:Net", WINE, {"hidden": 2})
+    seven = DatasetInfo("seven", (7,), 5, tuple("abcde"), "test")
+    assert build_model(f"{user_module}:with_kwargs", seven, {"features": 7}).in_features == 7
+    two = DatasetInfo("two", (13,), 2, ("a", "b"), "test")
+    net = build_model(f"{user_module}:Net", two, {"hidden": 2})
     assert (net.fc.in_features, net.fc.out_features) == (13, 2)
 
 
@@ -188,3 +220,61 @@ def test_user_factory_errors_name_the_failing_part(user_module: str) -> None:
         build_model(f"{user_module}:not_a_model", JSC)
     with pytest.raises(ModelError, match="one colon"):
         build_model("a:b:c", JSC)
+
+
+def test_user_model_that_does_not_fit_the_data_is_refused_when_built(user_module: str) -> None:
+    # Each of these used to fail later with a traceback: inside the loss of `train`
+    # (a tuple is not a tensor, target out of bounds) or in the first matmul.
+    wine = "the data set 'wine' has inputs of shape (13,) and 3 classes"
+    with pytest.raises(ModelError) as caught:
+        build_model(f"{user_module}:with_kwargs", WINE, {"features": 30})
+    assert str(caught.value) == (
+        f"model '{user_module}:with_kwargs': running it on a batch of the data's shape (2, 13) failed: "
+        "RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x13 and 30x5). "
+        "The data set 'wine' has inputs of shape (13,) and 3 classes; check model_options (its input size) "
+        "against the data set"
+    )
+    with pytest.raises(ModelError) as caught:
+        build_model(f"{user_module}:Net", WINE, {"hidden": 2})
+    assert str(caught.value) == (
+        f"model '{user_module}:Net': forward returns shape (2, 2) for a batch of 2, but {wine}, so it "
+        "must return shape (2, 3); give the model 3 outputs (model_options, e.g. its class count), "
+        "or use the data set it was made for"
+    )
+    for options, kind in (({}, "tuple"), ({"as_dict": True}, "dict")):
+        with pytest.raises(ModelError) as caught:
+            build_model(f"{user_module}:Pair", WINE, options)
+        assert str(caught.value).startswith(
+            f"model '{user_module}:Pair': forward returns a {kind}, but bitscout needs one tensor of "
+            "class scores (logits) of shape (batch, 3). Return only the logits"
+        )
+
+
+def test_build_time_check_runs_in_eval_mode_without_grad_and_leaves_state_alone(user_module: str) -> None:
+    torch.manual_seed(5)
+    model = build_model(f"{user_module}:Probe", WINE)
+    after_build = torch.rand(3)
+    torch.manual_seed(5)
+    nn.Linear(13, 3)  # the same initialisation draws, without the check's forward
+    assert torch.equal(torch.rand(3), after_build)
+    assert model.seen == [((2, 13), False, False)]
+    assert model.training and model.drop.training
+
+
+def test_misspelt_or_missing_model_option_is_named_before_the_call(user_module: str) -> None:
+    with pytest.raises(ModelError) as caught:
+        build_model(f"{user_module}:needs_width", WINE, {"widht": 6})
+    assert str(caught.value) == (
+        f"model_options.widht: model '{user_module}:needs_width' (needs_width) takes no option 'widht'; "
+        "did you mean 'width'?"
+    )
+    with pytest.raises(ModelError) as caught:
+        build_model(f"{user_module}:needs_width", WINE, {"depth": 2})
+    assert str(caught.value) == (
+        f"model '{user_module}:needs_width': needs_width needs 'width', which model_options does not give; "
+        "set model_options = { width = ... } in the config"
+    )
+    assert isinstance(build_model(f"{user_module}:needs_width", WINE, {"width": 3, "depth": 2}), nn.Linear)
+    # info is bitscout's to give, not an option.
+    with pytest.raises(ModelError, match="takes no option 'info'"):
+        build_model(f"{user_module}:needs_width", WINE, {"width": 3, "info": 1})

@@ -111,3 +111,31 @@ def test_missing_file_and_bad_load_type(tmp_path: Path) -> None:
         load_checkpoint(_trained_like(0), tmp_path / "w.pt", "onnx")
     with pytest.raises(CheckpointError, match="no 'state_dict' entry"):
         load_checkpoint(_trained_like(0), tmp_path / "w.pt", "pl")
+
+
+def test_whole_pickled_model_names_its_class_and_how_to_save_weights(tmp_path: Path) -> None:
+    # torch.save(model) pickles the class: torch's weights_only message (with terminal
+    # colour codes) says how to turn the safety off; bitscout says how to save weights.
+    torch.save(_trained_like(0), tmp_path / "whole.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(_trained_like(0), tmp_path / "whole.pt")
+    message = str(caught.value)
+    assert "holds a pickled Python object (bitscout.models._jsc.JSCToy;" in message
+    assert "torch.save(model.state_dict(), 'weights.pt')" in message and "load_type = 'pt'" in message
+    assert "\x1b" not in message and "\n" not in message
+
+
+def test_file_not_written_by_torch_save_is_named_so(tmp_path: Path) -> None:
+    (tmp_path / "junk.pt").write_bytes(b"xxxxx")
+    with pytest.raises(CheckpointError, match=r"junk.pt: it is not a file written by torch.save \(or it is damaged\)"):
+        load_checkpoint(_trained_like(0), tmp_path / "junk.pt")
+
+
+def test_training_script_dict_points_at_the_entry_holding_the_weights(tmp_path: Path) -> None:
+    torch.save({"model": _trained_like(0).state_dict(), "epoch": torch.tensor(3), "optimizer": {}}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(_trained_like(0), tmp_path / "c.pt")
+    assert str(caught.value).endswith(
+        "has entries that are not tensors: 'model', 'optimizer'; its entry 'model' holds tensors: "
+        "save that entry alone, torch.save(checkpoint['model'], 'weights.pt'), and use load_type 'pt'"
+    )

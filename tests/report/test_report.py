@@ -170,3 +170,19 @@ def test_the_sensitivity_view_averages_the_objective_per_choice_of_each_paramete
     assert plot_sensitivity(result, tmp_path / "s.png").read_bytes()[:8] == PNG_MAGIC
     two = SearchResult(trials=trials, directions=["maximize", "minimize"])
     assert plot_sensitivity(two, tmp_path / "t.png") is None
+
+
+def test_int_layer_leaves_out_fields_left_to_their_default():
+    from bitscout.report import describe_layer
+
+    cfg = {
+        "name": "int",
+        "data_in_width": 8, "data_in_symmetric": True, "data_in_granularity": "tensor",
+        "data_in_scale": "NA", "data_in_zero_point": "NA",
+        "weight_width": 4, "weight_symmetric": False, "weight_granularity": "channel",
+        "weight_scale": "NA", "weight_zero_point": "NA",
+    }
+    assert describe_layer(cfg) == (
+        "int: data_in 8b (symmetric True, granularity tensor), weight 4b (symmetric False, granularity channel)"
+    )
+    assert describe_layer({"name": "integer", "weight_width": 8, "weight_frac_width": "NA"}) == "integer: weight 8b (NA frac)"

@@ -28,7 +28,7 @@ import torch
 
 from bitscout.config._plugins import import_object, is_import_spec
 from bitscout.config._problems import suggest
-from bitscout.data._base import Dataset, DatasetInfo, Split, get_dataset_source
+from bitscout.data._base import Dataset, DatasetInfo, Split, check_finite, get_dataset_source
 from bitscout.errors import BitscoutError, DataError
 
 __all__ = [
@@ -232,9 +232,17 @@ def _inputs(value: Any, where: str) -> torch.Tensor:
             f"{where}: inputs must have shape (samples, features...); got shape {array.shape}. "
             "For one feature per sample, reshape to (samples, 1)"
         )
-    if not np.isfinite(array).all():
-        raise DataError(f"{where}: inputs hold NaN or infinite values; clean or impute them first")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    check_finite(array, where=where)
+    return _tensor(array, np.float32)
+
+
+def _tensor(array: np.ndarray, dtype: type[np.generic]) -> torch.Tensor:
+    out = np.ascontiguousarray(array, dtype=dtype)
+    if not out.flags.writeable:
+        # A read-only buffer (a Parquet column read through Arrow, a memory-mapped
+        # file): torch.from_numpy would warn that writing to it is undefined.
+        out = out.copy()
+    return torch.from_numpy(out)
 
 
 def _labels(value: Any, where: str) -> torch.Tensor:
@@ -255,7 +263,7 @@ def _labels(value: Any, where: str) -> torch.Tensor:
         )
     if array.size and array.min() < 0:
         raise DataError(f"{where}: labels must be class indices >= 0; found {array.min()}")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+    return _tensor(array, np.int64)
 
 
 def _from_single(

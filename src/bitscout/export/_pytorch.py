@@ -103,6 +103,25 @@ def on_grid(
     return copied
 
 
+def _named_as(
+    traced: nn.Module, original: nn.Module, state: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``state`` (keyed as ``traced``'s) keyed as ``original``'s state dict.
+
+    The traced module holds the original's very parameters and buffers (tracing copies
+    none), so each tensor is matched by identity. When one of ``original``'s is not in
+    ``traced`` (a model rebuilt, not traced), ``state`` is returned unchanged.
+    """
+    where = {id(t): key for key, t in traced.state_dict(keep_vars=True).items()}
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in original.state_dict(keep_vars=True).items():
+        source = where.get(id(tensor))
+        if source is None or source not in state:
+            return dict(state)
+        renamed[key] = state[source]
+    return renamed
+
+
 def quantize_pass_toml(
     config: Mapping[str, LayerQuantConfig | None],
     layer_names: list[str],
@@ -138,6 +157,7 @@ def export_model(
     rounding: str = "AP_RND_CONV",
     saturation: str = "AP_SAT",
     folded: Mapping[str, str] | None = None,
+    names_from: nn.Module | None = None,
 ) -> ExportResult:
     """Export a float model and a per-layer config: weights on grids, config, metrics.
 
@@ -162,6 +182,11 @@ def export_model(
             weights, which the original architecture (with BatchNorm) cannot load, so
             ``quantize.toml`` keeps the float checkpoint and ``fold_bn = true``, which
             rebuild the same folded model.
+        names_from: The user's model that ``model`` was traced from (a run exports the
+            traced module, whose submodules are named after graph nodes: ``f_0`` for
+            ``f.0``). ``model.pt`` then takes that model's parameter names, so that
+            ``names_from.load_state_dict`` reads it. Ignored when ``folded`` is given,
+            or when ``model``'s tensors are not all ``names_from``'s own.
 
     Range-calibrated formats (``frac_width = "auto"``, per-tensor ``int``) should come
     resolved (:func:`bitscout.quant.resolve_config`): the hls4ml types and
@@ -190,7 +215,10 @@ def export_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / CHECKPOINT_FILE
-    torch.save({k: v.detach().cpu() for k, v in grid_model.state_dict().items()}, checkpoint)
+    state = grid_model.state_dict()
+    if names_from is not None and not folded:
+        state = _named_as(model, names_from, state)
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, checkpoint)
     names = list(traced.table.names())
     toml_path = out_dir / CONFIG_FILE
     # The exported checkpoint replaces the float one: quantizing weights already on their

@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 import torch
 
+from bitscout.config import check_outputs_spare_inputs
 from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject
-from bitscout.export._pytorch import ExportResult, export_model
+from bitscout.export._pytorch import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, ExportResult, export_model
 from bitscout.export._verify import VerifyReport, verify
 from bitscout.quant import (
     CALIBRATION_FILE,
@@ -191,8 +192,11 @@ def _export(
         raise ExportError(f"the data set of {run_dir} has no samples to trace the model with")
     # The training split may be empty (data given for evaluation only): trace on what there is.
     batch = x_all[: experiment.config.batch_size]
-    candidate = _candidate(run_dir, experiment, chosen.record)
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{chosen.number}"
+    check_outputs_spare_inputs(
+        experiment.config, out, (CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE), f"--out {out}"
+    )
+    candidate = _candidate(run_dir, experiment, chosen.record)
     # The input range (for a float first layer) comes from every sample on hand: add the
     # sample with the largest magnitude, whatever the shape of a sample.
     largest = x_all.abs().flatten(1).amax(1).argmax()
@@ -216,6 +220,7 @@ def _export(
         },
         base_config=raw,
         folded=candidate.folded,
+        names_from=experiment.model,
     )
 
 

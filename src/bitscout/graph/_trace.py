@@ -169,9 +169,12 @@ def trace(
             shapes = _ShapeRecorder(gm).shapes_of(*args)
         except Exception as exc:
             given = ", ".join(str(tuple(a.shape)) for a in args)
+            # torch.fx appends the graph node and a tlparse hint on further lines: the
+            # first line is the user's error.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TraceError(
                 f"{type(model).__name__} was traced, but running it on the example input "
-                f"(shape {given}) failed: {exc}. Give an example input the model accepts "
+                f"(shape {given}) failed: {first}. Give an example input the model accepts "
                 "(a batch of samples with the dataset's input shape)."
             ) from exc
 

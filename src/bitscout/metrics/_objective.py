@@ -232,11 +232,20 @@ class Objective:
         if top_value <= DOMINANCE_FACTOR * second_value:
             return False
         others = ", ".join(f"{name} = {scaled[name]:.4g}" for name, _ in ranked[1:])
-        hint = "lower its scale" if self._term(top).normalize else "set normalize = true or lower its scale"
+        second = ranked[1][0]
+        term = self._term(top)
+        # normalize only helps a metric whose own values are large (bitops in the
+        # millions); accuracy in 0..1 stays about the same as a ratio to the float model.
+        large = not term.normalize and top_value / term.scale > 1.0
+        hint = (
+            f"{'set normalize = true or ' if large else ''}lower its scale in "
+            f"[search.strategy.metrics.{top}], or raise the scale of {second} in "
+            f"[search.strategy.metrics.{second}]"
+        )
         warnings.warn(
             f"the scaled metric {top} = {scaled[top]:.4g} is more than "
             f"{DOMINANCE_FACTOR:g} times every other term of the sum ({others}), so the "
-            f"others hardly change the ranking; {hint} in [search.strategy.metrics.{top}]",
+            f"others hardly change the ranking; {hint}",
             MetricWarning,
             stacklevel=2,
         )

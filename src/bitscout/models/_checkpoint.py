@@ -14,6 +14,8 @@ Forms understood (``load_type``, or detected from the content when ``None``):
 
 from __future__ import annotations
 
+import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -93,8 +95,25 @@ def read_state_dict(path: Path, load_type: str | None = None) -> tuple[dict[str,
         )
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        # weights_only refused a Python object (torch names it "GLOBAL module.Name"): most
+        # often a whole model saved with torch.save(model). torch's own message is long,
+        # half of it about how to turn the safety off; say what to do instead.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it is not a file written by torch.save "
+                "(or it is damaged); save it again with torch.save(model.state_dict(), PATH)"
+            ) from exc
+        raise CheckpointError(
+            f"checkpoint {path} holds a pickled Python object ({found.group(1)}; a whole model "
+            "saved with torch.save(model) is one), which bitscout does not load: it reads checkpoints with "
+            "weights_only=True and never runs code from one. Where you trust the file, load it "
+            "in your own code and save its weights alone: torch.save(model.state_dict(), "
+            "'weights.pt'); then use load_name = 'weights.pt', load_type = 'pt'"
+        ) from exc
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = _first_line(exc)
         raise CheckpointError(
             f"cannot read checkpoint {path} as a PyTorch file with weights_only=True "
             f"(bitscout never unpickles code from a checkpoint): {reason}"
@@ -121,12 +140,31 @@ def read_state_dict(path: Path, load_type: str | None = None) -> tuple[dict[str,
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         hint = " (is it a Lightning or bitscout checkpoint? try load_type 'pl' or 'bitscout')" if kind == "pt" else ""
+        nested = [k for k in not_tensors if _is_state_dict(state[k])]
+        if nested:
+            # A training script's own dict, e.g. {"model": ..., "optimizer": ...}.
+            hint = (
+                f"; its entry {nested[0]!r} holds tensors: save that entry alone, "
+                f"torch.save(checkpoint[{nested[0]!r}], 'weights.pt'), and use load_type 'pt'"
+            )
         raise CheckpointError(
             f"checkpoint {path} read as {kind!r} has entries that are not tensors: "
             f"{', '.join(map(repr, not_tensors[:5]))}{hint}"
         )
     _check_finite_weights(state, path)
     return state, kind
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _is_state_dict(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(v, torch.Tensor) for v in value.values())
+    )
 
 
 def _damaged_zip(path: Path) -> str | None:

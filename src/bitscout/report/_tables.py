@@ -37,7 +37,8 @@ def describe_layer(cfg: Mapping[str, Any] | str) -> str:
 
     Fixed point is written as width and fraction bits: ``weight 8b (4 frac)`` is what
     hls4ml calls ``ap_fixed<8,4>`` (integer bits = width - frac). Other fields of a
-    tensor follow in the brackets; a layer left in floating point is ``float``.
+    tensor follow in the brackets, but for those left ``"NA"`` (the format's default); a
+    layer left in floating point is ``float``.
     """
     if not isinstance(cfg, Mapping):
         return str(cfg)
@@ -54,7 +55,9 @@ def describe_layer(cfg: Mapping[str, Any] | str) -> str:
             details.append(f"{frac} frac")
         prefix = f"{tensor}_"
         for key, value in cfg.items():
-            if key.startswith(prefix) and key not in (f"{tensor}_width", f"{tensor}_frac_width"):
+            # "NA" is "the format's default" (an int scale fitted to the data): saying
+            # so on every tensor (`scale NA, zero_point NA`) hides the fields that matter.
+            if key.startswith(prefix) and key not in (f"{tensor}_width", f"{tensor}_frac_width") and value != "NA":
                 details.append(f"{key[len(prefix):]} {value}")
         if details:
             text += f" ({', '.join(details)})"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitscout.config import BitscoutConfigWarning
+from bitscout.config import BitscoutConfigWarning, check_outputs_spare_inputs
 from bitscout.errors import BitscoutWarning, ConfigError
 from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support, needs_loss
 from bitscout.strategies import Exhaustible
@@ -37,6 +37,13 @@ __all__ = ["PreparedSearch", "prepare_search", "search_from_config", "default_ru
 
 # Samples of the evaluation split used to trace the model (shapes are per sample).
 _TRACE_BATCH = 2
+
+#: What a search writes in its run folder (docs: README "What a search writes").
+RUN_OUTPUTS = (
+    "study.journal", "study.journal.*", "log.json", "trials.csv", "best.json", "config.toml",
+    "calibration.json", "report.html", "objective.png", "pareto_*.png", "best_widths.png",
+    "sensitivity.png",
+)
 
 
 def default_run_dir(config: Config) -> Path:
@@ -184,6 +191,8 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
             f"the config{where} has no [search] section; add [search.search_space] and "
             "[search.strategy] (see configs/digits.toml for an example)"
         )
+    run_dir = Path(out) if out is not None else default_run_dir(config)
+    check_outputs_spare_inputs(config, run_dir, RUN_OUTPUTS, f"run folder {run_dir}")
     experiment = Experiment.from_config(config)
     split = experiment.dataset.val if len(experiment.dataset.val) else experiment.dataset.train
     example = split.x[:_TRACE_BATCH].to(experiment.device)
