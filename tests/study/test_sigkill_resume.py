@@ -115,9 +115,10 @@ def _trials(journal: Path, storage=None):
     return storage.get_all_trials(study_id, deepcopy=False)
 
 
-# Calls of ``pause`` before the first trial (tracing, shapes, the float model's metrics);
-# then one per evaluated trial (a duplicate is answered from the study, without a forward).
-PREPARATION_CALLS = 3
+# Calls of ``pause`` before the first trial (the check of a user model's output, tracing,
+# shapes, the float model's metrics); then one per evaluated trial (a duplicate is
+# answered from the study, without a forward).
+PREPARATION_CALLS = 4
 
 
 def _command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:

@@ -86,9 +86,9 @@ MODEL = textwrap.dedent(
     '''
 )
 
-# Calls of ``pause`` before a search's first trial (tracing, shapes, the float model's
-# metrics); the next call is the first trial's forward.
-PREPARATION_CALLS = 3
+# Calls of ``pause`` before a search's first trial (the check of a user model's output,
+# tracing, shapes, the float model's metrics); the next call is the first trial's forward.
+PREPARATION_CALLS = 4
 
 LAYERS = ("fc1", "fc2", "fc3")
 WIDTHS = (2, 3, 4, 5, 6, 8)  # 6^3 = 216 configurations over the three layers
