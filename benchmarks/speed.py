@@ -351,8 +351,15 @@ def _interleaved(bench: TrialBench, repeats: int) -> dict[str, list[float]]:
 def section_trials(device: torch.device, plan: Plan) -> dict[str, TrialBench]:
     from bitscout.data import load_dataset
 
+    from bitscout._allocator import tune_allocator
+
     _header("1. trial objective vs one bare float forward over the same samples")
     print("(models seeded, untrained; 'ratio' = trial / float forward, per interleaved pair)")
+    # The allocator as the `bitscout` command sets it at start-up (BITSCOUT_MALLOC=default:
+    # glibc's own), so that these figures are what a search gets.
+    allocator = tune_allocator()
+    print(f"(allocator: {allocator or 'left as it is'})")
+    RESULTS["allocator"] = allocator
     digits = load_dataset("digits", seed=0)
     mnist = load_dataset("mnist5k", seed=0)
     jsc_small = _synthetic_jsc(4096)

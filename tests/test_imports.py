@@ -19,7 +19,7 @@ PACKAGE = Path(bitscout.__file__).resolve().parent
 
 #: Package (or top-level module) -> layer; a module may import its own layer's or lower ones.
 LAYERS: dict[str, int] = {
-    "errors": 0, "_optuna_adapter": 0, "_atomic": 0,
+    "errors": 0, "_optuna_adapter": 0, "_atomic": 0, "_allocator": 0,
     "config": 1,
     "graph": 2, "quant": 2, "data": 2,
     "space": 3, "models": 3, "training": 3, "experiment": 3,

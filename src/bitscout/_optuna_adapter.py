@@ -386,6 +386,9 @@ class LocalJournalBackend(JournalFileBackend):
         # when the file has not grown past what was read, one fstat() answers that.
         # Otherwise what was appended since is read with pread() (the file is never
         # rewritten in place: only appended to, or cut back to its last whole line).
+        # Only the offsets of entry 0 and of the next entry to read are kept: the storage
+        # always reads on from where it stopped, and one offset per entry was ~100 bytes
+        # a line for the whole run (a reader starting elsewhere reads from the start).
         offsets = self._log_number_offset
         offset = offsets.get(log_number_from)
         fd = self._descriptor()
@@ -400,7 +403,9 @@ class LocalJournalBackend(JournalFileBackend):
                 raise JournalDamagedError(self._file_path, number + 1, line) from None
             if not is_journal_entry(log):
                 raise JournalDamagedError(self._file_path, number + 1, line)
-            offsets.setdefault(number + 1, end)
+            offsets[number + 1] = end
+            if number:
+                offsets.pop(number, None)
             if number >= log_number_from:
                 yield log
             number += 1
@@ -450,11 +455,13 @@ class IndexedJournalStorage(JournalStorage):
     def _forget_lists(self) -> None:
         self._lists: dict[int, list[FrozenTrial]] = {}
         self._open: dict[int, set[int]] = {}  # study -> numbers of its RUNNING or WAITING trials
+        self._shared = _SharedValues()
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_lists", None)
         state.pop("_open", None)
+        state.pop("_shared", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -505,6 +512,7 @@ class IndexedJournalStorage(JournalStorage):
             self._open[study].add(trial.number)
         else:
             self._open[study].discard(trial.number)
+            self._shared.compact(trial)
 
     def get_all_trials(
         self,
@@ -521,6 +529,9 @@ class IndexedJournalStorage(JournalStorage):
             if trials is None:
                 trials = self._lists[study_id] = replay.get_all_trials(study_id, None)
                 self._open[study_id] = {t.number for t in trials if t.state in _UNFINISHED}
+                for trial in trials:  # a resumed study's trials, replayed before this first read
+                    if trial.state not in _UNFINISHED:
+                        self._shared.compact(trial)
             if states is None:
                 found = list(trials)
             elif isinstance(states, (tuple, list, set, frozenset)) and all(s in _UNFINISHED for s in states):
@@ -528,6 +539,68 @@ class IndexedJournalStorage(JournalStorage):
             else:
                 found = [t for t in trials if t.state in states]
             return copy.deepcopy(found) if deepcopy else found
+
+
+# Strings up to this length are shared between trials (keys, choice names); longer ones
+# (error messages) are left as they are.
+_SHARED_STR_LEN = 64
+
+
+class _SharedValues:
+    """Shares equal parts of finished trials, so that a trial held in memory costs little.
+
+    Why: the journal's replay gives every trial its own objects, parsed from its own
+    lines: a distribution object per parameter, a copy of every key string, a dict per
+    layer of its sampled configuration. On the digits MLP's 13,824-configuration brute
+    force that was about 10 KB a trial, most of a search's memory. A finished trial no
+    longer changes (Optuna refuses updates to it, and replaces, never mutates, the dicts
+    of a trial it updates), so equal values can be one object: the distributions dict,
+    the parameter names, dict keys and short strings, and the dicts of scalars without
+    a float in them (the per-layer configurations, few and repeated; a dict holding
+    floats holds measurements, unique to its trial, and is only given shared keys).
+    The values are equal to what they replace (type included), so every reader sees
+    the same trial.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[Any, Any] = {}
+
+    def compact(self, trial: FrozenTrial) -> None:
+        """Replace the trial's dicts by equal ones built of shared parts (in place)."""
+        try:
+            dists = tuple(trial.distributions.items())
+            trial.distributions = self._values.setdefault(("distributions", dists), trial.distributions)
+            trial.params = {self._str(k): v for k, v in trial.params.items()}
+            trial.user_attrs = self._dict(trial.user_attrs)
+        except TypeError:  # an unhashable value somewhere: keep the trial as it was
+            return
+
+    def _str(self, text: str) -> str:
+        if len(text) > _SHARED_STR_LEN:
+            return text
+        return self._values.setdefault(text, text)
+
+    def _value(self, value: Any) -> Any:
+        if type(value) is str:
+            return self._str(value)
+        if type(value) is dict:
+            return self._dict(value)
+        if type(value) is list:
+            return [self._value(v) for v in value]
+        return value
+
+    def _dict(self, raw: dict[Any, Any]) -> dict[Any, Any]:
+        out = {self._str(k) if type(k) is str else k: self._value(v) for k, v in raw.items()}
+        if out and all(type(v) in _SHAREABLE for v in out.values()):
+            # The type is part of the key: 1, 1.0 and True are equal but not the same value.
+            key = ("dict", tuple((k, type(v), v) for k, v in out.items()))
+            return self._values.setdefault(key, out)
+        return out
+
+
+# Scalar types whose dicts are shared between trials (configuration choices); floats and
+# nested values are not (measurements, unique to a trial).
+_SHAREABLE = frozenset({str, int, bool, type(None)})
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:

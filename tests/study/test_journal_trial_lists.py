@@ -171,3 +171,86 @@ def test_reads_in_chunks_give_every_entry_once(tmp_path: Path, monkeypatch, chun
     with open(path, "ab") as f:  # a torn last line is not an entry
         f.write(b'{"op_code":5,"worker_id":"x')
     assert list(backend.read_logs(0)) == expected
+
+
+def _record(step: int) -> dict:
+    """A record shaped like the search loop's: per-layer dicts of choices, float metrics."""
+    layer = {"name": "integer", "data_in_width": [2, 4][step % 2], "weight_width": 8, "signed": True}
+    return {
+        "software_metrics": {"accuracy": 0.5 + step / 1000, "loss": 1.0 / (step + 1)},
+        "sampled_config": {"fc1": dict(layer), "fc2": {**layer, "weight_width": 8.0}, "relu": "float"},
+        "duration_s": 0.001 * step,
+    }
+
+
+def test_finished_trials_share_equal_parts_and_keep_every_value(tmp_path: Path) -> None:
+    """Finished trials are compacted in memory (issue 16: 10 KB a trial on a 13,824-trial
+    brute force): equal parts become one object, and every value stays what Optuna
+    replays, type included (8 and 8.0, True and 1 are equal but not the same value)."""
+    path = tmp_path / "study.journal"
+    storage = IndexedJournalStorage(LocalJournalBackend(str(path)))
+    study = optuna.create_study(storage=storage, study_name="s", sampler=optuna.samplers.RandomSampler(seed=0))
+    for step in range(40):
+        trial = study.ask(DIST)
+        trial.set_user_attr("record", _record(step))
+        trial.set_user_attr("accuracy", 0.5 + step / 1000)
+        if step == 39:
+            break  # the last one stays RUNNING
+        study.tell(trial, float(step))
+    _assert_as_optuna(path, storage)
+    stock = JournalStorage(JournalFileBackend(str(path)))
+    expected = stock.get_all_trials(0, deepcopy=False)
+    trials = storage.get_all_trials(study._study_id, deepcopy=False)
+
+    def typed(value):
+        if isinstance(value, dict):
+            return {k: typed(v) for k, v in value.items()}
+        return (type(value), value)
+
+    for mine, theirs in zip(trials, expected, strict=True):
+        assert mine.distributions == theirs.distributions
+        assert typed(mine.user_attrs) == typed(theirs.user_attrs)
+        assert typed(mine.params) == typed(theirs.params)
+    done = trials[:-1]
+    assert all(t.distributions is done[0].distributions for t in done)
+    fc1 = [t.user_attrs["record"]["sampled_config"]["fc1"] for t in done]
+    assert fc1[0] is fc1[2] and fc1[1] is fc1[3] and fc1[0] is not fc1[1]  # widths 2 / 4
+    fc2 = [t.user_attrs["record"]["sampled_config"]["fc2"] for t in done]
+    assert fc2[0] is not fc1[0] and fc2[0]["weight_width"] == 8.0  # a float in it: not shared
+    metrics = [t.user_attrs["record"]["software_metrics"] for t in done]
+    assert metrics[0] is not metrics[1]
+    assert trials[-1].distributions is not done[0].distributions  # running: left as replayed
+    # A finished trial cannot change any more; one that does change gets new dicts from Optuna.
+    assert trials[-1].user_attrs["record"]["sampled_config"]["fc1"] == _record(39)["sampled_config"]["fc1"]
+
+
+def test_the_backend_keeps_two_offsets_whatever_the_length_of_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "study.journal"
+    storage = IndexedJournalStorage(LocalJournalBackend(str(path)))
+    study = optuna.create_study(storage=storage, study_name="s")
+    for value in range(25):
+        study.tell(study.ask(DIST), float(value))
+    offsets = storage._backend._log_number_offset
+    read = storage._replay_result.log_number_read
+    assert sorted(offsets) == [0, read] and offsets[read] == path.stat().st_size
+    # Another process appends; this one reads on from its offset, and a fresh reader
+    # that starts from 0 gets every entry.
+    other = optuna.load_study(storage=IndexedJournalStorage(LocalJournalBackend(str(path))), study_name="s")
+    other.tell(other.ask(DIST), 99.0)
+    assert [t.value for t in study.trials][-1] == 99.0
+    assert sorted(offsets) == [0, storage._replay_result.log_number_read]
+    _assert_as_optuna(path, storage)
+
+
+def test_a_resumed_study_shares_the_parts_of_its_stored_trials(tmp_path: Path) -> None:
+    path = tmp_path / "study.journal"
+    study = optuna.create_study(storage=IndexedJournalStorage(LocalJournalBackend(str(path))), study_name="s")
+    for step in range(6):
+        trial = study.ask(DIST)
+        trial.set_user_attr("record", _record(step))
+        study.tell(trial, float(step))
+    resumed = IndexedJournalStorage(LocalJournalBackend(str(path)))  # replays the whole file at its first read
+    trials = resumed.get_all_trials(resumed.get_study_id_from_name("s"), deepcopy=False)
+    assert all(t.distributions is trials[0].distributions for t in trials)
+    assert trials[0].user_attrs["record"]["sampled_config"]["fc1"] is trials[2].user_attrs["record"]["sampled_config"]["fc1"]
+    _assert_as_optuna(path, resumed)

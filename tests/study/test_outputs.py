@@ -87,3 +87,30 @@ def test_load_of_a_folder_without_a_run_says_so(tmp_path):
 
     with pytest.raises(SearchError, match="log.json does not exist"):
         SearchResult.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [[], [{}], [{"a": [1, 2, {"b": "two\nlines"}], "n": float("nan"), "c": {}}], [{"a": 1}, [], 3, "s", None]],
+)
+def test_log_written_item_by_item_is_the_text_of_the_whole_list(tmp_path, items):
+    from bitscout.study._records import _write_json, _write_json_list
+
+    _write_json(tmp_path / "whole.json", items)
+    _write_json_list(tmp_path / "items.json", iter(items))
+    assert (tmp_path / "items.json").read_text() == (tmp_path / "whole.json").read_text()
+
+
+def test_csv_rows_are_those_of_the_records(finished_run):
+    """trials.csv is written row by row (two passes): each row is its record's."""
+    out, result = finished_run
+    with open(out / "trials.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["number"]) for r in rows] == [t.number for t in result.trials]
+    for row, t in zip(rows, result.trials):
+        assert row["state"] == t.state
+        for name, value in t.software_metrics.items():
+            assert float(row[name]) == value
+        for layer, cfg in t.sampled_config.items():
+            if isinstance(cfg, dict):
+                assert all(row[f"{layer}.{k}"] == str(v) for k, v in cfg.items())

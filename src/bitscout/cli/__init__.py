@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from bitscout._allocator import tune_allocator
 from bitscout.errors import BitscoutError, BitscoutWarning
 
 __all__ = ["main", "build_parser", "run_command"]
@@ -45,7 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``bitscout`` command line; returns the exit status."""
+    """Run the ``bitscout`` command line; returns the exit status.
+
+    First of all, glibc's allocator is set for large tensors
+    (:func:`bitscout._allocator.tune_allocator`; ``BITSCOUT_MALLOC=default`` opts out).
+    """
+    try:
+        tune_allocator()
+    except BitscoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return run_command(build_parser().parse_args(argv))
 
 

@@ -50,41 +50,49 @@ def _flat_config(record: TrialRecord) -> dict[str, Any]:
 
 
 def write_trials_csv(result: SearchResult, path: Path) -> Path:
-    """One row per trial; columns appear in the order first met."""
+    """One row per trial; columns appear in the order first met.
+
+    Two passes over the trials (the columns, then the rows), each row built when it is
+    written: a 13,824-trial search does not hold every row at once.
+    """
     names = result.objective_names or [f"objective_{i}" for i in range(len(result.directions))]
     constrained = result.constraint_names
     baseline = result.baseline_metrics
-    rows: list[dict[str, Any]] = []
-    for t in result.trials:
-        row: dict[str, Any] = {"number": t.number, "state": t.state}
-        for i, name in enumerate(names):
-            row[f"value.{name}"] = t.values[i] if i < len(t.values) else ""
-        if constrained:
-            for name in constrained:
-                value = t.constraints.get(name)
-                row[f"constraint.{name}"] = "" if value is None else value
-            # A trial not measured (failed, running) is neither feasible nor not.
-            row["feasible"] = "" if t.state in ("FAIL", "RUNNING", "WAITING") else t.feasible
-        row["duplicate_of"] = "" if t.duplicate_of is None else t.duplicate_of
-        row["duration_s"] = t.duration_s
-        row["error"] = t.error or ""
-        row.update(t.software_metrics)
-        if baseline:
-            row.update(t.drops(baseline))
-        row.update(t.hardware_metrics)
-        row.update({f"scaled.{k}": v for k, v in t.scaled_metrics.items()})
-        row.update(_flat_config(t))
-        rows.append(row)
     columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
+    for t in result.trials:
+        columns.update(dict.fromkeys(_csv_row(t, names, constrained, baseline)))
     if not columns:
         columns = dict.fromkeys(["number", "state"])
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns), restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        for t in result.trials:
+            writer.writerow(_csv_row(t, names, constrained, baseline))
     return path
+
+
+def _csv_row(
+    t: TrialRecord, names: list[str], constrained: list[str], baseline: Mapping[str, float]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"number": t.number, "state": t.state}
+    for i, name in enumerate(names):
+        row[f"value.{name}"] = t.values[i] if i < len(t.values) else ""
+    if constrained:
+        for name in constrained:
+            value = t.constraints.get(name)
+            row[f"constraint.{name}"] = "" if value is None else value
+        # A trial not measured (failed, running) is neither feasible nor not.
+        row["feasible"] = "" if t.state in ("FAIL", "RUNNING", "WAITING") else t.feasible
+    row["duplicate_of"] = "" if t.duplicate_of is None else t.duplicate_of
+    row["duration_s"] = t.duration_s
+    row["error"] = t.error or ""
+    row.update(t.software_metrics)
+    if baseline:
+        row.update(t.drops(baseline))
+    row.update(t.hardware_metrics)
+    row.update({f"scaled.{k}": v for k, v in t.scaled_metrics.items()})
+    row.update(_flat_config(t))
+    return row
 
 
 def write_outputs(

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from bitscout._atomic import atomic_write_text
+from bitscout._atomic import atomic_path, atomic_write_text
 from bitscout.errors import SearchError
 from bitscout.evaluation import Evaluation
 from bitscout.metrics import TrialMetrics
@@ -373,7 +373,7 @@ class SearchResult:
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / LOG_FILE
         best_path = run_dir / BEST_FILE
-        _write_json(log_path, [t.to_dict() for t in self.trials])
+        _write_json_list(log_path, (t.to_dict() for t in self.trials))
         _write_json(best_path, self.best_dict())
         self.run_dir = run_dir
         return {"log": log_path, "best": best_path}
@@ -426,3 +426,18 @@ def _write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
     atomic_write_text(path, json.dumps(data, indent=2, default=_json_default, allow_nan=True))
 
+
+def _write_json_list(path: Path, items: Iterable[Any]) -> None:
+    """Write a JSON list atomically, one item at a time: the same text as
+    :func:`_write_json` of the whole list, without the whole list and its text in memory
+    at once (on a 13,824-trial brute force, writing the outputs that way raised the
+    peak by about 200 MB over the search's)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        first = True
+        for item in items:
+            text = json.dumps(item, indent=2, default=_json_default, allow_nan=True)
+            f.write("[\n  " if first else ",\n  ")
+            # json.dumps escapes newlines inside strings: every newline is the layout's.
+            f.write(text.replace("\n", "\n  "))
+            first = False
+        f.write("[]" if first else "\n]")
