@@ -106,7 +106,7 @@ def test_check_judges_every_seed_without_data_and_reports_every_problem(
         f"  {seed}.seq_blocks_2.config: field 'weight_width' must be an integer in 1..32; got -2",
         f"  {seed}.seq_blocks_2.config: field 'weight_width' must be an integer in 1..32; got 2.5",
         f"  {seed}.conv2d.config: field 'name' must be a known format ({', '.join(format_names())}) "
-        "or 'NA'; got 'integre'",
+        "or 'NA'; got 'integre' (did you mean 'integer'?)",
     ]
 
 

@@ -142,9 +142,11 @@ def test_unknown_format_lists_the_available_ones() -> None:
     msg = _err({"name": "intger"}, where="seq_blocks_2")
     assert msg == (
         f"seq_blocks_2: field 'name' must be a known format ({', '.join(format_names())}) "
-        f"or 'NA'; got 'intger'"
+        f"or 'NA'; got 'intger' (did you mean 'integer'?)"
     )
     assert "block_fp" in msg and "minifloat_ieee" in msg
+    # Nothing close: the list alone.
+    assert _err({"name": "zzz"}, where="seq_blocks_2").endswith("or 'NA'; got 'zzz'")
 
 
 def test_missing_name_is_an_error() -> None:

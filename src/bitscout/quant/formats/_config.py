@@ -157,9 +157,10 @@ def parse_layer_config(
     if name == NA:
         return None
     if not isinstance(name, str) or name not in format_names():
+        hint = did_you_mean(name, format_names()) if isinstance(name, str) else ""
         raise QuantConfigError(
             f"{where}: field 'name' must be a known format ({', '.join(format_names())}) "
-            f"or 'NA'; got {name!r}"
+            f"or 'NA'; got {name!r}" + (f" ({hint})" if hint else "")
         )
     cls = get_format(name)
     params = cls.field_names()
