@@ -162,6 +162,15 @@ def test_compare_reports_the_configs_problems_and_a_bad_out_before_loading(
         "error: --out afile: afile is a file, not a folder; choose another run folder (--out DIR)"
     )
 
+    # A misspelt strategy: refused before the space is built and anything is printed.
+    assert main(["compare", str(config_file), "--strategies", "tpe,rnadom", "--seeds", "1", "--n-trials", "2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "error: unknown search strategy / sampler 'rnadom'. Did you mean 'random'? Available: brute_force, "
+        "cmaes, gp, nsgaii, nsgaiii, pareto, qmc, random, sensitivity, tpe."
+    ]
+
 
 def test_paths_the_system_refuses_are_one_error_line(config_file: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)

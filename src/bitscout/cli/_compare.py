@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from bitscout.compare import DEFAULT_EXACT_LIMIT, compare_strategies, format_comparison
+    from bitscout.strategies import get_strategy
     from bitscout.study import prepare_search
     from bitscout.training import intra_op_threads
 
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
     if not names:
         raise ConfigError(f"--strategies names no strategy; got {args.strategies!r}")
+    for name in names:  # a misspelt one is refused before the data and model are loaded
+        get_strategy(name)
     budgets = _int_list(args.budgets, "--budgets")
     config = config_from_args(args)
     raise_config_problems(config)
