@@ -68,7 +68,10 @@ def test_a_corrupt_load_file_is_an_error_and_left_as_it_was(workdir: Path, capsy
     corrupt = workdir / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
     assert main(["train", "c.toml", "--load", str(corrupt), "--no-progress"]) == 2
-    assert capsys.readouterr().err.startswith(f"error: cannot read checkpoint {corrupt} as a PyTorch file")
+    assert capsys.readouterr().err == (
+        f"error: cannot read checkpoint {corrupt}: it is not a file written by torch.save (or it is "
+        "damaged); save it again with torch.save(model.state_dict(), PATH)\n"
+    )
     assert corrupt.read_bytes() == b"not a checkpoint at all"
 
 
