@@ -222,29 +222,30 @@ def test_user_factory_errors_name_the_failing_part(user_module: str) -> None:
         build_model("a:b:c", JSC)
 
 
+def _refusal(*args: object) -> str:
+    """The message of the ModelError that ``build_model(*args)`` raises."""
+    with pytest.raises(ModelError) as caught:
+        build_model(*args)
+    return str(caught.value)
+
+
 def test_user_model_that_does_not_fit_the_data_is_refused_when_built(user_module: str) -> None:
     # Each of these used to fail later with a traceback: inside the loss of `train`
     # (a tuple is not a tensor, target out of bounds) or in the first matmul.
     wine = "the data set 'wine' has inputs of shape (13,) and 3 classes"
-    with pytest.raises(ModelError) as caught:
-        build_model(f"{user_module}:with_kwargs", WINE, {"features": 30})
-    assert str(caught.value) == (
+    assert _refusal(f"{user_module}:with_kwargs", WINE, {"features": 30}) == (
         f"model '{user_module}:with_kwargs': running it on a batch of the data's shape (2, 13) failed: "
         "RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x13 and 30x5). "
         "The data set 'wine' has inputs of shape (13,) and 3 classes; check model_options (its input size) "
         "against the data set"
     )
-    with pytest.raises(ModelError) as caught:
-        build_model(f"{user_module}:Net", WINE, {"hidden": 2})
-    assert str(caught.value) == (
+    assert _refusal(f"{user_module}:Net", WINE, {"hidden": 2}) == (
         f"model '{user_module}:Net': forward returns shape (2, 2) for a batch of 2, but {wine}, so it "
         "must return shape (2, 3); give the model 3 outputs (model_options, e.g. its class count), "
         "or use the data set it was made for"
     )
     for options, kind in (({}, "tuple"), ({"as_dict": True}, "dict")):
-        with pytest.raises(ModelError) as caught:
-            build_model(f"{user_module}:Pair", WINE, options)
-        assert str(caught.value).startswith(
+        assert _refusal(f"{user_module}:Pair", WINE, options).startswith(
             f"model '{user_module}:Pair': forward returns a {kind}, but bitscout needs one tensor of "
             "class scores (logits) of shape (batch, 3). Return only the logits"
         )
@@ -262,15 +263,11 @@ def test_build_time_check_runs_in_eval_mode_without_grad_and_leaves_state_alone(
 
 
 def test_misspelt_or_missing_model_option_is_named_before_the_call(user_module: str) -> None:
-    with pytest.raises(ModelError) as caught:
-        build_model(f"{user_module}:needs_width", WINE, {"widht": 6})
-    assert str(caught.value) == (
+    assert _refusal(f"{user_module}:needs_width", WINE, {"widht": 6}) == (
         f"model_options.widht: model '{user_module}:needs_width' (needs_width) takes no option 'widht'; "
         "did you mean 'width'?"
     )
-    with pytest.raises(ModelError) as caught:
-        build_model(f"{user_module}:needs_width", WINE, {"depth": 2})
-    assert str(caught.value) == (
+    assert _refusal(f"{user_module}:needs_width", WINE, {"depth": 2}) == (
         f"model '{user_module}:needs_width': needs_width needs 'width', which model_options does not give; "
         "set model_options = { width = ... } in the config"
     )
