@@ -37,6 +37,7 @@ from bitscout.space import SearchSpace
 from bitscout.strategies import get_strategy
 from bitscout.study import run_search
 from bitscout.evaluation import (
+    DEFAULT_BLOCK_ELEMENTS,
     RunnerEvaluator,
     TableEvaluator,
     evaluate_exhaustively,
@@ -159,15 +160,10 @@ class _Residual(nn.Module):
         return self.fc3(h + self.fc2(h) * 0.5)
 
 
-@pytest.mark.parametrize("batched_loss", [False, True])
-def test_dag_with_skip_connection_and_chunked_samples(
-    digits: Dataset, batched_loss: bool, monkeypatch: Any
-) -> None:
-    import bitscout.evaluation._exhaustive as engine
-
-    # The loss sums of many configurations at once (on from 1,024 configurations) or one
-    # nll_loss per configuration: both give evaluate()'s bits, over six chunks.
-    monkeypatch.setattr(engine, "_BATCHED_LOSS_MIN", 1 if batched_loss else 10**9)
+@pytest.mark.parametrize("one_per_block", [False, True])
+def test_dag_with_skip_connection_and_chunked_samples(digits: Dataset, one_per_block: bool) -> None:
+    # The losses of many configurations scored at once, or of one configuration a leaf
+    # block: both give evaluate()'s bits, over six chunks.
     torch.manual_seed(3)
     model = _fit(_Residual(), digits)
     traced = trace(model, digits.val.x[:2])
@@ -182,7 +178,9 @@ def test_dag_with_skip_connection_and_chunked_samples(
     space = SearchSpace(traced.table, choices)
     assert space.distinct_size == 4**3 * 2
     x, y = digits.val.x[:NUM_SAMPLES], digits.val.y[:NUM_SAMPLES]
-    result = evaluate_exhaustively(traced, space, x, y, quantizer=quantizer, batch_size=37)
+    result = evaluate_exhaustively(
+        traced, space, x, y, quantizer=quantizer, batch_size=37, block_elements=1 if one_per_block else DEFAULT_BLOCK_ELEMENTS
+    )
     for index in range(space.distinct_size):
         config = space.decode(space.distinct_params_at(index))
         expected = evaluate(quantizer.build(config), x, y, batch_size=37)
@@ -377,35 +375,6 @@ def test_a_stacked_call_that_differs_is_dropped_for_one_by_one(digits: Dataset, 
     assert any(len(shape) == 2 and shape[0] == NUM_SAMPLES for shape in checks)
     for name, values in _arrays(reference).items():
         assert np.array_equal(values, _arrays(result)[name]), name
-
-
-@pytest.mark.parametrize("samples", [1, 2, 15, 16, 17, 255, 256, 257, 540, 4097])
-def test_batched_loss_sum_is_nll_loss_bit_for_bit(samples: int) -> None:
-    """The cascade of _nll_sums is the one of PyTorch's CPU nll_loss, for every length."""
-    from bitscout.evaluation._exhaustive import _nll_sums
-
-    generator = torch.Generator().manual_seed(samples)
-    scales = torch.logspace(-3, 4, 6).view(6, 1, 1)
-    log_probs = torch.log_softmax(torch.randn(6, samples, 7, generator=generator) * scales, dim=-1)
-    target = torch.randint(0, 7, (samples,), generator=generator)
-    expected = torch.stack([torch.nn.functional.nll_loss(lp, target, reduction="sum") for lp in log_probs])
-    picked = log_probs.gather(2, target.view(1, -1, 1).expand(6, -1, 1)).squeeze(2)
-    got = _nll_sums(picked.t().contiguous())
-    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
-
-
-def test_a_plain_sum_would_not_do() -> None:
-    """The order matters: a sequential sum of the same values differs in the last bits."""
-    from bitscout.evaluation._exhaustive import _nll_sums
-
-    generator = torch.Generator().manual_seed(0)
-    log_probs = torch.log_softmax(torch.randn(64, 540, 10, generator=generator) * 30, dim=-1)
-    target = torch.randint(0, 10, (540,), generator=generator)
-    picked = log_probs.gather(2, target.view(1, -1, 1).expand(64, -1, 1)).squeeze(2).t().contiguous()
-    sequential = torch.zeros(64)
-    for row in picked:
-        sequential.sub_(row)
-    assert not torch.equal(sequential, _nll_sums(picked))
 
 
 def test_exact_sums_bound_at_its_edge() -> None:

@@ -9,11 +9,12 @@ traced graph node by node, in topological order, and branches at every quantizab
 over that layer's distinct configurations, depth first: the activations of a prefix are
 computed once and reused by every configuration of the later layers, and memory stays
 bounded by one set of live activations per layer. At the leaves, the outputs of a block
-of configurations are scored together (argmax, hit counts and per-class recalls in one
-batched pass; the cross-entropy sum, whose reduction order fixes its last bits, in
-``nll_loss``'s own order). The cross-entropy is optional (``loss=False``): without it a
-last layer with exact sums gives its block class by class, and the scoring reads class
-maxima instead of a ``log_softmax`` and an ``argmax`` per row, about half the cost.
+of configurations are scored together (hit counts and per-class recalls in one batched
+pass; the cross-entropy by :func:`bitscout.training.cross_entropy_sums`, the function a
+trial's evaluation calls, whose bits do not depend on how samples and configurations are
+grouped). A last layer with exact sums gives its block class by class, and the scoring
+reads class maxima instead of an ``argmax`` per row. The cross-entropy is optional
+(``loss=False``): without it the enumeration costs less (its ``exp`` of every logit).
 
 Results are bit-for-bit those of a trial-by-trial evaluation (``RunnerSet.run``): every
 layer runs the module a :class:`~bitscout.quant.Quantizer` candidate would hold, on the
@@ -57,6 +58,7 @@ from bitscout.errors import DataError, SearchError
 from bitscout.metrics import BasicEvaluation, Candidate, TrialMetrics
 from bitscout.metrics._software import _chunk_size
 from bitscout.quant import Operands, QuantizedLayer, Quantizer, exact_sum_terms, fake_quantize
+from bitscout.training import class_major, class_maxima, cross_entropy_sums, label_positions
 
 if TYPE_CHECKING:
     from bitscout.graph import TracedModel
@@ -884,7 +886,7 @@ class _Block:
 
     ``values`` is ``(configs, samples, outputs)``, or with ``transposed``
     ``(configs, outputs, samples)``: the layout in which a class's logits of every sample
-    are contiguous, which the scoring without the loss reads fastest.
+    are contiguous, which the scoring reads fastest.
     """
 
     __slots__ = ("values", "transposed")
@@ -952,58 +954,18 @@ class _Walker:
 # ----- metrics ----------------------------------------------------------------------------
 
 
-#: Configurations whose per-sample losses are summed together by :func:`_nll_sums`.
-_LOSS_GROUP = 8192
-
-#: Fewest configurations for the batched loss sums: its Python step per sample pays off
-#: only when shared by many configurations (below, one ``nll_loss`` call each is cheaper).
-_BATCHED_LOSS_MIN = 1024
-
 #: Most configurations x samples whose hit counts are made in one product (bounds the
 #: memory of the pending booleans and of their float copy: 4 Mi elements, 16 MiB).
 _HITS_ELEMENTS = 1 << 22
 
-#: Levels of the cascade sum of PyTorch's CPU ``nll_loss`` (``nll_loss_out_frame``).
-_CASCADE_LEVELS = 8
-
-
-def _nll_sums(picked: torch.Tensor) -> torch.Tensor:
-    """``F.nll_loss(log_probs, target, reduction="sum")`` of many configurations at once, on the CPU.
-
-    ``picked[b, g]`` is configuration ``g``'s log-probability of sample ``b``'s target.
-    PyTorch's CPU kernel (``nll_loss_out_frame`` in ATen's LossNLL.cpp) sums the
-    samples in the input's dtype with a fixed cascade: the running sum of level 0
-    takes every sample (``p0 -= x``), and after each sample whose index is a multiple of
-    ``16**(j+1)`` level ``j`` is added into level ``j+1`` and cleared; the result is
-    ``((0 + p0) + p1) + ... + p7``. The same operations on vectors (one lane per
-    configuration) give the same bits, with one Python step per sample for thousands of
-    configurations instead of one call per configuration. ``_Scores`` checks this
-    against ``F.nll_loss`` before it relies on it.
-    """
-    count, width = picked.shape
-    ceil_log2 = 1 if count <= 2 else (count - 1).bit_length()
-    power = max(4, ceil_log2 // _CASCADE_LEVELS)
-    mask = (1 << power) - 1
-    partial = [torch.zeros(width, dtype=picked.dtype, device=picked.device) for _ in range(_CASCADE_LEVELS)]
-    for b in range(count):
-        partial[0].sub_(picked[b])
-        for j in range(_CASCADE_LEVELS - 1):
-            if b & (mask << (j * power)):
-                break
-            partial[j + 1].add_(partial[j])
-            partial[j].zero_()
-    total = torch.zeros(width, dtype=picked.dtype, device=picked.device)
-    for level in partial:
-        total.add_(level)
-    return total
-
-
 class _Scores:
     """Per-configuration accumulators, combined over chunks exactly as ``evaluate`` does.
 
-    With ``loss=False`` the cross-entropy is not computed (``finish`` gives None for it):
-    the leaf blocks may then come transposed (:class:`_Block`), and whether each sample
-    is classified correctly is read from class maxima instead of an ``argmax`` per row.
+    The leaf blocks come class by class where the last layer can give them so
+    (:class:`_Block`): whether each sample is classified correctly is then read from
+    class maxima instead of an ``argmax`` per row, and the cross-entropy is
+    :func:`bitscout.training.cross_entropy_sums` of the block as it is. With
+    ``loss=False`` the cross-entropy is not computed (``finish`` gives None for it).
     """
 
     def __init__(self, count: int, num_classes: int, block: int, y: torch.Tensor, *, loss: bool = True) -> None:
@@ -1023,10 +985,7 @@ class _Scores:
         # Set per chunk of samples (set_chunk).
         self._one_hot = torch.empty(0)
         self._earlier = torch.empty(0)
-        # Log-probabilities at the targets of blocks whose losses are not summed yet.
-        self._pending: list[tuple[int, torch.Tensor]] = []
-        self._pending_configs = 0
-        self._batched_loss = False
+        self._positions = np.empty(0, dtype=np.int64)
 
     def set_chunk(self, target: torch.Tensor) -> None:
         self.flush()
@@ -1040,22 +999,20 @@ class _Scores:
         # to finite logits, it leaves the classes that argmax would take before the label).
         below = torch.arange(c, device=target.device).unsqueeze(1) < target.unsqueeze(0)
         self._earlier = torch.zeros(below.shape, device=target.device).masked_fill_(~below, float("-inf"))
-        self._batched_loss = (
-            self.loss
-            and self.count >= _BATCHED_LOSS_MIN
-            and target.device.type == "cpu"
-            and _batched_loss_matches(target, self.num_classes)
-        )
+        if self.loss:
+            self._positions = label_positions(target.cpu().numpy())
 
     def __call__(self, prefix: int, outputs: list[Any]) -> None:
         start = prefix * self.block
         c = self.num_classes
         target = self.target
         # The sink holds one block per joined layer call (_Block), or one tensor per config.
-        if all(isinstance(out, _Block) and out.transposed for out in outputs) and not self.loss:
+        if all(isinstance(out, _Block) and out.transposed for out in outputs):
             columns = [out.values for out in outputs]
             by_class = columns[0] if len(columns) == 1 else torch.cat(columns)
             self._check_shape(by_class.shape[0], by_class.shape[2], by_class.shape[1])
+            if self.loss:
+                self._add_losses(start, class_major(by_class, transposed=True))
             correct = self._correct_by_class(by_class)
         else:
             if all(isinstance(out, _Block) and not out.transposed for out in outputs):
@@ -1071,7 +1028,7 @@ class _Scores:
                 )
             self._check_shape(*logits.shape)
             if self.loss:
-                self._add_losses(start, logits)
+                self._add_losses(start, class_major(logits))
             correct = logits.argmax(dim=-1) == target
         # Blocks arrive in index order: their hit counts are made for many at once.
         if self._right and self._right_start + self._right_count != start:
@@ -1122,41 +1079,16 @@ class _Scores:
         earlier = (by_class + self._earlier).amax(dim=1)
         return (own == top) & (earlier < top)
 
-    def _add_losses(self, start: int, logits: torch.Tensor) -> None:
-        # evaluate() calls F.cross_entropy(logits, target, reduction="sum"): a row-wise
-        # log_softmax, then nll_loss's sum. The log_softmax is batched (row by row, the
-        # same bits); the sum's reduction order fixes the last bits of the loss, so it
-        # is either nll_loss's own cascade on many configurations at once (CPU) or the
-        # same call per configuration.
-        target = self.target
-        n_out = logits.shape[0]
-        log_probs = F.log_softmax(logits.float(), dim=-1)
-        if self._batched_loss:
-            index = target.view(1, -1, 1).expand(n_out, -1, 1)
-            # Kept transposed (samples x configurations): the cascade takes one sample
-            # of every configuration per step.
-            self._pending.append((start, log_probs.gather(2, index).squeeze(2).t()))
-            self._pending_configs += n_out
-            if self._pending_configs >= _LOSS_GROUP:
-                self.flush()
-        else:
-            losses = torch.stack([F.nll_loss(lp, target, reduction="sum") for lp in log_probs])
-            # Chunk sums are added in float64 in chunk order, as evaluate() accumulates them.
-            self.loss_sum[start : start + n_out] += losses.double().cpu().numpy()
+    def _add_losses(self, start: int, by_class: np.ndarray) -> None:
+        """Adds the chunk's loss sums of ``(configs, classes, samples)`` host logits: the
+        function evaluate() calls on each configuration's logits, on many at once (the
+        same bits: see bitscout.training's scores), added in float64 in chunk order."""
+        sums = cross_entropy_sums(by_class, self._positions, class_maxima(by_class))
+        self.loss_sum[start : start + sums.shape[0]] += sums
 
     def flush(self) -> None:
-        """Counts the pending hits and sums the pending losses (blocks arrive in index
-        order, so each is one range)."""
+        """Counts the pending hits (blocks arrive in index order, so they are one range)."""
         self._count_hits()
-        if not self._pending:
-            return
-        start = self._pending[0][0]
-        picked = torch.cat([values for _, values in self._pending], dim=1)
-        sums = _nll_sums(picked)
-        # Chunk sums are added in float64 in chunk order, as evaluate() accumulates them.
-        self.loss_sum[start : start + sums.shape[0]] += sums.double().numpy()
-        self._pending.clear()
-        self._pending_configs = 0
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         self.flush()
@@ -1169,23 +1101,6 @@ class _Scores:
         accuracy = self.correct.astype(np.float64) / n
         loss = self.loss_sum / n if self.loss else None
         return accuracy, balanced, loss
-
-
-def _batched_loss_matches(target: torch.Tensor, num_classes: int) -> bool:
-    """Whether :func:`_nll_sums` gives ``F.nll_loss``'s bits for these targets, here.
-
-    Checked on log-probabilities of random logits of widely different magnitudes (so
-    that the order of the sum shows in the last bits), with the real targets: a PyTorch
-    whose CPU kernel sums in another order fails this, and the losses are then summed
-    one configuration at a time.
-    """
-    generator = torch.Generator().manual_seed(0)
-    scales = torch.logspace(-3, 3, 8).view(8, 1, 1)
-    logits = torch.randn(8, target.shape[0], num_classes, generator=generator) * scales
-    log_probs = F.log_softmax(logits, dim=-1)
-    expected = torch.stack([F.nll_loss(lp, target.cpu(), reduction="sum") for lp in log_probs])
-    picked = log_probs.gather(2, target.cpu().view(1, -1, 1).expand(8, -1, 1)).squeeze(2)
-    return _same_bits(_nll_sums(picked.t().contiguous()), expected)
 
 
 def _block_level(sizes: Sequence[int], per_output: int, block_elements: int) -> int:
@@ -1243,8 +1158,7 @@ def evaluate_exhaustively(
             taller input costs as much per row (measured: stacking 6 inputs of 540 rows
             into one linear call was slower than 6 calls).
         loss: Whether to compute the cross-entropy. Without it (``result.loss`` is
-            None) the scoring skips the ``log_softmax`` of every logit, the larger
-            part of the enumeration's cost on a small model.
+            None) the scoring skips the ``exp`` of every logit and its sums.
 
     Returns:
         Every configuration's metrics, in distinct-index order.
@@ -1290,7 +1204,7 @@ def evaluate_exhaustively(
             block = math.prod(plan.sizes[level:])
             count = math.prod(plan.sizes)
             scores = _Scores(count, classes, block, y, loss=loss)
-            walker = _Walker(plan, level, scores, transposed=not loss)
+            walker = _Walker(plan, level, scores, transposed=True)
             for start in range(0, n, step):
                 scores.set_chunk(y[start : start + step])
                 walker.run(x[start : start + step])

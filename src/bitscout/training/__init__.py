@@ -11,6 +11,13 @@ from bitscout.training._evaluate import (
     evaluate_set,
     model_device,
 )
+from bitscout.training._scores import (
+    class_major,
+    class_maxima,
+    cross_entropy_sums,
+    label_positions,
+    predicted_classes,
+)
 from bitscout.training._train import EpochMetrics, TrainResult, intra_op_threads, train
 
 __all__ = [
@@ -19,10 +26,15 @@ __all__ = [
     "EvalSet",
     "TrainResult",
     "check_labels",
+    "class_major",
+    "class_maxima",
+    "cross_entropy_sums",
     "check_samples",
     "evaluate",
     "evaluate_set",
     "intra_op_threads",
+    "label_positions",
     "model_device",
+    "predicted_classes",
     "train",
 ]

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bitscout.errors import DataError
 from bitscout.quant import ScratchBuffers
+from bitscout.training._scores import (
+    class_major,
+    class_maxima,
+    cross_entropy_sums,
+    label_positions,
+    predicted_classes,
+)
 
 __all__ = ["EvalResult", "EvalSet", "evaluate", "evaluate_set", "model_device", "check_samples", "check_labels"]
 
@@ -136,8 +144,12 @@ class EvalSet:
         # Set by the first evaluation that checked the labels against its logits.
         self._checked_width: int | None = None
         self._support: list[int] | None = None
-        self._offsets: torch.Tensor | None = None
+        self._offsets: np.ndarray | None = None
         self._offsets_classes = 0
+        # The labels on the host, where the logits are scored, and per chunk of samples
+        # the positions of their logits (made at the first evaluation).
+        self.y_host = self.y.cpu().numpy()
+        self._positions: dict[int, np.ndarray] = {}
         self.x_on_device = x.device == device
         self.scratch = ScratchBuffers()
 
@@ -157,16 +169,23 @@ class EvalSet:
             self._support = torch.bincount(self.y, minlength=num_classes).tolist()
         return self._support
 
-    def label_offsets(self, num_classes: int) -> torch.Tensor | None:
+    def label_offsets(self, num_classes: int) -> np.ndarray | None:
         """``C * y`` (computed once), so that ``C * y + prediction`` indexes the confusion
         matrix; None when the matrix would be large (over 32 classes): then counting
         hits and predictions apart costs less than reading back ``C**2`` counts."""
         if num_classes > _CONFUSION_MAX_CLASSES:
             return None
         if self._offsets is None or self._offsets_classes != num_classes:
-            self._offsets = self.y * num_classes
+            self._offsets = self.y_host * num_classes
             self._offsets_classes = num_classes
         return self._offsets
+
+    def positions(self, start: int) -> np.ndarray:
+        """:func:`~bitscout.training.label_positions` of the chunk from sample ``start``."""
+        found = self._positions.get(start)
+        if found is None:
+            found = self._positions[start] = label_positions(self.y_host[start : start + self.step])
+        return found
 
 
 def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -> EvalResult:
@@ -191,41 +210,38 @@ def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -
     try:
         with torch.inference_mode(), data.scratch.active():
             n = data.n
-            y_dev = data.y
             num_classes = data.num_classes
-            # The loss sums are float64 (Python floats: the same IEEE additions as float64
-            # tensors, without a tensor operation per chunk).
+            # The chunks' loss sums are float64, added in chunk order (Python floats: the
+            # same IEEE additions as float64 arrays).
             loss_sum: float | None = None
             preds = []
             for start in range(0, n, data.step):
                 if data.step >= n:  # one pass over every sample (no slicing, no copy)
                     logits = model(data.x if data.x_on_device else data.x.to(data.device))
-                    target = y_dev
                 else:
                     logits = model(data.x[start : start + data.step].to(data.device))
-                    target = y_dev[start : start + data.step]
                 if start == 0:
                     num_classes = data.check(int(logits.shape[-1]))
-                if logits.dtype not in (torch.float32, torch.float64):
-                    logits = logits.float()  # half-precision losses lose too much in the sum
-                loss = F.cross_entropy(logits, target, reduction="sum").item()
+                by_class = class_major(logits)
+                maxima = class_maxima(by_class)
+                loss = float(cross_entropy_sums(by_class, data.positions(start), maxima))
                 loss_sum = loss if loss_sum is None else loss_sum + loss
-                preds.append(logits.argmax(dim=-1))
+                # A finite loss sum means no NaN logit: the prediction skips that check.
+                preds.append(predicted_classes(by_class, maxima, nan=not math.isfinite(loss)))
             assert loss_sum is not None and num_classes is not None  # n >= 1: one pass ran
-            pred = preds[0] if len(preds) == 1 else torch.cat(preds)
+            pred = preds[0] if len(preds) == 1 else np.concatenate(preds)
             # Per-class counts, read once: the per-class arithmetic on the host is exact
-            # and costs less than a dozen tiny tensor operations (integers, as the float64
-            # sums of ones were).
+            # and costs less than a dozen tiny array operations.
             support = data.support(num_classes)
             offsets = data.label_offsets(num_classes)
             if offsets is not None:
                 # The confusion matrix in one bincount: bucket C*y + p.
-                confusion = torch.bincount(offsets + pred, minlength=num_classes * num_classes).tolist()
+                confusion = np.bincount(offsets + pred, minlength=num_classes * num_classes).tolist()
                 hits = confusion[:: num_classes + 1]
                 predicted = [sum(confusion[k::num_classes]) for k in range(num_classes)]
             else:
                 # Bucket k counts the wrong predictions of class k, bucket C + k the right ones.
-                counts = torch.bincount(pred + (pred == y_dev) * num_classes, minlength=2 * num_classes).tolist()
+                counts = np.bincount(pred + (pred == data.y_host) * num_classes, minlength=2 * num_classes).tolist()
                 hits = counts[num_classes:]
                 predicted = [wrong + right for wrong, right in zip(counts[:num_classes], hits)]
             recall = [

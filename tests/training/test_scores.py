@@ -1,0 +1,105 @@
+"""The class-major scores: the cross-entropy's definition, its independence of grouping, argmax."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bitscout.training import class_major, class_maxima, cross_entropy_sums, label_positions, predicted_classes
+
+
+def _logits(samples: int, classes: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Logits of widely different magnitudes, so that rounding shows in the last bits."""
+    generator = torch.Generator().manual_seed(seed)
+    scales = torch.logspace(-3, 2, samples, dtype=torch.float64)[torch.randperm(samples, generator=generator)]
+    values = torch.randn(samples, classes, generator=generator, dtype=torch.float64) * scales[:, None]
+    return values.to(dtype)
+
+
+def _sums(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    by_class = class_major(logits)
+    return cross_entropy_sums(by_class, label_positions(labels.numpy()), class_maxima(by_class))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_exp_and_log_do_not_depend_on_an_elements_position(threads: int) -> None:
+    """What the grouping-free bits rest on: PyTorch's exp and log of an element are the
+    same at any offset, in any length of call, in any number of threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        values = -_logits(70_003, 1, seed=threads).abs()[:, 0]
+        whole_exp, whole_log = torch.exp(values), torch.log(1 - values)
+        for start, length in [(0, 1), (1, 5), (3, 17), (5, 33), (13, 2049), (1, 40_000), (7, 70_000)]:
+            part = values[start : start + length].clone()
+            assert torch.equal(torch.exp(part), whole_exp[start : start + length]), (start, length)
+            assert torch.equal(torch.log(1 - part), whole_log[start : start + length]), (start, length)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("samples", "classes"), [(1, 2), (7, 5), (540, 10), (4097, 3), (20_000, 40)])
+def test_a_block_of_configurations_gives_each_ones_own_bits(samples: int, classes: int, dtype: torch.dtype) -> None:
+    """The exhaustive engine scores (configs, classes, samples) blocks; a trial scores one
+    configuration's (samples, classes) logits: the sums are equal to the bit."""
+    configs = 6
+    block = torch.stack([_logits(samples, classes, seed) for seed in range(configs)]).to(dtype)
+    labels = torch.randint(0, classes, (samples,), generator=torch.Generator().manual_seed(samples))
+    by_class = class_major(block.transpose(1, 2).contiguous(), transposed=True)
+    together = cross_entropy_sums(by_class, label_positions(labels.numpy()), class_maxima(by_class))
+    assert together.dtype == np.float64 and together.shape == (configs,)
+    alone = np.array([_sums(block[i], labels)[()] for i in range(configs)])
+    assert np.array_equal(together, alone)
+
+
+@pytest.mark.parametrize("classes", [2, 5, 10, 40])
+def test_the_loss_is_pytorchs_cross_entropy_but_for_the_last_bits(classes: int) -> None:
+    logits = _logits(3000, classes, seed=classes)
+    labels = torch.randint(0, classes, (3000,), generator=torch.Generator().manual_seed(1))
+    expected = F.cross_entropy(logits.double(), labels, reduction="sum").item()
+    assert float(_sums(logits, labels)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_per_sample_definition() -> None:
+    """log(sum_k exp(x_k - m)) - (x_label - m), the classes added in order, the samples in float64."""
+    logits = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.5, -1.0], [-2.0, 4.0, 0.0]])
+    labels = torch.tensor([2, 0, 0])
+    expected = 0.0
+    for row, label in zip(logits.numpy(), labels.numpy()):
+        shifted = row - row.max()
+        total = np.float32(0.0)
+        for value in shifted:
+            total = np.float32(total + np.exp(value))
+        expected += float(np.float32(np.log(total) - shifted[label]))
+    assert float(_sums(logits, labels)) == pytest.approx(expected, rel=1e-7)
+
+
+def test_non_finite_logits_give_a_non_finite_loss_without_warnings() -> None:
+    logits = torch.tensor([[1.0, float("nan")], [float("inf"), 0.0], [0.0, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(_sums(logits, torch.tensor([0, 1, 1])))
+
+
+@pytest.mark.parametrize("classes", [3, 5, 300])
+def test_predicted_classes_are_argmax_with_ties_and_infinities(classes: int) -> None:
+    generator = torch.Generator().manual_seed(classes)
+    logits = torch.randint(-2, 3, (2000, classes), generator=generator).float()  # many ties
+    logits[::11, 1] = float("inf")
+    logits[::13] = float("-inf")
+    by_class = class_major(logits)
+    assert np.array_equal(predicted_classes(by_class, class_maxima(by_class)), logits.argmax(dim=1).numpy())
+    logits[::17, 2] = float("nan")  # argmax takes the first NaN
+    by_class = class_major(logits)
+    assert np.array_equal(predicted_classes(by_class, class_maxima(by_class)), logits.argmax(dim=1).numpy())
+
+
+def test_half_precision_logits_are_scored_in_float32() -> None:
+    logits = _logits(50, 4, seed=0, dtype=torch.float16)
+    assert class_major(logits).dtype == np.float32
+    assert np.array_equal(class_major(logits), logits.float().t().numpy())
