@@ -58,7 +58,7 @@ from bitscout.errors import DataError, SearchError
 from bitscout.metrics import BasicEvaluation, Candidate, TrialMetrics
 from bitscout.metrics._software import _chunk_size
 from bitscout.quant import Operands, QuantizedLayer, Quantizer, exact_sum_terms, fake_quantize
-from bitscout.training import class_major, class_maxima, cross_entropy_sums, label_positions
+from bitscout.training import class_major, cross_entropy_sums
 
 if TYPE_CHECKING:
     from bitscout.graph import TracedModel
@@ -985,7 +985,6 @@ class _Scores:
         # Set per chunk of samples (set_chunk).
         self._one_hot = torch.empty(0)
         self._earlier = torch.empty(0)
-        self._positions = np.empty(0, dtype=np.int64)
 
     def set_chunk(self, target: torch.Tensor) -> None:
         self.flush()
@@ -999,8 +998,6 @@ class _Scores:
         # to finite logits, it leaves the classes that argmax would take before the label).
         below = torch.arange(c, device=target.device).unsqueeze(1) < target.unsqueeze(0)
         self._earlier = torch.zeros(below.shape, device=target.device).masked_fill_(~below, float("-inf"))
-        if self.loss:
-            self._positions = label_positions(target.cpu().numpy())
 
     def __call__(self, prefix: int, outputs: list[Any]) -> None:
         start = prefix * self.block
@@ -1011,9 +1008,7 @@ class _Scores:
             columns = [out.values for out in outputs]
             by_class = columns[0] if len(columns) == 1 else torch.cat(columns)
             self._check_shape(by_class.shape[0], by_class.shape[2], by_class.shape[1])
-            if self.loss:
-                self._add_losses(start, class_major(by_class, transposed=True))
-            correct = self._correct_by_class(by_class)
+            correct = self._correct_by_class(by_class, start)
         else:
             if all(isinstance(out, _Block) and not out.transposed for out in outputs):
                 blocks = [out.values for out in outputs]
@@ -1060,8 +1055,9 @@ class _Scores:
                 f"(samples, {self.num_classes})"
             )
 
-    def _correct_by_class(self, by_class: torch.Tensor) -> torch.Tensor:
-        """``argmax(dim=1) == target`` of ``(configs, classes, samples)`` logits.
+    def _correct_by_class(self, by_class: torch.Tensor, start: int) -> torch.Tensor:
+        """``argmax(dim=1) == target`` of ``(configs, classes, samples)`` logits (and
+        their losses, from the same maxima and label logits).
 
         ``argmax`` takes the first maximum: a sample is right when its label's logit is
         the maximum and no earlier class reaches it. Both maxima are reductions across
@@ -1070,20 +1066,29 @@ class _Scores:
         occurrence ``argmax`` takes) use ``argmax`` itself.
         """
         top = by_class.amax(dim=1)
+        index = self.target.view(1, 1, -1).expand(by_class.shape[0], 1, -1)
+        own = by_class.gather(1, index).squeeze(1)
+        if self.loss:
+            self._add_losses(start, class_major(by_class, transposed=True), top.cpu(), own.cpu())
         # A sum is finite only when every maximum is (NaN and inf propagate; a finite
         # sum that overflows only sends a block to the slower, equally exact argmax).
         if not math.isfinite(float(top.sum())):
             return by_class.argmax(dim=1) == self.target
-        index = self.target.view(1, 1, -1).expand(by_class.shape[0], 1, -1)
-        own = by_class.gather(1, index).squeeze(1)
         earlier = (by_class + self._earlier).amax(dim=1)
         return (own == top) & (earlier < top)
 
-    def _add_losses(self, start: int, by_class: np.ndarray) -> None:
-        """Adds the chunk's loss sums of ``(configs, classes, samples)`` host logits: the
+    def _add_losses(
+        self, start: int, by_class: torch.Tensor, top: torch.Tensor | None = None, own: torch.Tensor | None = None
+    ) -> None:
+        """Adds the chunk's loss sums of ``(configs, classes, samples)`` CPU logits: the
         function evaluate() calls on each configuration's logits, on many at once (the
-        same bits: see bitscout.training's scores), added in float64 in chunk order."""
-        sums = cross_entropy_sums(by_class, self._positions, class_maxima(by_class))
+        same bits: see bitscout.training's scores), added in float64 in chunk order.
+        ``top`` and ``own``: the maxima and label logits when already taken."""
+        if top is None or own is None:
+            top = by_class.amax(dim=1)
+            own = by_class.gather(1, self.target.cpu().view(1, 1, -1).expand(by_class.shape[0], 1, -1)).squeeze(1)
+        # Taken from the block before class_major made half precision float32 (exactly).
+        sums = cross_entropy_sums(by_class, top.to(by_class.dtype), own.to(by_class.dtype))
         self.loss_sum[start : start + sums.shape[0]] += sums
 
     def flush(self) -> None:

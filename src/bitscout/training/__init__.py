@@ -13,8 +13,8 @@ from bitscout.training._evaluate import (
 )
 from bitscout.training._scores import (
     class_major,
-    class_maxima,
     cross_entropy_sums,
+    label_logits,
     label_positions,
     predicted_classes,
 )
@@ -27,12 +27,12 @@ __all__ = [
     "TrainResult",
     "check_labels",
     "class_major",
-    "class_maxima",
     "cross_entropy_sums",
     "check_samples",
     "evaluate",
     "evaluate_set",
     "intra_op_threads",
+    "label_logits",
     "label_positions",
     "model_device",
     "predicted_classes",

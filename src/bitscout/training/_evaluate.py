@@ -13,8 +13,8 @@ from bitscout.errors import DataError
 from bitscout.quant import ScratchBuffers
 from bitscout.training._scores import (
     class_major,
-    class_maxima,
     cross_entropy_sums,
+    label_logits,
     label_positions,
     predicted_classes,
 )
@@ -149,7 +149,7 @@ class EvalSet:
         # The labels on the host, where the logits are scored, and per chunk of samples
         # the positions of their logits (made at the first evaluation).
         self.y_host = self.y.cpu().numpy()
-        self._positions: dict[int, np.ndarray] = {}
+        self._positions: dict[int, torch.Tensor] = {}
         self.x_on_device = x.device == device
         self.scratch = ScratchBuffers()
 
@@ -180,11 +180,11 @@ class EvalSet:
             self._offsets_classes = num_classes
         return self._offsets
 
-    def positions(self, start: int) -> np.ndarray:
+    def positions(self, start: int) -> torch.Tensor:
         """:func:`~bitscout.training.label_positions` of the chunk from sample ``start``."""
         found = self._positions.get(start)
         if found is None:
-            found = self._positions[start] = label_positions(self.y_host[start : start + self.step])
+            found = self._positions[start] = label_positions(self.y[start : start + self.step])
         return found
 
 
@@ -223,8 +223,9 @@ def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -
                 if start == 0:
                     num_classes = data.check(int(logits.shape[-1]))
                 by_class = class_major(logits)
-                maxima = class_maxima(by_class)
-                loss = float(cross_entropy_sums(by_class, data.positions(start), maxima))
+                maxima = by_class.amax(dim=0)
+                own = label_logits(by_class, data.positions(start))
+                loss = float(cross_entropy_sums(by_class, maxima, own))
                 loss_sum = loss if loss_sum is None else loss_sum + loss
                 # A finite loss sum means no NaN logit: the prediction skips that check.
                 preds.append(predicted_classes(by_class, maxima, nan=not math.isfinite(loss)))

@@ -15,7 +15,9 @@ Why the bits agree however the samples are grouped:
 * the sum over the classes runs class after class for every sample (a reduction over a
   leading axis adds whole rows in order);
 * the sum over the samples of one evaluation is numpy's float64 sum of a contiguous row,
-  the same function of the row's values whether the row stands alone or in a block.
+  the same function of the row's values whether the row stands alone or in a block;
+* the largest logit and the label's are exact (a maximum and a gather), and
+  ``x_label - m`` is the same subtraction whether taken from the shifted logits or apart.
 
 The tests check each of these on the numpy they run with.
 
@@ -30,11 +32,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["class_major", "class_maxima", "label_positions", "cross_entropy_sums", "predicted_classes"]
+__all__ = ["class_major", "label_positions", "label_logits", "cross_entropy_sums", "predicted_classes"]
 
 
-def class_major(logits: torch.Tensor, *, transposed: bool = False) -> np.ndarray:
-    """Logits ``(..., samples, classes)`` as a C-contiguous host array ``(..., classes, samples)``.
+def class_major(logits: torch.Tensor, *, transposed: bool = False) -> torch.Tensor:
+    """Logits ``(..., samples, classes)`` as a contiguous CPU tensor ``(..., classes, samples)``.
 
     Half-precision logits become float32 (their losses lose too much in the sum);
     float32 and float64 keep their precision. With ``transposed`` the logits are
@@ -42,68 +44,68 @@ def class_major(logits: torch.Tensor, *, transposed: bool = False) -> np.ndarray
     """
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()
-    values = logits.detach().cpu().numpy()
-    return np.ascontiguousarray(values if transposed else values.swapaxes(-1, -2))
+    logits = logits.detach().cpu()
+    if transposed:
+        return logits.contiguous()
+    # numpy's transposing copy: several times faster than PyTorch's for a few classes.
+    return torch.from_numpy(np.ascontiguousarray(logits.numpy().swapaxes(-1, -2)))
 
 
-def label_positions(labels: np.ndarray) -> np.ndarray:
+def label_positions(labels: torch.Tensor) -> torch.Tensor:
     """Where each sample's label logit lies in a flattened ``(classes, samples)`` plane.
 
-    Made once per chunk of samples (checked labels) and passed to :func:`cross_entropy_sums`.
+    Made once per chunk of samples (checked labels) and passed to :func:`label_logits`.
     """
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = labels.detach().cpu().to(torch.int64)
     n = labels.shape[0]
-    return labels * n + np.arange(n, dtype=np.int64)
+    return labels * n + torch.arange(n)
 
 
-def class_maxima(by_class: np.ndarray) -> np.ndarray:
-    """Every sample's largest logit: ``by_class.max(axis=-2)`` (NaN where a logit is NaN)."""
-    return by_class.max(axis=-2)
+def label_logits(by_class: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Each sample's logit of its label, from one ``(classes, samples)`` plane."""
+    return by_class.view(-1).take(positions)
 
 
-def cross_entropy_sums(by_class: np.ndarray, positions: np.ndarray, maxima: np.ndarray) -> np.ndarray:
+def cross_entropy_sums(by_class: torch.Tensor, maxima: torch.Tensor, own: torch.Tensor) -> np.ndarray:
     """The summed cross-entropy of every plane of class-major logits.
 
     Args:
         by_class: ``(..., classes, samples)`` logits (:func:`class_major`).
-        positions: :func:`label_positions` of the samples' labels.
-        maxima: :func:`class_maxima` of ``by_class``.
+        maxima: Every sample's largest logit, ``by_class.amax(dim=-2)``.
+        own: Every sample's logit of its label (:func:`label_logits`), ``(..., samples)``.
 
     Returns:
         float64 array of shape ``by_class.shape[:-2]``: each plane's per-sample losses
         summed. Non-finite logits give NaN or inf, as PyTorch's ``cross_entropy`` does.
     """
-    *lead, classes, n = by_class.shape
-    # The elementwise steps in PyTorch (no warnings for inf - inf; exp and log as
-    # position-free as numpy's, and faster here), the sums in numpy (their order above).
-    shifted = torch.from_numpy(by_class).view(-1, classes, n) - torch.from_numpy(maxima).view(-1, 1, n)
-    flat = shifted.numpy().reshape(-1, classes * n)
-    picked = flat[0].take(positions) if len(flat) == 1 else np.take_along_axis(flat, positions[None, :], axis=1)
-    sums = shifted.exp_().numpy().sum(axis=1)
-    losses = torch.from_numpy(sums).log_().numpy()
-    losses -= picked
-    return losses.astype(np.float64).sum(axis=-1).reshape(lead)
+    # The elementwise steps in PyTorch (exp and log position-free, see above), the sums
+    # in numpy (their order above).
+    sums = (by_class - maxima.unsqueeze(-2)).exp_().numpy().sum(axis=-2)
+    losses = torch.from_numpy(sums).log_()
+    losses -= own - maxima
+    return losses.numpy().astype(np.float64).sum(axis=-1)
 
 
-def predicted_classes(by_class: np.ndarray, maxima: np.ndarray, *, nan: bool = True) -> np.ndarray:
+def predicted_classes(by_class: torch.Tensor, maxima: torch.Tensor, *, nan: bool = True) -> np.ndarray:
     """``argmax`` over the classes of one ``(classes, samples)`` plane: the first largest.
 
     As PyTorch's ``argmax``, a NaN counts as the largest value (its first occurrence).
 
     Args:
-        by_class: ``(classes, samples)`` logits.
-        maxima: :func:`class_maxima` of ``by_class``.
+        by_class: ``(classes, samples)`` logits (:func:`class_major`).
+        maxima: ``by_class.amax(dim=0)``.
         nan: Whether a logit may be NaN; False skips the check (a caller whose loss
             came out finite knows that none is).
     """
-    classes = by_class.shape[0]
-    if nan and np.isnan(maxima).any():
-        return by_class.argmax(axis=0)
+    values, top = by_class.numpy(), maxima.numpy()
+    classes = values.shape[0]
+    if nan and np.isnan(top).any():
+        return values.argmax(axis=0)
     # Rank classes C..1 where they reach the maximum: the largest rank is the first class.
     rank = _RANKS.get(classes)
     if rank is None:
         rank = _RANKS[classes] = np.arange(classes, 0, -1).astype(np.uint8 if classes < 256 else np.int64)[:, None]
-    top_rank = np.multiply(by_class == maxima, rank, dtype=rank.dtype).max(axis=0)
+    top_rank = np.multiply(values == top, rank, dtype=rank.dtype).max(axis=0)
     return classes - top_rank.astype(np.int64)
 
 
