@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bitscout.training import class_major, cross_entropy_sums, label_logits, label_positions, predicted_classes
+from bitscout.training import class_major, cross_entropy_sums, label_positions, score_chunk
 
 
 def _logits(samples: int, classes: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -21,9 +22,16 @@ def _logits(samples: int, classes: int, seed: int, dtype: torch.dtype = torch.fl
 
 
 def _sums(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """cross_entropy_sums of one configuration's logits, as the exhaustive engine takes them."""
     by_class = class_major(logits)
-    own = label_logits(by_class, label_positions(labels))
+    own = by_class.gather(0, labels.view(1, -1))[0]
     return cross_entropy_sums(by_class, by_class.amax(dim=0), own)
+
+
+def _chunk(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, np.ndarray]:
+    """score_chunk as a trial calls it: (loss sum, predicted classes)."""
+    loss, rank = score_chunk(logits, label_positions(labels).numpy())
+    return loss, logits.shape[1] - rank.astype(np.int64)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -58,6 +66,8 @@ def test_a_block_of_configurations_gives_each_ones_own_bits(samples: int, classe
     assert together.dtype == np.float64 and together.shape == (configs,)
     alone = np.array([_sums(block[i], labels)[()] for i in range(configs)])
     assert np.array_equal(together, alone)
+    # A trial's evaluation: one chunk, its own steps, the same bits.
+    assert np.array_equal(together, np.array([_chunk(block[i], labels)[0] for i in range(configs)]))
 
 
 @pytest.mark.parametrize("classes", [2, 5, 10, 40])
@@ -82,11 +92,20 @@ def test_the_per_sample_definition() -> None:
     assert float(_sums(logits, labels)) == pytest.approx(expected, rel=1e-7)
 
 
-def test_non_finite_logits_give_a_non_finite_loss_without_warnings() -> None:
-    logits = torch.tensor([[1.0, float("nan")], [float("inf"), 0.0], [0.0, 1.0]])
+@pytest.mark.parametrize(
+    ("special", "expected"), [(float("nan"), math.nan), (float("inf"), math.nan), (float("-inf"), math.inf)]
+)
+def test_non_finite_logits_give_a_non_finite_loss_without_warnings(special: float, expected: float) -> None:
+    """As PyTorch's cross_entropy: NaN for a NaN or +inf logit, inf for a label logit at -inf."""
+    logits = torch.tensor([[1.0, 2.0], [0.5, 0.0], [0.0, 1.0]])
+    logits[1, 0] = special
+    labels = torch.tensor([0, 0, 1])
+    reference = F.cross_entropy(logits, labels, reduction="sum").item()
+    assert math.isnan(reference) if math.isnan(expected) else reference == expected
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert np.isnan(_sums(logits, torch.tensor([0, 1, 1])))
+        for got in (float(_sums(logits, labels)), _chunk(logits, labels)[0]):
+            assert math.isnan(got) if math.isnan(expected) else got == expected
 
 
 @pytest.mark.parametrize("classes", [3, 5, 300])
@@ -95,11 +114,10 @@ def test_predicted_classes_are_argmax_with_ties_and_infinities(classes: int) -> 
     logits = torch.randint(-2, 3, (2000, classes), generator=generator).float()  # many ties
     logits[::11, 1] = float("inf")
     logits[::13] = float("-inf")
-    by_class = class_major(logits)
-    assert np.array_equal(predicted_classes(by_class, by_class.amax(dim=0)), logits.argmax(dim=1).numpy())
+    labels = torch.zeros(2000, dtype=torch.long)
+    assert np.array_equal(_chunk(logits, labels)[1], logits.argmax(dim=1).numpy())
     logits[::17, 2] = float("nan")  # argmax takes the first NaN
-    by_class = class_major(logits)
-    assert np.array_equal(predicted_classes(by_class, by_class.amax(dim=0)), logits.argmax(dim=1).numpy())
+    assert np.array_equal(_chunk(logits, labels)[1], logits.argmax(dim=1).numpy())
 
 
 def test_half_precision_logits_are_scored_in_float32() -> None:

@@ -14,9 +14,8 @@ from bitscout.training._evaluate import (
 from bitscout.training._scores import (
     class_major,
     cross_entropy_sums,
-    label_logits,
     label_positions,
-    predicted_classes,
+    score_chunk,
 )
 from bitscout.training._train import EpochMetrics, TrainResult, intra_op_threads, train
 
@@ -32,9 +31,8 @@ __all__ = [
     "evaluate",
     "evaluate_set",
     "intra_op_threads",
-    "label_logits",
     "label_positions",
     "model_device",
-    "predicted_classes",
+    "score_chunk",
     "train",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,13 +10,7 @@ from torch import nn
 
 from bitscout.errors import DataError
 from bitscout.quant import ScratchBuffers
-from bitscout.training._scores import (
-    class_major,
-    cross_entropy_sums,
-    label_logits,
-    label_positions,
-    predicted_classes,
-)
+from bitscout.training._scores import label_positions, score_chunk
 
 __all__ = ["EvalResult", "EvalSet", "evaluate", "evaluate_set", "model_device", "check_samples", "check_labels"]
 
@@ -149,7 +142,7 @@ class EvalSet:
         # The labels on the host, where the logits are scored, and per chunk of samples
         # the positions of their logits (made at the first evaluation).
         self.y_host = self.y.cpu().numpy()
-        self._positions: dict[int, torch.Tensor] = {}
+        self._positions: dict[int, np.ndarray] = {}
         self.x_on_device = x.device == device
         self.scratch = ScratchBuffers()
 
@@ -170,21 +163,22 @@ class EvalSet:
         return self._support
 
     def label_offsets(self, num_classes: int) -> np.ndarray | None:
-        """``C * y`` (computed once), so that ``C * y + prediction`` indexes the confusion
-        matrix; None when the matrix would be large (over 32 classes): then counting
-        hits and predictions apart costs less than reading back ``C**2`` counts."""
+        """``C * (y + 1)`` (computed once), so that ``C * (y + 1) - (C - prediction)``
+        indexes the confusion matrix; None when the matrix would be large (over 32
+        classes): then counting hits and predictions apart costs less than reading back
+        ``C**2`` counts."""
         if num_classes > _CONFUSION_MAX_CLASSES:
             return None
         if self._offsets is None or self._offsets_classes != num_classes:
-            self._offsets = self.y_host * num_classes
+            self._offsets = (self.y_host + 1) * num_classes
             self._offsets_classes = num_classes
         return self._offsets
 
-    def positions(self, start: int) -> torch.Tensor:
+    def positions(self, start: int) -> np.ndarray:
         """:func:`~bitscout.training.label_positions` of the chunk from sample ``start``."""
         found = self._positions.get(start)
         if found is None:
-            found = self._positions[start] = label_positions(self.y[start : start + self.step])
+            found = self._positions[start] = label_positions(self.y[start : start + self.step]).numpy()
         return found
 
 
@@ -214,7 +208,7 @@ def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -
             # The chunks' loss sums are float64, added in chunk order (Python floats: the
             # same IEEE additions as float64 arrays).
             loss_sum: float | None = None
-            preds = []
+            ranks = []
             for start in range(0, n, data.step):
                 if data.step >= n:  # one pass over every sample (no slicing, no copy)
                     logits = model(data.x if data.x_on_device else data.x.to(data.device))
@@ -222,26 +216,24 @@ def evaluate_set(model: nn.Module, data: EvalSet, *, switch_mode: bool = True) -
                     logits = model(data.x[start : start + data.step].to(data.device))
                 if start == 0:
                     num_classes = data.check(int(logits.shape[-1]))
-                by_class = class_major(logits)
-                maxima = by_class.amax(dim=0)
-                own = label_logits(by_class, data.positions(start))
-                loss = float(cross_entropy_sums(by_class, maxima, own))
+                loss, rank = score_chunk(logits, data.positions(start))
                 loss_sum = loss if loss_sum is None else loss_sum + loss
-                # A finite loss sum means no NaN logit: the prediction skips that check.
-                preds.append(predicted_classes(by_class, maxima, nan=not math.isfinite(loss)))
+                ranks.append(rank)
             assert loss_sum is not None and num_classes is not None  # n >= 1: one pass ran
-            pred = preds[0] if len(preds) == 1 else np.concatenate(preds)
+            # The prediction k of each sample as its rank C - k (see score_chunk).
+            rank = ranks[0] if len(ranks) == 1 else np.concatenate(ranks)
             # Per-class counts, read once: the per-class arithmetic on the host is exact
             # and costs less than a dozen tiny array operations.
             support = data.support(num_classes)
             offsets = data.label_offsets(num_classes)
             if offsets is not None:
-                # The confusion matrix in one bincount: bucket C*y + p.
-                confusion = np.bincount(offsets + pred, minlength=num_classes * num_classes).tolist()
+                # The confusion matrix in one bincount: bucket C*y + p = C*(y + 1) - rank.
+                confusion = np.bincount(offsets - rank, minlength=num_classes * num_classes).tolist()
                 hits = confusion[:: num_classes + 1]
                 predicted = [sum(confusion[k::num_classes]) for k in range(num_classes)]
             else:
                 # Bucket k counts the wrong predictions of class k, bucket C + k the right ones.
+                pred = num_classes - rank.astype(np.int64)
                 counts = np.bincount(pred + (pred == data.y_host) * num_classes, minlength=2 * num_classes).tolist()
                 hits = counts[num_classes:]
                 predicted = [wrong + right for wrong, right in zip(counts[:num_classes], hits)]
