@@ -495,7 +495,7 @@ def test_without_the_loss_accuracies_are_trial_by_trials(
 
     calls = []
     original = engine._Scores._correct_by_class
-    monkeypatch.setattr(engine._Scores, "_correct_by_class", lambda self, t, start: calls.append(1) or original(self, t, start))
+    monkeypatch.setattr(engine._Scores, "_correct_by_class", lambda self, *args: calls.append(1) or original(self, *args))
     runners = _runner_set(_mlp(digits, (16, 8)), digits)
     space = _linear_space(runners, data_in, weight)
     result = evaluate_runner_set_exhaustively(space, runners, loss=False)
@@ -544,14 +544,19 @@ def test_correct_by_class_is_argmax_with_ties_and_non_finite_logits() -> None:
     logits[0] = 0.0  # all tied: right only for label 0
     logits[1, :, ::7] = float("-inf")  # a whole column at -inf: argmax says class 0
     logits[2, 3, 5] = -float("inf")
-    got = scores._correct_by_class(logits, 0)
+    def correct(block: torch.Tensor) -> torch.Tensor:
+        top = block.amax(dim=1)
+        own = block.gather(1, y.view(1, 1, -1).expand(block.shape[0], 1, -1)).squeeze(1)
+        return scores._correct_by_class(block, top, own)
+
+    got = correct(logits)
     assert torch.equal(got, logits.argmax(dim=1) == y)
     assert int(got[0].sum()) == int((y == 0).sum())
     for special in (float("nan"), float("inf")):
         with_special = logits.clone()
         with_special[4, 2, 10] = special
         with_special[6, int(y[11]), 11] = special
-        assert torch.equal(scores._correct_by_class(with_special, 0), with_special.argmax(dim=1) == y)
+        assert torch.equal(correct(with_special), with_special.argmax(dim=1) == y)
 
 
 def test_table_evaluator_computes_the_loss_only_when_read(digits: Dataset) -> None:

@@ -34,6 +34,10 @@ GOLDEN = Path(__file__).with_name("pinned_results.json")
 CONFIGS = Path(__file__).with_name("pinned_configs")
 RECORD = os.environ.get("BITSCOUT_PIN_RECORD") == "1"
 TOL = 1e-12
+#: The loss alone: its definition moved deliberately after the recording (bitscout's
+#: class-major cross-entropy, docs/metrics.md), within one float32 rounding of the
+#: F.cross_entropy recorded here. Every other number, and every trial, stays at TOL.
+LOSS_TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +80,8 @@ def _trials(result) -> list[dict[str, Any]]:
 
 def _close(got: Any, want: Any, where: str) -> None:
     if isinstance(want, float) or isinstance(got, float):
-        assert got == pytest.approx(want, rel=TOL, abs=TOL), where
+        tol = LOSS_TOL if where.endswith(".loss") else TOL
+        assert got == pytest.approx(want, rel=tol, abs=TOL), where
     elif isinstance(want, dict):
         assert isinstance(got, dict) and sorted(got) == sorted(want), where
         for k in want:

@@ -1008,7 +1008,12 @@ class _Scores:
             columns = [out.values for out in outputs]
             by_class = columns[0] if len(columns) == 1 else torch.cat(columns)
             self._check_shape(by_class.shape[0], by_class.shape[2], by_class.shape[1])
-            correct = self._correct_by_class(by_class, start)
+            # Every sample's largest logit and its label's: exact, shared by both scores.
+            top = by_class.amax(dim=1)
+            own = by_class.gather(1, target.view(1, 1, -1).expand(by_class.shape[0], 1, -1)).squeeze(1)
+            if self.loss:
+                self._add_losses(start, class_major(by_class, transposed=True), top.cpu(), own.cpu())
+            correct = self._correct_by_class(by_class, top, own)
         else:
             if all(isinstance(out, _Block) and not out.transposed for out in outputs):
                 blocks = [out.values for out in outputs]
@@ -1055,9 +1060,9 @@ class _Scores:
                 f"(samples, {self.num_classes})"
             )
 
-    def _correct_by_class(self, by_class: torch.Tensor, start: int) -> torch.Tensor:
-        """``argmax(dim=1) == target`` of ``(configs, classes, samples)`` logits (and
-        their losses, from the same maxima and label logits).
+    def _correct_by_class(self, by_class: torch.Tensor, top: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """``argmax(dim=1) == target`` of ``(configs, classes, samples)`` logits, from
+        their maxima over the classes (``top``) and their labels' logits (``own``).
 
         ``argmax`` takes the first maximum: a sample is right when its label's logit is
         the maximum and no earlier class reaches it. Both maxima are reductions across
@@ -1065,11 +1070,6 @@ class _Scores:
         (an ``argmax`` over that dimension is not). Non-finite logits (NaN, whose first
         occurrence ``argmax`` takes) use ``argmax`` itself.
         """
-        top = by_class.amax(dim=1)
-        index = self.target.view(1, 1, -1).expand(by_class.shape[0], 1, -1)
-        own = by_class.gather(1, index).squeeze(1)
-        if self.loss:
-            self._add_losses(start, class_major(by_class, transposed=True), top.cpu(), own.cpu())
         # A sum is finite only when every maximum is (NaN and inf propagate; a finite
         # sum that overflows only sends a block to the slower, equally exact argmax).
         if not math.isfinite(float(top.sum())):
@@ -1080,10 +1080,10 @@ class _Scores:
     def _add_losses(
         self, start: int, by_class: torch.Tensor, top: torch.Tensor | None = None, own: torch.Tensor | None = None
     ) -> None:
-        """Adds the chunk's loss sums of ``(configs, classes, samples)`` CPU logits: the
-        function evaluate() calls on each configuration's logits, on many at once (the
-        same bits: see bitscout.training's scores), added in float64 in chunk order.
-        ``top`` and ``own``: the maxima and label logits when already taken."""
+        """Adds the chunk's loss sums of ``(configs, classes, samples)`` CPU logits, as
+        evaluate() scores each configuration's (the same bits: see bitscout.training's
+        scores), in float64 in chunk order. ``top`` and ``own``: the maxima over the
+        classes and the labels' logits, when already taken."""
         if top is None or own is None:
             top = by_class.amax(dim=1)
             own = by_class.gather(1, self.target.cpu().view(1, 1, -1).expand(by_class.shape[0], 1, -1)).squeeze(1)
