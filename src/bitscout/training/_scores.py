@@ -101,7 +101,11 @@ def score_chunk(logits: torch.Tensor, positions: np.ndarray) -> tuple[float, np.
     """
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()
-    values = np.ascontiguousarray(logits.detach().cpu().numpy().T)
+    if logits.device.type != "cpu":
+        logits = logits.cpu()
+    if logits.requires_grad:
+        logits = logits.detach()
+    values = np.ascontiguousarray(logits.numpy().T)
     top = values.max(axis=0)
     # Finite maxima (the rule) leave no inf - inf to warn about; otherwise silence it.
     if np.isfinite(top).all():
@@ -122,7 +126,7 @@ def score_chunk(logits: torch.Tensor, positions: np.ndarray) -> tuple[float, np.
 def _chunk_loss(values: np.ndarray, top: np.ndarray, positions: np.ndarray) -> float:
     """:func:`cross_entropy_sums` of one ``(classes, samples)`` plane, step by step."""
     shifted = values - top
-    own = values.reshape(-1).take(positions) - top
+    own = values.take(positions) - top  # take() reads the plane flattened
     torch.from_numpy(shifted).exp_()  # in place: ``shifted`` now holds the exponentials
     losses = torch.from_numpy(shifted.sum(axis=0)).log_().numpy()
     losses -= own
