@@ -186,3 +186,33 @@ def test_int_layer_leaves_out_fields_left_to_their_default():
         "int: data_in 8b (symmetric True, granularity tensor), weight 4b (symmetric False, granularity channel)"
     )
     assert describe_layer({"name": "integer", "weight_width": 8, "weight_frac_width": "NA"}) == "integer: weight 8b (NA frac)"
+
+
+def test_summary_gives_every_size_and_the_latency_its_unit():
+    # user8: `model_size = 6312, weight_bytes = 6176` left the reader guessing bits or bytes.
+    record = TrialRecord(
+        number=0,
+        state="COMPLETE",
+        values=(0.9,),
+        software_metrics={"accuracy": 0.9},
+        hardware_metrics={"model_size": 6312.0, "weight_bytes": 772.0, "latency": 2.5, "model_size_ratio": 0.2},
+        constraints={"weight_bytes.max": 196.0},
+        sampled_config={"fc1": "float"},
+    )
+    result = SearchResult(trials=[record], directions=["maximize"], objective_names=["objective"])
+    text = format_summary(result)
+    # 6312 / 1024 = 6.1640625 KiB
+    assert "model_size = 6,312 bytes (6.16 KiB), weight_bytes = 772 bytes, latency = 2.5 ms" in text
+    assert "weight_bytes.max = 196 bytes" in text
+    assert "accuracy = 0.9," in text  # a metric without a unit prints bare
+
+
+def test_pareto_summary_heads_a_size_column_with_its_unit():
+    records = [
+        TrialRecord(number=n, state="COMPLETE", values=(acc, size), software_metrics={"accuracy": acc},
+                    hardware_metrics={"model_size": size}, sampled_config={"fc1": "float"})
+        for n, (acc, size) in enumerate([(0.9, 2048.0), (0.8, 1024.0)])
+    ]
+    text = format_summary(SearchResult(trials=records, directions=["maximize", "minimize"], objective_names=["accuracy", "model_size"]))
+    assert "model_size (bytes)" in text
+    assert "model_size = 2,048 bytes (2 KiB)" in text

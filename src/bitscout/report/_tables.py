@@ -6,16 +6,49 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitscout.metrics import SIZE_METRICS
+
 if TYPE_CHECKING:
     from bitscout.study import SearchResult, TrialRecord
 
-__all__ = ["format_table", "format_config", "format_summary", "describe_layer"]
+__all__ = ["format_table", "format_config", "format_summary", "describe_layer", "format_metric", "metric_unit"]
+
+# The unit of each metric that has one (docs/metrics.md): sizes are bytes, latency is
+# milliseconds. Counts (flops, bitops), bitwidths, ratios and accuracies print bare.
+_UNITS = {**dict.fromkeys(SIZE_METRICS, "bytes"), "latency": "ms"}
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def metric_unit(name: str) -> str | None:
+    """The unit a metric (or its ``.max``/``.min`` constraint value) is in; None: none.
+
+    ``"model_size"`` -> ``"bytes"``, ``"weight_bytes.max"`` -> ``"bytes"``,
+    ``"latency"`` -> ``"ms"``; a ratio (``model_size_ratio``) has no unit.
+    """
+    return _UNITS.get(name.split(".", 1)[0])
+
+
+def format_metric(name: str, value: Any) -> str:
+    """A metric's value with its unit: ``6,312 bytes (6.16 KiB)``, ``2.04 ms``, ``0.94``.
+
+    Sizes of at least 1 KiB also say their KiB, the unit budgets are usually given in
+    (``model_size.max = "4 KiB"``).
+    """
+    unit = metric_unit(name)
+    if unit is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return _fmt(value)
+    if unit != "bytes":
+        return f"{_fmt(value)} {unit}"
+    number = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"
+    text = f"{number} bytes"
+    if abs(value) >= 1024:
+        text += f" ({value / 1024:.3g} KiB)"
+    return text
 
 
 def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
@@ -72,7 +105,7 @@ def format_config(sampled_config: Mapping[str, Any]) -> str:
 
 def _metrics_line(record: TrialRecord) -> str:
     metrics = {**record.software_metrics, **record.hardware_metrics}
-    shown = [f"{k} = {_fmt(v)}" for k, v in metrics.items() if not k.endswith("_ratio")]
+    shown = [f"{k} = {format_metric(k, v)}" for k, v in metrics.items() if not k.endswith("_ratio")]
     return ", ".join(shown) or "(none)"
 
 
@@ -82,7 +115,7 @@ def _drops_line(record: TrialRecord, baseline: Mapping[str, float]) -> str:
 
 def _constraints_line(record: TrialRecord) -> str:
     return ", ".join(
-        f"{k} = {'unknown' if v is None else _fmt(v)}" for k, v in record.constraints.items()
+        f"{k} = {'unknown' if v is None else format_metric(k, v)}" for k, v in record.constraints.items()
     )
 
 
@@ -112,7 +145,7 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
     lines.append(format_table(rows))
     baseline = result.baseline_metrics
     if baseline:
-        shown = [f"{k} = {_fmt(v)}" for k, v in baseline.items() if not k.endswith("_ratio")]
+        shown = [f"{k} = {format_metric(k, v)}" for k, v in baseline.items() if not k.endswith("_ratio")]
         lines.append(f"\nfloat model (baseline): {', '.join(shown)}")
     if result.has_constraints and result.best_trials and not result.best_is_feasible:
         lines.append(
@@ -133,7 +166,8 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
             [t.number, *t.values, *[t.metrics.get(n, "") for n in raw], *(t.drops(baseline).get(d, "") for d in drop_names)]
             for t in best
         ]
-        lines.append(format_table(rows, header=["trial", *[f"{n} (scaled)" for n in names], *raw, *drop_names]))
+        units = [f"{n} ({metric_unit(n)})" if metric_unit(n) else n for n in raw]
+        lines.append(format_table(rows, header=["trial", *[f"{n} (scaled)" for n in names], *units, *drop_names]))
         top = max(best, key=lambda t: t.values[0] if result.directions[0] == "maximize" else -t.values[0])
         lines.append(f"\nbest {names[0]} in the set: trial {top.number}; {_metrics_line(top)}")
         lines.append(format_config(top.sampled_config))
