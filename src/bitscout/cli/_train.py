@@ -41,7 +41,7 @@ from bitscout.cli._common import (
     config_from_args,
 )
 from bitscout.config import Config
-from bitscout.data import load_dataset
+from bitscout.data import Dataset, load_dataset
 from bitscout.experiment import build_fresh_model, resolve_device
 from bitscout.errors import CheckpointError
 from bitscout.models import load_checkpoint, save_checkpoint
@@ -138,11 +138,7 @@ def run(args: argparse.Namespace) -> int:
         load_checkpoint(model, Path(args.load), config.load_type)
         print(f"starting from the weights of {args.load} (--load)")
     params = sum(p.numel() for p in model.parameters())
-    print(
-        f"training {config.model} ({params:,} parameters) on {info.name} "
-        f"({len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test, "
-        f"from {info.source}) on {device}"
-    )
+    print(f"training {config.model} ({params:,} parameters) on {_data_line(dataset)} on {device}")
     print(
         f"max_epochs {config.max_epochs}, batch_size {config.batch_size}, "
         f"learning_rate {config.learning_rate:g}, seed {config.seed}"
@@ -221,3 +217,18 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _data_line(dataset: Dataset) -> str:
+    """The data set, its split counts and where it came from, each said once.
+
+    A single x/y that bitscout split has the counts in its source already
+    (``one.npz (one x/y, split stratified with seed 0: 1077 train / 540 val / 180 test)``);
+    a file of its own splits is named once, not as its name and again as its source.
+    """
+    info = dataset.info
+    counts = f"{len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test"
+    if counts in info.source:
+        return info.source
+    origin = "" if info.source == info.name else f", from {info.source}"
+    return f"{info.name} ({counts}{origin})"
