@@ -305,7 +305,7 @@ def search(
     import pydantic
     import torch
 
-    from bitscout.config import MetricSpec, Setup, StrategyConfig
+    from bitscout.config import MetricSpec, Setup, StrategyConfig, check_outputs_are_ours
     from bitscout.data import Dataset, DatasetInfo, Split, as_dataset
     from bitscout.evaluation import RunnerEvaluator
     from bitscout.graph import traceable_view
@@ -319,6 +319,9 @@ def search(
         raise ConfigError("give exactly one of data=(x, y) (bitscout measures accuracy) or eval_fn=fn (you do)")
     if not objective:
         raise ConfigError("objective must name at least one metric, e.g. {'accuracy': 1.0}")
+    if out is not None:
+        # A log.json, best.json or trials.csv there that no search wrote is refused now.
+        check_outputs_are_ours(Path(out), f"out={str(out)!r}")
     dataset = as_dataset(data, seed=seed, name="data", single="val") if data is not None else None
     if dataset is not None:
         from bitscout.models._user import check_model_output

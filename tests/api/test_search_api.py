@@ -162,3 +162,13 @@ def test_a_model_returning_a_tuple_is_one_model_error_before_the_search() -> Non
     with pytest.raises(ModelError, match=r"^model _WithFeatures: forward returns a tuple, but bitscout needs one tensor"):
         bitscout.search(_WithFeatures(), data=(x, y), space={"linear": {"weight_width": [4, 8]}},
                         objective={"accuracy": 1.0}, strategy="random", n_trials=2, seed=0)
+
+
+def test_out_holding_a_log_json_no_search_wrote_is_refused(tmp_path) -> None:
+    x, y = torch.randn(30, 4), torch.arange(30) % 3
+    (tmp_path / "log.json").write_text('{"my": "notes"}')
+    with pytest.raises(ConfigError, match=r"^out='.*': .*log.json was not written by a bitscout search"):
+        bitscout.search(nn.Linear(4, 3), data=(x, y), space={"linear": {"weight_width": [4, 8]}},
+                        objective={"accuracy": 1.0}, strategy="random", n_trials=2, seed=0, out=tmp_path)
+    assert (tmp_path / "log.json").read_text() == '{"my": "notes"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.json"]

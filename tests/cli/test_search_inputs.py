@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,30 @@ def test_compare_keeps_optunas_info_lines_out(tmp_path, config_file) -> None:
     out = tmp_path / "cmp"
     assert main(["compare", str(config_file), "--strategies", "random", "--seeds", "1", "--n-trials", "2", "--out", str(out)]) == 0
     assert optuna.logging.get_verbosity() == optuna.logging.WARNING
+
+
+def test_a_log_json_no_search_wrote_is_refused_and_one_it_wrote_is_replaced(config_file: Path, tmp_path: Path, capsys) -> None:
+    # user8: a log.json of the user's in --out was overwritten without a word.
+    out = tmp_path / "run"
+    out.mkdir()
+    mase_log = '{"0": {"number": 0, "sampled_config": {}, "software_metrics": {}}}\n'
+    (out / "log.json").write_text(mase_log)
+    argv = ["search", str(config_file), "--out", str(out), "--no-progress", "--n-trials", "1"]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning: ")]
+    assert err == [
+        f"error: run folder {out}: {out / 'log.json'} was not written by a bitscout search (it is a JSON "
+        "object, as MASE's log.json is; a search's is a list of trials), and bitscout would replace it "
+        "with its own log.json; choose another folder (--out DIR), or move the file"
+    ]
+    assert (out / "log.json").read_text() == mase_log
+    (out / "log.json").unlink()
+    assert main(argv) == 0
+    assert main([*argv[:-1], "2"]) == 0  # the same folder again: our own log.json, resumed
+    assert [t["number"] for t in json.loads((out / "log.json").read_text())] == [0, 1]
+    capsys.readouterr()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "trials.csv").write_text("sample,label\n0,1\n")
+    assert main(["report", str(out), "--out", str(tmp_path / "mine")]) == 2
+    assert "mine/trials.csv was not written by a bitscout search" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "trials.csv").read_text() == "sample,label\n0,1\n"
