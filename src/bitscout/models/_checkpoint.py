@@ -141,7 +141,13 @@ def read_state_dict(path: Path, load_type: str | None = None) -> tuple[dict[str,
     if not_tensors:
         hint = " (is it a Lightning or bitscout checkpoint? try load_type 'pl' or 'bitscout')" if kind == "pt" else ""
         nested = [k for k in not_tensors if _is_state_dict(state[k])]
-        if nested:
+        if kind != "bitscout" and _detect_type(obj) == "bitscout":
+            # `bitscout train` wrote it to the config's load_name, whose load_type says "pt".
+            hint = (
+                "; it is a checkpoint bitscout saved (bitscout train): set load_type = \"bitscout\" "
+                "in the config (or remove load_type: the form is detected), or pass --load-type bitscout"
+            )
+        elif nested:
             # A training script's own dict, e.g. {"model": ..., "optimizer": ...}.
             hint = (
                 f"; its entry {nested[0]!r} holds tensors: save that entry alone, "
