@@ -18,6 +18,7 @@ from torch import nn
 
 from bitscout.graph import trace
 from bitscout.compare import Comparison, compare_strategies
+from bitscout.errors import SearchError
 from bitscout.evaluation import CachedEvaluator, Evaluation, RunnerEvaluator
 from bitscout.space import SearchSpace
 from bitscout.strategies import Strategy, StrategyOptions
@@ -237,6 +238,20 @@ def test_pareto_hypervolume_reaches_one_when_everything_is_seen(space: SearchSpa
     assert bf.trials_to_optimum[0] is not None
     # The single-objective strategy says why it cannot run.
     assert "at most 1 objective" in (comp.summary("sensitivity").skipped or "")
+
+
+def test_strategies_none_of_which_can_run_are_refused_before_any_evaluation(space: SearchSpace) -> None:
+    # user8: `compare --strategies cmaes` enumerated the space, wrote a report of no run
+    # and exited 0.
+    runners = BitsRunners()
+    cache = CachedEvaluator(RunnerEvaluator(runners, TwoObjectives()), key=space.key)
+    with pytest.raises(SearchError) as info:
+        compare_strategies(space, runners, TwoObjectives(), ["cmaes", "sensitivity"], seeds=1, n_trials=3, cache=cache)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "no strategy given can run this search; give one that can (tpe, random, ...):"
+    assert lines[1].startswith("  cmaes: sampler 'cmaes' cannot run this search: CMA-ES cannot model categorical")
+    assert lines[2].startswith("  sensitivity: ") and "at most 1 objective" in lines[2]
+    assert cache.evaluations == 0
 
 
 CLI_CONFIG = """

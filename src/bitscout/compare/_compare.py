@@ -584,6 +584,24 @@ def compare_strategies(
     budget_list = sorted({b for b in (budgets or DEFAULT_BUDGETS) if b <= n_trials} | {n_trials})
     extra_notes = list(notes)
 
+    # A strategy that cannot run this search (cmaes ever; sensitivity with several
+    # objectives) says so when asked for a sampler: ask each once now, so that bad options
+    # and a list of strategies none of which can run stop before the enumeration.
+    cannot: dict[str, str] = {}
+    for name, strategy in instances.items():
+        try:
+            strategy.make_sampler(
+                space, seed=seed_list[0], directions=directions, options=chosen_options.get(name, {}),
+                n_trials=n_trials, constraints=hardware_only,
+            )
+        except SearchError as exc:
+            cannot[name] = str(exc)
+    if len(cannot) == len(instances):
+        raise SearchError(
+            "no strategy given can run this search; give one that can (tpe, random, ...):\n  "
+            + "\n  ".join(f"{name}: {reason}" for name, reason in cannot.items())
+        )
+
     # 1. The exact optimum and mean, by enumeration, when the space allows.
     exact = space.distinct_size <= exact_limit
     all_values: list[tuple[float, ...]] = []
