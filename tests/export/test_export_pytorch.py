@@ -93,6 +93,30 @@ def test_without_hls4ml_the_pytorch_export_works_and_hls4ml_says_how_to_install(
     assert result.checkpoint.is_file() and result.hls is None
 
 
+def test_a_run_no_trial_of_which_meets_its_constraints_exports_only_a_measured_trial_and_says_so(tmp_path: Path) -> None:
+    # user8: `bitscout export` of such a run exported the never-evaluated least-violating
+    # trial as "the best trial of the run".
+    def over(number: int, bits: float, *, skipped: bool) -> TrialRecord:
+        return TrialRecord(
+            number=number, state="PRUNED" if skipped else "COMPLETE", values=() if skipped else (0.8,),
+            software_metrics={} if skipped else {"accuracy": 0.8}, hardware_metrics={"average_bitwidth": bits},
+            sampled_config=sampled(MLP_CONFIGS["a"]), constraints={"average_bitwidth.max": bits - 2.0}, skipped=skipped,
+        )
+
+    skipped_only = write_run(tmp_path / "skipped", "mlp", mlp(), [over(0, 3.0, skipped=True)], ["maximize"])
+    with pytest.raises(ExportError) as err:
+        choose_trial(skipped_only)
+    assert str(err.value) == (
+        f"no trial of {skipped_only} meets its constraints, and the least-violating one, trial 0, was "
+        "never evaluated (skipped as infeasible from its configuration); relax a bound in "
+        "[search.strategy.constraints] and search again"
+    )
+    measured = write_run(tmp_path / "measured", "mlp", mlp(), [over(0, 3.0, skipped=False), over(1, 5.0, skipped=False)], ["maximize"])
+    chosen = choose_trial(measured)
+    assert chosen.number == 0  # 1 bit over the bound against 3
+    assert chosen.reason.startswith("trial 0, the least-violating trial: NO trial of the run meets its constraints")
+
+
 def _record(number: int, accuracy: float, bits: float, config, state: str = "COMPLETE") -> TrialRecord:
     return TrialRecord(
         number=number, state=state, values=(accuracy, bits) if state == "COMPLETE" else (),

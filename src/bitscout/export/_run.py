@@ -65,6 +65,22 @@ def choose_trial(run_dir: Path, trial: int | None = None) -> ChosenTrial:
         best = result.best
         if best is None:
             raise ExportError(f"{run_dir} has no complete trial to export")
+        if result.has_constraints and not result.best_is_feasible:
+            # The "best" is then the least-violating trial (the search's summary flags it).
+            numbers = sorted(t.number for t in result.complete)
+            if not best.is_complete:
+                raise ExportError(
+                    f"no trial of {run_dir} meets its constraints, and the least-violating one, "
+                    f"trial {best.number}, was never evaluated (skipped as infeasible from its "
+                    "configuration); relax a bound in [search.strategy.constraints] and search "
+                    + (f"again, or export a complete trial with --trial N (complete: {numbers})" if numbers else "again")
+                )
+            return ChosenTrial(
+                best.number,
+                best,
+                f"trial {best.number}, the least-violating trial: NO trial of the run meets its "
+                "constraints (relax a bound and search again, or pick one with --trial N)",
+            )
         return ChosenTrial(best.number, best, f"trial {best.number}, the best trial of the run")
     pareto = result.pareto
     if not pareto:
