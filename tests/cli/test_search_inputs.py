@@ -246,3 +246,17 @@ def test_a_log_json_no_search_wrote_is_refused_and_one_it_wrote_is_replaced(conf
     assert main(["report", str(out), "--out", str(tmp_path / "mine")]) == 2
     assert "mine/trials.csv was not written by a bitscout search" in capsys.readouterr().err
     assert (tmp_path / "mine" / "trials.csv").read_text() == "sample,label\n0,1\n"
+
+
+def test_report_keeps_the_float_models_metrics_the_search_saved(config_file: Path, tmp_path: Path, capsys) -> None:
+    # user8: `bitscout report RUN` rewrote best.json from the study, which does not hold
+    # the float model's metrics: the baseline line and best.json's "baseline" were lost.
+    out = tmp_path / "run"
+    assert main(["search", str(config_file), "--out", str(out), "--no-progress", "--n-trials", "1"]) == 0
+    saved = json.loads((out / "best.json").read_text())["baseline"]
+    assert set(saved["metrics"]["software"]) >= {"accuracy", "loss"}
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"float model (baseline): accuracy = {saved['metrics']['software']['accuracy']:.6g}," in printed
+    assert json.loads((out / "best.json").read_text())["baseline"] == saved

@@ -124,7 +124,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = Path("runs") / (study_name or "study") / "report"
     check_outputs_are_ours(out, f"--out {out}" if args.out is not None else f"run folder {out}")
-    result = report_study(storage, study_name, out, storage_name=storage_name, plot=write_report)
+    # The float model's metrics are not in the study: keep those the search saved.
+    baseline = None
+    if run_dir is not None and (run_dir / "best.json").is_file() and (run_dir / "log.json").is_file():
+        check_outputs_are_ours(run_dir, f"run folder {run_dir}")
+        baseline = SearchResult.load(run_dir).baseline
+    result = report_study(
+        storage, study_name, out, storage_name=storage_name, plot=write_report, baseline=baseline
+    )
     print(format_summary(result))
     running = sum(t.state == "RUNNING" for t in result.trials)
     if running:
