@@ -28,7 +28,7 @@ import bitscout
 from bitscout._atomic import atomic_path
 from bitscout.errors import CheckpointError
 
-__all__ = ["LOAD_TYPES", "save_checkpoint", "load_checkpoint", "read_state_dict"]
+__all__ = ["LOAD_TYPES", "save_checkpoint", "load_checkpoint", "read_state_dict", "is_bitscout_checkpoint"]
 
 LOAD_TYPES = ("bitscout", "pt", "pl")
 _LIGHTNING_PREFIX = "model."
@@ -56,6 +56,16 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: Mapping[str, Any]) -
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def is_bitscout_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint :func:`save_checkpoint` wrote (False: any other
+    file, an unreadable one included). Memory-maps the file: the weights are not read."""
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    except Exception:
+        return False
+    return _detect_type(obj) == "bitscout"
 
 
 def _detect_type(obj: Any) -> str:
