@@ -189,6 +189,9 @@ def test_text_labels_that_cannot_be_numbered_are_one_data_error(tmp_path: Path) 
     np.savez(tmp_path / "typo.npz", x=np.zeros((6, 2)), y=np.array(["lo", "hi", "hgh"] * 2), class_names=np.array(["lo", "hi"]))
     with pytest.raises(DataError, match=r"typo.npz'.*label\(s\) 'hgh' are not in class_names \('lo', 'hi'\)"):
         load_dataset(str(tmp_path / "typo.npz"))
+    np.savez(tmp_path / "objects.npz", x=np.zeros((6, 2)), y=np.array(["lo", "hi", "lo"] * 2, dtype=object))
+    with pytest.raises(DataError, match=r"objects.npz'.*dtype=object.*text labels as strings \(np.asarray\(y, dtype=str\)\)"):
+        load_dataset(str(tmp_path / "objects.npz"))
 
 
 def test_bad_files_name_the_file(tmp_path: Path) -> None:

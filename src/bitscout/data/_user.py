@@ -485,8 +485,9 @@ def _read_npz(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise DataError(
-                f"dataset {str(path)!r}: holds Python objects (pickled arrays); save plain numeric "
-                "arrays with numpy.savez"
+                f"dataset {str(path)!r}: holds Python objects (pickled arrays of dtype=object), "
+                "which bitscout does not unpickle; save numeric arrays, and text labels as strings "
+                "(np.asarray(y, dtype=str)), with numpy.savez"
             ) from None
         raise DataError(f"dataset {str(path)!r}: not a readable .npz file: {exc}") from None
     except Exception as exc:
