@@ -25,12 +25,13 @@ from __future__ import annotations
 import fnmatch
 import math
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitscout.errors import ConfigError, SearchError
+from bitscout.errors import BitscoutWarning, ConfigError, SearchError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -434,6 +435,12 @@ def search(
         for module, training in flags:
             module.training = training
     baseline: Evaluation | None = result.baseline
+    if data is not None and baseline is not None and dataset is not None:
+        from bitscout.report import chance_level_note
+
+        note = chance_level_note(baseline.metrics.all(), dataset.info.num_classes, dataset.info.class_names)
+        if note is not None:
+            warnings.warn(note, BitscoutWarning, stacklevel=2)
     return ApiSearchResult(
         result=result,
         baseline={} if baseline is None else baseline.metrics.all(),

@@ -49,6 +49,21 @@ def test_search_without_a_checkpoint_warns_that_the_model_is_untrained(config_fi
     )
 
 
+def test_search_of_a_model_at_chance_level_warns_after_the_summary(config_file: Path, tmp_path: Path, capsys) -> None:
+    # user8: a checkpoint whose classes are numbered otherwise than the data's (text labels
+    # are numbered in sorted order) scored every trial at chance, without a word.
+    assert main(["search", str(config_file), "--out", str(tmp_path / "run"), "--no-progress", "--n-trials", "1"]) == 0
+    baseline = json.loads((tmp_path / "run" / "best.json").read_text())["baseline"]["metrics"]["software"]
+    assert baseline["balanced_accuracy"] <= 0.19  # the untrained MLP on 10 digit classes
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith(
+        f"warning: the float model's balanced accuracy is {baseline['balanced_accuracy']:.3f}, about "
+        "chance for 10 classes (0.100): it does not classify this data, so every candidate is measured "
+        "against a model that guesses. Check that the checkpoint was trained on this data, with its "
+        "classes numbered as the data numbers them"
+    )
+
+
 def test_search_with_a_checkpoint_does_not_warn(config_file: Path, tmp_path: Path, capsys) -> None:
     from bitscout.config import load_config
     from bitscout.data import load_dataset

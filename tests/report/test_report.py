@@ -216,3 +216,22 @@ def test_pareto_summary_heads_a_size_column_with_its_unit():
     text = format_summary(SearchResult(trials=records, directions=["maximize", "minimize"], objective_names=["accuracy", "model_size"]))
     assert "model_size (bytes)" in text
     assert "model_size = 2,048 bytes (2 KiB)" in text
+
+
+def test_a_float_model_at_chance_level_is_flagged_with_the_datas_class_order() -> None:
+    from bitscout.report import chance_level_note
+
+    # 10 classes: chance 0.1, flagged up to 0.1 + 0.1 * 0.9 = 0.19.
+    assert chance_level_note({"balanced_accuracy": 0.19, "accuracy": 0.5}, 10) is not None
+    assert chance_level_note({"balanced_accuracy": 0.191}, 10) is None
+    # 2 classes: chance 0.5, flagged up to 0.55; accuracy stands in without a balanced one.
+    assert chance_level_note({"accuracy": 0.55}, 2) is not None and chance_level_note({"accuracy": 0.56}, 2) is None
+    assert chance_level_note({"loss": 2.3}, 10) is None
+    note = chance_level_note({"balanced_accuracy": 0.097}, 3, ("cat", "dog", "emu"))
+    assert note == (
+        "the float model's balanced accuracy is 0.097, about chance for 3 classes (0.333): it does "
+        "not classify this data, so every candidate is measured against a model that guesses. Check "
+        "that the checkpoint was trained on this data, with its classes numbered as the data numbers "
+        "them (this data's: cat=0, dog=1, emu=2)"
+    )
+    assert chance_level_note({"balanced_accuracy": 0.1}, 3, ("0", "1", "2")).endswith("as the data numbers them")

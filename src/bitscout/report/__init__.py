@@ -28,6 +28,7 @@ from bitscout.report._html import (
 )
 from bitscout.report._outputs import write_plots, write_report
 from bitscout.report._tables import (
+    chance_level_note,
     describe_layer,
     format_config,
     format_metric,
@@ -58,4 +59,5 @@ __all__ = [
     "format_table",
     "format_metric",
     "metric_unit",
+    "chance_level_note",
 ]

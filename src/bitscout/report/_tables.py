@@ -11,7 +11,15 @@ from bitscout.metrics import SIZE_METRICS
 if TYPE_CHECKING:
     from bitscout.study import SearchResult, TrialRecord
 
-__all__ = ["format_table", "format_config", "format_summary", "describe_layer", "format_metric", "metric_unit"]
+__all__ = [
+    "format_table",
+    "format_config",
+    "format_summary",
+    "describe_layer",
+    "format_metric",
+    "metric_unit",
+    "chance_level_note",
+]
 
 # The unit of each metric that has one (docs/metrics.md): sizes are bytes, latency is
 # milliseconds. Counts (flops, bitops), bitwidths, ratios and accuracies print bare.
@@ -186,3 +194,31 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
         lines.append("\noutputs:")
         lines.append(format_table([(k, str(v)) for k, v in paths.items()]))
     return "\n".join(lines)
+
+
+def chance_level_note(
+    baseline: Mapping[str, float], num_classes: int, class_names: Sequence[str] = ()
+) -> str | None:
+    """Why the float model's accuracy makes the search meaningless, or None.
+
+    A float model whose balanced accuracy is within a tenth of the way from chance
+    (``1 / num_classes``) to 1 does not classify the data: untrained weights, a checkpoint
+    of another data set, or classes numbered in another order (text labels are numbered
+    in sorted order). Every candidate is then compared with a model that guesses.
+    """
+    score = baseline.get("balanced_accuracy", baseline.get("accuracy"))
+    if score is None or num_classes < 2:
+        return None
+    chance = 1.0 / num_classes
+    if score > chance + 0.1 * (1.0 - chance):
+        return None
+    order = ""
+    if class_names and not all(str(n) == str(i) for i, n in enumerate(class_names)):
+        shown = ", ".join(f"{n}={i}" for i, n in enumerate(class_names[:4]))
+        order = f" (this data's: {shown}{', ...' if len(class_names) > 4 else ''})"
+    return (
+        f"the float model's balanced accuracy is {score:.3f}, about chance for {num_classes} "
+        f"classes ({chance:.3f}): it does not classify this data, so every candidate is measured "
+        "against a model that guesses. Check that the checkpoint was trained on this data, with "
+        f"its classes numbered as the data numbers them{order}"
+    )
