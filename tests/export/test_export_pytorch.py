@@ -224,3 +224,17 @@ def test_export_into_the_checkpoints_folder_does_not_write_over_it(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"would write model.pt in .*mine over the checkpoint \(load_name\)"):
         export_run(run, out=user)
     assert ckpt.read_bytes() == before and sorted(p.name for p in user.iterdir()) == ["model.pt"]
+
+
+def test_a_run_folder_whose_best_json_train_wrote_is_one_error_not_a_traceback(tmp_path: Path, capsys) -> None:
+    # user8: `bitscout train --out RUN` after a search there left train's best.json;
+    # export, verify and report then failed with KeyError: 'directions'.
+    run = write_run(tmp_path / "run", "mlp", mlp(), [_record(0, 0.9, 4.0, MLP_CONFIGS["a"])], ["maximize", "minimize"])
+    (run / "best.json").write_text(json.dumps({"checkpoint": str(run / "best.pt"), "best_epoch": 3, "history": []}))
+    for command in (["export", str(run)], ["verify", str(run)], ["report", str(run)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"error: run folder {run}: {run / 'best.json'} was not written by a bitscout search (it "
+            "holds the metrics `bitscout train` saved with its checkpoint)"
+        ), command

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         # A run folder whose study lives elsewhere (--storage at search time), or was
         # deleted: rebuild what can be rebuilt from log.json.
         out = Path(args.out) if args.out is not None else run_dir
-        check_outputs_are_ours(run_dir, f"run folder {run_dir}")  # it is read first
+        check_outputs_are_ours(run_dir, f"run folder {run_dir}", reading=True)  # it is read first
         check_outputs_are_ours(out, f"--out {out}")
         result = SearchResult.load(run_dir)
         outputs = dict(result.save(out))
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     # The float model's metrics are not in the study: keep those the search saved.
     baseline = None
     if run_dir is not None and (run_dir / "best.json").is_file() and (run_dir / "log.json").is_file():
-        check_outputs_are_ours(run_dir, f"run folder {run_dir}")
+        check_outputs_are_ours(run_dir, f"run folder {run_dir}", reading=True)
         baseline = SearchResult.load(run_dir).baseline
     result = report_study(
         storage, study_name, out, storage_name=storage_name, plot=write_report, baseline=baseline

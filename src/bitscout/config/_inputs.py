@@ -111,7 +111,7 @@ SEARCH_RECORDS: dict[str, Callable[[Path], str | None]] = {
 }
 
 
-def check_outputs_are_ours(folder: Path, what: str) -> None:
+def check_outputs_are_ours(folder: Path, what: str, *, reading: bool = False) -> None:
     """Raise when a search record in ``folder`` was not written by a bitscout search.
 
     A search (and ``bitscout report``) replaces ``log.json``, ``best.json`` and
@@ -123,6 +123,8 @@ def check_outputs_are_ours(folder: Path, what: str) -> None:
     Args:
         folder: The folder the outputs go to.
         what: How the user named the folder, for the message (``"run folder runs/x"``).
+        reading: The folder is read as a search's run folder (``export``, ``verify``,
+            ``report``), not written: the message says that instead.
 
     Raises:
         ConfigError: Names the file, why it is not a search's, and what to do.
@@ -138,6 +140,12 @@ def check_outputs_are_ours(folder: Path, what: str) -> None:
             problem = problem_of(path)
         except OSError as exc:
             problem = f"it cannot be read ({exc.strerror or exc})"
+        if problem is not None and reading:
+            raise ConfigError(
+                f"{what}: {path} was not written by a bitscout search ({problem}), so {folder} "
+                "is not a search's run folder as it stands; give the folder `bitscout search` "
+                f"wrote (its --out), or move the file and run the search again"
+            )
         if problem is not None:
             raise ConfigError(
                 f"{what}: {path} was not written by a bitscout search ({problem}), and "

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 
-from bitscout.config import check_outputs_spare_inputs
+from bitscout.config import check_outputs_are_ours, check_outputs_spare_inputs
 from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject
 from bitscout.export._pytorch import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, ExportResult, export_model
@@ -52,6 +52,8 @@ def choose_trial(run_dir: Path, trial: int | None = None) -> ChosenTrial:
     """
     from bitscout.study import SearchResult
 
+    # A best.json or log.json of another kind (train's metrics) would fail to parse.
+    check_outputs_are_ours(Path(run_dir), f"run folder {run_dir}", reading=True)
     result = SearchResult.load(Path(run_dir))
     if trial is not None:
         for record in result.trials:
