@@ -214,6 +214,20 @@ def _export(
     check_outputs_spare_inputs(
         experiment.config, out, (CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE), f"--out {out}"
     )
+    names_from = experiment.model
+    if experiment.config.trace_into:
+        # experiment.model is the traceable view: twins in place of the user's attention
+        # modules. model.pt must load into the user's own model (docs/export.md), so
+        # rebuild it, and the view from it: the twins' projections are then views of its
+        # packed in_proj_weight, and the exported values go back into it.
+        from bitscout.experiment import build_fresh_model
+        from bitscout.graph import traceable_view
+        from bitscout.models import load_checkpoint
+
+        names_from = build_fresh_model(experiment.config, data.info).eval()
+        if experiment.checkpoint is not None:
+            load_checkpoint(names_from, experiment.checkpoint, experiment.config.load_type)
+        experiment.model = traceable_view(names_from, experiment.config.trace_into).eval()
     candidate = _candidate(run_dir, experiment, chosen.record)
     # The input range (for a float first layer) comes from every sample on hand: add the
     # sample with the largest magnitude, whatever the shape of a sample.
@@ -238,7 +252,7 @@ def _export(
         },
         base_config=raw,
         folded=candidate.folded,
-        names_from=experiment.model,
+        names_from=names_from,
     )
 
 
