@@ -25,12 +25,13 @@ from __future__ import annotations
 import fnmatch
 import math
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitscout.errors import ConfigError, SearchError
+from bitscout.errors import BitscoutWarning, ConfigError, SearchError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -305,7 +306,7 @@ def search(
     import pydantic
     import torch
 
-    from bitscout.config import MetricSpec, Setup, StrategyConfig
+    from bitscout.config import MetricSpec, Setup, StrategyConfig, check_outputs_are_ours
     from bitscout.data import Dataset, DatasetInfo, Split, as_dataset
     from bitscout.evaluation import RunnerEvaluator
     from bitscout.graph import traceable_view
@@ -319,6 +320,9 @@ def search(
         raise ConfigError("give exactly one of data=(x, y) (bitscout measures accuracy) or eval_fn=fn (you do)")
     if not objective:
         raise ConfigError("objective must name at least one metric, e.g. {'accuracy': 1.0}")
+    if out is not None:
+        # A log.json, best.json or trials.csv there that no search wrote is refused now.
+        check_outputs_are_ours(Path(out), f"out={str(out)!r}")
     dataset = as_dataset(data, seed=seed, name="data", single="val") if data is not None else None
     if dataset is not None:
         from bitscout.models._user import check_model_output
@@ -431,6 +435,12 @@ def search(
         for module, training in flags:
             module.training = training
     baseline: Evaluation | None = result.baseline
+    if data is not None and baseline is not None and dataset is not None:
+        from bitscout.report import chance_level_note
+
+        note = chance_level_note(baseline.metrics.all(), dataset.info.num_classes, dataset.info.class_names)
+        if note is not None:
+            warnings.warn(note, BitscoutWarning, stacklevel=2)
     return ApiSearchResult(
         result=result,
         baseline={} if baseline is None else baseline.metrics.all(),

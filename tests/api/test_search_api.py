@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -162,3 +163,36 @@ def test_a_model_returning_a_tuple_is_one_model_error_before_the_search() -> Non
     with pytest.raises(ModelError, match=r"^model _WithFeatures: forward returns a tuple, but bitscout needs one tensor"):
         bitscout.search(_WithFeatures(), data=(x, y), space={"linear": {"weight_width": [4, 8]}},
                         objective={"accuracy": 1.0}, strategy="random", n_trials=2, seed=0)
+
+
+def test_out_holding_a_log_json_no_search_wrote_is_refused(tmp_path) -> None:
+    x, y = torch.randn(30, 4), torch.arange(30) % 3
+    (tmp_path / "log.json").write_text('{"my": "notes"}')
+    with pytest.raises(ConfigError, match=r"^out='.*': .*log.json was not written by a bitscout search"):
+        bitscout.search(nn.Linear(4, 3), data=(x, y), space={"linear": {"weight_width": [4, 8]}},
+                        objective={"accuracy": 1.0}, strategy="random", n_trials=2, seed=0, out=tmp_path)
+    assert (tmp_path / "log.json").read_text() == '{"my": "notes"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.json"]
+
+
+def test_a_model_whose_classes_the_text_labels_number_otherwise_is_warned_about() -> None:
+    from bitscout.errors import BitscoutWarning
+
+    # The model predicts class 0 for x < 0 and class 1 for x > 0; the labels name them
+    # "pos"/"neg", which sorted order numbers neg=0, pos=1: the opposite.
+    model = nn.Linear(1, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[-1.0], [1.0]]) * 10)
+        model.bias.zero_()
+    x = torch.linspace(-1, 1, 40).reshape(-1, 1)
+    names = np.where(x[:, 0].numpy() < 0, "pos", "neg")
+    with pytest.warns(BitscoutWarning, match=r"balanced accuracy is 0\.000, about chance for 2 classes .* \(this data's: neg=0, pos=1\)"):
+        result = bitscout.search(model, data=(x, names), space={"linear": {"weight_width": [8]}},
+                                 objective={"accuracy": 1.0}, strategy="random", n_trials=1, seed=0)
+    assert result.baseline["accuracy"] == 0.0
+    # With the model's own order there is nothing to say.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BitscoutWarning)
+        right = bitscout.search(model, data=(x, np.where(names == "pos", 0, 1)), space={"linear": {"weight_width": [8]}},
+                                objective={"accuracy": 1.0}, strategy="random", n_trials=1, seed=0)
+    assert right.baseline["accuracy"] == 1.0

@@ -95,7 +95,8 @@ def test_every_command_reads_a_data_file(folder: Path, capsys: pytest.CaptureFix
     assert main(["check", path]) == 0
     assert main(["train", path]) == 0
     printed = capsys.readouterr().out
-    assert "from data.npz (one x/y, split stratified with seed 0: 90 train / 45 val / 15 test)" in printed
+    assert "on data.npz (one x/y, split stratified with seed 0: 90 train / 45 val / 15 test) on " in printed
+    assert printed.count("90 train / 45 val / 15 test") == 1  # user8: the counts were printed twice
     assert main(["search", path, "--out", "runs/s", "--no-progress"]) == 0
     assert len(json.loads((folder / "runs/s/log.json").read_text())) == 2
     assert main(["export", "runs/s"]) == 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,21 @@ def test_search_without_a_checkpoint_warns_that_the_model_is_untrained(config_fi
     assert err.startswith(
         f"warning: {config_file} names no checkpoint (load_name is not set and no --load): the "
         "search runs on an UNTRAINED model"
+    )
+
+
+def test_search_of_a_model_at_chance_level_warns_after_the_summary(config_file: Path, tmp_path: Path, capsys) -> None:
+    # user8: a checkpoint whose classes are numbered otherwise than the data's (text labels
+    # are numbered in sorted order) scored every trial at chance, without a word.
+    assert main(["search", str(config_file), "--out", str(tmp_path / "run"), "--no-progress", "--n-trials", "1"]) == 0
+    baseline = json.loads((tmp_path / "run" / "best.json").read_text())["baseline"]["metrics"]["software"]
+    assert baseline["balanced_accuracy"] <= 0.19  # the untrained MLP on 10 digit classes
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith(
+        f"warning: the float model's balanced accuracy is {baseline['balanced_accuracy']:.3f}, about "
+        "chance for 10 classes (0.100): it does not classify this data, so every candidate is measured "
+        "against a model that guesses. Check that the checkpoint was trained on this data, with its "
+        "classes numbered as the data numbers them"
     )
 
 
@@ -218,3 +234,44 @@ def test_compare_keeps_optunas_info_lines_out(tmp_path, config_file) -> None:
     out = tmp_path / "cmp"
     assert main(["compare", str(config_file), "--strategies", "random", "--seeds", "1", "--n-trials", "2", "--out", str(out)]) == 0
     assert optuna.logging.get_verbosity() == optuna.logging.WARNING
+
+
+def test_a_log_json_no_search_wrote_is_refused_and_one_it_wrote_is_replaced(config_file: Path, tmp_path: Path, capsys) -> None:
+    # user8: a log.json of the user's in --out was overwritten without a word.
+    out = tmp_path / "run"
+    out.mkdir()
+    mase_log = '{"0": {"number": 0, "sampled_config": {}, "software_metrics": {}}}\n'
+    (out / "log.json").write_text(mase_log)
+    argv = ["search", str(config_file), "--out", str(out), "--no-progress", "--n-trials", "1"]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning: ")]
+    assert err == [
+        f"error: run folder {out}: {out / 'log.json'} was not written by a bitscout search (it is a JSON "
+        "object, as MASE's log.json is; a search's is a list of trials), and bitscout would replace it "
+        "with its own log.json; choose another folder (--out DIR), or move the file"
+    ]
+    assert (out / "log.json").read_text() == mase_log
+    (out / "log.json").unlink()
+    assert main(argv) == 0
+    assert main([*argv[:-1], "2"]) == 0  # the same folder again: our own log.json, resumed
+    assert [t["number"] for t in json.loads((out / "log.json").read_text())] == [0, 1]
+    capsys.readouterr()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "trials.csv").write_text("sample,label\n0,1\n")
+    assert main(["report", str(out), "--out", str(tmp_path / "mine")]) == 2
+    assert "mine/trials.csv was not written by a bitscout search" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "trials.csv").read_text() == "sample,label\n0,1\n"
+
+
+def test_report_keeps_the_float_models_metrics_the_search_saved(config_file: Path, tmp_path: Path, capsys) -> None:
+    # user8: `bitscout report RUN` rewrote best.json from the study, which does not hold
+    # the float model's metrics: the baseline line and best.json's "baseline" were lost.
+    out = tmp_path / "run"
+    assert main(["search", str(config_file), "--out", str(out), "--no-progress", "--n-trials", "1"]) == 0
+    saved = json.loads((out / "best.json").read_text())["baseline"]
+    assert set(saved["metrics"]["software"]) >= {"accuracy", "loss"}
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"float model (baseline): accuracy = {saved['metrics']['software']['accuracy']:.6g}," in printed
+    assert json.loads((out / "best.json").read_text())["baseline"] == saved

@@ -18,6 +18,7 @@ from torch import nn
 
 from bitscout.graph import trace
 from bitscout.compare import Comparison, compare_strategies
+from bitscout.errors import SearchError
 from bitscout.evaluation import CachedEvaluator, Evaluation, RunnerEvaluator
 from bitscout.space import SearchSpace
 from bitscout.strategies import Strategy, StrategyOptions
@@ -239,6 +240,20 @@ def test_pareto_hypervolume_reaches_one_when_everything_is_seen(space: SearchSpa
     assert "at most 1 objective" in (comp.summary("sensitivity").skipped or "")
 
 
+def test_strategies_none_of_which_can_run_are_refused_before_any_evaluation(space: SearchSpace) -> None:
+    # user8: `compare --strategies cmaes` enumerated the space, wrote a report of no run
+    # and exited 0.
+    runners = BitsRunners()
+    cache = CachedEvaluator(RunnerEvaluator(runners, TwoObjectives()), key=space.key)
+    with pytest.raises(SearchError) as info:
+        compare_strategies(space, runners, TwoObjectives(), ["cmaes", "sensitivity"], seeds=1, n_trials=3, cache=cache)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "no strategy given can run this search; give one that can (tpe, random, ...):"
+    assert lines[1].startswith("  cmaes: sampler 'cmaes' cannot run this search: CMA-ES cannot model categorical")
+    assert lines[2].startswith("  sensitivity: ") and "at most 1 objective" in lines[2]
+    assert cache.evaluations == 0
+
+
 CLI_CONFIG = """
 model = "mlp"
 dataset = "digits"
@@ -297,6 +312,44 @@ def test_cli_writes_the_three_files(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (out / "comparison.md").read_text().startswith("# Strategy comparison")
     assert (out / "best_so_far.png").is_file()
     assert "unique evals to opt." in capsys.readouterr().out
+
+
+def test_brute_force_options_keep_the_shuffle_unless_it_is_turned_off(space: SearchSpace) -> None:
+    def orders(options):
+        comp = compare_strategies(space, CountingRunners(), SumObjective(), ["brute_force"], seeds=2, n_trials=18, options=options)
+        return [tuple(v[0] for v in run.values) for run in comp.runs]
+
+    first, second = orders({"brute_force": {"max_configs": 1000}})
+    assert sorted(first) == sorted(second) and first != second  # every config once, seeded orders
+    first, second = orders({"brute_force": {"shuffle": False}})
+    assert first == second
+
+
+@pytest.mark.filterwarnings("ignore::bitscout.metrics.MetricWarning")
+def test_cli_runs_the_configs_strategy_with_its_sampler_options(tmp_path: Path, monkeypatch, capsys) -> None:
+    # user8: compare ignored [search.strategy.setup] sampler_options without a word.
+    import bitscout.compare
+    from bitscout.cli import main
+
+    seen: dict = {}
+    real = bitscout.compare.compare_strategies
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs.get("options") or {})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bitscout.compare, "compare_strategies", spy)
+    config = tmp_path / "tiny.toml"
+    config.write_text(CLI_CONFIG.replace('direction = "maximize"', 'direction = "maximize"\nsampler = "tpe"\nsampler_options = { n_startup_trials = 4 }'))
+    argv = ["compare", str(config), "--seeds", "1", "--n-trials", "3", "--budgets", "3", "--accelerator", "cpu"]
+    assert main([*argv, "--strategies", "tpe,random", "--out", str(tmp_path / "a")]) == 0
+    assert seen == {"tpe": {"n_startup_trials": 4}}
+    seen.clear()
+    capsys.readouterr()
+    assert main([*argv, "--strategies", "random", "--out", str(tmp_path / "b")]) == 0
+    assert seen == {}
+    assert ("warning: search.strategy.setup.sampler_options are options of 'tpe', which is not among "
+            "--strategies random: not used") in capsys.readouterr().err
 
 
 def test_cli_refuses_bad_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -145,6 +145,55 @@ def test_csv_and_parquet_with_label_column(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "t.csv"))
 
 
+def test_npz_text_labels_are_read_as_the_csv_reads_them(tmp_path: Path) -> None:
+    # user8: np.savez(y=np.array(["cat", ...])) was refused while a CSV of names worked.
+    x, y = _xy(60, classes=3)
+    names = np.array(["dog", "cat", "emu"])[y]  # class 0 is "dog": sorted order renumbers
+    np.savez(tmp_path / "text.npz", x=x, y=names)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    table["animal"] = names
+    table.to_csv(tmp_path / "text.csv", index=False)
+    from_npz = load_dataset(str(tmp_path / "text.npz"), seed=2)
+    from_csv = load_dataset(str(tmp_path / "text.csv"), seed=2, label_column="animal")
+    assert from_npz.info.class_names == from_csv.info.class_names == ("cat", "dog", "emu")
+    sorted_index = {"cat": 0, "dog": 1, "emu": 2}
+    for split in ("train", "val", "test"):
+        got, csv = from_npz.split(split), from_csv.split(split)
+        rows = _rows(got.x)
+        assert rows == _rows(csv.x)
+        assert got.y.tolist() == [sorted_index[str(n)] for n in names[rows]] == csv.y.tolist()
+
+
+def test_per_split_text_labels_share_one_numbering(tmp_path: Path) -> None:
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    # "b" only in train, "c" only in val: each split numbered alone would disagree.
+    np.savez(tmp_path / "s.npz", x_train=x[:3], y_train=np.array(["a", "b", "a"]),
+             x_val=x[3:], y_val=np.array([b"c", b"a", b"c"]))
+    data = load_dataset(str(tmp_path / "s.npz"))
+    assert data.info.class_names == ("a", "b", "c")
+    assert data.train.y.tolist() == [0, 1, 0] and data.val.y.tolist() == [2, 0, 2]
+    np.savez(tmp_path / "named.npz", x=np.zeros((9, 2)), y=np.array(["lo", "hi", "mid"] * 3),
+             class_names=np.array(["lo", "mid", "hi"]))
+    named = load_dataset(str(tmp_path / "named.npz"))
+    assert named.info.class_names == ("lo", "mid", "hi")  # the file's order, not sorted
+    assert sorted(named.train.y.tolist() + named.val.y.tolist() + named.test.y.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    tensors = as_dataset({"train": (x[:3], ["a", "b", "a"]), "val": {"x": x[3:], "y": ["b", "a", "b"]}})
+    assert tensors.train.y.tolist() == [0, 1, 0] and tensors.val.y.tolist() == [1, 0, 1]
+
+
+def test_text_labels_that_cannot_be_numbered_are_one_data_error(tmp_path: Path) -> None:
+    x = np.zeros((6, 2))
+    np.savez(tmp_path / "mixed.npz", x_train=x[:3], y_train=np.array(["a", "b", "a"]), x_val=x[3:], y_val=np.array([0, 1, 0]))
+    with pytest.raises(DataError, match=r"mixed.npz'.*some label arrays hold text and some numbers"):
+        load_dataset(str(tmp_path / "mixed.npz"))
+    np.savez(tmp_path / "typo.npz", x=np.zeros((6, 2)), y=np.array(["lo", "hi", "hgh"] * 2), class_names=np.array(["lo", "hi"]))
+    with pytest.raises(DataError, match=r"typo.npz'.*label\(s\) 'hgh' are not in class_names \('lo', 'hi'\)"):
+        load_dataset(str(tmp_path / "typo.npz"))
+    np.savez(tmp_path / "objects.npz", x=np.zeros((6, 2)), y=np.array(["lo", "hi", "lo"] * 2, dtype=object))
+    with pytest.raises(DataError, match=r"objects.npz'.*dtype=object.*text labels as strings \(np.asarray\(y, dtype=str\)\)"):
+        load_dataset(str(tmp_path / "objects.npz"))
+
+
 def test_bad_files_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match=r"junk.npz'.*not a readable .npz file"):

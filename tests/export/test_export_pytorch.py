@@ -19,7 +19,7 @@ from bitscout.models import load_checkpoint
 from bitscout.quant import Quantizer, resolve_pass
 from bitscout.study import TrialRecord
 
-from tests.export._helpers import MLP_CONFIGS, mlp, sampled, synthetic, write_run
+from tests.export._helpers import MLP_CONFIGS, lq, mlp, sampled, synthetic, write_run
 
 
 def _quantized_outputs(model: torch.nn.Module, config, x: torch.Tensor) -> torch.Tensor:
@@ -91,6 +91,30 @@ def test_without_hls4ml_the_pytorch_export_works_and_hls4ml_says_how_to_install(
     assert not (tmp_path / "h").exists()
     result = export_model(mlp(), MLP_CONFIGS["a"], tmp_path / "p", example_input=x)
     assert result.checkpoint.is_file() and result.hls is None
+
+
+def test_a_run_no_trial_of_which_meets_its_constraints_exports_only_a_measured_trial_and_says_so(tmp_path: Path) -> None:
+    # user8: `bitscout export` of such a run exported the never-evaluated least-violating
+    # trial as "the best trial of the run".
+    def over(number: int, bits: float, *, skipped: bool) -> TrialRecord:
+        return TrialRecord(
+            number=number, state="PRUNED" if skipped else "COMPLETE", values=() if skipped else (0.8,),
+            software_metrics={} if skipped else {"accuracy": 0.8}, hardware_metrics={"average_bitwidth": bits},
+            sampled_config=sampled(MLP_CONFIGS["a"]), constraints={"average_bitwidth.max": bits - 2.0}, skipped=skipped,
+        )
+
+    skipped_only = write_run(tmp_path / "skipped", "mlp", mlp(), [over(0, 3.0, skipped=True)], ["maximize"])
+    with pytest.raises(ExportError) as err:
+        choose_trial(skipped_only)
+    assert str(err.value) == (
+        f"no trial of {skipped_only} meets its constraints, and the least-violating one, trial 0, was "
+        "never evaluated (skipped as infeasible from its configuration); relax a bound in "
+        "[search.strategy.constraints] and search again"
+    )
+    measured = write_run(tmp_path / "measured", "mlp", mlp(), [over(0, 3.0, skipped=False), over(1, 5.0, skipped=False)], ["maximize"])
+    chosen = choose_trial(measured)
+    assert chosen.number == 0  # 1 bit over the bound against 3
+    assert chosen.reason.startswith("trial 0, the least-violating trial: NO trial of the run meets its constraints")
 
 
 def _record(number: int, accuracy: float, bits: float, config, state: str = "COMPLETE") -> TrialRecord:
@@ -200,3 +224,58 @@ def test_export_into_the_checkpoints_folder_does_not_write_over_it(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"would write model.pt in .*mine over the checkpoint \(load_name\)"):
         export_run(run, out=user)
     assert ckpt.read_bytes() == before and sorted(p.name for p in user.iterdir()) == ["model.pt"]
+
+
+def test_a_run_folder_whose_best_json_train_wrote_is_one_error_not_a_traceback(tmp_path: Path, capsys) -> None:
+    # user8: `bitscout train --out RUN` after a search there left train's best.json;
+    # export, verify and report then failed with KeyError: 'directions'.
+    run = write_run(tmp_path / "run", "mlp", mlp(), [_record(0, 0.9, 4.0, MLP_CONFIGS["a"])], ["maximize", "minimize"])
+    (run / "best.json").write_text(json.dumps({"checkpoint": str(run / "best.pt"), "best_epoch": 3, "history": []}))
+    for command in (["export", str(run)], ["verify", str(run)], ["report", str(run)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"error: run folder {run}: {run / 'best.json'} was not written by a bitscout search (it "
+            "holds the metrics `bitscout train` saved with its checkpoint)"
+        ), command
+
+
+class AttnNet(torch.nn.Module):
+    """16 features as 4 tokens of 4, one nn.MultiheadAttention (packed in_proj_weight)."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.embed = torch.nn.Linear(4, 8)
+        self.attn = torch.nn.MultiheadAttention(8, num_heads=2, batch_first=True)
+        self.head = torch.nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.reshape(-1, 4, 4))
+        return self.head(self.attn(h, h, h)[0].mean(1))
+
+
+def test_a_trace_into_run_exports_weights_the_users_own_model_loads(tmp_path: Path, monkeypatch) -> None:
+    # user8: with trace_into = ["MultiheadAttention"], model.pt held the twin's
+    # attn.q_proj/k_proj/v_proj keys: neither the user's model nor `bitscout quantize
+    # quantize.toml` could load it.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    torch.manual_seed(0)
+    model = AttnNet(classes=synthetic().info.num_classes).eval()
+    weights = {"attn_q_proj": lq((8, 4), (3, 2), (8, 4)), "attn_k_proj": lq((8, 4), (4, 2), (8, 4)),
+               "attn_v_proj": lq((8, 4), (2, 1), (8, 4))}
+    record = TrialRecord(number=0, state="COMPLETE", values=(0.5,), software_metrics={"accuracy": 0.5},
+                         sampled_config=sampled(weights))
+    run = write_run(tmp_path / "run", "tests.export.test_export_pytorch:AttnNet", model, [record], ["maximize"],
+                    'trace_into = ["MultiheadAttention"]\n[model_options]\nclasses = %d\n' % synthetic().info.num_classes)
+    result, _ = export_run(run)
+    state = torch.load(result.checkpoint, weights_only=True)
+    fresh = AttnNet(classes=synthetic().info.num_classes)
+    fresh.load_state_dict(state)  # the user's own keys: attn.in_proj_weight, ...
+    # in_proj_weight's rows are q, k, v: each on its own grid (frac 2: steps of 1/4, ...).
+    q, k, v = state["attn.in_proj_weight"].split(8)
+    for rows, (width, frac) in ((q, (3, 2)), (k, (4, 2)), (v, (2, 1))):
+        grid = rows * 2**frac
+        assert torch.equal(grid, grid.round()) and grid.abs().max() <= 2 ** (width - 1)
+    assert torch.equal(state["attn.out_proj.weight"], model.attn.out_proj.weight.detach())  # float: unchanged
+    assert not torch.equal(q, model.attn.in_proj_weight.detach()[:8])
+    assert main(["quantize", str(result.config_toml)]) == 0

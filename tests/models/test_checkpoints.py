@@ -139,3 +139,16 @@ def test_training_script_dict_points_at_the_entry_holding_the_weights(tmp_path: 
         "has entries that are not tensors: 'model', 'optimizer'; its entry 'model' holds tensors: "
         "save that entry alone, torch.save(checkpoint['model'], 'weights.pt'), and use load_type 'pt'"
     )
+
+
+def test_a_bitscout_checkpoint_read_as_pt_says_to_set_load_type_bitscout(tmp_path: Path) -> None:
+    # user8: `bitscout train` saved to load_name, and a config with load_type = "pt" was
+    # then told to re-save the 'state_dict' entry by hand.
+    path = tmp_path / "best.pt"
+    save_checkpoint(_trained_like(1), path, {"model": "jsc-toy", "epoch": 3})
+    with pytest.raises(CheckpointError) as info:
+        read_state_dict(path, "pt")
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {path} read as 'pt' has entries that are not tensors: 'model'")
+    assert 'it is a checkpoint bitscout saved (bitscout train): set load_type = "bitscout"' in message
+    assert "save that entry alone" not in message

@@ -186,3 +186,52 @@ def test_int_layer_leaves_out_fields_left_to_their_default():
         "int: data_in 8b (symmetric True, granularity tensor), weight 4b (symmetric False, granularity channel)"
     )
     assert describe_layer({"name": "integer", "weight_width": 8, "weight_frac_width": "NA"}) == "integer: weight 8b (NA frac)"
+
+
+def test_summary_gives_every_size_and_the_latency_its_unit():
+    # user8: `model_size = 6312, weight_bytes = 6176` left the reader guessing bits or bytes.
+    record = TrialRecord(
+        number=0,
+        state="COMPLETE",
+        values=(0.9,),
+        software_metrics={"accuracy": 0.9},
+        hardware_metrics={"model_size": 6312.0, "weight_bytes": 772.0, "latency": 2.5, "model_size_ratio": 0.2},
+        constraints={"weight_bytes.max": 196.0},
+        sampled_config={"fc1": "float"},
+    )
+    result = SearchResult(trials=[record], directions=["maximize"], objective_names=["objective"])
+    text = format_summary(result)
+    # 6312 / 1024 = 6.1640625 KiB
+    assert "model_size = 6,312 bytes (6.16 KiB), weight_bytes = 772 bytes, latency = 2.5 ms" in text
+    assert "weight_bytes.max = 196 bytes" in text
+    assert "accuracy = 0.9," in text  # a metric without a unit prints bare
+
+
+def test_pareto_summary_heads_a_size_column_with_its_unit():
+    records = [
+        TrialRecord(number=n, state="COMPLETE", values=(acc, size), software_metrics={"accuracy": acc},
+                    hardware_metrics={"model_size": size}, sampled_config={"fc1": "float"})
+        for n, (acc, size) in enumerate([(0.9, 2048.0), (0.8, 1024.0)])
+    ]
+    text = format_summary(SearchResult(trials=records, directions=["maximize", "minimize"], objective_names=["accuracy", "model_size"]))
+    assert "model_size (bytes)" in text
+    assert "model_size = 2,048 bytes (2 KiB)" in text
+
+
+def test_a_float_model_at_chance_level_is_flagged_with_the_datas_class_order() -> None:
+    from bitscout.report import chance_level_note
+
+    # 10 classes: chance 0.1, flagged up to 0.1 + 0.1 * 0.9 = 0.19.
+    assert chance_level_note({"balanced_accuracy": 0.19, "accuracy": 0.5}, 10) is not None
+    assert chance_level_note({"balanced_accuracy": 0.191}, 10) is None
+    # 2 classes: chance 0.5, flagged up to 0.55; accuracy stands in without a balanced one.
+    assert chance_level_note({"accuracy": 0.55}, 2) is not None and chance_level_note({"accuracy": 0.56}, 2) is None
+    assert chance_level_note({"loss": 2.3}, 10) is None
+    note = chance_level_note({"balanced_accuracy": 0.097}, 3, ("cat", "dog", "emu"))
+    assert note == (
+        "the float model's balanced accuracy is 0.097, about chance for 3 classes (0.333): it does "
+        "not classify this data, so every candidate is measured against a model that guesses. Check "
+        "that the checkpoint was trained on this data, with its classes numbered as the data numbers "
+        "them (this data's: cat=0, dog=1, emu=2)"
+    )
+    assert chance_level_note({"balanced_accuracy": 0.1}, 3, ("0", "1", "2")).endswith("as the data numbers them")

@@ -132,3 +132,48 @@ def test_a_read_only_out_is_refused_before_training(workdir: Path, capsys, monke
         "to (--out DIR)\n"
     )
     assert "epoch" not in captured.out
+
+
+def test_train_refuses_to_save_over_weights_it_did_not_write(workdir: Path, capsys) -> None:
+    # user8: `bitscout train cnn.toml` replaced cnn.pt, the config's load_name, which held
+    # the user's own trained weights (a plain state dict), with a bitscout checkpoint.
+    from bitscout.data import load_dataset
+    from bitscout.models import build_model
+
+    torch.save(build_model("jsc-toy", load_dataset("synthetic").info).state_dict(), "mine.pt")
+    (workdir / "c.toml").write_text(CONFIG + 'load_name = "mine.pt"\nload_type = "pt"\n')
+    before = _digest(Path("mine.pt"))
+    assert main(["train", "c.toml", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: mine.pt (the config's load_name) exists and was not saved by bitscout train (it is "
+        "not a checkpoint in bitscout's format), and training would replace it: pass --out DIR to "
+        "save elsewhere, or move the file"
+    )
+    assert _digest(Path("mine.pt")) == before and not Path("mine.json").exists()
+    # A checkpoint of an earlier `train` is replaced: training again.
+    assert main(["train", "c.toml", "--out", "run", "--no-progress"]) == 0
+    first = _digest(Path("run/best.pt"))
+    assert main(["train", "c.toml", "--out", "run", "--no-progress", "--seed", "1"]) == 0
+    assert _digest(Path("run/best.pt")) != first
+    Path("run/best.json").write_text('{"notes": "mine"}')
+    assert main(["train", "c.toml", "--out", "run", "--no-progress"]) == 2
+    assert "error: run/best.json exists and was not written by bitscout train" in capsys.readouterr().err
+    assert Path("run/best.json").read_text() == '{"notes": "mine"}'
+
+
+def test_a_data_file_without_a_test_split_trains_and_says_so(workdir: Path, capsys) -> None:
+    # user8: training on x_train/y_train/x_val/y_val ended, after every epoch, with
+    # "error: cannot evaluate on 0 samples" and no checkpoint.
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(80, 16)).astype(np.float32), np.arange(80) % 5
+    np.savez("d.npz", x_train=x[:60], y_train=y[:60], x_val=x[60:], y_val=y[60:])
+    (workdir / "c.toml").write_text(CONFIG.replace('dataset = "synthetic"', 'dataset = "d.npz"'))
+    assert main(["train", "c.toml", "--out", "run", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "); no test split  [" in out
+    import json
+
+    saved = json.loads(Path("run/best.json").read_text())
+    assert saved["test"] is None and saved["val"]["num_samples"] == 20

@@ -10,7 +10,9 @@ runners, objective) once, then runs every strategy with every seed on it through
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 from bitscout.cli._check import raise_config_problems
 from bitscout.cli._common import add_config_overrides, check_output_folder, config_from_args
@@ -100,6 +102,20 @@ def run(args: argparse.Namespace) -> int:
     raise_config_problems(config)
     out = Path(args.out) if args.out is not None else Path("runs") / (config.project or "bitscout") / "compare"
     check_output_folder(out, f"--out {args.out}" if args.out is not None else "the compare folder")
+    # The config's sampler_options belong to its strategy: they apply to that strategy's
+    # runs, and are said to be unused when it is not compared.
+    strategy_cfg = config.search.strategy if config.search is not None else None
+    options: dict[str, dict[str, Any]] = {}
+    if strategy_cfg is not None and strategy_cfg.setup.sampler_options:
+        own = get_strategy(strategy_cfg.strategy_name).name
+        if own in {get_strategy(n).name for n in names}:
+            options[own] = dict(strategy_cfg.setup.sampler_options)
+        else:
+            print(
+                f"warning: search.strategy.setup.sampler_options are options of {own!r}, which "
+                f"is not among --strategies {','.join(names)}: not used",
+                file=sys.stderr,
+            )
     prepared = prepare_search(config)
     print(prepared.space.describe())
     print(
@@ -125,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
             notes=[f"Config: {config.source}."] if config.source is not None else [],
             constraints=prepared.constraints,
+            options=options,
         )
     paths = comparison.save(out)
     print(format_comparison(comparison))

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success."""
     import optuna
 
+    from bitscout.config import check_outputs_are_ours
     from bitscout.report import format_summary, write_report
     from bitscout.study import JOURNAL_FILE, SearchResult, write_trials_csv
     from bitscout.study._worker_storage import open_worker_storage
@@ -96,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if run_dir is not None and not (run_dir / JOURNAL_FILE).is_file():
         # A run folder whose study lives elsewhere (--storage at search time), or was
         # deleted: rebuild what can be rebuilt from log.json.
-        result = SearchResult.load(run_dir)
         out = Path(args.out) if args.out is not None else run_dir
+        check_outputs_are_ours(run_dir, f"run folder {run_dir}", reading=True)  # it is read first
+        check_outputs_are_ours(out, f"--out {out}")
+        result = SearchResult.load(run_dir)
         outputs = dict(result.save(out))
         outputs["csv"] = write_trials_csv(result, out / "trials.csv")
         outputs.update(write_report(result, out))
@@ -120,7 +123,15 @@ def run(args: argparse.Namespace) -> int:
         out = run_dir
     else:
         out = Path("runs") / (study_name or "study") / "report"
-    result = report_study(storage, study_name, out, storage_name=storage_name, plot=write_report)
+    check_outputs_are_ours(out, f"--out {out}" if args.out is not None else f"run folder {out}")
+    # The float model's metrics are not in the study: keep those the search saved.
+    baseline = None
+    if run_dir is not None and (run_dir / "best.json").is_file() and (run_dir / "log.json").is_file():
+        check_outputs_are_ours(run_dir, f"run folder {run_dir}", reading=True)
+        baseline = SearchResult.load(run_dir).baseline
+    result = report_study(
+        storage, study_name, out, storage_name=storage_name, plot=write_report, baseline=baseline
+    )
     print(format_summary(result))
     running = sum(t.state == "RUNNING" for t in result.trials)
     if running:

@@ -95,10 +95,14 @@ def run(args: argparse.Namespace) -> int:
         finished = sum(t.state != "RUNNING" for t in result.trials)
         print(f"worker done ({result.stop_reason or 'stopped'}); the study has {finished} finished trials")
         return 130 if result.interrupted else 0
-    from bitscout.report import format_summary
+    from bitscout.report import chance_level_note, format_summary
 
     print()
     print(format_summary(result))
+    info = prepared.experiment.dataset.info
+    note = chance_level_note(result.baseline_metrics, info.num_classes, info.class_names)
+    if note is not None:
+        print(f"\nwarning: {note}", file=sys.stderr)
     study_file = result.outputs.get("study") or (result.storage if setup.storage else None)
     if study_file is not None:
         print(f"\n{dashboard_hint(str(study_file))}")

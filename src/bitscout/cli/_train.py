@@ -41,10 +41,10 @@ from bitscout.cli._common import (
     config_from_args,
 )
 from bitscout.config import Config
-from bitscout.data import load_dataset
+from bitscout.data import Dataset, load_dataset
 from bitscout.experiment import build_fresh_model, resolve_device
 from bitscout.errors import CheckpointError
-from bitscout.models import load_checkpoint, save_checkpoint
+from bitscout.models import is_bitscout_checkpoint, load_checkpoint, save_checkpoint
 from bitscout.training import EpochMetrics, evaluate, train
 
 __all__ = ["register", "run", "checkpoint_path"]
@@ -101,6 +101,32 @@ def checkpoint_path(config: Config, *, load_option: Path | None = None) -> Path:
     return path
 
 
+def _check_outputs_are_trains(ckpt: Path, metrics_file: Path, config: Config) -> None:
+    """Refuse to write over a checkpoint or metrics file that ``bitscout train`` did not write.
+
+    ``train`` saves at the config's ``load_name``: where that is the user's own weights (a
+    plain state dict trained elsewhere, a Lightning checkpoint), training would replace
+    them. A checkpoint and metrics of an earlier ``train`` may be replaced (training again).
+    """
+    how = "--out DIR to save elsewhere"
+    if ckpt.is_file() and not is_bitscout_checkpoint(ckpt):
+        named = " (the config's load_name)" if config.out is None and config.load_name is not None else ""
+        raise CheckpointError(
+            f"{ckpt}{named} exists and was not saved by bitscout train (it is not a checkpoint in "
+            f"bitscout's format), and training would replace it: pass {how}, or move the file"
+        )
+    if metrics_file.is_file():
+        try:
+            content = json.loads(metrics_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            content = None
+        if not (isinstance(content, dict) and "best_epoch" in content and "history" in content):
+            raise CheckpointError(
+                f"{metrics_file} exists and was not written by bitscout train, and training would "
+                f"replace it with the checkpoint's metrics: pass {how}, or move the file"
+            )
+
+
 def _same_file(a: Path, b: Path) -> bool:
     a, b = a.expanduser(), b.expanduser()
     if a.exists() and b.exists():
@@ -127,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     where = f"--out {config.out}" if config.out is not None else "the checkpoint folder"
     check_output_folder(ckpt.parent, where)
+    _check_outputs_are_trains(ckpt, metrics_file, config)
 
     device = resolve_device(config.accelerator)
     dataset = load_dataset(
@@ -138,11 +165,7 @@ def run(args: argparse.Namespace) -> int:
         load_checkpoint(model, Path(args.load), config.load_type)
         print(f"starting from the weights of {args.load} (--load)")
     params = sum(p.numel() for p in model.parameters())
-    print(
-        f"training {config.model} ({params:,} parameters) on {info.name} "
-        f"({len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test, "
-        f"from {info.source}) on {device}"
-    )
+    print(f"training {config.model} ({params:,} parameters) on {_data_line(dataset)} on {device}")
     print(
         f"max_epochs {config.max_epochs}, batch_size {config.batch_size}, "
         f"learning_rate {config.learning_rate:g}, seed {config.seed}"
@@ -161,11 +184,15 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         on_epoch=lambda m: tqdm.write(_format_epoch(m, config.max_epochs)),
     )
-    test = evaluate(model, dataset.test.x, dataset.test.y, batch_size=config.batch_size,
-                    num_classes=info.num_classes)
+    # A data file of its own splits may have no test split (docs: "a missing test split is
+    # empty"): there is then no test accuracy to report, which is not an error.
+    test = None
+    if len(dataset.test):
+        test = evaluate(model, dataset.test.x, dataset.test.y, batch_size=config.batch_size,
+                        num_classes=info.num_classes)
     val = result.best_val
 
-    metrics: dict[str, Any] = {"val": val.as_dict(), "test": test.as_dict()}
+    metrics: dict[str, Any] = {"val": val.as_dict(), "test": None if test is None else test.as_dict()}
     save_checkpoint(
         model,
         ckpt,
@@ -202,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"best epoch {result.best_epoch}: val accuracy {val.accuracy:.4f} "
         f"(balanced {val.balanced_accuracy:.4f}, loss {val.loss:.4f}); "
-        f"test accuracy {test.accuracy:.4f}  [{result.seconds:.1f} s]"
+        + (f"test accuracy {test.accuracy:.4f}" if test is not None else "no test split")
+        + f"  [{result.seconds:.1f} s]"
     )
     print(f"saved checkpoint: {ckpt}")
     print(f"saved metrics:    {metrics_file}")
@@ -221,3 +249,18 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _data_line(dataset: Dataset) -> str:
+    """The data set, its split counts and where it came from, each said once.
+
+    A single x/y that bitscout split has the counts in its source already
+    (``one.npz (one x/y, split stratified with seed 0: 1077 train / 540 val / 180 test)``);
+    a file of its own splits is named once, not as its name and again as its source.
+    """
+    info = dataset.info
+    counts = f"{len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test"
+    if counts in info.source:
+        return info.source
+    origin = "" if info.source == info.name else f", from {info.source}"
+    return f"{info.name} ({counts}{origin})"

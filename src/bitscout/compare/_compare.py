@@ -540,8 +540,8 @@ def compare_strategies(
             many distinct ones (exact optimum and mean).
         budgets: Trial counts at which regret is reported (default 25, 50, 100, 200,
             those up to ``n_trials``, plus ``n_trials``).
-        options: Strategy name -> its options (default: ``brute_force`` shuffled, so
-            that seeds differ).
+        options: Strategy name -> its options, each over its defaults (``brute_force``
+            is shuffled unless ``shuffle = false`` is given, so that seeds differ).
         cache: A shared evaluation cache (a :class:`bitscout.evaluation.CachedEvaluator`
             keyed by ``space.key``, e.g. one pre-filled with :meth:`CachedEvaluator.add`).
         mean_samples: Uniform samples for the mean when the space is not enumerated.
@@ -580,9 +580,31 @@ def compare_strategies(
     hardware_only = constraints.hardware_only if constraints else None
     cached_before = len(cache)
     made_before = cache.evaluations
-    chosen_options = {**_DEFAULT_OPTIONS, **dict(options or {})}
+    # Per option: brute_force given {"max_configs": N} still runs shuffled.
+    chosen_options = {
+        name: {**_DEFAULT_OPTIONS.get(name, {}), **dict((options or {}).get(name, {}))}
+        for name in {*_DEFAULT_OPTIONS, *(options or {})}
+    }
     budget_list = sorted({b for b in (budgets or DEFAULT_BUDGETS) if b <= n_trials} | {n_trials})
     extra_notes = list(notes)
+
+    # A strategy that cannot run this search (cmaes ever; sensitivity with several
+    # objectives) says so when asked for a sampler: ask each once now, so that bad options
+    # and a list of strategies none of which can run stop before the enumeration.
+    cannot: dict[str, str] = {}
+    for name, strategy in instances.items():
+        try:
+            strategy.make_sampler(
+                space, seed=seed_list[0], directions=directions, options=chosen_options.get(name, {}),
+                n_trials=n_trials, constraints=hardware_only,
+            )
+        except SearchError as exc:
+            cannot[name] = str(exc)
+    if len(cannot) == len(instances):
+        raise SearchError(
+            "no strategy given can run this search; give one that can (tpe, random, ...):\n  "
+            + "\n  ".join(f"{name}: {reason}" for name, reason in cannot.items())
+        )
 
     # 1. The exact optimum and mean, by enumeration, when the space allows.
     exact = space.distinct_size <= exact_limit

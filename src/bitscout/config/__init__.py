@@ -24,7 +24,7 @@ from bitscout.config._loader import (
     parse_config,
 )
 from bitscout.config._constraints import SIZE_UNITS, ConstraintSpec, parse_size
-from bitscout.config._inputs import check_outputs_spare_inputs
+from bitscout.config._inputs import check_outputs_are_ours, check_outputs_spare_inputs
 from bitscout.config._mase import IGNORED_KEYS, IGNORED_SETUP_KEYS
 from bitscout.config.schema import (
     HARDWARE_RUNNERS,
@@ -57,6 +57,7 @@ __all__ = [
     "parse_config",
     "apply_overrides",
     "check_outputs_spare_inputs",
+    "check_outputs_are_ours",
     "SOFTWARE_RUNNERS",
     "HARDWARE_RUNNERS",
     "IGNORED_KEYS",

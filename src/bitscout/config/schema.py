@@ -165,6 +165,14 @@ def _check_runner_names(kind: str, runners: dict[str, Any]) -> dict[str, Any]:
     return runners
 
 
+#: Metrics that are shares of the samples, with the range each can take (a drop is the
+#: float model's share minus the trial's).
+_FRACTION_METRICS: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(("accuracy", "balanced_accuracy"), (0.0, 1.0)),
+    **dict.fromkeys(("accuracy_drop", "balanced_accuracy_drop"), (-1.0, 1.0)),
+}
+
+
 class StrategyConfig(_Model):
     """The search strategy, its runners, setup and metrics (``[search.strategy]``).
 
@@ -200,6 +208,26 @@ class StrategyConfig(_Model):
     @classmethod
     def _known_hw_runners(cls, runners: dict[str, Any]) -> dict[str, Any]:
         return _check_runner_names("hw", runners)
+
+    @field_validator("constraints")
+    @classmethod
+    def _fractions_in_range(cls, constraints: dict[str, ConstraintSpec]) -> dict[str, ConstraintSpec]:
+        # accuracy is a share of samples: `accuracy.min = 95` (a percentage) would skip
+        # every trial as infeasible after measuring it, and say so only at the end.
+        for metric, (low, high) in _FRACTION_METRICS.items():
+            spec = constraints.get(metric)
+            if spec is None:
+                continue
+            for bound, value in (("min", spec.min_value), ("max", spec.max_value)):
+                if value is None or low <= value <= high:
+                    continue
+                example = f"; for {value:g} % write {bound} = {value / 100:g}" if 1 < abs(value) <= 100 else ""
+                raise PydanticCustomError(
+                    RULE_ERROR,
+                    f"{metric}.{bound} = {value:g} is outside {low:g}..{high:g}, the values "
+                    f"{metric} can take (a share of the samples, not a percentage){example}",
+                )
+        return constraints
 
     @property
     def strategy_name(self) -> str:

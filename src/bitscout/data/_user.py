@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +58,7 @@ TEST_FRACTION = 0.1
 _SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train_dataloader": "train", "val_dataloader": "val", "test_dataloader": "test"}
 _ARRAY_KEYS = {"x", "y", *(f"{v}_{s}" for v in "xy" for s in _SPLITS)}
+_LABEL_KEYS = {"y", *(f"y_{s}" for s in _SPLITS)}
 _KEYS_HINT = "arrays 'x' and 'y', or 'x_train', 'y_train', 'x_val', 'y_val' (and 'x_test', 'y_test')"
 _OBJECTS_HINT = (
     "(x, y) arrays or tensors, a torch Dataset of (x, y) pairs, a DataLoader of (x, y) batches, "
@@ -99,7 +100,8 @@ def as_dataset(
             ``y_val`` (``x_test``/``y_test`` optional); a mapping from ``"train"``,
             ``"val"``, ``"test"`` to any of the single-split forms; a torch
             ``Dataset`` whose items are ``(x, y)`` pairs; a ``DataLoader`` of ``(x, y)``
-            batches. Labels are class indices ``0..K-1``.
+            batches. Labels are class indices ``0..K-1``, or text (class names: sorted,
+            then numbered, unless ``class_names`` gives the order).
         seed: Seed of the split of a single ``x``/``y``.
         name: The data set's name in :class:`DatasetInfo` (for messages).
         source: Where the data came from, for messages; default: its type.
@@ -119,6 +121,7 @@ def as_dataset(
         return data
     where = f"dataset {name!r}"
     source = source or type(data).__name__
+    data, class_names = _encode_text_labels(data, class_names, where)
     splits = _splits_of(data, where)
     if splits is None:
         x, y = _pair(data, where)
@@ -130,6 +133,75 @@ def as_dataset(
             "candidates on it. Add 'val' (x_val/y_val), or give a single x/y to be split"
         )
     return _assemble(splits, name=name, source=source, class_names=class_names)
+
+
+def _map_labels(data: Any, fn: Callable[[Any], Any]) -> Any:
+    """``data`` with ``fn`` applied to each of its label arrays (a new container).
+
+    Only the forms that hold whole label arrays: a mapping of arrays (``y``,
+    ``y_train``, ...), ``(x, y)``, and a dict of splits of those. A torch Dataset or a
+    DataLoader yields tensors, never text, and is left as it is.
+    """
+    if isinstance(data, Mapping):
+        if {str(k) for k in data} & _ARRAY_KEYS:
+            return {k: fn(v) if str(k) in _LABEL_KEYS else v for k, v in data.items()}
+        return {k: _map_labels(v, fn) if isinstance(v, (Mapping, tuple, list)) else v for k, v in data.items()}
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return (data[0], fn(data[1]))
+    return data
+
+
+def _text_array(value: Any) -> np.ndarray | None:
+    """``value`` as an array of str when it holds text labels; None otherwise."""
+    if isinstance(value, torch.Tensor):
+        return None
+    try:
+        array = np.asarray(value)
+    except Exception:
+        return None  # reported where the labels are read
+    if array.dtype.kind in "US":
+        return array.astype(str)
+    if array.dtype.kind == "O" and array.size and all(isinstance(v, (str, bytes)) for v in array.reshape(-1)):
+        return np.array([v.decode() if isinstance(v, bytes) else v for v in array.reshape(-1)]).reshape(array.shape)
+    return None
+
+
+def _encode_text_labels(
+    data: Any, class_names: Sequence[str] | None, where: str
+) -> tuple[Any, Sequence[str] | None]:
+    """Text labels (``"cat"``, ``"dog"``) -> class indices, and the class names.
+
+    The classes are the labels' distinct values sorted, then numbered, as a CSV or Parquet
+    ``label_column`` of names is read; with ``class_names`` given, a label's index is its
+    position there. Every split is numbered with the same classes.
+
+    Raises:
+        DataError: Some splits' labels are text and others numbers, or a label is not in
+            ``class_names``.
+    """
+    arrays: list[Any] = []
+    _map_labels(data, lambda y: arrays.append(y))
+    texts = [_text_array(y) for y in arrays]
+    if all(t is None for t in texts):
+        return data, class_names
+    if any(t is None for t in texts):
+        raise DataError(
+            f"{where}: some label arrays hold text and some numbers; give every split's labels "
+            "the same way (all class names, or all class indices 0..K-1)"
+        )
+    labels = {str(v) for t in texts for v in t.reshape(-1)}
+    names = sorted(labels) if class_names is None else [str(c) for c in class_names]
+    unknown = sorted(labels - set(names))
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        listed = ", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "")
+        raise DataError(
+            f"{where}: label(s) {shown} are not in class_names ({listed}); add them to "
+            "class_names, or correct the labels"
+        )
+    index = {name: i for i, name in enumerate(names)}
+    encoded = iter([np.array([index[v] for v in t.reshape(-1)], dtype=np.int64).reshape(t.shape) for t in texts])
+    return _map_labels(data, lambda _: next(encoded)), names
 
 
 def _splits_of(data: Any, where: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
@@ -413,8 +485,9 @@ def _read_npz(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise DataError(
-                f"dataset {str(path)!r}: holds Python objects (pickled arrays); save plain numeric "
-                "arrays with numpy.savez"
+                f"dataset {str(path)!r}: holds Python objects (pickled arrays of dtype=object), "
+                "which bitscout does not unpickle; save numeric arrays, and text labels as strings "
+                "(np.asarray(y, dtype=str)), with numpy.savez"
             ) from None
         raise DataError(f"dataset {str(path)!r}: not a readable .npz file: {exc}") from None
     except Exception as exc:

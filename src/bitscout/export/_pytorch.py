@@ -112,14 +112,46 @@ def _named_as(
     none), so each tensor is matched by identity. When one of ``original``'s is not in
     ``traced`` (a model rebuilt, not traced), ``state`` is returned unchanged.
     """
-    where = {id(t): key for key, t in traced.state_dict(keep_vars=True).items()}
+    traced_items = list(traced.state_dict(keep_vars=True).items())
+    where = {id(t): key for key, t in traced_items}
     renamed: dict[str, torch.Tensor] = {}
     for key, tensor in original.state_dict(keep_vars=True).items():
         source = where.get(id(tensor))
-        if source is None or source not in state:
+        if source is not None and source in state:
+            renamed[key] = state[source]
+            continue
+        packed = _packed(tensor, traced_items, state)
+        if packed is None:
             return dict(state)
-        renamed[key] = state[source]
+        renamed[key] = packed
     return renamed
+
+
+def _packed(
+    tensor: torch.Tensor, traced_items: list[tuple[str, torch.Tensor]], state: Mapping[str, torch.Tensor]
+) -> torch.Tensor | None:
+    """``tensor`` rebuilt from the traced tensors that are views of parts of it, or None.
+
+    A traced twin holds parts of a packed tensor as views (``nn.MultiheadAttention``'s
+    ``in_proj_weight`` as the ``q_proj``, ``k_proj``, ``v_proj`` weights): their exported
+    values go back to where each view lies in it, so that the user's model loads them.
+    None unless the views cover all of it.
+    """
+    base = tensor.detach()
+    if not base.is_contiguous() or base.numel() == 0:
+        return None
+    out = base.clone().reshape(-1)
+    pointer = base.untyped_storage().data_ptr()
+    covered = 0
+    for key, part in traced_items:
+        if key not in state or not part.is_contiguous() or part.untyped_storage().data_ptr() != pointer:
+            continue
+        start = part.storage_offset() - base.storage_offset()
+        if start < 0 or start + part.numel() > base.numel():
+            continue
+        out[start : start + part.numel()] = state[key].detach().reshape(-1).to(out.dtype)
+        covered += part.numel()
+    return out.reshape(base.shape) if covered == base.numel() else None
 
 
 def quantize_pass_toml(

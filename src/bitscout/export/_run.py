@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 
-from bitscout.config import check_outputs_spare_inputs
+from bitscout.config import check_outputs_are_ours, check_outputs_spare_inputs
 from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject
 from bitscout.export._pytorch import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, ExportResult, export_model
@@ -52,6 +52,8 @@ def choose_trial(run_dir: Path, trial: int | None = None) -> ChosenTrial:
     """
     from bitscout.study import SearchResult
 
+    # A best.json or log.json of another kind (train's metrics) would fail to parse.
+    check_outputs_are_ours(Path(run_dir), f"run folder {run_dir}", reading=True)
     result = SearchResult.load(Path(run_dir))
     if trial is not None:
         for record in result.trials:
@@ -65,6 +67,22 @@ def choose_trial(run_dir: Path, trial: int | None = None) -> ChosenTrial:
         best = result.best
         if best is None:
             raise ExportError(f"{run_dir} has no complete trial to export")
+        if result.has_constraints and not result.best_is_feasible:
+            # The "best" is then the least-violating trial (the search's summary flags it).
+            numbers = sorted(t.number for t in result.complete)
+            if not best.is_complete:
+                raise ExportError(
+                    f"no trial of {run_dir} meets its constraints, and the least-violating one, "
+                    f"trial {best.number}, was never evaluated (skipped as infeasible from its "
+                    "configuration); relax a bound in [search.strategy.constraints] and search "
+                    + (f"again, or export a complete trial with --trial N (complete: {numbers})" if numbers else "again")
+                )
+            return ChosenTrial(
+                best.number,
+                best,
+                f"trial {best.number}, the least-violating trial: NO trial of the run meets its "
+                "constraints (relax a bound and search again, or pick one with --trial N)",
+            )
         return ChosenTrial(best.number, best, f"trial {best.number}, the best trial of the run")
     pareto = result.pareto
     if not pareto:
@@ -196,6 +214,20 @@ def _export(
     check_outputs_spare_inputs(
         experiment.config, out, (CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE), f"--out {out}"
     )
+    names_from = experiment.model
+    if experiment.config.trace_into:
+        # experiment.model is the traceable view: twins in place of the user's attention
+        # modules. model.pt must load into the user's own model (docs/export.md), so
+        # rebuild it, and the view from it: the twins' projections are then views of its
+        # packed in_proj_weight, and the exported values go back into it.
+        from bitscout.experiment import build_fresh_model
+        from bitscout.graph import traceable_view
+        from bitscout.models import load_checkpoint
+
+        names_from = build_fresh_model(experiment.config, data.info).eval()
+        if experiment.checkpoint is not None:
+            load_checkpoint(names_from, experiment.checkpoint, experiment.config.load_type)
+        experiment.model = traceable_view(names_from, experiment.config.trace_into).eval()
     candidate = _candidate(run_dir, experiment, chosen.record)
     # The input range (for a float first layer) comes from every sample on hand: add the
     # sample with the largest magnitude, whatever the shape of a sample.
@@ -220,7 +252,7 @@ def _export(
         },
         base_config=raw,
         folded=candidate.folded,
-        names_from=experiment.model,
+        names_from=names_from,
     )
 
 

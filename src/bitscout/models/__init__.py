@@ -17,6 +17,7 @@ from bitscout.models._base import (
 )
 from bitscout.models._checkpoint import (
     LOAD_TYPES,
+    is_bitscout_checkpoint,
     load_checkpoint,
     read_state_dict,
     save_checkpoint,
@@ -40,6 +41,7 @@ __all__ = [
     "make_mlp",
     "model_names",
     "read_state_dict",
+    "is_bitscout_checkpoint",
     "register_model",
     "save_checkpoint",
 ]

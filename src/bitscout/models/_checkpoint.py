@@ -28,7 +28,7 @@ import bitscout
 from bitscout._atomic import atomic_path
 from bitscout.errors import CheckpointError
 
-__all__ = ["LOAD_TYPES", "save_checkpoint", "load_checkpoint", "read_state_dict"]
+__all__ = ["LOAD_TYPES", "save_checkpoint", "load_checkpoint", "read_state_dict", "is_bitscout_checkpoint"]
 
 LOAD_TYPES = ("bitscout", "pt", "pl")
 _LIGHTNING_PREFIX = "model."
@@ -56,6 +56,16 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: Mapping[str, Any]) -
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def is_bitscout_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint :func:`save_checkpoint` wrote (False: any other
+    file, an unreadable one included). Memory-maps the file: the weights are not read."""
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    except Exception:
+        return False
+    return _detect_type(obj) == "bitscout"
 
 
 def _detect_type(obj: Any) -> str:
@@ -141,7 +151,13 @@ def read_state_dict(path: Path, load_type: str | None = None) -> tuple[dict[str,
     if not_tensors:
         hint = " (is it a Lightning or bitscout checkpoint? try load_type 'pl' or 'bitscout')" if kind == "pt" else ""
         nested = [k for k in not_tensors if _is_state_dict(state[k])]
-        if nested:
+        if kind != "bitscout" and _detect_type(obj) == "bitscout":
+            # `bitscout train` wrote it to the config's load_name, whose load_type says "pt".
+            hint = (
+                "; it is a checkpoint bitscout saved (bitscout train): set load_type = \"bitscout\" "
+                "in the config (or remove load_type: the form is detected), or pass --load-type bitscout"
+            )
+        elif nested:
             # A training script's own dict, e.g. {"model": ..., "optimizer": ...}.
             hint = (
                 f"; its entry {nested[0]!r} holds tensors: save that entry alone, "

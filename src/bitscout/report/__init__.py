@@ -27,7 +27,15 @@ from bitscout.report._html import (
     write_html,
 )
 from bitscout.report._outputs import write_plots, write_report
-from bitscout.report._tables import describe_layer, format_config, format_summary, format_table
+from bitscout.report._tables import (
+    chance_level_note,
+    describe_layer,
+    format_config,
+    format_metric,
+    format_summary,
+    format_table,
+    metric_unit,
+)
 
 __all__ = [
     "WIDTH_TENSORS",
@@ -49,4 +57,7 @@ __all__ = [
     "REPORT_FILE",
     "format_summary",
     "format_table",
+    "format_metric",
+    "metric_unit",
+    "chance_level_note",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitscout.report._tables import describe_layer
+from bitscout.report._tables import describe_layer, format_metric, metric_unit
 
 if TYPE_CHECKING:
     from bitscout.study import SearchResult, TrialRecord
@@ -130,6 +130,12 @@ def _drop(reference: float, value: float) -> float:
     return reference - value
 
 
+def _with_unit(name: str) -> str:
+    """A metric's name with its unit for a column or row head: ``model_size (bytes)``."""
+    unit = metric_unit(name)
+    return f"{name} ({unit})" if unit else name
+
+
 def _metrics_table(record: TrialRecord, baseline: Mapping[str, float] | None) -> str:
     rows = []
     for name, value in record.metrics.items():
@@ -138,9 +144,9 @@ def _metrics_table(record: TrialRecord, baseline: Mapping[str, float] | None) ->
         ref = None if baseline is None else baseline.get(name)
         scaled = record.scaled_metrics.get(name, "")
         if ref is None:
-            rows.append((name, value, "", "", scaled))
+            rows.append((_with_unit(name), value, "", "", scaled))
         else:
-            rows.append((name, value, ref, _drop(ref, value), scaled))
+            rows.append((_with_unit(name), value, ref, _drop(ref, value), scaled))
     return html_table(["metric", "value", "float model", "drop from float", "scaled term in objective"], rows)
 
 
@@ -152,7 +158,7 @@ def _budget_note(result: SearchResult, t: TrialRecord) -> str:
     """Whether the best trial meets ``[search.strategy.constraints]`` (empty without any)."""
     if not result.has_constraints:
         return ""
-    values = ", ".join(f"{_e(k)} = {'unknown' if v is None else _num(v)}" for k, v in t.constraints.items())
+    values = ", ".join(f"{_e(k)} = {'unknown' if v is None else _e(format_metric(k, v))}" for k, v in t.constraints.items())
     if result.best_is_feasible:
         return f"<p>Meets every constraint (values &lt;= 0 are met: {values}).</p>"
     return (
@@ -178,7 +184,7 @@ def _answer(result: SearchResult, ctx: ReportContext) -> str:
         ]
         return '<div class="answer">' + "".join(parts) + "</div>"
     metric_names = [m for m in dict.fromkeys(k for t in best for k in t.metrics) if not m.endswith("_ratio")]
-    header = ["trial", *[f"{n} (objective)" for n in names], *metric_names, "configuration"]
+    header = ["trial", *[f"{n} (objective)" for n in names], *map(_with_unit, metric_names), "configuration"]
     rows = [
         [t.number, *t.values, *[t.metrics.get(m, "") for m in metric_names], "; ".join(f"{layer}: {describe_layer(c)}" for layer, c in t.sampled_config.items())]
         for t in best
@@ -190,14 +196,14 @@ def _answer(result: SearchResult, ctx: ReportContext) -> str:
     )
     base = ""
     if ctx.baseline:
-        base = "<p>Float model: " + ", ".join(f"{_e(k)} = {_num(v)}" for k, v in ctx.baseline.items() if not k.endswith("_ratio")) + "</p>"
+        base = "<p>Float model: " + ", ".join(f"{_e(k)} = {_e(format_metric(k, v))}" for k, v in ctx.baseline.items() if not k.endswith("_ratio")) + "</p>"
     return '<div class="answer">' + intro + html_table(header, rows, sortable=True) + base + "</div>"
 
 
 def _trials_table(result: SearchResult) -> str:
     names = result.objective_names or [f"objective {i}" for i in range(len(result.directions))]
     metric_names = [m for m in dict.fromkeys(k for t in result.trials for k in t.metrics) if not m.endswith("_ratio")]
-    header = ["trial", "state", *names, *metric_names, "duplicate of", "seconds", "configuration", "error"]
+    header = ["trial", "state", *names, *map(_with_unit, metric_names), "duplicate of", "seconds", "configuration", "error"]
     rows = []
     for t in result.trials:
         values = [t.values[i] if i < len(t.values) else "" for i in range(len(names))]

@@ -6,16 +6,57 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitscout.metrics import SIZE_METRICS
+
 if TYPE_CHECKING:
     from bitscout.study import SearchResult, TrialRecord
 
-__all__ = ["format_table", "format_config", "format_summary", "describe_layer"]
+__all__ = [
+    "format_table",
+    "format_config",
+    "format_summary",
+    "describe_layer",
+    "format_metric",
+    "metric_unit",
+    "chance_level_note",
+]
+
+# The unit of each metric that has one (docs/metrics.md): sizes are bytes, latency is
+# milliseconds. Counts (flops, bitops), bitwidths, ratios and accuracies print bare.
+_UNITS = {**dict.fromkeys(SIZE_METRICS, "bytes"), "latency": "ms"}
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def metric_unit(name: str) -> str | None:
+    """The unit a metric (or its ``.max``/``.min`` constraint value) is in; None: none.
+
+    ``"model_size"`` -> ``"bytes"``, ``"weight_bytes.max"`` -> ``"bytes"``,
+    ``"latency"`` -> ``"ms"``; a ratio (``model_size_ratio``) has no unit.
+    """
+    return _UNITS.get(name.split(".", 1)[0])
+
+
+def format_metric(name: str, value: Any) -> str:
+    """A metric's value with its unit: ``6,312 bytes (6.16 KiB)``, ``2.04 ms``, ``0.94``.
+
+    Sizes of at least 1 KiB also say their KiB, the unit budgets are usually given in
+    (``model_size.max = "4 KiB"``).
+    """
+    unit = metric_unit(name)
+    if unit is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return _fmt(value)
+    if unit != "bytes":
+        return f"{_fmt(value)} {unit}"
+    number = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.6g}"
+    text = f"{number} bytes"
+    if abs(value) >= 1024:
+        text += f" ({value / 1024:.3g} KiB)"
+    return text
 
 
 def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
@@ -72,7 +113,7 @@ def format_config(sampled_config: Mapping[str, Any]) -> str:
 
 def _metrics_line(record: TrialRecord) -> str:
     metrics = {**record.software_metrics, **record.hardware_metrics}
-    shown = [f"{k} = {_fmt(v)}" for k, v in metrics.items() if not k.endswith("_ratio")]
+    shown = [f"{k} = {format_metric(k, v)}" for k, v in metrics.items() if not k.endswith("_ratio")]
     return ", ".join(shown) or "(none)"
 
 
@@ -82,7 +123,7 @@ def _drops_line(record: TrialRecord, baseline: Mapping[str, float]) -> str:
 
 def _constraints_line(record: TrialRecord) -> str:
     return ", ".join(
-        f"{k} = {'unknown' if v is None else _fmt(v)}" for k, v in record.constraints.items()
+        f"{k} = {'unknown' if v is None else format_metric(k, v)}" for k, v in record.constraints.items()
     )
 
 
@@ -112,7 +153,7 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
     lines.append(format_table(rows))
     baseline = result.baseline_metrics
     if baseline:
-        shown = [f"{k} = {_fmt(v)}" for k, v in baseline.items() if not k.endswith("_ratio")]
+        shown = [f"{k} = {format_metric(k, v)}" for k, v in baseline.items() if not k.endswith("_ratio")]
         lines.append(f"\nfloat model (baseline): {', '.join(shown)}")
     if result.has_constraints and result.best_trials and not result.best_is_feasible:
         lines.append(
@@ -133,7 +174,8 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
             [t.number, *t.values, *[t.metrics.get(n, "") for n in raw], *(t.drops(baseline).get(d, "") for d in drop_names)]
             for t in best
         ]
-        lines.append(format_table(rows, header=["trial", *[f"{n} (scaled)" for n in names], *raw, *drop_names]))
+        units = [f"{n} ({metric_unit(n)})" if metric_unit(n) else n for n in raw]
+        lines.append(format_table(rows, header=["trial", *[f"{n} (scaled)" for n in names], *units, *drop_names]))
         top = max(best, key=lambda t: t.values[0] if result.directions[0] == "maximize" else -t.values[0])
         lines.append(f"\nbest {names[0]} in the set: trial {top.number}; {_metrics_line(top)}")
         lines.append(format_config(top.sampled_config))
@@ -152,3 +194,31 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
         lines.append("\noutputs:")
         lines.append(format_table([(k, str(v)) for k, v in paths.items()]))
     return "\n".join(lines)
+
+
+def chance_level_note(
+    baseline: Mapping[str, float], num_classes: int, class_names: Sequence[str] = ()
+) -> str | None:
+    """Why the float model's accuracy makes the search meaningless, or None.
+
+    A float model whose balanced accuracy is within a tenth of the way from chance
+    (``1 / num_classes``) to 1 does not classify the data: untrained weights, a checkpoint
+    of another data set, or classes numbered in another order (text labels are numbered
+    in sorted order). Every candidate is then compared with a model that guesses.
+    """
+    score = baseline.get("balanced_accuracy", baseline.get("accuracy"))
+    if score is None or num_classes < 2:
+        return None
+    chance = 1.0 / num_classes
+    if score > chance + 0.1 * (1.0 - chance):
+        return None
+    order = ""
+    if class_names and not all(str(n) == str(i) for i, n in enumerate(class_names)):
+        shown = ", ".join(f"{n}={i}" for i, n in enumerate(class_names[:4]))
+        order = f" (this data's: {shown}{', ...' if len(class_names) > 4 else ''})"
+    return (
+        f"the float model's balanced accuracy is {score:.3f}, about chance for {num_classes} "
+        f"classes ({chance:.3f}): it does not classify this data, so every candidate is measured "
+        "against a model that guesses. Check that the checkpoint was trained on this data, with "
+        f"its classes numbered as the data numbers them{order}"
+    )

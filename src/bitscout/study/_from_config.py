@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitscout.config import BitscoutConfigWarning, check_outputs_spare_inputs
+from bitscout.config import BitscoutConfigWarning, check_outputs_are_ours, check_outputs_spare_inputs
 from bitscout.errors import BitscoutWarning, ConfigError
 from bitscout.evaluation import Evaluator, RunnerEvaluator, TableEvaluator, exhaustive_support, needs_loss
 from bitscout.strategies import Exhaustible
@@ -193,6 +193,7 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         )
     run_dir = Path(out) if out is not None else default_run_dir(config)
     check_outputs_spare_inputs(config, run_dir, RUN_OUTPUTS, f"run folder {run_dir}")
+    check_outputs_are_ours(run_dir, f"run folder {run_dir}")
     experiment = Experiment.from_config(config)
     split = experiment.dataset.val if len(experiment.dataset.val) else experiment.dataset.train
     example = split.x[:_TRACE_BATCH].to(experiment.device)

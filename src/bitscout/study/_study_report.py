@@ -15,6 +15,7 @@ from bitscout.study._result import result_from_study
 
 if TYPE_CHECKING:
     from bitscout.config import Config
+    from bitscout.evaluation import Evaluation
 
 __all__ = ["study_names", "report_study", "dashboard_hint"]
 
@@ -32,6 +33,7 @@ def report_study(
     storage_name: str = "",
     config: Config | None = None,
     plot: PlotWriter | None = None,
+    baseline: Evaluation | None = None,
 ) -> SearchResult:
     """Write log.json, trials.csv, best.json and (with ``plot``) the plots of a stored study.
 
@@ -44,6 +46,8 @@ def report_study(
         out_dir: Where to write (created when missing).
         storage_name: How to name the storage in best.json and messages.
         config: The resolved config, written as config.toml when given.
+        baseline: The float model's evaluation, which the study does not hold (the
+            search kept it in best.json); kept in the rewritten best.json when given.
 
     Raises:
         SearchError: No such study (the message lists the studies there), or several and
@@ -66,6 +70,7 @@ def report_study(
         )
     study = optuna.load_study(study_name=study_name, storage=storage)
     result = result_from_study(study, storage_name=storage_name)
+    result.baseline = baseline
     starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start is not None]
     ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
     # All workers together: from the first trial's start to the last trial's end.
