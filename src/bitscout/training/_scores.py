@@ -106,9 +106,10 @@ def score_chunk(logits: torch.Tensor, positions: np.ndarray) -> tuple[float, np.
     if logits.requires_grad:
         logits = logits.detach()
     values = np.ascontiguousarray(logits.numpy().T)
-    top = values.max(axis=0)
+    # The ufuncs' own reductions: ndarray.max() and .sum() are these behind a Python wrapper.
+    top = np.maximum.reduce(values, axis=0)
     # Finite maxima (the rule) leave no inf - inf to warn about; otherwise silence it.
-    if np.isfinite(top).all():
+    if np.logical_and.reduce(np.isfinite(top)):
         loss = _chunk_loss(values, top, positions)
     else:
         with np.errstate(all="ignore"):  # NaN or inf logits: a NaN or inf loss, no warning
@@ -119,8 +120,8 @@ def score_chunk(logits: torch.Tensor, positions: np.ndarray) -> tuple[float, np.
     rank = _ranks(values.shape[0])
     hits = (values == top).view(np.uint8)
     if rank.dtype == np.uint8:
-        return loss, np.multiply(hits, rank, out=hits).max(axis=0)
-    return loss, (hits * rank).max(axis=0)
+        return loss, np.maximum.reduce(np.multiply(hits, rank, out=hits), axis=0)
+    return loss, np.maximum.reduce(hits * rank, axis=0)
 
 
 def _chunk_loss(values: np.ndarray, top: np.ndarray, positions: np.ndarray) -> float:
@@ -128,9 +129,9 @@ def _chunk_loss(values: np.ndarray, top: np.ndarray, positions: np.ndarray) -> f
     shifted = values - top
     own = values.take(positions) - top  # take() reads the plane flattened
     torch.from_numpy(shifted).exp_()  # in place: ``shifted`` now holds the exponentials
-    losses = torch.from_numpy(shifted.sum(axis=0)).log_().numpy()
+    losses = torch.from_numpy(np.add.reduce(shifted, axis=0)).log_().numpy()
     losses -= own
-    return float(losses.astype(np.float64).sum())
+    return float(np.add.reduce(losses.astype(np.float64)))
 
 
 def _ranks(classes: int) -> np.ndarray:
