@@ -279,3 +279,34 @@ def test_a_trace_into_run_exports_weights_the_users_own_model_loads(tmp_path: Pa
     assert torch.equal(state["attn.out_proj.weight"], model.attn.out_proj.weight.detach())  # float: unchanged
     assert not torch.equal(q, model.attn.in_proj_weight.detach()[:8])
     assert main(["quantize", str(result.config_toml)]) == 0
+
+
+@pytest.mark.parametrize("name", ["model.pt", "quantize.toml", "export.json", "hls4ml_prj"])
+def test_an_export_never_replaces_a_file_of_the_users_own(tmp_path: Path, name: str) -> None:
+    """A folder holding the user's own model.pt (their weights), quantize.toml, export.json
+    or hls4ml_prj is refused before anything is written; an earlier export's is replaced."""
+    data = synthetic()
+    model, config = mlp(), MLP_CONFIGS["b"]
+    own = tmp_path / "theirs"
+    own.mkdir()
+    path = own / name
+    if name == "hls4ml_prj":
+        path.mkdir()
+        (path / "firmware.cpp").write_text("// the user's\n")
+    elif name == "model.pt":
+        torch.save(mlp(seed=5).state_dict(), path)
+    else:
+        path.write_text('{"mine": 1}\n' if name.endswith(".json") else 'model = "mine"\n')
+    before = sorted((p.relative_to(own), p.read_bytes() if p.is_file() else b"") for p in own.rglob("*"))
+    with pytest.raises(ExportError, match=rf"{name} was not written by bitscout export.*--out DIR"):
+        export_model(model, config, own, example_input=data.train.x[:64])
+    assert sorted((p.relative_to(own), p.read_bytes() if p.is_file() else b"") for p in own.rglob("*")) == before
+    # Exporting into a folder an export wrote replaces it, as exporting again should.
+    again = tmp_path / "again"
+    first = export_model(model, config, again, example_input=data.train.x[:64])
+    second = export_model(mlp(seed=3), config, again, example_input=data.train.x[:64])
+    assert second.checkpoint == first.checkpoint
+    assert not torch.equal(
+        torch.load(second.checkpoint, weights_only=True)["fc1.weight"],
+        on_grid(model, config, example_input=data.train.x[:4]).state_dict()["fc1.weight"],
+    )

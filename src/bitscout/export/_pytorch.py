@@ -24,6 +24,7 @@ __all__ = [
     "export_model",
     "on_grid",
     "quantize_pass_toml",
+    "check_export_folder",
     "CHECKPOINT_FILE",
     "METADATA_FILE",
     "CONFIG_FILE",
@@ -34,6 +35,43 @@ CHECKPOINT_FILE = "model.pt"
 METADATA_FILE = "export.json"
 CONFIG_FILE = "quantize.toml"
 HLS_DIR = "hls4ml_prj"
+
+
+def check_export_folder(out_dir: Path) -> None:
+    """Refuse an export folder holding files of these names that no export wrote.
+
+    An export replaces ``model.pt``, ``quantize.toml``, ``export.json`` and ``hls4ml_prj/``.
+    Where ``export.json`` is an export's (it records ``bitscout_version`` and names
+    ``model.pt`` as its checkpoint), the folder is an earlier export and is replaced as a
+    whole (exporting again). Otherwise any of those files is the user's (a state dict of
+    their own named ``model.pt``, a TOML of theirs) and nothing is written.
+
+    Raises:
+        ExportError: Names the file and what to do.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return
+    ours = _is_export_metadata(out_dir / METADATA_FILE)
+    for name in (METADATA_FILE, CHECKPOINT_FILE, CONFIG_FILE, HLS_DIR):
+        path = out_dir / name
+        if path.exists() and not ours:
+            why = (
+                "it does not record an export" if name == METADATA_FILE
+                else f"the folder has no {METADATA_FILE} of an export beside it"
+            )
+            raise ExportError(
+                f"{path} was not written by bitscout export ({why}), and the export would replace "
+                "it; choose another folder (--out DIR), or move the file"
+            )
+
+
+def _is_export_metadata(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(meta, dict) and "bitscout_version" in meta and meta.get("checkpoint") == CHECKPOINT_FILE
 
 
 @dataclass
@@ -225,13 +263,15 @@ def export_model(
     ``quantize.toml`` then name concrete frac widths and scales.
 
     Raises:
-        ExportError: ``format`` is unknown, hls4ml is missing for ``format="hls4ml"``, or
-            the model cannot be expressed in hls4ml.
+        ExportError: ``format`` is unknown, hls4ml is missing for ``format="hls4ml"``, the
+            folder holds files of the export's names that no export wrote
+            (:func:`check_export_folder`), or the model cannot be expressed in hls4ml.
     """
     if format not in ("pytorch", "hls4ml"):
         raise ExportError(f"export format must be 'pytorch' or 'hls4ml'; got {format!r}")
     if format == "hls4ml":
         require_hls4ml()  # fail before writing anything
+    check_export_folder(out_dir)
     traced = trace(model, example_input)
     config = dict(config)
     unknown = [name for name in config if name not in traced.table.names()]

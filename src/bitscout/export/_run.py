@@ -12,7 +12,14 @@ import torch
 from bitscout.config import check_outputs_are_ours, check_outputs_spare_inputs
 from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject
-from bitscout.export._pytorch import CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE, ExportResult, export_model
+from bitscout.export._pytorch import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METADATA_FILE,
+    ExportResult,
+    check_export_folder,
+    export_model,
+)
 from bitscout.export._verify import VerifyReport, verify
 from bitscout.quant import (
     CALIBRATION_FILE,
@@ -214,6 +221,7 @@ def _export(
     check_outputs_spare_inputs(
         experiment.config, out, (CHECKPOINT_FILE, CONFIG_FILE, METADATA_FILE), f"--out {out}"
     )
+    check_export_folder(out)  # before the model is rebuilt and traced
     names_from = experiment.model
     if experiment.config.trace_into:
         # experiment.model is the traceable view: twins in place of the user's attention
