@@ -30,7 +30,7 @@ def _sums(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 
 def _chunk(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, np.ndarray]:
     """score_chunk as a trial calls it: (loss sum, predicted classes)."""
-    loss, rank = score_chunk(logits, label_positions(labels).numpy())
+    loss, rank = score_chunk(logits, label_positions(labels))
     return loss, logits.shape[1] - rank.astype(np.int64)
 
 

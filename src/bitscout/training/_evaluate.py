@@ -178,7 +178,7 @@ class EvalSet:
         """:func:`~bitscout.training.label_positions` of the chunk from sample ``start``."""
         found = self._positions.get(start)
         if found is None:
-            found = self._positions[start] = label_positions(self.y[start : start + self.step]).numpy()
+            found = self._positions[start] = label_positions(self.y[start : start + self.step])
         return found
 
 

@@ -51,14 +51,14 @@ def class_major(logits: torch.Tensor, *, transposed: bool = False) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(logits.numpy().swapaxes(-1, -2)))
 
 
-def label_positions(labels: torch.Tensor) -> torch.Tensor:
+def label_positions(labels: torch.Tensor) -> np.ndarray:
     """Where each sample's label logit lies in a flattened ``(classes, samples)`` plane.
 
     Made once per chunk of samples (checked labels) and passed to :func:`score_chunk`.
     """
-    labels = labels.detach().cpu().to(torch.int64)
+    labels = labels.detach().cpu().numpy().astype(np.int64)
     n = labels.shape[0]
-    return labels * n + torch.arange(n)
+    return labels * n + np.arange(n, dtype=np.int64)
 
 
 def cross_entropy_sums(by_class: torch.Tensor, maxima: torch.Tensor, own: torch.Tensor) -> np.ndarray:
@@ -92,7 +92,7 @@ def score_chunk(logits: torch.Tensor, positions: np.ndarray) -> tuple[float, np.
 
     Args:
         logits: ``(samples, classes)``.
-        positions: :func:`label_positions` of the samples' labels, as a numpy array.
+        positions: :func:`label_positions` of the samples' labels.
 
     Returns:
         ``(loss sum, ranks)``: each sample's predicted class ``k`` as the rank
