@@ -182,3 +182,61 @@ def test_baseline_is_the_float_model_scored_by_the_objective(prepared, tmp_path)
     assert reference["average_bitwidth"] == 32.0  # the float model: every tensor in 32 bits
     no_baseline = run_search(prepared.space, _sampler(prepared, "random"), evaluator, out_dir=tmp_path / "b", n_trials=1, progress=False, write_outputs=False)
     assert no_baseline.baseline is None
+
+
+def _study_contents(out_dir, name="real"):
+    """Every trial of a run folder's journal: what the loop and the table pass must agree on."""
+    from bitscout.study._index import RECORD_ATTR
+    from bitscout.study._worker_storage import open_storage
+
+    store, _ = open_storage(None, out_dir)
+    study = optuna.load_study(study_name=name, storage=store)
+    rows = []
+    for t in study.trials:
+        attrs = {k: v for k, v in t.user_attrs.items()}
+        record = dict(attrs.pop(RECORD_ATTR))
+        record.pop("duration_s", None)
+        rows.append((t.number, t.state, t.params, t.values, record, attrs, t.constraints))
+    return rows
+
+
+def _table(prepared):
+    return TableEvaluator.from_runners(prepared.space, prepared.runners, prepared.objective)
+
+
+def test_brute_force_from_a_table_writes_the_trials_the_loop_writes_in_fewer_entries(prepared, tmp_path, monkeypatch):
+    table = _table(prepared)
+    fast = run_search(prepared.space, _sampler(prepared, "brute_force"), table, out_dir=tmp_path / "fast", study_name="real", n_trials=100, progress=False, write_outputs=False)
+    monkeypatch.setattr("bitscout.study._search._Search.run_table_pass", lambda self: None)  # the loop alone
+    slow = run_search(prepared.space, _sampler(prepared, "brute_force"), table, out_dir=tmp_path / "slow", study_name="real", n_trials=100, progress=False, write_outputs=False)
+    assert fast.n_unique == slow.n_unique == prepared.space.distinct_size == 24
+    assert fast.stop_reason == slow.stop_reason
+    got, want = _study_contents(tmp_path / "fast"), _study_contents(tmp_path / "slow")
+    assert len(got) == 24 and got == want
+    assert all(row[1] == optuna.trial.TrialState.COMPLETE and row[4]["sampled_config"] for row in got)
+    # One journal entry per trial instead of the loop's one per parameter, record and tell.
+    entries = {k: len((tmp_path / k / "study.journal").read_text().splitlines()) for k in ("fast", "slow")}
+    assert entries["fast"] <= entries["slow"] - 3 * 24, entries
+
+
+def test_brute_force_from_a_table_resumes_a_capped_run_and_reuses_another_strategys_trials(prepared, tmp_path):
+    space, table = prepared.space, _table(prepared)
+    # Another strategy first, then a brute force capped at 10 trials, then the rest.
+    run_search(space, _sampler(prepared, "random", 3), table, out_dir=tmp_path, study_name="real", n_trials=6, progress=False, write_outputs=False)
+    capped = run_search(space, _sampler(prepared, "brute_force"), table, out_dir=tmp_path, study_name="real", n_trials=16, progress=False, write_outputs=False)
+    assert capped.n_trials == 16 and capped.stop_reason == "reached n_trials = 16"
+    done = run_search(space, _sampler(prepared, "brute_force"), table, out_dir=tmp_path, study_name="real", n_trials=100, progress=False, write_outputs=False)
+    assert done.stop_reason.startswith("every one of the 24 configurations")
+    by_number = {t.number: t for t in done.trials}
+    firsts = [t for t in done.trials if t.duplicate_of is None]
+    keys = [space.key(space.decode(t.params)) for t in firsts]
+    assert len(keys) == len(set(keys)) == 24  # every configuration evaluated once
+    sampler = _sampler(prepared, "brute_force")
+    for t in done.trials:
+        if 6 <= t.number < 24:  # the main pass: trial n holds the n-th configuration
+            assert space.key(space.decode(t.params)) == space.key(space.decode(sampler.params_for(t.number)))
+        if t.duplicate_of is not None:  # a configuration the random trials had: not measured again
+            first = by_number[t.duplicate_of]
+            assert first.number < 6 and t.values == first.values
+            assert space.key(space.decode(t.params)) == space.key(space.decode(first.params))
+    assert sum(t.duplicate_of is not None for t in done.trials) == done.n_trials - 24
