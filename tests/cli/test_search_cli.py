@@ -72,6 +72,8 @@ def test_search_prints_the_space_and_the_summary_and_writes_the_run_folder(confi
 def test_options_override_the_file_and_resume_continues_the_study(config_file, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["search", "--config", str(config_file), "--out", str(out), "--no-progress", "--sampler", "brute_force", "--n-trials", "2", "--study-name", "mine"]) == 0
+    # A brute force cut short says that its best is the best of a sample.
+    assert "strategy: brute_force, 2 of the 6 configurations (n_trials = 2: the best found is the best of those; set n_trials to 6 to evaluate every one)" in capsys.readouterr().out
     assert main(["search", "--config", str(config_file), "--out", str(out), "--no-progress", "--sampler", "brute_force", "--n-trials", "5", "--study-name", "mine"]) == 0
     log = json.loads((out / "log.json").read_text())
     assert [r["number"] for r in log] == [0, 1, 2, 3, 4]

@@ -132,6 +132,14 @@ MISTAKES: list[tuple[str, Callable[[Doc], None], str]] = [
         "search.strategy.metrics.accuracy.scale: must be a number >= 0; got '1.0'",
     ),
     (
+        "negative metric scale",
+        lambda d: _strategy(d)["metrics"]["average_bitwidth"].update(scale=-0.2),
+        "search.strategy.metrics.average_bitwidth.scale: must be a number >= 0: a scale is the "
+        "metric's weight, and its direction says whether it counts for or against the objective "
+        "(a metric to be minimized, such as model_size, is subtracted from a maximized sum: give "
+        "it a positive scale); got -0.2",
+    ),
+    (
         "metric scale typo",
         lambda d: _strategy(d)["metrics"]["accuracy"].update(scal=1.0),
         "search.strategy.metrics.accuracy.scal: unknown key; did you mean 'scale'?",

@@ -78,8 +78,15 @@ def run(args: argparse.Namespace) -> int:
         setup = prepared.config.search.strategy.setup  # type: ignore[union-attr]
         print(prepared.space.describe())
         total = f"{setup.n_trials} trials in total"
-        if isinstance(prepared.sampler, Exhaustible) and prepared.space.distinct_size < setup.n_trials:
-            total = f"{prepared.space.distinct_size} trials (every configuration once; n_trials = {setup.n_trials})"
+        distinct = prepared.space.distinct_size
+        if isinstance(prepared.sampler, Exhaustible) and distinct <= setup.n_trials:
+            total = f"{distinct} trials (every configuration once; n_trials = {setup.n_trials})"
+        elif isinstance(prepared.sampler, Exhaustible):
+            # A brute force cut short is a sample: its best need not be the space's.
+            total = (
+                f"{setup.n_trials} of the {distinct:,} configurations (n_trials = {setup.n_trials}: "
+                f"the best found is the best of those; set n_trials to {distinct} to evaluate every one)"
+            )
         print(
             f"\nstrategy: {prepared.config.search.strategy.strategy_name}, "  # type: ignore[union-attr]
             f"{total}, run folder: {prepared.out_dir}",

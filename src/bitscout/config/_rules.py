@@ -37,6 +37,7 @@ __all__ = [
     "MAX_PARALLEL",
     "PositiveFloat",
     "NonNegativeFloat",
+    "MetricScale",
     "Flag",
     "Text",
     "LowerText",
@@ -243,6 +244,20 @@ ParallelCount = Annotated[
 StorageURL = Annotated[str, BeforeValidator(_storage)]
 PositiveFloat = Annotated[float, BeforeValidator(_number(above=0))]
 NonNegativeFloat = Annotated[float, BeforeValidator(_number(at_least=0))]
+
+
+def _scale(value: Any) -> float:
+    if _is_number(value) and value < 0:
+        # A user who wants a cost to count against the objective writes a minus sign.
+        raise _fail(
+            "must be a number >= 0: a scale is the metric's weight, and its direction says "
+            "whether it counts for or against the objective (a metric to be minimized, such "
+            "as model_size, is subtracted from a maximized sum: give it a positive scale)"
+        )
+    return _number(at_least=0)(value)
+
+
+MetricScale = Annotated[float, BeforeValidator(_scale)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Text = Annotated[str, BeforeValidator(_text)]
 LowerText = Annotated[str, BeforeValidator(_lower_text)]

@@ -32,7 +32,7 @@ from bitscout.config._rules import (
     LoadType,
     LowerText,
     Names,
-    NonNegativeFloat,
+    MetricScale,
     NonNegativeInt,
     Observer,
     Percentile,
@@ -150,7 +150,7 @@ class MetricSpec(_Model):
         normalize: Use the metric's ratio to the float model instead of its raw value.
     """
 
-    scale: NonNegativeFloat = 1.0
+    scale: MetricScale = 1.0
     direction: Direction | None = None
     normalize: Flag = False
 
