@@ -101,3 +101,23 @@ def test_a_config_without_search_section_is_an_error(tmp_path, capsys):
     path.write_text('model = "mlp"\ndataset = "digits"\n')
     assert main(["search", str(path), "--out", str(tmp_path / "run")]) == 2
     assert "has no [search] section" in capsys.readouterr().err
+
+
+def test_the_start_line_of_a_brute_force_counts_what_the_constraints_leave():
+    from bitscout.cli._search import _enumeration
+    from bitscout.strategies import Exhaustible
+
+    class Enumeration(Exhaustible):
+        total = 384  # the configurations the constraints allow
+
+        def is_exhausted(self, study):
+            return False
+
+    assert _enumeration(Enumeration(), 3072, 5000) == (
+        "384 trials (every configuration once the constraints allow: 2,688 of the 3,072 are "
+        "ruled out by their configuration alone; n_trials = 5000)"
+    )
+    assert _enumeration(Enumeration(), 3072, 100).startswith(
+        "100 of the 384 configurations the constraints allow: 2,688 of the 3,072 are ruled out"
+    )
+    assert _enumeration(Enumeration(), 3072, 100).endswith("set n_trials to 384 to evaluate every one)")

@@ -78,15 +78,8 @@ def run(args: argparse.Namespace) -> int:
         setup = prepared.config.search.strategy.setup  # type: ignore[union-attr]
         print(prepared.space.describe())
         total = f"{setup.n_trials} trials in total"
-        distinct = prepared.space.distinct_size
-        if isinstance(prepared.sampler, Exhaustible) and distinct <= setup.n_trials:
-            total = f"{distinct} trials (every configuration once; n_trials = {setup.n_trials})"
-        elif isinstance(prepared.sampler, Exhaustible):
-            # A brute force cut short is a sample: its best need not be the space's.
-            total = (
-                f"{setup.n_trials} of the {distinct:,} configurations (n_trials = {setup.n_trials}: "
-                f"the best found is the best of those; set n_trials to {distinct} to evaluate every one)"
-            )
+        if isinstance(prepared.sampler, Exhaustible):
+            total = _enumeration(prepared.sampler, prepared.space.distinct_size, setup.n_trials)
         print(
             f"\nstrategy: {prepared.config.search.strategy.strategy_name}, "  # type: ignore[union-attr]
             f"{total}, run folder: {prepared.out_dir}",
@@ -177,6 +170,21 @@ def dashboard_hint(storage: str) -> str:
     return (
         f"browse the study with: optuna-dashboard {storage}\n"
         "  (optuna-dashboard is a separate package: pip install optuna-dashboard)"
+    )
+
+
+def _enumeration(sampler: Exhaustible, distinct: int, n_trials: int) -> str:
+    """What a brute force will visit, for the line that starts the search."""
+    # The configurations the constraints rule out from the configuration alone are
+    # never handed out (BruteForceSampler.total counts the others).
+    visits = int(getattr(sampler, "total", distinct))
+    allowed = "" if visits == distinct else f" the constraints allow: {distinct - visits:,} of the {distinct:,} are ruled out by their configuration alone"
+    if visits <= n_trials:
+        return f"{visits} trials (every configuration once{allowed}; n_trials = {n_trials})"
+    # A brute force cut short is a sample: its best need not be the space's.
+    return (
+        f"{n_trials} of the {visits:,} configurations{allowed} (n_trials = {n_trials}: the best "
+        f"found is the best of those; set n_trials to {visits} to evaluate every one)"
     )
 
 
