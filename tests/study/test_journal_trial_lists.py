@@ -254,3 +254,32 @@ def test_a_resumed_study_shares_the_parts_of_its_stored_trials(tmp_path: Path) -
     assert all(t.distributions is trials[0].distributions for t in trials)
     assert trials[0].user_attrs["record"]["sampled_config"]["fc1"] is trials[2].user_attrs["record"]["sampled_config"]["fc1"]
     _assert_as_optuna(path, resumed)
+
+
+def test_distributions_are_shared_only_when_optuna_calls_them_equal():
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from bitscout._optuna_adapter import _exactly
+
+    same = [
+        (CategoricalDistribution([2, 4, 8]), CategoricalDistribution((2, 4, 8))),
+        (CategoricalDistribution(["integer", None]), CategoricalDistribution(["integer", None])),
+        (FloatDistribution(0.0, 1.0, log=False), FloatDistribution(0.0, 1.0)),
+        (IntDistribution(1, 9, step=2), IntDistribution(1, 9, step=2)),
+    ]
+    for a, b in same:
+        assert a == b and _exactly(a) == _exactly(b) and hash(_exactly(a)) == hash(_exactly(b))
+    # Optuna calls these equal (1 == 1.0 == True, NaN == NaN): kept apart, which only costs memory.
+    for a, b in [
+        (CategoricalDistribution([1, 2]), CategoricalDistribution([1.0, 2])),
+        (CategoricalDistribution([True]), CategoricalDistribution([1])),
+        (CategoricalDistribution([float("nan")]), CategoricalDistribution([float("nan")])),
+    ]:
+        assert a == b and _exactly(a) != _exactly(b)
+    # Never shared when Optuna tells them apart.
+    for a, b in [
+        (CategoricalDistribution([2, 4]), CategoricalDistribution([4, 2])),
+        (FloatDistribution(0.0, 1.0), FloatDistribution(0.0, 2.0)),
+        (IntDistribution(1, 9), FloatDistribution(1, 9)),
+    ]:
+        assert a != b and _exactly(a) != _exactly(b)
