@@ -207,6 +207,23 @@ def test_summary_gives_every_size_and_the_latency_its_unit():
     assert "accuracy = 0.9," in text  # a metric without a unit prints bare
 
 
+
+def test_summary_counts_the_configurations_a_budget_ruled_out_before_the_search():
+    # A brute force under a budget never proposes them: "skipped 0" alone contradicted
+    # the start line's "2,688 of the 3,072 are ruled out".
+    record = TrialRecord(
+        number=0, state="COMPLETE", values=(0.9,), software_metrics={"accuracy": 0.9},
+        hardware_metrics={"model_size": 243.0}, constraints={"model_size.max": -7.0}, sampled_config={"fc1": "float"},
+    )
+    result = SearchResult(trials=[record], directions=["maximize"], objective_names=["objective"], ruled_out=2688)
+    assert (
+        "skipped             0 (infeasible from the configuration; never evaluated); 2,688 more "
+        "configurations ruled out so before the search (never proposed)"
+    ) in format_summary(result)
+    result.ruled_out = 0
+    assert "ruled out" not in format_summary(result)
+
+
 def test_pareto_summary_heads_a_size_column_with_its_unit():
     records = [
         TrialRecord(number=n, state="COMPLETE", values=(acc, size), software_metrics={"accuracy": acc},

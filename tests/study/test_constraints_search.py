@@ -132,8 +132,10 @@ def test_brute_force_reports_exactly_the_best_feasible_configuration(
     assert result.n_feasible == result.n_unique == len(feasible)
     if constrained_sampler:  # the sampler never proposed an infeasible configuration
         assert result.n_trials == len(feasible) and result.n_skipped == 0
+        # ... and the study says how many it left out (the summary prints it).
+        assert result.ruled_out == len(infeasible) and result.best_dict()["n_ruled_out"] == len(infeasible)
     else:  # it did; the loop skipped each one without evaluating it
-        assert result.n_skipped == len(infeasible)
+        assert result.n_skipped == len(infeasible) and result.ruled_out == 0
         skipped = [t for t in result.trials if t.skipped]
         assert {widths(t.params) for t in skipped} == infeasible
         assert all(t.state == "PRUNED" and not t.values and t.constraints["average_bitwidth.max"] > 0 for t in skipped)

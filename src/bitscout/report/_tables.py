@@ -147,7 +147,10 @@ def format_summary(result: SearchResult, outputs: Mapping[str, Path] | None = No
     ]
     if result.has_constraints:
         rows.insert(3, ("feasible", f"{result.n_feasible} of {result.n_unique} evaluated"))
-        rows.insert(4, ("skipped", f"{result.n_skipped} (infeasible from the configuration; never evaluated)"))
+        skipped = f"{result.n_skipped} (infeasible from the configuration; never evaluated)"
+        if result.ruled_out:
+            skipped += f"; {result.ruled_out:,} more configurations ruled out so before the search (never proposed)"
+        rows.insert(4, ("skipped", skipped))
     if result.stop_reason:
         rows.append(("stopped", result.stop_reason))
     lines.append(format_table(rows))

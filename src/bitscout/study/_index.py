@@ -17,10 +17,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bitscout._optuna_adapter import storage_of, study_id
 
-__all__ = ["StudyIndex", "RECORD_ATTR", "DUPLICATE_ATTR", "RETRY_ATTR", "WORKER_ATTR_PREFIX"]
+__all__ = ["StudyIndex", "RECORD_ATTR", "DUPLICATE_ATTR", "RETRY_ATTR", "RULED_OUT_ATTR", "WORKER_ATTR_PREFIX"]
 
 # The one user attr an evaluated (or failed) trial gets: its record, written in one write.
 RECORD_ATTR = "bitscout_record"
+#: Study user attr: configurations the sampler never hands out, ruled out by the
+#: constraints from the configuration alone (a brute force under a budget).
+RULED_OUT_ATTR = "bitscout_ruled_out"
 # The one user attr a duplicate gets: the number of the trial that evaluated its config.
 DUPLICATE_ATTR = "duplicate_of"
 # Set at creation on a trial that reruns an interrupted one: the interrupted trial's number.

@@ -196,6 +196,9 @@ class SearchResult:
         outputs: output name (``"log"``, ``"best"``, ``"csv"``, plots...) -> path.
         baseline: the unquantized model's evaluation (``run_search(..., baseline=True)``
             with an evaluator that has one), else None. ``best.json`` keeps its metrics.
+        ruled_out: configurations the strategy never proposed because the constraints
+            rule them out from the configuration alone (a brute force under a budget);
+            no trial holds them.
 
     With constraints, "best" means best *feasible*: the best trial meets every
     constraint, the Pareto set holds feasible trials only, and when no trial is
@@ -214,6 +217,7 @@ class SearchResult:
     stop_reason: str = ""
     outputs: dict[str, Path] = field(default_factory=dict)
     baseline: Evaluation | None = None
+    ruled_out: int = 0
 
     # ----- counts ---------------------------------------------------------------------
 
@@ -356,6 +360,7 @@ class SearchResult:
             out["constraints"] = self.constraint_names
             out["n_feasible"] = self.n_feasible
             out["n_skipped"] = self.n_skipped
+            out["n_ruled_out"] = self.ruled_out
             out["best_is_feasible"] = self.best_is_feasible
         base = self.baseline
         if base is not None and base.error is None:
@@ -400,6 +405,7 @@ class SearchResult:
             wall_time_s=float(raw_best.get("wall_time_s", 0.0)),
             objective_names=list(raw_best.get("objective_names", [])),
             baseline=_baseline_from(raw_best.get("baseline")),
+            ruled_out=int(raw_best.get("n_ruled_out", 0)),
         )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from bitscout.study._index import DUPLICATE_ATTR, RECORD_ATTR, is_interrupted
+from bitscout.study._index import DUPLICATE_ATTR, RECORD_ATTR, RULED_OUT_ATTR, is_interrupted
 from bitscout.study._records import SearchResult, TrialRecord
 
 __all__ = ["record_from_trial", "result_from_study", "sampled_config"]
@@ -86,4 +86,5 @@ def result_from_study(
         study_name=study.study_name,
         storage=storage_name,
         objective_names=names,
+        ruled_out=int(study.user_attrs.get(RULED_OUT_ATTR, 0)),
     )

@@ -57,6 +57,7 @@ from bitscout.study._index import (
     DUPLICATE_ATTR,
     RECORD_ATTR,
     RETRY_ATTR,
+    RULED_OUT_ATTR,
     WORKER_ATTR_PREFIX,
     StudyIndex,
 )
@@ -691,6 +692,11 @@ def run_search(
         objective_names = evaluator.objective_names
         if study.user_attrs.get("bitscout_objective_names") != objective_names:
             study.set_user_attr("bitscout_objective_names", objective_names)
+        # Configurations a brute force never hands out (its constraints rule them out from
+        # the configuration alone): no trial holds them, so the study keeps their count.
+        ruled_out = int(getattr(sampler, "skipped_infeasible", 0))
+        if study.user_attrs.get(RULED_OUT_ATTR, 0) != ruled_out:
+            study.set_user_attr(RULED_OUT_ATTR, ruled_out)
         recovered = _recover_stale_trials(study)
         if recovered:
             _log.warning("trials %s were interrupted in an earlier run; their configurations run again", recovered)
