@@ -131,7 +131,6 @@ class _RunState:
     interrupted: bool = False
 
 
-
 @dataclass
 class _Outcome:
     """What an evaluation writes into its trial (the loop's and the table pass's)."""
@@ -319,7 +318,7 @@ class _Search:
             config = self.space.decode(params)
             key = self.space.key(config)
         except Exception as exc:  # noqa: BLE001  (stored as the trial's error)
-            self._fail(trial, None, {}, error_text(exc), 0.0)
+            self._fail(trial, None, self._failure({}, error_text(exc), 0.0))
             return
         while True:
             hit = self.index.lookup(key)
@@ -395,25 +394,21 @@ class _Search:
 
     def _evaluate(self, trial: Trial, key: Hashable, config: dict[str, Any]) -> None:
         outcome = self._outcome(config)
-        number = trial.number
         if outcome.state == TrialState.FAIL:
-            _log.debug("trial %d failed: %s", number, outcome.error)
-            self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, outcome.attrs[RECORD_ATTR])
-            self.study.tell(trial, state=TrialState.FAIL)
-            self.index.add(number, key, None)
+            self._fail(trial, key, outcome)
+            return
+        # Optuna's constraint-aware samplers and best_trials read these (<= 0: feasible).
+        for name, value in outcome.constraints.items():
+            trial.set_constraint(name, value)
+        # The record and the metrics in one write on the journal.
+        set_trial_user_attrs(self.storage, trial_id(trial), outcome.attrs)
+        if outcome.state == TrialState.PRUNED:
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.index.add(trial.number, None, None)
         else:
-            # Optuna's constraint-aware samplers and best_trials read these (<= 0: feasible).
-            for name, value in outcome.constraints.items():
-                trial.set_constraint(name, value)
-            # The record and the metrics in one write on the journal.
-            set_trial_user_attrs(self.storage, trial_id(trial), outcome.attrs)
-            if outcome.state == TrialState.PRUNED:
-                self.study.tell(trial, state=TrialState.PRUNED)
-                self.index.add(number, None, None)
-            else:
-                self.study.tell(trial, outcome.values)
-                self.index.add(number, key, outcome.values, constraints=outcome.constraints)
-        self._count(outcome, number)
+            self.study.tell(trial, outcome.values)
+            self.index.add(trial.number, key, outcome.values, constraints=outcome.constraints)
+        self._count(outcome, trial.number)
         self._finished()
 
     def _outcome(self, config: dict[str, Any]) -> _Outcome:
@@ -455,9 +450,8 @@ class _Search:
         }
         return _Outcome(TrialState.FAIL, None, {RECORD_ATTR: record}, {}, error=message)
 
-    def _fail(self, trial: Trial, key: Hashable | None, config: Mapping[str, Any], message: str, duration: float) -> None:
-        _log.debug("trial %d failed: %s", trial.number, message)
-        outcome = self._failure(config, message, duration)
+    def _fail(self, trial: Trial, key: Hashable | None, outcome: _Outcome) -> None:
+        _log.debug("trial %d failed: %s", trial.number, outcome.error)
         self.storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, outcome.attrs[RECORD_ATTR])
         self.study.tell(trial, state=TrialState.FAIL)
         self.index.add(trial.number, key, None)
