@@ -58,3 +58,15 @@ def test_a_bad_unit_is_one_error_with_its_path(mlp) -> None:
         bitscout.search(model, data=(x, y), space=SPACE, objective={"accuracy": 1.0},
                         constraints={"weight_bytes": {"max": "2 KB"}}, n_trials=1)
     assert str(info.value).startswith("constraints.weight_bytes.max: must be a number, or a size with a unit")
+
+
+def test_a_percentage_as_accuracy_bound_names_the_bound_itself(mlp) -> None:
+    # user9: the message named `constraints`, not the key holding the percentage.
+    model, x, y = mlp
+    with pytest.raises(ConfigError) as info:
+        bitscout.search(model, data=(x, y), space=SPACE, objective={"accuracy": 1.0},
+                        constraints={"accuracy": {"min": 95}}, n_trials=1)
+    assert str(info.value) == (
+        "constraints.accuracy.min: is outside 0..1, the values accuracy can take (a share of the "
+        "samples, not a percentage); for 95 % write min = 0.95; got 95.0"
+    )
