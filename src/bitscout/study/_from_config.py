@@ -136,6 +136,8 @@ class PreparedSearch:
                 plot=plot,
                 # The float model once: the summary shows it and every trial's drop from it.
                 baseline=True,
+                num_classes=self.experiment.dataset.info.num_classes,
+                class_names=tuple(self.experiment.dataset.info.class_names),
             )
 
     def evaluator(self, *, precompute: bool = True, progress: bool = False) -> Evaluator:
