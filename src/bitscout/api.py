@@ -321,8 +321,8 @@ def search(
     if not objective:
         raise ConfigError("objective must name at least one metric, e.g. {'accuracy': 1.0}")
     if out is not None:
-        # A log.json, best.json or trials.csv there that no search wrote is refused now.
-        check_outputs_are_ours(Path(out), f"out={str(out)!r}")
+        # A log.json, plot, journal, ... there that no search wrote is refused now.
+        check_outputs_are_ours(Path(out), f"out={str(out)!r}", journal=storage is None)
     dataset = as_dataset(data, seed=seed, name="data", single="val") if data is not None else None
     if dataset is not None:
         from bitscout.models._user import check_model_output

@@ -141,10 +141,16 @@ def _check_before_loading(config: Config, *, worker: bool) -> None:
     """
     from bitscout.study import default_run_dir
 
+    from bitscout.config import check_outputs_are_ours
+
     raise_config_problems(config)
     out_dir = default_run_dir(config)
     check_output_folder(out_dir, f"--out {config.out}" if config.out is not None else "the run folder")
     storage = config.search.strategy.setup.storage if config.search is not None else None
+    if not worker:
+        # Here too, not only in each process of --workers K: one error, before any worker
+        # starts (each would refuse the same file; prepare_search checks it again).
+        check_outputs_are_ours(out_dir, f"run folder {out_dir}", journal=storage is None)
     if storage is not None and storage.endswith(".journal") and "://" not in storage:
         journal = Path(storage).expanduser()
         if journal.is_dir():
