@@ -145,6 +145,28 @@ def test_csv_and_parquet_with_label_column(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "t.csv"))
 
 
+def test_a_column_numbering_the_rows_is_read_as_a_feature_with_a_warning(tmp_path: Path) -> None:
+    # user9: a CSV with a patient_id column: the ID silently became the first feature.
+    x, y = _xy(40, classes=2)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    table.insert(0, "patient_id", np.arange(1000, 1040)[::-1])
+    table["kind"] = y
+    table["count"] = np.arange(40) % 7  # whole numbers, repeated: a feature like any other
+    table.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(UserWarning) as caught:
+        data = load_dataset(str(tmp_path / "t.csv"), label_column="kind")
+    assert [str(w.message) for w in caught] == [
+        f"dataset {str(tmp_path / 't.csv')!r}: column 'patient_id' holds each whole number from 1000 to "
+        "1039 once, like a row number or an ID, and is read as a feature (every column but label_column "
+        "is one); if it is an ID, drop it from the file"
+    ]
+    assert data.info.input_shape == (7,)  # still read as the docs say: every other column
+    table.drop(columns=["patient_id"]).to_csv(tmp_path / "clean.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(str(tmp_path / "clean.csv"), label_column="kind")
+
+
 def test_npz_text_labels_are_read_as_the_csv_reads_them(tmp_path: Path) -> None:
     # user8: np.savez(y=np.array(["cat", ...])) was refused while a CSV of names worked.
     x, y = _xy(60, classes=3)

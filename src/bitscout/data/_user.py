@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,7 @@ import torch
 from bitscout.config._plugins import import_object, is_import_spec
 from bitscout.config._problems import suggest
 from bitscout.data._base import Dataset, DatasetInfo, Split, check_finite, get_dataset_source
-from bitscout.errors import BitscoutError, DataError
+from bitscout.errors import BitscoutError, BitscoutWarning, DataError
 
 __all__ = [
     "DATA_FILE_SUFFIXES",
@@ -513,6 +514,30 @@ def _read_pt(path: Path) -> Any:
     )
 
 
+def _warn_of_row_numbers(table: Any, where: str) -> None:
+    """Warn of a feature column that numbers the rows (an ID, an index written by pandas).
+
+    Every column but the labels is a feature: a ``patient_id`` column silently became an
+    input (a model for the other columns then fails on its input size, or one with
+    room for it learns the row order).
+    """
+    import pandas as pd
+
+    for column in table.columns:
+        values = table[column]
+        if len(values) < 3 or not pd.api.types.is_integer_dtype(values):
+            continue
+        low, high = int(values.min()), int(values.max())
+        if high - low + 1 == len(values) and values.is_unique:
+            warnings.warn(
+                f"{where}: column {str(column)!r} holds each whole number from {low} to {high} once, "
+                "like a row number or an ID, and is read as a feature (every column but label_column "
+                "is one); if it is an ID, drop it from the file",
+                BitscoutWarning,
+                stacklevel=2,
+            )
+
+
 def _read_table(path: Path, kind: str, label_column: str) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     import pandas as pd
 
@@ -537,6 +562,7 @@ def _read_table(path: Path, kind: str, label_column: str) -> tuple[torch.Tensor,
         )
     if labels.isna().any():
         raise DataError(f"{where}: column {label_column!r} has missing labels in {int(labels.isna().sum())} row(s)")
+    _warn_of_row_numbers(table, where)
     class_names: list[str] | None = None
     if pd.api.types.is_integer_dtype(labels):
         y = labels.to_numpy()
