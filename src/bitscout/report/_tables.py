@@ -16,6 +16,8 @@ __all__ = [
     "format_config",
     "format_summary",
     "describe_layer",
+    "describe_formats",
+    "fixed_point_text",
     "format_metric",
     "metric_unit",
     "chance_level_note",
@@ -104,6 +106,34 @@ def describe_layer(cfg: Mapping[str, Any] | str) -> str:
             text += f" ({', '.join(details)})"
         parts.append(text)
     return f"{name}: " + ", ".join(parts) if parts else str(name)
+
+
+def fixed_point_text(width: Any, frac: Any) -> str:
+    """Fixed point as bitscout prints it everywhere: ``8b (4 frac)``, 8 bits of which 4
+    are fraction bits (hls4ml's ``ap_fixed<8,4>``; MASE's ``width = 8, frac_width = 4``)."""
+    return f"{width}b ({frac} frac)"
+
+
+def describe_formats(config: Any, tensors: Sequence[str]) -> str:
+    """One quantized layer's resolved formats, as ``bitscout quantize`` prints them.
+
+    Fixed point (``integer``) reads as the search summary writes it,
+    ``integer: data_in 8b (7 frac), weight 4b (2 frac)``; other formats by their short
+    name (``int8/ch``, ``fp8e4m3b7``). ``config`` is a
+    :class:`bitscout.quant.LayerQuantConfig`.
+    """
+    from bitscout.quant import IntegerFormat
+
+    parts = []
+    for tensor in tensors:
+        fmt = getattr(config, tensor)
+        if fmt is None:
+            parts.append(f"{tensor} float")
+        elif isinstance(fmt, IntegerFormat) and isinstance(fmt.frac_width, int):
+            parts.append(f"{tensor} {fixed_point_text(fmt.width, fmt.frac_width)}")
+        else:
+            parts.append(f"{tensor} {fmt.describe()}")
+    return f"{config.format}: " + ", ".join(parts)
 
 
 def format_config(sampled_config: Mapping[str, Any]) -> str:
