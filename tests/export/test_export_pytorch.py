@@ -310,3 +310,34 @@ def test_an_export_never_replaces_a_file_of_the_users_own(tmp_path: Path, name: 
         torch.load(second.checkpoint, weights_only=True)["fc1.weight"],
         on_grid(model, config, example_input=data.train.x[:4]).state_dict()["fc1.weight"],
     )
+
+
+class _RowsGRU(torch.nn.Module):
+    """8 rows of 8 features through a GRU, then a linear head (user9's digits model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.GRU(8, 6, batch_first=True)
+        self.head = torch.nn.Linear(6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+def test_an_hls4ml_export_of_a_layer_hls4ml_cannot_take_writes_nothing(tmp_path: Path) -> None:
+    # user9: the GRU was refused after model.pt and quantize.toml were written, and the
+    # float-layers warning came again, naming "GraphModule".
+    import warnings
+
+    pytest.importorskip("hls4ml")
+    torch.manual_seed(0)
+    example = torch.randn(4, 8, 8)
+    gm = trace(_RowsGRU().eval(), example, warn=False).gm
+    config = {"head": lq((8, 4), (8, 4), (8, 4))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the traced module is not warned about again
+        with pytest.raises(ExportError) as caught:
+            export_model(gm, config, tmp_path / "out", example_input=example, format="hls4ml")
+    assert str(caught.value).startswith("node 'rnn' (GRU) cannot be exported to hls4ml by bitscout")
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ from torch import nn
 import bitscout
 from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject, build_hls_project, require_hls4ml
+from bitscout.export._types import check_hls_nodes
 from bitscout.graph import TracedModel, trace
 from bitscout.quant import LayerQuantConfig, resolve_config
 
@@ -272,7 +273,11 @@ def export_model(
     if format == "hls4ml":
         require_hls4ml()  # fail before writing anything
     check_export_folder(out_dir)
-    traced = trace(model, example_input)
+    # A GraphModule was traced by bitscout already, which warned then of the layers it
+    # leaves in float (under the model's own name, not "GraphModule").
+    traced = trace(model, example_input, warn=not isinstance(model, torch.fx.GraphModule))
+    if format == "hls4ml":
+        check_hls_nodes(traced.gm)  # before model.pt and quantize.toml are written
     config = dict(config)
     unknown = [name for name in config if name not in traced.table.names()]
     if unknown:
