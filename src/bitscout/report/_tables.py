@@ -246,6 +246,16 @@ def chance_level_note(
     if class_names and not all(str(n) == str(i) for i, n in enumerate(class_names)):
         shown = ", ".join(f"{n}={i}" for i, n in enumerate(class_names[:4]))
         order = f" (this data's: {shown}{', ...' if len(class_names) > 4 else ''})"
+    if score < chance / 2:
+        # Far below guessing: the model tells the classes apart, under other numbers (two
+        # classes swapped: 0.02 where chance is 0.5).
+        return (
+            f"the float model's balanced accuracy is {score:.3f}, far below chance for "
+            f"{num_classes} classes ({chance:.3f}): it tells classes apart, but not under the "
+            "numbers this data gives them, so every candidate is measured against a model that "
+            "misnames them. Check that the model's output i is the data's class i (text labels "
+            f"are numbered in sorted order){order}"
+        )
     return (
         f"the float model's balanced accuracy is {score:.3f}, about chance for {num_classes} "
         f"classes ({chance:.3f}): it does not classify this data, so every candidate is measured "
