@@ -70,3 +70,23 @@ def test_a_percentage_as_accuracy_bound_names_the_bound_itself(mlp) -> None:
         "constraints.accuracy.min: is outside 0..1, the values accuracy can take (a share of the "
         "samples, not a percentage); for 95 % write min = 0.95; got 95.0"
     )
+
+
+def test_a_cost_with_a_negative_weight_gets_no_mase_advice_and_optuna_stays_quiet(mlp, caplog) -> None:
+    # user9: objective={"average_bitwidth": -0.01} (the sign is the direction, as the docs
+    # say) warned that MASE would add the cost, and Optuna logged "A new study created".
+    import logging
+    import warnings
+
+    import optuna
+
+    model, x, y = mlp
+    before = optuna.logging.get_verbosity()
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        result = bitscout.search(model, data=(x, y), space=SPACE, objective={"accuracy": 1.0, "average_bitwidth": -0.01},
+                                 n_trials=2, progress=False)
+    assert result.best is not None
+    assert not [w for w in caught if "subtracts" in str(w.message)]
+    assert "A new study created" not in caplog.text
+    assert optuna.logging.get_verbosity() == before
