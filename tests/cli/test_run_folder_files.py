@@ -157,3 +157,23 @@ def test_a_file_that_is_no_journal_is_refused(tmp_path: Path, capsys) -> None:
     assert _search(config, run) == 2
     assert "(it is not an Optuna journal (its first line is no journal operation))" in capsys.readouterr().err
     assert (run / "study.journal").read_text() == "my diary\n"
+
+
+def test_compare_replaces_its_own_files_but_not_a_comparison_md_of_the_users(tmp_path: Path, capsys) -> None:
+    # user9: `bitscout compare --out DIR` wrote over a comparison.md of the user's.
+    config = tmp_path / "cli.toml"
+    config.write_text(TOML)
+    out = tmp_path / "cmp"
+    argv = ["compare", str(config), "--strategies", "random", "--seeds", "1", "--n-trials", "2", "--out", str(out)]
+    assert main(argv) == 0
+    assert b"tEXtSoftware\x00bitscout" in (out / "best_so_far.png").read_bytes()
+    assert main(argv) == 0  # its own files: replaced
+    (out / "comparison.md").write_text("my notes\n")
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: --out {out}: {out / 'comparison.md'} was not written by bitscout compare (it does not "
+        "open with `# Strategy comparison`), and the comparison would replace it with its own "
+        "comparison.md; choose another folder (--out DIR), or move the file"
+    )
+    assert (out / "comparison.md").read_text() == "my notes\n"

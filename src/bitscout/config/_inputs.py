@@ -19,7 +19,16 @@ from pathlib import Path
 from bitscout.config.schema import Config
 from bitscout.errors import ConfigError
 
-__all__ = ["check_outputs_spare_inputs", "check_outputs_are_ours", "SEARCH_RECORDS", "RUN_FILES", "CONFIG_MARKER", "PLOT_SOFTWARE"]
+__all__ = [
+    "check_outputs_spare_inputs",
+    "check_outputs_are_ours",
+    "check_compare_outputs_are_ours",
+    "SEARCH_RECORDS",
+    "RUN_FILES",
+    "COMPARE_FILES",
+    "CONFIG_MARKER",
+    "PLOT_SOFTWARE",
+]
 
 _DATA_SUFFIXES = (".npz", ".pt", ".pth", ".csv", ".parquet", ".pq")
 
@@ -166,12 +175,37 @@ def _png_software(path: Path) -> str | None:
                 return body[len(b"Software\x00"):].decode("latin-1")
 
 
+def _comparison_problem(path: Path) -> str | None:
+    try:
+        content = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError):
+        return "it is not JSON"
+    if isinstance(content, dict) and {"strategies", "runs", "space_size"} <= content.keys():
+        return None
+    return "it has no \"strategies\", \"runs\" and \"space_size\", which a comparison.json holds"
+
+
+def _comparison_md_problem(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(64).decode("utf-8", errors="replace")
+    return None if head.startswith("# Strategy comparison\n") else "it does not open with `# Strategy comparison`"
+
+
+def _written_by_compare_before(folder: Path) -> bool:
+    path = folder / "comparison.json"
+    try:
+        return path.is_file() and _comparison_problem(path) is None
+    except OSError:
+        return False
+
+
 def _plot_problem(path: Path) -> str | None:
     software = _png_software(path)
     if software is not None and software.startswith(PLOT_SOFTWARE):
         return None
-    if software is not None and software.startswith("Matplotlib") and _written_by_a_search_before(path.parent):
-        return None  # a plot an older search drew (before the mark), beside its best.json
+    older = _written_by_a_search_before(path.parent) or _written_by_compare_before(path.parent)
+    if software is not None and software.startswith("Matplotlib") and older:
+        return None  # a plot an older search drew (before the mark), beside its records
     return "it is not a plot a search drew"
 
 
@@ -250,6 +284,39 @@ RUN_FILES: dict[str, Callable[[Path], str | None]] = {
     "best_widths.png": _plot_problem,
     "sensitivity.png": _plot_problem,
 }
+
+#: What ``bitscout compare`` writes in its folder, each with the test of whether a
+#: comparison wrote it.
+COMPARE_FILES: dict[str, Callable[[Path], str | None]] = {
+    "comparison.json": _comparison_problem,
+    "comparison.md": _comparison_md_problem,
+    "best_so_far.png": _plot_problem,
+    "report.html": _report_problem,
+}
+
+
+def check_compare_outputs_are_ours(folder: Path, what: str) -> None:
+    """Raise when a file ``bitscout compare`` writes is in ``folder`` and no comparison
+    (or search) wrote it: a ``comparison.md`` of the user's is not replaced.
+
+    Raises:
+        ConfigError: Names the file, why it is not bitscout's, and what to do.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        return
+    for path, problem_of in _present(folder, list(COMPARE_FILES.items())):
+        try:
+            problem = problem_of(path)
+        except OSError as exc:
+            problem = f"it cannot be read ({exc.strerror or exc})"
+        if problem is not None:
+            raise ConfigError(
+                f"{what}: {path} was not written by bitscout compare ({problem}), and the "
+                f"comparison would replace it with its own {path.name}; choose another folder "
+                "(--out DIR), or move the file"
+            )
+
 
 #: The default study storage of a run folder (bitscout.study.JOURNAL_FILE).
 _JOURNAL = "study.journal"
