@@ -341,3 +341,27 @@ def test_an_hls4ml_export_of_a_layer_hls4ml_cannot_take_writes_nothing(tmp_path:
             export_model(gm, config, tmp_path / "out", example_input=example, format="hls4ml")
     assert str(caught.value).startswith("node 'rnn' (GRU) cannot be exported to hls4ml by bitscout")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_export_that_fails_half_way_takes_back_the_files_it_created(tmp_path: Path, monkeypatch) -> None:
+    # user9: a failure inside the hls4ml build left model.pt and quantize.toml without an
+    # export.json, and every later export into that folder was refused as not its own.
+    import bitscout.export._pytorch as pytorch_export
+
+    pytest.importorskip("hls4ml")
+
+    def fails(*args, **kwargs):
+        raise ExportError("hls4ml gave up")
+
+    monkeypatch.setattr(pytorch_export, "build_hls_project", fails)
+    model = mlp(0)
+    example = synthetic().val.x[:8]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="hls4ml gave up"):
+        export_model(model, MLP_CONFIGS["a"], out, example_input=example, format="hls4ml")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    monkeypatch.undo()
+    result = export_model(model, MLP_CONFIGS["a"], out, example_input=example)  # not refused
+    assert result.checkpoint.is_file()

@@ -272,6 +272,7 @@ def plan_types(
     gm = traced.gm
     nodes = list(gm.graph.nodes)
     check_hls_nodes(gm)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
     unknown = sorted(set(config) - set(traced.table.names()))
     if unknown:
         raise ExportError(
