@@ -167,6 +167,27 @@ def test_a_column_numbering_the_rows_is_read_as_a_feature_with_a_warning(tmp_pat
         load_dataset(str(tmp_path / "clean.csv"), label_column="kind")
 
 
+def test_a_missing_value_in_a_table_is_named_by_column_and_row(tmp_path: Path) -> None:
+    # user9: a Parquet file with one empty cell was reported as "sample 5, feature 3":
+    # the column's name and the file's line say where to look.
+    x, y = _xy(40, classes=2)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    table["kind"] = y
+    table.loc[5, "f3"] = np.nan
+    table.loc[9, "f1"] = np.nan
+    table.to_csv(tmp_path / "t.csv", index=False)
+    table.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "t.csv"), label_column="kind")
+    assert str(caught.value) == (
+        f"dataset {str(tmp_path / 't.csv')!r}: 2 missing value(s) in the feature columns, the first in "
+        "column 'f3', row 5 (line 7 of the file); fill them or drop those rows: every metric would be NaN"
+    )
+    assert (tmp_path / "t.csv").read_text().splitlines()[6].split(",")[3] == ""  # line 7, column f3
+    with pytest.raises(DataError, match=r"t.parquet': 2 missing value\(s\) .* column 'f3', row 5; fill"):
+        load_dataset(str(tmp_path / "t.parquet"), label_column="kind")
+
+
 def test_npz_text_labels_are_read_as_the_csv_reads_them(tmp_path: Path) -> None:
     # user8: np.savez(y=np.array(["cat", ...])) was refused while a CSV of names worked.
     x, y = _xy(60, classes=3)

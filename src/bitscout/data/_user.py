@@ -562,6 +562,16 @@ def _read_table(path: Path, kind: str, label_column: str) -> tuple[torch.Tensor,
         )
     if labels.isna().any():
         raise DataError(f"{where}: column {label_column!r} has missing labels in {int(labels.isna().sum())} row(s)")
+    missing = table.isna().to_numpy()
+    if missing.any():
+        # Named by column and row here: once the table is an array, only "feature 3" is known.
+        row, col = (int(i[0]) for i in np.nonzero(missing))
+        line = f" (line {row + 2} of the file)" if kind == "csv" else ""
+        raise DataError(
+            f"{where}: {int(missing.sum())} missing value(s) in the feature columns, the first in "
+            f"column {str(table.columns[col])!r}, row {row}{line}; fill them or drop those rows: "
+            "every metric would be NaN"
+        )
     _warn_of_row_numbers(table, where)
     class_names: list[str] | None = None
     if pd.api.types.is_integer_dtype(labels):
