@@ -188,6 +188,28 @@ def test_a_missing_value_in_a_table_is_named_by_column_and_row(tmp_path: Path) -
         load_dataset(str(tmp_path / "t.parquet"), label_column="kind")
 
 
+def test_integer_labels_counted_from_one_are_warned_about(tmp_path: Path) -> None:
+    # user9: labels 1 and 2 made 3 classes (class 0 empty), and the 2-output model was
+    # refused for its class count without a word about why there were 3.
+    x, y = _xy(40, classes=2)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    table["kind"] = y + 1
+    table.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(UserWarning) as caught:
+        data = load_dataset(str(tmp_path / "t.csv"), label_column="kind")
+    assert data.info.num_classes == 3  # still read as the docs say: labels are class indices
+    assert [str(w.message) for w in caught] == [
+        f"dataset {str(tmp_path / 't.csv')!r}: column 'kind' holds the labels 1, 2, read as class "
+        "indices: the data has 3 classes, and class(es) 0 have no sample. If the labels count from 1, "
+        "subtract 1 in the file (or write them as names: names are sorted, then numbered from 0)"
+    ]
+    table["kind"] = y
+    table.to_csv(tmp_path / "t.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(str(tmp_path / "t.csv"), label_column="kind").info.num_classes == 2
+
+
 def test_npz_text_labels_are_read_as_the_csv_reads_them(tmp_path: Path) -> None:
     # user8: np.savez(y=np.array(["cat", ...])) was refused while a CSV of names worked.
     x, y = _xy(60, classes=3)

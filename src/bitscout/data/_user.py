@@ -538,6 +538,30 @@ def _warn_of_row_numbers(table: Any, where: str) -> None:
             )
 
 
+def _warn_of_unused_classes(y: np.ndarray, where: str, label_column: str) -> None:
+    """Warn when integer labels leave class indices below their largest without a sample.
+
+    Integer labels are class indices: labels 1 and 2 make 3 classes, the first empty, and
+    a 2-output model is refused for having 2 outputs. Labels counted from 1 (as in R or
+    MATLAB) are the usual cause.
+    """
+    if not y.size or y.min() < 0:
+        return  # negative labels are refused where they are read
+    present = np.unique(y)
+    missing = sorted(set(range(int(present.max()) + 1)) - {int(v) for v in present})
+    if missing:
+        shown = ", ".join(str(int(v)) for v in present[:6]) + (", ..." if len(present) > 6 else "")
+        holes = ", ".join(str(v) for v in missing[:6]) + (", ..." if len(missing) > 6 else "")
+        warnings.warn(
+            f"{where}: column {label_column!r} holds the labels {shown}, read as class indices: "
+            f"the data has {int(present.max()) + 1} classes, and class(es) {holes} have no sample. "
+            "If the labels count from 1, subtract 1 in the file (or write them as names: names are "
+            "sorted, then numbered from 0)",
+            BitscoutWarning,
+            stacklevel=3,
+        )
+
+
 def _read_table(path: Path, kind: str, label_column: str) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     import pandas as pd
 
@@ -576,6 +600,7 @@ def _read_table(path: Path, kind: str, label_column: str) -> tuple[torch.Tensor,
     class_names: list[str] | None = None
     if pd.api.types.is_integer_dtype(labels):
         y = labels.to_numpy()
+        _warn_of_unused_classes(y, where, label_column)
     else:
         # Class names (strings, or numbers that are not class indices): index them in sorted order.
         codes, uniques = pd.factorize(labels, sort=True)
