@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bitscout.config._plugins import import_object, is_import_spec
+from bitscout.config._plugins import file_spec_hint, import_object, is_import_spec
 from bitscout.config._problems import suggest
 from bitscout.data._base import Dataset, DatasetInfo, Split, check_finite, get_dataset_source
 from bitscout.errors import BitscoutError, BitscoutWarning, DataError
@@ -461,6 +461,7 @@ def _file_problem(path: Path, label_column: str | None) -> str | None:
         return (
             f"dataset {str(path)!r}: unknown kind of data file {path.suffix or '(no suffix)'!r}; "
             f"bitscout reads {known}, a registered name, or 'package.module:factory'"
+            f"{file_spec_hint(str(path))}"
         )
     if not path.is_file():
         where = "" if path.is_absolute() else f" (relative to the current folder, {Path.cwd()})"
