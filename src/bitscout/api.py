@@ -323,7 +323,10 @@ def search(
         raise ConfigError("objective must name at least one metric, e.g. {'accuracy': 1.0}")
     if out is not None:
         # A log.json, plot, journal, ... there that no search wrote is refused now.
-        check_outputs_are_ours(Path(out), f"out={str(out)!r}", journal=storage is None)
+        check_outputs_are_ours(
+            Path(out), f"out={str(out)!r}", journal=storage is None,
+            writes=("objective.png", "pareto_*.png", "best_widths.png", "sensitivity.png"),
+        )
     dataset = as_dataset(data, seed=seed, name="data", single="val") if data is not None else None
     if dataset is not None:
         from bitscout.models._user import check_model_output

@@ -90,3 +90,25 @@ def test_a_cost_with_a_negative_weight_gets_no_mase_advice_and_optuna_stays_quie
     assert not [w for w in caught if "subtracts" in str(w.message)]
     assert "A new study created" not in caplog.text
     assert optuna.logging.get_verbosity() == before
+
+
+def test_out_refuses_a_plot_of_the_users_but_leaves_other_files_alone(mlp, tmp_path) -> None:
+    # user9: bitscout.search(out=...) writes the plots, log.json, best.json, trials.csv and
+    # the journal: a plot of the user's is refused, a config.toml (never written) is not.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model, x, y = mlp
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.toml").write_text("# my notes\n")
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(out / "objective.png")
+    plt.close(fig)
+    with pytest.raises(ConfigError, match=r"objective.png was not written by a bitscout search \(it is not a plot"):
+        bitscout.search(model, data=(x, y), space=SPACE, objective={"accuracy": 1.0}, n_trials=1, out=out, progress=False)
+    (out / "objective.png").unlink()
+    bitscout.search(model, data=(x, y), space=SPACE, objective={"accuracy": 1.0}, n_trials=1, out=out, progress=False)
+    assert (out / "config.toml").read_text() == "# my notes\n" and (out / "objective.png").is_file()

@@ -323,7 +323,12 @@ _JOURNAL = "study.journal"
 
 
 def check_outputs_are_ours(
-    folder: Path, what: str, *, reading: bool = False, journal: bool = False
+    folder: Path,
+    what: str,
+    *,
+    reading: bool = False,
+    journal: bool = False,
+    writes: Iterable[str] | None = None,
 ) -> None:
     """Raise when a search record in ``folder`` was not written by a bitscout search.
 
@@ -347,6 +352,9 @@ def check_outputs_are_ours(
             ``report``), not written: the message says that instead, and only the
             search records are checked.
         journal: The default study storage (``study.journal``) will be appended to.
+        writes: The names of :data:`RUN_FILES` the caller writes (default: all of them);
+            ``bitscout.search`` writes the plots only, so a config.toml of yours in its
+            ``out`` is left alone and not refused.
 
     Raises:
         ConfigError: Names the file, why it is not a search's, and what to do.
@@ -356,7 +364,8 @@ def check_outputs_are_ours(
         return
     checks = list(SEARCH_RECORDS.items())
     if not reading:
-        checks += list(RUN_FILES.items())
+        names = set(RUN_FILES) if writes is None else set(writes)
+        checks += [(name, problem_of) for name, problem_of in RUN_FILES.items() if name in names]
     if journal:
         checks.append((_JOURNAL, _journal_problem))
     for path, problem_of in _present(folder, checks):
