@@ -247,3 +247,27 @@ def test_a_float_model_at_chance_level_is_flagged_with_the_datas_class_order() -
     assert chance_level_note({"balanced_accuracy": 0.25}, 2).startswith(
         "the float model's balanced accuracy is 0.250, about chance"
     )
+
+
+def test_quantize_writes_formats_as_the_search_summary_does() -> None:
+    # user9: `quantize` printed int8.4 and int8/ch where the summary printed 8b (4 frac) and
+    # 8b (granularity channel) for the same settings.
+    from bitscout.quant import parse_layer_config
+    from bitscout.report import describe_formats, describe_layer
+
+    tensors = ("data_in", "weight", "bias")
+    fixed = {"name": "integer", "data_in_width": 8, "data_in_frac_width": 7, "weight_width": 4,
+             "weight_frac_width": 2, "bias_width": 8, "bias_frac_width": 4}
+    assert describe_formats(parse_layer_config(fixed, where="t"), tensors) == describe_layer(fixed) == (
+        "integer: data_in 8b (7 frac), weight 4b (2 frac), bias 8b (4 frac)"
+    )
+    scaled = {"name": "int", "data_in_width": 8, "data_in_symmetric": False, "data_in_scale": 0.0123,
+              "data_in_zero_point": -5, "weight_width": 4, "weight_granularity": "channel", "bias_width": 8}
+    assert describe_formats(parse_layer_config(scaled, where="t"), tensors) == describe_layer(scaled) == (
+        "int: data_in 8b (symmetric False, scale 0.0123, zero_point -5), weight 4b (granularity channel), bias 8b"
+    )
+    mini = {"name": "minifloat", "data_in_width": 8, "data_in_exponent_width": 4, "weight_width": 8,
+            "weight_exponent_width": 4, "bias_width": 8, "bias_exponent_width": 4}
+    assert describe_formats(parse_layer_config(mini, where="t"), tensors) == (
+        "minifloat: data_in fp8e4m3b7, weight fp8e4m3b7, bias fp8e4m3b7"
+    )

@@ -117,12 +117,13 @@ def fixed_point_text(width: Any, frac: Any) -> str:
 def describe_formats(config: Any, tensors: Sequence[str]) -> str:
     """One quantized layer's resolved formats, as ``bitscout quantize`` prints them.
 
-    Fixed point (``integer``) reads as the search summary writes it,
-    ``integer: data_in 8b (7 frac), weight 4b (2 frac)``; other formats by their short
-    name (``int8/ch``, ``fp8e4m3b7``). ``config`` is a
+    Fixed point (``integer``) and scaled integers (``int``) read as the search summary
+    writes them, ``integer: data_in 8b (7 frac), weight 4b (2 frac)``,
+    ``int: data_in 8b (symmetric False, scale 0.0123, zero_point -5), weight 8b
+    (granularity channel)``; other formats by their short name (``fp8e4m3b7``). ``config`` is a
     :class:`bitscout.quant.LayerQuantConfig`.
     """
-    from bitscout.quant import IntegerFormat
+    from bitscout.quant import IntegerFormat, IntFormat
 
     parts = []
     for tensor in tensors:
@@ -131,6 +132,17 @@ def describe_formats(config: Any, tensors: Sequence[str]) -> str:
             parts.append(f"{tensor} float")
         elif isinstance(fmt, IntegerFormat) and isinstance(fmt.frac_width, int):
             parts.append(f"{tensor} {fixed_point_text(fmt.width, fmt.frac_width)}")
+        elif isinstance(fmt, IntFormat):
+            # As the summary writes a sampled `int` config: the width, then the fields
+            # that differ from the defaults (and the fitted scale, once calibrated).
+            details = [] if fmt.symmetric else ["symmetric False"]
+            if fmt.granularity != "tensor":
+                details.append(f"granularity {fmt.granularity}")
+            if fmt.scale is not None:
+                details.append(f"scale {fmt.scale:.4g}")
+            if fmt.zero_point is not None and not fmt.symmetric:
+                details.append(f"zero_point {fmt.zero_point}")
+            parts.append(f"{tensor} {fmt.width}b" + (f" ({', '.join(details)})" if details else ""))
         else:
             parts.append(f"{tensor} {fmt.describe()}")
     return f"{config.format}: " + ", ".join(parts)
