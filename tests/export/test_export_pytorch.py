@@ -365,3 +365,24 @@ def test_an_export_that_fails_half_way_takes_back_the_files_it_created(tmp_path:
     monkeypatch.undo()
     result = export_model(model, MLP_CONFIGS["a"], out, example_input=example)  # not refused
     assert result.checkpoint.is_file()
+
+
+def test_verify_of_a_model_hls4ml_cannot_take_says_it_cannot_be_verified(tmp_path: Path, monkeypatch) -> None:
+    # user9: `bitscout verify` of a GRU run answered "Export it with --format pytorch
+    # instead", which is no way to verify it.
+    import bitscout.export._run as run_module
+    from bitscout.export import verify_run
+    from bitscout.export._types import PYTORCH_INSTEAD
+
+    def refuses(*args, **kwargs):
+        raise ExportError(f"node 'rnn' (GRU) cannot be exported to hls4ml by bitscout. {PYTORCH_INSTEAD}")
+
+    monkeypatch.setattr(run_module, "choose_trial", lambda run_dir, trial: None)
+    monkeypatch.setattr(run_module, "_load", lambda run_dir: (None, {}))
+    monkeypatch.setattr(run_module, "_export", refuses)
+    with pytest.raises(ExportError) as caught:
+        verify_run(tmp_path)
+    assert str(caught.value) == (
+        "node 'rnn' (GRU) cannot be exported to hls4ml by bitscout. verify compares bitscout with "
+        "hls4ml's C simulation, so this model cannot be verified; `bitscout export` (PyTorch) still exports it."
+    )

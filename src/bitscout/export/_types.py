@@ -215,6 +215,9 @@ def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
     return getattr(module, "float_module", module)
 
 
+#: How a refusal of a layer by the hls4ml export ends (verify says something else there).
+PYTORCH_INSTEAD = "Export it with --format pytorch instead."
+
 def check_hls_nodes(gm: fx.GraphModule) -> None:
     """Raise unless every node of a traced model is one the hls4ml export takes.
 
@@ -238,7 +241,7 @@ def check_hls_nodes(gm: fx.GraphModule) -> None:
             raise ExportError(
                 f"node {node.name!r} ({what}) cannot be exported to hls4ml by bitscout, which "
                 "supports Linear, ReLU, BatchNorm1d and Flatten/Identity/Dropout (MLPs and the "
-                "JSC models). Export it with --format pytorch instead."
+                f"JSC models). {PYTORCH_INSTEAD}"
             )
 
 
