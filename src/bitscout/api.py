@@ -303,6 +303,7 @@ def search(
         BitscoutError: The same errors as ``bitscout search`` for bad data, space,
             objective, strategy or storage.
     """
+    import optuna
     import pydantic
     import torch
 
@@ -310,7 +311,7 @@ def search(
     from bitscout.data import Dataset, DatasetInfo, Split, as_dataset
     from bitscout.evaluation import RunnerEvaluator
     from bitscout.graph import traceable_view
-    from bitscout.metrics import Constraints, Objective, RunContext, RunnerSet, build_runners
+    from bitscout.metrics import Constraints, MetricWarning, Objective, RunContext, RunnerSet, build_runners
     from bitscout.quant import Quantizer, prepare_ptq
     from bitscout.space import SearchSpace
     from bitscout.strategies import get_strategy
@@ -321,8 +322,11 @@ def search(
     if not objective:
         raise ConfigError("objective must name at least one metric, e.g. {'accuracy': 1.0}")
     if out is not None:
-        # A log.json, best.json or trials.csv there that no search wrote is refused now.
-        check_outputs_are_ours(Path(out), f"out={str(out)!r}")
+        # A log.json, plot, journal, ... there that no search wrote is refused now.
+        check_outputs_are_ours(
+            Path(out), f"out={str(out)!r}", journal=storage is None,
+            writes=("objective.png", "pareto_*.png", "best_widths.png", "sensitivity.png"),
+        )
     dataset = as_dataset(data, seed=seed, name="data", single="val") if data is not None else None
     if dataset is not None:
         from bitscout.models._user import check_model_output
@@ -408,7 +412,11 @@ def search(
         runner_set = built if fn_runner is None else RunnerSet(
             [fn_runner(fn_runner.Options(), context), *built.runners], context
         )
-        score = Objective.from_config(strategy_cfg, runner_set)
+        with warnings.catch_warnings():
+            # The objective's signs are the caller's directions, not a MASE config's: the
+            # advice that MASE would add a cost (instead of subtracting it) is no news here.
+            warnings.filterwarnings("ignore", message=r".* so bitscout subtracts", category=MetricWarning)
+            score = Objective.from_config(strategy_cfg, runner_set)
         bounds = Constraints.from_config(strategy_cfg, runner_set) if constraints else None
         chosen = get_strategy(strategy)
         sampler = chosen.make_sampler(
@@ -426,11 +434,17 @@ def search(
             from bitscout.report import write_plots
 
             plot = write_plots
-        result = run_search(
-            search_space, sampler, RunnerEvaluator(runner_set, score, constraints=bounds), out_dir=out_dir,
-            storage=storage, study_name=study_name, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
-            progress=progress, write_outputs=out is not None, plot=plot, baseline=True,
-        )
+        # Optuna logs each study it creates and every trial at INFO: the result says more.
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+        try:
+            result = run_search(
+                search_space, sampler, RunnerEvaluator(runner_set, score, constraints=bounds), out_dir=out_dir,
+                storage=storage, study_name=study_name, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
+                progress=progress, write_outputs=out is not None, plot=plot, baseline=True,
+            )
+        finally:
+            optuna.logging.set_verbosity(verbosity)
     finally:
         for module, training in flags:
             module.training = training

@@ -186,7 +186,7 @@ def test_a_model_whose_classes_the_text_labels_number_otherwise_is_warned_about(
         model.bias.zero_()
     x = torch.linspace(-1, 1, 40).reshape(-1, 1)
     names = np.where(x[:, 0].numpy() < 0, "pos", "neg")
-    with pytest.warns(BitscoutWarning, match=r"balanced accuracy is 0\.000, about chance for 2 classes .* \(this data's: neg=0, pos=1\)"):
+    with pytest.warns(BitscoutWarning, match=r"balanced accuracy is 0\.000, far below chance for 2 classes .* \(this data's: neg=0, pos=1\)"):
         result = bitscout.search(model, data=(x, names), space={"linear": {"weight_width": [8]}},
                                  objective={"accuracy": 1.0}, strategy="random", n_trials=1, seed=0)
     assert result.baseline["accuracy"] == 0.0

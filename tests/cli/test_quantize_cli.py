@@ -93,7 +93,7 @@ def test_quantize_prints_before_after_and_table(
     assert "1 of 3 quantizable nodes quantized" in out
     table = {line.split()[0]: line for line in lines if line.startswith("seq_blocks_")}
     assert table["seq_blocks_2"].split()[1] == "linear"
-    assert table["seq_blocks_2"].endswith(f"integer: data_in=int8.4, weight=int8.4, bias=int8.{bias_frac}")
+    assert table["seq_blocks_2"].endswith(f"integer: data_in 8b (4 frac), weight 8b (4 frac), bias 8b ({bias_frac} frac)")
     assert table["seq_blocks_1"].endswith("float") and table["seq_blocks_3"].endswith("float")
 
 

@@ -64,6 +64,22 @@ def test_search_of_a_model_at_chance_level_warns_after_the_summary(config_file: 
     )
 
 
+def test_search_with_workers_warns_of_a_model_at_chance_level_once(config_file: Path, tmp_path: Path, capsys) -> None:
+    # user9: `--workers 2` printed no chance-level warning: the process that started the
+    # workers never evaluates the float model. The workers store it in the study.
+    argv = ["search", str(config_file), "--out", str(tmp_path / "run"), "--no-progress", "--n-trials", "2"]
+    assert main([*argv, "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    baseline = json.loads((tmp_path / "run" / "best.json").read_text())["baseline"]["metrics"]["software"]
+    assert baseline["balanced_accuracy"] <= 0.19  # the untrained MLP on 10 digit classes
+    assert f"float model (baseline): accuracy = {baseline['accuracy']:.6g}" in captured.out
+    warning = (
+        f"warning: the float model's balanced accuracy is {baseline['balanced_accuracy']:.3f}, about "
+        "chance for 10 classes (0.100)"
+    )
+    assert captured.err.count(warning) == 1, captured.err
+
+
 def test_search_with_a_checkpoint_does_not_warn(config_file: Path, tmp_path: Path, capsys) -> None:
     from bitscout.config import load_config
     from bitscout.data import load_dataset

@@ -119,15 +119,15 @@ UNIT_RULE = "must be a number, or a size with a unit: bits, B, KiB or MiB (e.g. 
         (
             # user8: a percentage made every trial infeasible, said only after the search.
             {"accuracy": {"min": 95}},
-            "search.strategy.constraints: accuracy.min = 95 is outside 0..1, the values accuracy can "
-            "take (a share of the samples, not a percentage); for 95 % write min = 0.95; got "
-            "{'accuracy': {'min': 95}}",
+            # user9: the message named the table, not the key.
+            "search.strategy.constraints.accuracy.min: is outside 0..1, the values accuracy can "
+            "take (a share of the samples, not a percentage); for 95 % write min = 0.95; got 95.0",
         ),
         (
             {"balanced_accuracy_drop": {"max": -2}},
-            "search.strategy.constraints: balanced_accuracy_drop.max = -2 is outside -1..1, the values "
+            "search.strategy.constraints.balanced_accuracy_drop.max: is outside -1..1, the values "
             "balanced_accuracy_drop can take (a share of the samples, not a percentage); for -2 % write "
-            "max = -0.02; got {'balanced_accuracy_drop': {'max': -2}}",
+            "max = -0.02; got -2.0",
         ),
     ],
 )

@@ -145,6 +145,71 @@ def test_csv_and_parquet_with_label_column(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "t.csv"))
 
 
+def test_a_column_numbering_the_rows_is_read_as_a_feature_with_a_warning(tmp_path: Path) -> None:
+    # user9: a CSV with a patient_id column: the ID silently became the first feature.
+    x, y = _xy(40, classes=2)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    table.insert(0, "patient_id", np.arange(1000, 1040)[::-1])
+    table["kind"] = y
+    table["count"] = np.arange(40) % 7  # whole numbers, repeated: a feature like any other
+    table.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(UserWarning) as caught:
+        data = load_dataset(str(tmp_path / "t.csv"), label_column="kind")
+    assert [str(w.message) for w in caught] == [
+        f"dataset {str(tmp_path / 't.csv')!r}: column 'patient_id' holds each whole number from 1000 to "
+        "1039 once, like a row number or an ID, and is read as a feature (every column but label_column "
+        "is one); if it is an ID, drop it from the file"
+    ]
+    assert data.info.input_shape == (7,)  # still read as the docs say: every other column
+    table.drop(columns=["patient_id"]).to_csv(tmp_path / "clean.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(str(tmp_path / "clean.csv"), label_column="kind")
+
+
+def test_a_missing_value_in_a_table_is_named_by_column_and_row(tmp_path: Path) -> None:
+    # user9: a Parquet file with one empty cell was reported as "sample 5, feature 3":
+    # the column's name and the file's line say where to look.
+    x, y = _xy(40, classes=2)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    table["kind"] = y
+    table.loc[5, "f3"] = np.nan
+    table.loc[9, "f1"] = np.nan
+    table.to_csv(tmp_path / "t.csv", index=False)
+    table.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "t.csv"), label_column="kind")
+    assert str(caught.value) == (
+        f"dataset {str(tmp_path / 't.csv')!r}: 2 missing value(s) in the feature columns, the first in "
+        "column 'f3', row 5 (line 7 of the file); fill them or drop those rows: every metric would be NaN"
+    )
+    assert (tmp_path / "t.csv").read_text().splitlines()[6].split(",")[3] == ""  # line 7, column f3
+    with pytest.raises(DataError, match=r"t.parquet': 2 missing value\(s\) .* column 'f3', row 5; fill"):
+        load_dataset(str(tmp_path / "t.parquet"), label_column="kind")
+
+
+def test_integer_labels_counted_from_one_are_warned_about(tmp_path: Path) -> None:
+    # user9: labels 1 and 2 made 3 classes (class 0 empty), and the 2-output model was
+    # refused for its class count without a word about why there were 3.
+    x, y = _xy(40, classes=2)
+    table = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    table["kind"] = y + 1
+    table.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(UserWarning) as caught:
+        data = load_dataset(str(tmp_path / "t.csv"), label_column="kind")
+    assert data.info.num_classes == 3  # still read as the docs say: labels are class indices
+    assert [str(w.message) for w in caught] == [
+        f"dataset {str(tmp_path / 't.csv')!r}: column 'kind' holds the labels 1, 2, read as class "
+        "indices: the data has 3 classes, and class(es) 0 have no sample. If the labels count from 1, "
+        "subtract 1 in the file (or write them as names: names are sorted, then numbered from 0)"
+    ]
+    table["kind"] = y
+    table.to_csv(tmp_path / "t.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(str(tmp_path / "t.csv"), label_column="kind").info.num_classes == 2
+
+
 def test_npz_text_labels_are_read_as_the_csv_reads_them(tmp_path: Path) -> None:
     # user8: np.savez(y=np.array(["cat", ...])) was refused while a CSV of names worked.
     x, y = _xy(60, classes=3)

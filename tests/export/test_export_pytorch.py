@@ -310,3 +310,79 @@ def test_an_export_never_replaces_a_file_of_the_users_own(tmp_path: Path, name: 
         torch.load(second.checkpoint, weights_only=True)["fc1.weight"],
         on_grid(model, config, example_input=data.train.x[:4]).state_dict()["fc1.weight"],
     )
+
+
+class _RowsGRU(torch.nn.Module):
+    """8 rows of 8 features through a GRU, then a linear head (user9's digits model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.GRU(8, 6, batch_first=True)
+        self.head = torch.nn.Linear(6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+def test_an_hls4ml_export_of_a_layer_hls4ml_cannot_take_writes_nothing(tmp_path: Path) -> None:
+    # user9: the GRU was refused after model.pt and quantize.toml were written, and the
+    # float-layers warning came again, naming "GraphModule".
+    import warnings
+
+    pytest.importorskip("hls4ml")
+    torch.manual_seed(0)
+    example = torch.randn(4, 8, 8)
+    gm = trace(_RowsGRU().eval(), example, warn=False).gm
+    config = {"head": lq((8, 4), (8, 4), (8, 4))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the traced module is not warned about again
+        with pytest.raises(ExportError) as caught:
+            export_model(gm, config, tmp_path / "out", example_input=example, format="hls4ml")
+    assert str(caught.value).startswith("node 'rnn' (GRU) cannot be exported to hls4ml by bitscout")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_export_that_fails_half_way_takes_back_the_files_it_created(tmp_path: Path, monkeypatch) -> None:
+    # user9: a failure inside the hls4ml build left model.pt and quantize.toml without an
+    # export.json, and every later export into that folder was refused as not its own.
+    import bitscout.export._pytorch as pytorch_export
+
+    pytest.importorskip("hls4ml")
+
+    def fails(*args, **kwargs):
+        raise ExportError("hls4ml gave up")
+
+    monkeypatch.setattr(pytorch_export, "build_hls_project", fails)
+    model = mlp(0)
+    example = synthetic().val.x[:8]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="hls4ml gave up"):
+        export_model(model, MLP_CONFIGS["a"], out, example_input=example, format="hls4ml")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    monkeypatch.undo()
+    result = export_model(model, MLP_CONFIGS["a"], out, example_input=example)  # not refused
+    assert result.checkpoint.is_file()
+
+
+def test_verify_of_a_model_hls4ml_cannot_take_says_it_cannot_be_verified(tmp_path: Path, monkeypatch) -> None:
+    # user9: `bitscout verify` of a GRU run answered "Export it with --format pytorch
+    # instead", which is no way to verify it.
+    import bitscout.export._run as run_module
+    from bitscout.export import verify_run
+    from bitscout.export._types import PYTORCH_INSTEAD
+
+    def refuses(*args, **kwargs):
+        raise ExportError(f"node 'rnn' (GRU) cannot be exported to hls4ml by bitscout. {PYTORCH_INSTEAD}")
+
+    monkeypatch.setattr(run_module, "choose_trial", lambda run_dir, trial: None)
+    monkeypatch.setattr(run_module, "_load", lambda run_dir: (None, {}))
+    monkeypatch.setattr(run_module, "_export", refuses)
+    with pytest.raises(ExportError) as caught:
+        verify_run(tmp_path)
+    assert str(caught.value) == (
+        "node 'rnn' (GRU) cannot be exported to hls4ml by bitscout. verify compares bitscout with "
+        "hls4ml's C simulation, so this model cannot be verified; `bitscout export` (PyTorch) still exports it."
+    )

@@ -275,3 +275,22 @@ def test_misspelt_or_missing_model_option_is_named_before_the_call(user_module: 
     # info is bitscout's to give, not an option.
     with pytest.raises(ModelError, match="takes no option 'info'"):
         build_model(f"{user_module}:needs_width", WINE, {"width": 3, "info": 1})
+
+
+def test_a_misspelt_factory_or_a_file_path_says_what_to_write(user_module: str) -> None:
+    # user9: "has no attribute 'Nett'" with no hint, and "lib/nets.py:Net" (a file path,
+    # what people write first) told only the rule.
+    with pytest.raises(ModelError) as caught:
+        build_model(f"{user_module}:Nett", JSC)
+    assert str(caught.value) == (
+        f"model '{user_module}:Nett': module '{user_module}' has no attribute 'Nett'; did you mean 'Net'?"
+    )
+    with pytest.raises(ModelError) as caught:
+        build_model("lib/nets.py:Net", JSC)
+    assert str(caught.value) == (
+        "model 'lib/nets.py:Net' must be a registered name or 'package.module:factory' (one colon "
+        "between a module path and a function name); for the file lib/nets.py, write 'lib.nets:Net' "
+        "(run bitscout from the folder holding lib/, or put that folder on PYTHONPATH)"
+    )
+    with pytest.raises(ModelError, match=r"for the file nets.py, write 'nets:Net' \(run bitscout from the folder holding nets.py,"):
+        build_model("nets.py:Net", JSC)

@@ -91,7 +91,7 @@ def test_quantize_folds_calibrates_and_shows_resolved_formats(tmp_path: Path, ca
     assert "calibration: minmax observer on 100 training samples" in out
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("fc")}
     assert "linear+bn" in rows["fc1"] and "linear+bn" in rows["fc2"] and "linear+bn" not in rows["fc3"]
-    assert "auto" not in rows["fc1"] and "data_in=int8." in rows["fc1"]  # resolved from calibration
+    assert "auto" not in rows["fc1"] and "data_in 8b (" in rows["fc1"]  # resolved from calibration
 
 
 def test_search_calibrates_once_records_it_and_every_trial_shares_it(tmp_path: Path, monkeypatch) -> None:

@@ -244,11 +244,47 @@ def test_a_float_model_at_chance_level_is_flagged_with_the_datas_class_order() -
     # 2 classes: chance 0.5, flagged up to 0.55; accuracy stands in without a balanced one.
     assert chance_level_note({"accuracy": 0.55}, 2) is not None and chance_level_note({"accuracy": 0.56}, 2) is None
     assert chance_level_note({"loss": 2.3}, 10) is None
-    note = chance_level_note({"balanced_accuracy": 0.097}, 3, ("cat", "dog", "emu"))
+    note = chance_level_note({"balanced_accuracy": 0.17}, 3, ("cat", "dog", "emu"))
     assert note == (
-        "the float model's balanced accuracy is 0.097, about chance for 3 classes (0.333): it does "
+        "the float model's balanced accuracy is 0.170, about chance for 3 classes (0.333): it does "
         "not classify this data, so every candidate is measured against a model that guesses. Check "
         "that the checkpoint was trained on this data, with its classes numbered as the data numbers "
         "them (this data's: cat=0, dog=1, emu=2)"
     )
-    assert chance_level_note({"balanced_accuracy": 0.1}, 3, ("0", "1", "2")).endswith("as the data numbers them")
+    assert chance_level_note({"balanced_accuracy": 0.2}, 3, ("0", "1", "2")).endswith("as the data numbers them")
+    # user9: a breast-cancer model whose two classes the data numbers the other way round
+    # scored 0.023, reported as "about chance". Below half of chance: misnamed classes.
+    swapped = chance_level_note({"balanced_accuracy": 0.023}, 2, ("benign", "malignant"))
+    assert swapped == (
+        "the float model's balanced accuracy is 0.023, far below chance for 2 classes (0.500): it "
+        "tells classes apart, but not under the numbers this data gives them, so every candidate is "
+        "measured against a model that misnames them. Check that the model's output i is the data's "
+        "class i (text labels are numbered in sorted order) (this data's: benign=0, malignant=1)"
+    )
+    assert chance_level_note({"balanced_accuracy": 0.25}, 2).startswith(
+        "the float model's balanced accuracy is 0.250, about chance"
+    )
+
+
+def test_quantize_writes_formats_as_the_search_summary_does() -> None:
+    # user9: `quantize` printed int8.4 and int8/ch where the summary printed 8b (4 frac) and
+    # 8b (granularity channel) for the same settings.
+    from bitscout.quant import parse_layer_config
+    from bitscout.report import describe_formats, describe_layer
+
+    tensors = ("data_in", "weight", "bias")
+    fixed = {"name": "integer", "data_in_width": 8, "data_in_frac_width": 7, "weight_width": 4,
+             "weight_frac_width": 2, "bias_width": 8, "bias_frac_width": 4}
+    assert describe_formats(parse_layer_config(fixed, where="t"), tensors) == describe_layer(fixed) == (
+        "integer: data_in 8b (7 frac), weight 4b (2 frac), bias 8b (4 frac)"
+    )
+    scaled = {"name": "int", "data_in_width": 8, "data_in_symmetric": False, "data_in_scale": 0.0123,
+              "data_in_zero_point": -5, "weight_width": 4, "weight_granularity": "channel", "bias_width": 8}
+    assert describe_formats(parse_layer_config(scaled, where="t"), tensors) == describe_layer(scaled) == (
+        "int: data_in 8b (symmetric False, scale 0.0123, zero_point -5), weight 4b (granularity channel), bias 8b"
+    )
+    mini = {"name": "minifloat", "data_in_width": 8, "data_in_exponent_width": 4, "weight_width": 8,
+            "weight_exponent_width": 4, "bias_width": 8, "bias_exponent_width": 4}
+    assert describe_formats(parse_layer_config(mini, where="t"), tensors) == (
+        "minifloat: data_in fp8e4m3b7, weight fp8e4m3b7, bias fp8e4m3b7"
+    )

@@ -177,3 +177,22 @@ def test_a_data_file_without_a_test_split_trains_and_says_so(workdir: Path, caps
 
     saved = json.loads(Path("run/best.json").read_text())
     assert saved["test"] is None and saved["val"]["num_samples"] == 20
+
+
+def test_the_note_after_train_out_gives_the_options_that_read_the_checkpoint(workdir: Path, capsys) -> None:
+    # user9: with load_type = "pt" in the config, the suggested `--load run/best.pt` alone
+    # failed (the config's load_type applies to --load); the note now says --load-type too.
+    from bitscout.data import load_dataset
+    from bitscout.models import build_model
+
+    torch.save(build_model("jsc-toy", load_dataset("synthetic").info).state_dict(), "mine.pt")
+    (workdir / "c.toml").write_text(CONFIG + 'load_name = "mine.pt"\nload_type = "pt"\n')
+    assert main(["train", "c.toml", "--out", "run", "--no-progress"]) == 0
+    note = "note: the config's load_name is mine.pt; pass --load run/best.pt --load-type bitscout to use this checkpoint"
+    assert note in capsys.readouterr().err
+    argv = ["quantize", "c.toml", "--load", "run/best.pt", "--load-type", "bitscout"]
+    (workdir / "c.toml").write_text(
+        CONFIG + 'load_name = "mine.pt"\nload_type = "pt"\n[passes.quantize.default.config]\nname = "integer"\n'
+        "data_in_width = 8\nweight_width = 8\nbias_width = 8\n"
+    )
+    assert main(argv) == 0  # the options of the note read it

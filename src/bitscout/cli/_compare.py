@@ -16,6 +16,7 @@ from typing import Any
 
 from bitscout.cli._check import raise_config_problems
 from bitscout.cli._common import add_config_overrides, check_output_folder, config_from_args
+from bitscout.config import check_compare_outputs_are_ours
 from bitscout.errors import ConfigError
 
 __all__ = ["register", "run", "DEFAULT_STRATEGIES"]
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     raise_config_problems(config)
     out = Path(args.out) if args.out is not None else Path("runs") / (config.project or "bitscout") / "compare"
     check_output_folder(out, f"--out {args.out}" if args.out is not None else "the compare folder")
+    check_compare_outputs_are_ours(out, f"--out {args.out}" if args.out is not None else f"compare folder {out}")
     # The config's sampler_options belong to its strategy: they apply to that strategy's
     # runs, and are said to be unused when it is not compared.
     strategy_cfg = config.search.strategy if config.search is not None else None

@@ -88,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
         f"calibration: {calibration.observer} observer on {calibration.samples} training samples "
         "(range-calibrated formats shown resolved)"
     )
-    print(format_quant_table(traced.table, resolve_config(traced, layer_configs, calibration), folded=prepared.folded))
+    from bitscout.report import describe_formats
+
+    # Fixed point in the notation of the search summary and the report (`8b (4 frac)`).
+    resolved = resolve_config(traced, layer_configs, calibration)
+    print(format_quant_table(traced.table, resolved, folded=prepared.folded, describe=describe_formats))
     return 0
 
 

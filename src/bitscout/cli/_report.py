@@ -60,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+#: The run files `report` writes besides the records (no config.toml, no calibration.json).
+_REPORT_WRITES = ("report.html", "objective.png", "pareto_*.png", "best_widths.png", "sensitivity.png")
+
+
 def run(args: argparse.Namespace) -> int:
     """Write the report; 0 on success."""
     import optuna
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         # deleted: rebuild what can be rebuilt from log.json.
         out = Path(args.out) if args.out is not None else run_dir
         check_outputs_are_ours(run_dir, f"run folder {run_dir}", reading=True)  # it is read first
-        check_outputs_are_ours(out, f"--out {out}")
+        check_outputs_are_ours(out, f"--out {out}", writes=_REPORT_WRITES)
         result = SearchResult.load(run_dir)
         outputs = dict(result.save(out))
         outputs["csv"] = write_trials_csv(result, out / "trials.csv")
@@ -123,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         out = run_dir
     else:
         out = Path("runs") / (study_name or "study") / "report"
-    check_outputs_are_ours(out, f"--out {out}" if args.out is not None else f"run folder {out}")
+    check_outputs_are_ours(out, f"--out {out}" if args.out is not None else f"run folder {out}", writes=_REPORT_WRITES)
     # The float model's metrics are not in the study: keep those the search saved.
     baseline = None
     if run_dir is not None and (run_dir / "best.json").is_file() and (run_dir / "log.json").is_file():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 import warnings
@@ -95,14 +96,12 @@ def run(args: argparse.Namespace) -> int:
         finished = sum(t.state != "RUNNING" for t in result.trials)
         print(f"worker done ({result.stop_reason or 'stopped'}); the study has {finished} finished trials")
         return 130 if result.interrupted else 0
-    from bitscout.report import chance_level_note, format_summary
+    from bitscout.report import format_summary
 
     print()
     print(format_summary(result))
     info = prepared.experiment.dataset.info
-    note = chance_level_note(result.baseline_metrics, info.num_classes, info.class_names)
-    if note is not None:
-        print(f"\nwarning: {note}", file=sys.stderr)
+    _warn_at_chance(result, info.num_classes, info.class_names)
     study_file = result.outputs.get("study") or (result.storage if setup.storage else None)
     if study_file is not None:
         print(f"\n{dashboard_hint(str(study_file))}")
@@ -110,6 +109,17 @@ def run(args: argparse.Namespace) -> int:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _warn_at_chance(result: SearchResult, num_classes: int | None, class_names: Sequence[str]) -> None:
+    """After the summary: a warning when the float model scores about chance on the data."""
+    from bitscout.report import chance_level_note
+
+    if num_classes is None:
+        return
+    note = chance_level_note(result.baseline_metrics, num_classes, tuple(class_names))
+    if note is not None:
+        print(f"\nwarning: {note}", file=sys.stderr)
 
 
 def _write_report(result: SearchResult, run_dir: Path) -> dict[str, Path]:
@@ -131,10 +141,16 @@ def _check_before_loading(config: Config, *, worker: bool) -> None:
     """
     from bitscout.study import default_run_dir
 
+    from bitscout.config import check_outputs_are_ours
+
     raise_config_problems(config)
     out_dir = default_run_dir(config)
     check_output_folder(out_dir, f"--out {config.out}" if config.out is not None else "the run folder")
     storage = config.search.strategy.setup.storage if config.search is not None else None
+    if not worker:
+        # Here too, not only in each process of --workers K: one error, before any worker
+        # starts (each would refuse the same file; prepare_search checks it again).
+        check_outputs_are_ours(out_dir, f"run folder {out_dir}", journal=storage is None)
     if storage is not None and storage.endswith(".journal") and "://" not in storage:
         journal = Path(storage).expanduser()
         if journal.is_dir():
@@ -213,10 +229,12 @@ def _last_error(log: Path) -> str | None:
 
 def _run_workers(args: argparse.Namespace, config: Config) -> int:
     """``--workers K``: K worker processes on one study, then the outputs of the study."""
+    import optuna
+
     from bitscout.report import format_summary, write_report
     from bitscout.study import default_run_dir
     from bitscout.study._pool import WORKERS_DIR, run_local_workers, worker_command
-    from bitscout.study._study_report import report_study, study_names
+    from bitscout.study._study_report import report_study, stored_baseline, study_names
     from bitscout.study._worker_storage import open_worker_storage
 
     setup = config.search.strategy.setup  # type: ignore[union-attr]
@@ -261,6 +279,10 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     result.stop_reason = f"{done} of {setup.workers} workers finished"
     print()
     print(format_summary(result))
+    # The workers evaluated the float model and stored it with the data's classes: this
+    # process loaded neither, so that is where the chance-level warning reads them.
+    _, num_classes, class_names = stored_baseline(optuna.load_study(study_name=name, storage=storage))
+    _warn_at_chance(result, num_classes, class_names)
     print()
     print(dashboard_hint(storage_name))
     if workers.interrupted:

@@ -243,9 +243,11 @@ def run(args: argparse.Namespace) -> int:
     if (config.out is not None or args.load is not None) and config.load_name is not None and Path(
         config.load_name
     ) != ckpt:
+        # The config's load_type applies to --load too: say the option that reads this file.
+        load_type = "" if config.load_type in (None, "bitscout") else " --load-type bitscout"
         print(
-            f"note: the config's load_name is {config.load_name}; pass --load {ckpt} to use "
-            "this checkpoint",
+            f"note: the config's load_name is {config.load_name}; pass --load {ckpt}{load_type} "
+            "to use this checkpoint",
             file=sys.stderr,
         )
     return 0

@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bitscout._atomic import atomic_path, atomic_write_text
 from bitscout._optuna_adapter import hypervolume
 from bitscout.compare._html import COMPARISON_HTML, render_comparison_html
+from bitscout.config import PLOT_SOFTWARE
 from bitscout.errors import SearchError
 from bitscout.evaluation import (
     CachedEvaluator,
@@ -1071,7 +1072,8 @@ def plot_best_so_far(comparison: Comparison, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        # Marked as bitscout's, so that a later comparison replaces it (and no one else's).
+        fig.savefig(tmp, dpi=110, metadata={"Software": f"{PLOT_SOFTWARE} (matplotlib)"})
     plt.close(fig)
     return path
 

@@ -24,7 +24,13 @@ from bitscout.config._loader import (
     parse_config,
 )
 from bitscout.config._constraints import SIZE_UNITS, ConstraintSpec, parse_size
-from bitscout.config._inputs import check_outputs_are_ours, check_outputs_spare_inputs
+from bitscout.config._inputs import (
+    CONFIG_MARKER,
+    PLOT_SOFTWARE,
+    check_compare_outputs_are_ours,
+    check_outputs_are_ours,
+    check_outputs_spare_inputs,
+)
 from bitscout.config._mase import IGNORED_KEYS, IGNORED_SETUP_KEYS
 from bitscout.config.schema import (
     HARDWARE_RUNNERS,
@@ -58,6 +64,9 @@ __all__ = [
     "apply_overrides",
     "check_outputs_spare_inputs",
     "check_outputs_are_ours",
+    "check_compare_outputs_are_ours",
+    "CONFIG_MARKER",
+    "PLOT_SOFTWARE",
     "SOFTWARE_RUNNERS",
     "HARDWARE_RUNNERS",
     "IGNORED_KEYS",

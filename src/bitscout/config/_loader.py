@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from bitscout.config._mase import Loc, from_toml
 from bitscout.config._plugins import import_plugins
 from bitscout.config._problems import NOTHING, Problem, join_path, render_problems, suggest
-from bitscout.config._rules import RULE_ERROR
+from bitscout.config._rules import RULE_AT_ERROR, RULE_ERROR
 from bitscout.config.schema import Config
 from bitscout.errors import ConfigError
 
@@ -309,6 +309,9 @@ def _convert(exc: ValidationError, paths: Mapping[Loc, str]) -> list[Problem]:
         kind, value = error["type"], error.get("input", NOTHING)
         if kind == RULE_ERROR:
             problems.append(Problem(path, error["msg"], value))
+        elif kind == RULE_AT_ERROR:
+            at = error.get("ctx", {})
+            problems.append(Problem(join_path(path, *at.get("at", ())), error["msg"], at.get("value", value)))
         elif kind == "missing":
             problems.append(Problem(path, "is required"))
         elif kind == "extra_forbidden":

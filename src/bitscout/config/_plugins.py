@@ -20,9 +20,9 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from bitscout.config._rules import RULE_ERROR
-from bitscout.errors import BitscoutError, ConfigError
+from bitscout.errors import BitscoutError, ConfigError, did_you_mean
 
-__all__ = ["Plugins", "import_module_of", "import_object", "import_plugins", "is_import_spec"]
+__all__ = ["Plugins", "import_module_of", "import_object", "import_plugins", "is_import_spec", "file_spec_hint", "SPEC_RULE"]
 
 
 def is_import_spec(text: str) -> bool:
@@ -49,6 +49,9 @@ def import_module_of(
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
+        hint = file_spec_hint(spec)
+        if hint:  # "nets.py:Net": a file name where the module's name belongs
+            raise error(f"{what} {spec!r}: cannot import module {module_name!r}: {exc}{hint}") from exc
         raise error(
             f"{what} {spec!r}: cannot import module {module_name!r}: {exc}. Is it installed, "
             "or on PYTHONPATH (or in the folder you run bitscout from)?"
@@ -74,18 +77,39 @@ def import_object(spec: str, *, what: str, error: type[BitscoutError] = ConfigEr
             attribute.
     """
     if not is_import_spec(spec):
-        raise error(
-            f"{what} {spec!r} must be 'package.module:attribute' (one colon between a module "
-            "path and a name in it)"
-        )
+        raise error(f"{what} {spec!r} {SPEC_RULE}{file_spec_hint(spec)}")
     module_name, _, attr = spec.partition(":")
     obj = import_module_of(spec, module_name, what=what, error=error)
     for part in attr.split("."):
+        owner = obj
         try:
-            obj = getattr(obj, part)
+            obj = getattr(owner, part)
         except AttributeError:
-            raise error(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+            names = [n for n in dir(owner) if not n.startswith("_")]
+            hint = did_you_mean(part, names)
+            raise error(
+                f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}" + (f"; {hint}" if hint else "")
+            ) from None
     return obj
+
+
+#: The rule of an import spec, as messages state it.
+SPEC_RULE = "must be 'package.module:attribute' (one colon between a module path and a name in it)"
+
+
+def file_spec_hint(spec: str) -> str:
+    """For a spec naming a file (``lib/nets.py:Net``), the import path to write instead."""
+    module, sep, attr = spec.partition(":")
+    if not sep or not attr or ":" in attr or not (module.endswith(".py") or "/" in module or "\\" in module):
+        return ""
+    parts = [p for p in module.removesuffix(".py").replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." or not p.isidentifier() for p in parts):
+        return "; name the module by its import path, with its folder on PYTHONPATH"
+    dotted = ".".join(parts)
+    return (
+        f"; for the file {module}, write '{dotted}:{attr}' (run bitscout from the folder "
+        f"holding {parts[0] + ('/' if len(parts) > 1 else '.py')}, or put that folder on PYTHONPATH)"
+    )
 
 
 def import_plugins(specs: Iterable[str]) -> None:

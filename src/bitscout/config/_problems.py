@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic
 
-from bitscout.config._rules import quote
+from bitscout.config._rules import RULE_AT_ERROR, quote
 from bitscout.errors import did_you_mean
 
 __all__ = [
@@ -159,7 +159,11 @@ def describe_validation_error(
     for error in exc.errors():
         loc = error["loc"]
         path = join_path(where, *loc)
-        if error["type"] == "extra_forbidden":
+        if error["type"] == RULE_AT_ERROR:
+            # A rule about one value inside the validated table: name that value's path.
+            at = error.get("ctx") or {}
+            lines.append(f"{join_path(path, *at.get('at', ()))}: {error['msg']}; got {_show(at.get('value'))}")
+        elif error["type"] == "extra_forbidden":
             known = ", ".join(fields) or "(none)"
             line = f"{path}: unknown option ({owner} takes: {known}); got {_show(error['input'])}"
             hint = did_you_mean(loc[-1], fields)

@@ -22,6 +22,8 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "RULE_ERROR",
+    "RULE_AT_ERROR",
+    "rule_at",
     "ScalarValue",
     "Scalar",
     "Choices",
@@ -62,6 +64,11 @@ __all__ = [
 RULE_ERROR = "bitscout_rule"
 """The pydantic error type raised by every rule check (its message is the rule)."""
 
+RULE_AT_ERROR = "bitscout_rule_at"
+"""A rule broken by a value inside the validated field (``constraints.accuracy.min``):
+the error's context holds the keys below the field (``at``) and the value, so the message
+names the exact TOML path instead of the whole table (see :func:`rule_at`)."""
+
 ScalarValue = int | float | str | bool
 """A value a per-layer quantization field may hold."""
 
@@ -88,6 +95,19 @@ SPLIT_NAMES = ("train", "val", "test", "train_dataloader", "val_dataloader", "te
 def quote(values: tuple[str, ...] | list[str]) -> str:
     """``('a', 'b')`` -> ``"'a', 'b'"``, the way rules list allowed values."""
     return ", ".join(repr(value) for value in values)
+
+
+def rule_at(keys: tuple[str, ...], rule: str, value: Any) -> PydanticCustomError:
+    """A rule error for the value at ``keys`` below the field being validated.
+
+    A validator of a whole table (a dict of metrics) can only fail the table; this error
+    carries where inside it the offending value sits, and the config loader appends
+    those keys to the table's TOML path.
+    """
+    # The message is formatted with the context: braces in the rule must not be read as fields.
+    return PydanticCustomError(
+        RULE_AT_ERROR, rule.replace("{", "{{").replace("}", "}}"), {"at": list(keys), "value": value}
+    )
 
 
 def _fail(rule: str) -> PydanticCustomError:

@@ -47,6 +47,7 @@ from bitscout.config._rules import (
     Task,
     Text,
     TrialCount,
+    rule_at,
 )
 
 __all__ = [
@@ -218,14 +219,15 @@ class StrategyConfig(_Model):
             spec = constraints.get(metric)
             if spec is None:
                 continue
-            for bound, value in (("min", spec.min_value), ("max", spec.max_value)):
+            for bound, value, given in (("min", spec.min_value, spec.min), ("max", spec.max_value, spec.max)):
                 if value is None or low <= value <= high:
                     continue
                 example = f"; for {value:g} % write {bound} = {value / 100:g}" if 1 < abs(value) <= 100 else ""
-                raise PydanticCustomError(
-                    RULE_ERROR,
-                    f"{metric}.{bound} = {value:g} is outside {low:g}..{high:g}, the values "
-                    f"{metric} can take (a share of the samples, not a percentage){example}",
+                raise rule_at(
+                    (metric, bound),
+                    f"is outside {low:g}..{high:g}, the values {metric} can take (a share of the "
+                    f"samples, not a percentage){example}",
+                    given,
                 )
         return constraints
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -26,10 +27,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bitscout.config._plugins import import_object, is_import_spec
+from bitscout.config._plugins import file_spec_hint, import_object, is_import_spec
 from bitscout.config._problems import suggest
 from bitscout.data._base import Dataset, DatasetInfo, Split, check_finite, get_dataset_source
-from bitscout.errors import BitscoutError, DataError
+from bitscout.errors import BitscoutError, BitscoutWarning, DataError
 
 __all__ = [
     "DATA_FILE_SUFFIXES",
@@ -460,6 +461,7 @@ def _file_problem(path: Path, label_column: str | None) -> str | None:
         return (
             f"dataset {str(path)!r}: unknown kind of data file {path.suffix or '(no suffix)'!r}; "
             f"bitscout reads {known}, a registered name, or 'package.module:factory'"
+            f"{file_spec_hint(str(path))}"
         )
     if not path.is_file():
         where = "" if path.is_absolute() else f" (relative to the current folder, {Path.cwd()})"
@@ -513,6 +515,54 @@ def _read_pt(path: Path) -> Any:
     )
 
 
+def _warn_of_row_numbers(table: Any, where: str) -> None:
+    """Warn of a feature column that numbers the rows (an ID, an index written by pandas).
+
+    Every column but the labels is a feature: a ``patient_id`` column silently became an
+    input (a model for the other columns then fails on its input size, or one with
+    room for it learns the row order).
+    """
+    import pandas as pd
+
+    for column in table.columns:
+        values = table[column]
+        if len(values) < 3 or not pd.api.types.is_integer_dtype(values):
+            continue
+        low, high = int(values.min()), int(values.max())
+        if high - low + 1 == len(values) and values.is_unique:
+            warnings.warn(
+                f"{where}: column {str(column)!r} holds each whole number from {low} to {high} once, "
+                "like a row number or an ID, and is read as a feature (every column but label_column "
+                "is one); if it is an ID, drop it from the file",
+                BitscoutWarning,
+                stacklevel=2,
+            )
+
+
+def _warn_of_unused_classes(y: np.ndarray, where: str, label_column: str) -> None:
+    """Warn when integer labels leave class indices below their largest without a sample.
+
+    Integer labels are class indices: labels 1 and 2 make 3 classes, the first empty, and
+    a 2-output model is refused for having 2 outputs. Labels counted from 1 (as in R or
+    MATLAB) are the usual cause.
+    """
+    if not y.size or y.min() < 0:
+        return  # negative labels are refused where they are read
+    present = np.unique(y)
+    missing = sorted(set(range(int(present.max()) + 1)) - {int(v) for v in present})
+    if missing:
+        shown = ", ".join(str(int(v)) for v in present[:6]) + (", ..." if len(present) > 6 else "")
+        holes = ", ".join(str(v) for v in missing[:6]) + (", ..." if len(missing) > 6 else "")
+        warnings.warn(
+            f"{where}: column {label_column!r} holds the labels {shown}, read as class indices: "
+            f"the data has {int(present.max()) + 1} classes, and class(es) {holes} have no sample. "
+            "If the labels count from 1, subtract 1 in the file (or write them as names: names are "
+            "sorted, then numbered from 0)",
+            BitscoutWarning,
+            stacklevel=3,
+        )
+
+
 def _read_table(path: Path, kind: str, label_column: str) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     import pandas as pd
 
@@ -537,9 +587,21 @@ def _read_table(path: Path, kind: str, label_column: str) -> tuple[torch.Tensor,
         )
     if labels.isna().any():
         raise DataError(f"{where}: column {label_column!r} has missing labels in {int(labels.isna().sum())} row(s)")
+    missing = table.isna().to_numpy()
+    if missing.any():
+        # Named by column and row here: once the table is an array, only "feature 3" is known.
+        row, col = (int(i[0]) for i in np.nonzero(missing))
+        line = f" (line {row + 2} of the file)" if kind == "csv" else ""
+        raise DataError(
+            f"{where}: {int(missing.sum())} missing value(s) in the feature columns, the first in "
+            f"column {str(table.columns[col])!r}, row {row}{line}; fill them or drop those rows: "
+            "every metric would be NaN"
+        )
+    _warn_of_row_numbers(table, where)
     class_names: list[str] | None = None
     if pd.api.types.is_integer_dtype(labels):
         y = labels.to_numpy()
+        _warn_of_unused_classes(y, where, label_column)
     else:
         # Class names (strings, or numbers that are not class indices): index them in sorted order.
         codes, uniques = pd.factorize(labels, sort=True)

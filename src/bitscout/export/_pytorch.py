@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from torch import nn
 import bitscout
 from bitscout.errors import ExportError
 from bitscout.export._hls import HLSProject, build_hls_project, require_hls4ml
+from bitscout.export._types import check_hls_nodes
 from bitscout.graph import TracedModel, trace
 from bitscout.quant import LayerQuantConfig, resolve_config
 
@@ -272,7 +274,11 @@ def export_model(
     if format == "hls4ml":
         require_hls4ml()  # fail before writing anything
     check_export_folder(out_dir)
-    traced = trace(model, example_input)
+    # A GraphModule was traced by bitscout already, which warned then of the layers it
+    # leaves in float (under the model's own name, not "GraphModule").
+    traced = trace(model, example_input, warn=not isinstance(model, torch.fx.GraphModule))
+    if format == "hls4ml":
+        check_hls_nodes(traced.gm)  # before model.pt and quantize.toml are written
     config = dict(config)
     unknown = [name for name in config if name not in traced.table.names()]
     if unknown:
@@ -286,6 +292,43 @@ def export_model(
     grid_model = on_grid(model, config, traced=traced)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / name for name in (CHECKPOINT_FILE, CONFIG_FILE, HLS_DIR) if not (out_dir / name).exists()]
+    try:
+        return _write_export(
+            out_dir, model, config, traced, grid_model, format=format, example_input=example_input,
+            metrics=metrics, metadata=metadata, base_config=base_config, folded=folded,
+            names_from=names_from, rounding=rounding, saturation=saturation,
+        )
+    except BaseException:
+        # A failure half-way (hls4ml refusing a layer, Ctrl-C) would leave a model.pt
+        # without its export.json, which the next export refuses to replace as not its
+        # own: take back what this call created.
+        for path in written:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _write_export(
+    out_dir: Path,
+    model: nn.Module,
+    config: dict[str, LayerQuantConfig | None],
+    traced: Any,
+    grid_model: nn.Module,
+    *,
+    format: str,
+    example_input: torch.Tensor,
+    metrics: Mapping[str, float] | None,
+    metadata: Mapping[str, Any] | None,
+    base_config: Mapping[str, Any] | None,
+    folded: Mapping[str, str] | None,
+    names_from: nn.Module | None,
+    rounding: str,
+    saturation: str,
+) -> ExportResult:
+    """The files of :func:`export_model`: model.pt, quantize.toml, the hls4ml project, export.json."""
     checkpoint = out_dir / CHECKPOINT_FILE
     state = grid_model.state_dict()
     if names_from is not None and not folded:

@@ -20,6 +20,7 @@ from bitscout.export._pytorch import (
     check_export_folder,
     export_model,
 )
+from bitscout.export._types import PYTORCH_INSTEAD
 from bitscout.export._verify import VerifyReport, verify
 from bitscout.quant import (
     CALIBRATION_FILE,
@@ -290,7 +291,18 @@ def verify_run(
     run_dir = Path(run_dir)
     chosen = choose_trial(run_dir, trial)
     experiment, raw = _load(run_dir)
-    result = _export(run_dir, experiment, raw, chosen, out, "hls4ml")
+    try:
+        result = _export(run_dir, experiment, raw, chosen, out, "hls4ml")
+    except ExportError as exc:
+        # "export it with --format pytorch" answers `export`, not `verify`: there is no
+        # C simulation to compare with when hls4ml cannot take the model.
+        text = str(exc)
+        if text.endswith(PYTORCH_INSTEAD):
+            raise ExportError(
+                text[: -len(PYTORCH_INSTEAD)] + "verify compares bitscout with hls4ml's C simulation, "
+                "so this model cannot be verified; `bitscout export` (PyTorch) still exports it."
+            ) from None
+        raise
     assert result.hls is not None  # format="hls4ml" always builds it
     part = experiment.dataset.split(split)
     x, y = part.x[:samples], part.y[:samples]

@@ -21,7 +21,7 @@ from bitscout.errors import ExportError
 from bitscout.graph import TracedModel
 from bitscout.quant import IntegerFormat, LayerQuantConfig
 
-__all__ = ["FixedType", "LayerPlan", "TypePlan", "plan_types", "FLOAT32_EXACT_BITS"]
+__all__ = ["FixedType", "LayerPlan", "TypePlan", "plan_types", "check_hls_nodes", "FLOAT32_EXACT_BITS"]
 
 #: Bits of a float32 significand (with the implicit bit): integers up to 2**24 are exact.
 FLOAT32_EXACT_BITS = 24
@@ -215,6 +215,36 @@ def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
     return getattr(module, "float_module", module)
 
 
+#: How a refusal of a layer by the hls4ml export ends (verify says something else there).
+PYTORCH_INSTEAD = "Export it with --format pytorch instead."
+
+def check_hls_nodes(gm: fx.GraphModule) -> None:
+    """Raise unless every node of a traced model is one the hls4ml export takes.
+
+    Called before an export writes anything (a GRU found after ``model.pt`` was written
+    left a half export behind), and again when the types are planned.
+
+    Raises:
+        ExportError: Names the first node hls4ml cannot take, or the inputs' count.
+    """
+    nodes = list(gm.graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ExportError(
+            f"the hls4ml export supports models with one input; this one has {len(placeholders)}"
+        )
+    for node in nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        if node.op != "call_module" or not isinstance(_module(gm, node), _SUPPORTED):
+            what = type(_module(gm, node)).__name__ if node.op == "call_module" else str(node.target)
+            raise ExportError(
+                f"node {node.name!r} ({what}) cannot be exported to hls4ml by bitscout, which "
+                "supports Linear, ReLU, BatchNorm1d and Flatten/Identity/Dropout (MLPs and the "
+                f"JSC models). {PYTORCH_INSTEAD}"
+            )
+
+
 def plan_types(
     traced: TracedModel,
     config: dict[str, LayerQuantConfig | None],
@@ -244,21 +274,8 @@ def plan_types(
     """
     gm = traced.gm
     nodes = list(gm.graph.nodes)
+    check_hls_nodes(gm)
     placeholders = [n for n in nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise ExportError(
-            f"the hls4ml export supports models with one input; this one has {len(placeholders)}"
-        )
-    for node in nodes:
-        if node.op in ("placeholder", "output"):
-            continue
-        if node.op != "call_module" or not isinstance(_module(gm, node), _SUPPORTED):
-            what = type(_module(gm, node)).__name__ if node.op == "call_module" else str(node.target)
-            raise ExportError(
-                f"node {node.name!r} ({what}) cannot be exported to hls4ml by bitscout, which "
-                "supports Linear, ReLU, BatchNorm1d and Flatten/Identity/Dropout (MLPs and the "
-                "JSC models). Export it with --format pytorch instead."
-            )
     unknown = sorted(set(config) - set(traced.table.names()))
     if unknown:
         raise ExportError(

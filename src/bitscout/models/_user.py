@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bitscout.config._plugins import import_object, is_import_spec
+from bitscout.config._plugins import file_spec_hint, import_object, is_import_spec
 from bitscout.config._problems import suggest
 from bitscout.data import DatasetInfo
 from bitscout.errors import ModelError
@@ -34,7 +34,7 @@ def build_user_model(spec: str, info: DatasetInfo, options: Mapping[str, Any]) -
     if not is_import_spec(spec):
         raise ModelError(
             f"model {spec!r} must be a registered name or 'package.module:factory' "
-            "(one colon between a module path and a function name)"
+            f"(one colon between a module path and a function name){file_spec_hint(spec)}"
         )
     factory = import_object(spec, what="model", error=ModelError)
     module_name, _, attr = spec.partition(":")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch.fx as fx
@@ -277,7 +277,11 @@ def quantize(
 
 
 def format_quant_table(
-    table: LayerTable, config: LayerConfigs, *, folded: Mapping[str, str] | None = None
+    table: LayerTable,
+    config: LayerConfigs,
+    *,
+    folded: Mapping[str, str] | None = None,
+    describe: Callable[[LayerQuantConfig, tuple[str, ...]], str] | None = None,
 ) -> str:
     """Node-by-node text table of what a config applies: shapes and formats.
 
@@ -287,6 +291,8 @@ def format_quant_table(
             the resolved config (:func:`resolve_config`) to show calibrated formats.
         folded: Node name -> the BatchNorm folded into it; such a layer's op reads
             ``conv2d+bn`` (its weights are the folded ones).
+        describe: How a quantized layer's column reads (config, its tensors -> text);
+            default: each format's ``describe()`` (``data_in=int8.4``).
 
     Returns:
         Aligned text with columns node, op, input, weight, bias, output, quantization.
@@ -304,7 +310,7 @@ def format_quant_table(
                 _shape(layer.weight_shape),
                 _shape(layer.bias_shape),
                 _shape(layer.output_shape),
-                "float" if layer_config is None else _describe(layer_config, layer.tensors),
+                "float" if layer_config is None else (describe or _describe)(layer_config, layer.tensors),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

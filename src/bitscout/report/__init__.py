@@ -29,7 +29,9 @@ from bitscout.report._html import (
 from bitscout.report._outputs import write_plots, write_report
 from bitscout.report._tables import (
     chance_level_note,
+    describe_formats,
     describe_layer,
+    fixed_point_text,
     format_config,
     format_metric,
     format_summary,
@@ -60,4 +62,6 @@ __all__ = [
     "format_metric",
     "metric_unit",
     "chance_level_note",
+    "describe_formats",
+    "fixed_point_text",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitscout._atomic import atomic_path
+from bitscout.config import PLOT_SOFTWARE
 from bitscout.errors import SearchError
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        # Marked as bitscout's: a later search of the folder replaces it, not a plot of the
+        # user's of the same name (bitscout.config.check_outputs_are_ours).
+        fig.savefig(tmp, dpi=100, metadata={"Software": f"{PLOT_SOFTWARE} (matplotlib)"})
     _pyplot().close(fig)
     return path
 

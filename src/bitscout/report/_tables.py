@@ -16,6 +16,8 @@ __all__ = [
     "format_config",
     "format_summary",
     "describe_layer",
+    "describe_formats",
+    "fixed_point_text",
     "format_metric",
     "metric_unit",
     "chance_level_note",
@@ -104,6 +106,46 @@ def describe_layer(cfg: Mapping[str, Any] | str) -> str:
             text += f" ({', '.join(details)})"
         parts.append(text)
     return f"{name}: " + ", ".join(parts) if parts else str(name)
+
+
+def fixed_point_text(width: Any, frac: Any) -> str:
+    """Fixed point as bitscout prints it everywhere: ``8b (4 frac)``, 8 bits of which 4
+    are fraction bits (hls4ml's ``ap_fixed<8,4>``; MASE's ``width = 8, frac_width = 4``)."""
+    return f"{width}b ({frac} frac)"
+
+
+def describe_formats(config: Any, tensors: Sequence[str]) -> str:
+    """One quantized layer's resolved formats, as ``bitscout quantize`` prints them.
+
+    Fixed point (``integer``) and scaled integers (``int``) read as the search summary
+    writes them, ``integer: data_in 8b (7 frac), weight 4b (2 frac)``,
+    ``int: data_in 8b (symmetric False, scale 0.0123, zero_point -5), weight 8b
+    (granularity channel)``; other formats by their short name (``fp8e4m3b7``). ``config`` is a
+    :class:`bitscout.quant.LayerQuantConfig`.
+    """
+    from bitscout.quant import IntegerFormat, IntFormat
+
+    parts = []
+    for tensor in tensors:
+        fmt = getattr(config, tensor)
+        if fmt is None:
+            parts.append(f"{tensor} float")
+        elif isinstance(fmt, IntegerFormat) and isinstance(fmt.frac_width, int):
+            parts.append(f"{tensor} {fixed_point_text(fmt.width, fmt.frac_width)}")
+        elif isinstance(fmt, IntFormat):
+            # As the summary writes a sampled `int` config: the width, then the fields
+            # that differ from the defaults (and the fitted scale, once calibrated).
+            details = [] if fmt.symmetric else ["symmetric False"]
+            if fmt.granularity != "tensor":
+                details.append(f"granularity {fmt.granularity}")
+            if fmt.scale is not None:
+                details.append(f"scale {fmt.scale:.4g}")
+            if fmt.zero_point is not None and not fmt.symmetric:
+                details.append(f"zero_point {fmt.zero_point}")
+            parts.append(f"{tensor} {fmt.width}b" + (f" ({', '.join(details)})" if details else ""))
+        else:
+            parts.append(f"{tensor} {fmt.describe()}")
+    return f"{config.format}: " + ", ".join(parts)
 
 
 def format_config(sampled_config: Mapping[str, Any]) -> str:
@@ -219,6 +261,16 @@ def chance_level_note(
     if class_names and not all(str(n) == str(i) for i, n in enumerate(class_names)):
         shown = ", ".join(f"{n}={i}" for i, n in enumerate(class_names[:4]))
         order = f" (this data's: {shown}{', ...' if len(class_names) > 4 else ''})"
+    if score < chance / 2:
+        # Far below guessing: the model tells the classes apart, under other numbers (two
+        # classes swapped: 0.02 where chance is 0.5).
+        return (
+            f"the float model's balanced accuracy is {score:.3f}, far below chance for "
+            f"{num_classes} classes ({chance:.3f}): it tells classes apart, but not under the "
+            "numbers this data gives them, so every candidate is measured against a model that "
+            "misnames them. Check that the model's output i is the data's class i (text labels "
+            f"are numbered in sorted order){order}"
+        )
     return (
         f"the float model's balanced accuracy is {score:.3f}, about chance for {num_classes} "
         f"classes ({chance:.3f}): it does not classify this data, so every candidate is measured "

@@ -33,7 +33,7 @@ from bitscout.study._search import FIRST_FAILURES, fail_interrupted, run_search
 from bitscout.study._pool import run_local_workers
 from bitscout.study._worker_storage import HeartbeatSettings, fail_stale_trials, open_storage, open_worker_storage
 from bitscout.study._store import JOURNAL_FILE, LocalJournalBackend
-from bitscout.study._study_report import report_study
+from bitscout.study._study_report import report_study, store_baseline, stored_baseline
 
 __all__ = [
     "run_search",
@@ -66,5 +66,7 @@ __all__ = [
     "open_worker_storage",
     "fail_stale_trials",
     "report_study",
+    "store_baseline",
+    "stored_baseline",
     "run_local_workers",
 ]

@@ -136,6 +136,8 @@ class PreparedSearch:
                 plot=plot,
                 # The float model once: the summary shows it and every trial's drop from it.
                 baseline=True,
+                num_classes=self.experiment.dataset.info.num_classes,
+                class_names=tuple(self.experiment.dataset.info.class_names),
             )
 
     def evaluator(self, *, precompute: bool = True, progress: bool = False) -> Evaluator:
@@ -193,7 +195,9 @@ def prepare_search(config: Config, *, out: Path | None = None) -> PreparedSearch
         )
     run_dir = Path(out) if out is not None else default_run_dir(config)
     check_outputs_spare_inputs(config, run_dir, RUN_OUTPUTS, f"run folder {run_dir}")
-    check_outputs_are_ours(run_dir, f"run folder {run_dir}")
+    # The run folder's journal is appended to unless the study lives elsewhere (--storage).
+    journal = config.search.strategy.setup.storage is None
+    check_outputs_are_ours(run_dir, f"run folder {run_dir}", journal=journal)
     experiment = Experiment.from_config(config)
     split = experiment.dataset.val if len(experiment.dataset.val) else experiment.dataset.train
     example = split.x[:_TRACE_BATCH].to(experiment.device)

@@ -9,7 +9,7 @@
                    the sampled config flattened as ``<layer>.<field>`` columns
 ``best.json``      the best trial (``"best"``) or the Pareto set (``"pareto"``), with
                    the directions and the counts of trials, duplicates and failures
-``config.toml``    the resolved config (``Config.to_toml()``)
+``config.toml``    the resolved config (``Config.to_toml()``) after a marker line
 ``*.png``          the plots, drawn by :func:`bitscout.report.write_plots` when the
                    caller passes it as ``plot``
 =================  ===================================================================
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitscout._atomic import atomic_path, atomic_write_text
+from bitscout.config import CONFIG_MARKER
 from bitscout.study._records import SearchResult, TrialRecord
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ def write_outputs(
     paths["csv"] = write_trials_csv(result, run_dir / CSV_FILE)
     if config is not None:
         path = run_dir / CONFIG_FILE
-        atomic_write_text(path, config.to_toml())
+        # The first line marks the file as the search's own: a later search of this folder
+        # replaces it, but never a config.toml of the user's (config.check_outputs_are_ours).
+        atomic_write_text(path, f"{CONFIG_MARKER}\n{config.to_toml()}")
         paths["config"] = path
     if plot is not None:
         paths.update(plot(result, run_dir))

@@ -67,6 +67,7 @@ from bitscout.study._result import result_from_study, sampled_config
 from bitscout.study._records import SearchResult
 from bitscout.study._locks import ask_lock
 from bitscout.study._worker_storage import fail_stale_trials, open_storage
+from bitscout.study._study_report import store_baseline
 from bitscout.study._store import (
     Fingerprint,
     check_fingerprint,
@@ -618,6 +619,8 @@ def run_search(
     plot: PlotWriter | None = None,
     fsync: bool = False,
     baseline: bool = False,
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] = (),
 ) -> SearchResult:
     """Run (or resume) a search and return every trial of the study.
 
@@ -643,7 +646,12 @@ def run_search(
             (:func:`bitscout.report.write_plots`; study draws none itself).
         fsync: With the default journal storage, force every write to disk.
         baseline: Evaluate the unquantized model once (``evaluator.baseline()``) and
-            keep it as ``result.baseline``.
+            keep it as ``result.baseline``; it is also stored in the study
+            (:func:`bitscout.study.stored_baseline`), so that the process that started
+            ``--workers`` can report the float model it never evaluated.
+        num_classes: The data's class count, stored with the baseline (the chance-level
+            warning of ``--workers`` compares the float model with ``1 / num_classes``).
+        class_names: The data's class names in class order, stored likewise.
 
     Returns:
         The study's trials (this run's and earlier ones), with its best trial or Pareto
@@ -736,6 +744,8 @@ def run_search(
             bar.close()
     wall = time.perf_counter() - started
     base = evaluator.baseline() if baseline else None
+    if base is not None and base.error is None:
+        store_baseline(study, base, num_classes, class_names)
     result = result_from_study(study, storage_name=store_text, objective_names=objective_names)
     result.wall_time_s = wall
     result.interrupted = search.state.interrupted

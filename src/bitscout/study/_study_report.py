@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -17,7 +17,45 @@ if TYPE_CHECKING:
     from bitscout.config import Config
     from bitscout.evaluation import Evaluation
 
-__all__ = ["study_names", "report_study", "dashboard_hint"]
+__all__ = ["study_names", "report_study", "dashboard_hint", "store_baseline", "stored_baseline", "BASELINE_ATTR"]
+
+#: The study's user attribute holding the float model's evaluation and the data's class
+#: names, as the last search process measured them.
+BASELINE_ATTR = "bitscout_baseline"
+
+
+def store_baseline(
+    study: optuna.Study, baseline: Evaluation, num_classes: int | None = None, class_names: tuple[str, ...] = ()
+) -> None:
+    """Keep the float model's evaluation (and the data's classes) in the study.
+
+    The worker processes of ``--workers`` each evaluate the float model; the process that
+    started them loads neither model nor data, and reads it from here for the summary,
+    the drops and the chance-level warning.
+    """
+    value: dict[str, Any] = {"metrics": baseline.metrics.to_dict(), "values": [float(v) for v in baseline.values]}
+    if num_classes is not None:
+        value["num_classes"] = int(num_classes)
+        value["class_names"] = [str(c) for c in class_names]
+    if study.user_attrs.get(BASELINE_ATTR) != value:
+        study.set_user_attr(BASELINE_ATTR, value)
+
+
+def stored_baseline(study: optuna.Study) -> tuple[Evaluation | None, int | None, tuple[str, ...]]:
+    """The float model's evaluation, the data's class count and class names a search
+    stored in the study (:func:`store_baseline`); ``(None, None, ())`` when none did."""
+    from bitscout.study._records import _baseline_from
+
+    raw = study.user_attrs.get(BASELINE_ATTR)
+    if not isinstance(raw, dict):
+        return None, None, ()
+    count = raw.get("num_classes")
+    names = raw.get("class_names") or ()
+    return (
+        _baseline_from(raw),
+        count if isinstance(count, int) else None,
+        tuple(str(n) for n in names),
+    )
 
 
 def study_names(storage: BaseStorage) -> list[str]:
@@ -46,8 +84,9 @@ def report_study(
         out_dir: Where to write (created when missing).
         storage_name: How to name the storage in best.json and messages.
         config: The resolved config, written as config.toml when given.
-        baseline: The float model's evaluation, which the study does not hold (the
-            search kept it in best.json); kept in the rewritten best.json when given.
+        baseline: The float model's evaluation (the search kept it in best.json); kept
+            in the rewritten best.json when given, else the one the study holds
+            (:func:`stored_baseline`), if any.
 
     Raises:
         SearchError: No such study (the message lists the studies there), or several and
@@ -70,7 +109,7 @@ def report_study(
         )
     study = optuna.load_study(study_name=study_name, storage=storage)
     result = result_from_study(study, storage_name=storage_name)
-    result.baseline = baseline
+    result.baseline = baseline if baseline is not None else stored_baseline(study)[0]
     starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start is not None]
     ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
     # All workers together: from the first trial's start to the last trial's end.
