@@ -87,9 +87,9 @@ def test_training_threads_are_restored_even_when_training_fails() -> None:
 
         def stop(metrics) -> None:
             seen.append(torch.get_num_threads())
-            raise KeyboardInterrupt
+            raise RuntimeError("a failure in the middle")  # (Ctrl-C now returns the best epoch)
 
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(RuntimeError):
             train(build_model("mlp", ds.info), ds, epochs=2, batch_size=32, learning_rate=1e-2,
                   seed=0, progress=False, on_epoch=stop)
         assert seen == [1] and torch.get_num_threads() == 2
@@ -98,3 +98,40 @@ def test_training_threads_are_restored_even_when_training_fails() -> None:
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
+
+
+
+def test_ctrl_c_keeps_the_best_finished_epoch() -> None:
+    ds = load_dataset("synthetic")
+
+    def stop_at_epoch_3(metrics):
+        if metrics.epoch == 3:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    model = build_model("jsc-toy", ds.info)
+    result = train(model, ds, epochs=50, batch_size=32, learning_rate=1e-2, seed=0, progress=False, on_epoch=stop_at_epoch_3)
+    assert result.interrupted and [h.epoch for h in result.history] == [1, 2, 3]
+    accs = [h.val_accuracy for h in result.history]
+    assert result.best_epoch == accs.index(max(accs)) + 1
+    assert all(torch.equal(v, result.best_state[k]) for k, v in model.state_dict().items())
+    # The same three epochs as an uninterrupted 3-epoch run.
+    _, full, _ = _run(seed=0, epochs=3)
+    assert not full.interrupted and result.best_val == full.best_val
+
+
+def test_ctrl_c_before_the_first_epoch_finishes_is_raised() -> None:
+    ds = load_dataset("synthetic")
+    torch.manual_seed(0)
+    model = build_model("jsc-toy", ds.info)
+    calls = 0
+
+    def second_batch(module, args, output):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+
+    model.register_forward_hook(second_batch)
+    with pytest.raises(KeyboardInterrupt):  # nothing finished: nothing to keep
+        train(model, ds, epochs=5, batch_size=32, learning_rate=1e-2, seed=0, progress=False)

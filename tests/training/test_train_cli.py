@@ -94,3 +94,28 @@ def test_unknown_model_is_an_error_message(workdir: Path, capsys) -> None:
     cfg.write_text(CONFIG.replace('"jsc-toy"', '"jsc-tyni"'))
     assert main(["train", str(cfg)]) == 2
     assert "error: unknown model 'jsc-tyni'" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_the_best_epoch_so_far_and_exits_130(workdir: Path, capsys, monkeypatch) -> None:
+    import bitscout.cli._train as cli_train
+
+    cfg = _write(workdir / "c.toml", "")
+    cfg.write_text(cfg.read_text().replace("max_epochs = 3", "max_epochs = 40"))
+    shown = cli_train._format_epoch
+
+    def ctrl_c_after_epoch_2(metrics, epochs):
+        if metrics.epoch == 2:
+            raise KeyboardInterrupt
+        return shown(metrics, epochs)
+
+    monkeypatch.setattr(cli_train, "_format_epoch", ctrl_c_after_epoch_2)
+    assert main(["train", str(cfg), "--no-progress"]) == 130
+    captured = capsys.readouterr()
+    assert "interrupted (Ctrl-C) after epoch 2 of 40: saving the best epoch so far" in captured.err
+    ckpt = Path("runs/syn/train/best.pt")
+    summary = json.loads(ckpt.with_suffix(".json").read_text())
+    assert summary["interrupted"] is True and len(summary["history"]) == 2
+    assert summary["best_epoch"] in (1, 2) and f"saved checkpoint: {ckpt}" in captured.out
+    # The saved weights are the best epoch's: they give back its validation accuracy.
+    exp = Experiment.from_config(load_config(cfg).model_copy(update={"load_name": ckpt}))
+    assert evaluate(exp.model, exp.dataset.val.x, exp.dataset.val.y).accuracy == summary["val"]["accuracy"]

@@ -144,7 +144,10 @@ def _format_epoch(m: EpochMetrics, epochs: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, print per-epoch metrics, save ``best.pt`` and ``best.json``; 0 on success."""
+    """Train, print per-epoch metrics, save ``best.pt`` and ``best.json``; 0 on success.
+
+    Ctrl-C after the first finished epoch saves the best epoch so far and returns 130.
+    """
     config = config_from_args(args)
     ckpt = checkpoint_path(config, load_option=args.load)
     metrics_file = ckpt.with_suffix(".json")
@@ -219,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         "learning_rate": config.learning_rate,
         "device": str(device),
         "best_epoch": result.best_epoch,
+        "interrupted": result.interrupted,
         **metrics,
         "seconds": result.seconds,
         "history": [m.__dict__ for m in result.history],
@@ -226,6 +230,12 @@ def run(args: argparse.Namespace) -> int:
     }
     atomic_write_text(metrics_file, json.dumps(summary, indent=2) + "\n")
 
+    if result.interrupted:
+        print(
+            f"interrupted (Ctrl-C) after epoch {len(result.history)} of {config.max_epochs}: "
+            "saving the best epoch so far",
+            file=sys.stderr,
+        )
     print(
         f"best epoch {result.best_epoch}: val accuracy {val.accuracy:.4f} "
         f"(balanced {val.balanced_accuracy:.4f}, loss {val.loss:.4f}); "
@@ -250,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             "to use this checkpoint",
             file=sys.stderr,
         )
-    return 0
+    return 130 if result.interrupted else 0
 
 
 def _data_line(dataset: Dataset) -> str:

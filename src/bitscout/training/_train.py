@@ -53,6 +53,8 @@ class TrainResult:
         best_val: Validation metrics of the best epoch's weights.
         best_state: The best epoch's state dict (CPU tensors); also loaded into the model.
         seconds: Total wall time.
+        interrupted: Ctrl-C stopped the training after ``len(history)`` epochs; the
+            best of those is loaded.
     """
 
     history: tuple[EpochMetrics, ...]
@@ -60,6 +62,7 @@ class TrainResult:
     best_val: EvalResult
     best_state: dict[str, torch.Tensor]
     seconds: float
+    interrupted: bool = False
 
 
 def train(
@@ -85,6 +88,10 @@ def train(
 
     A final batch of a single sample is skipped, because BatchNorm cannot train on one
     sample.
+
+    Ctrl-C (KeyboardInterrupt) after at least one finished epoch ends the training there:
+    the best finished epoch is loaded and returned, marked ``interrupted``, so that hours
+    of epochs are not lost. Before the first epoch finishes it is raised.
 
     On the CPU, training runs on ``cpu_threads`` intra-op threads (torch's setting is
     restored afterwards). The default is one: the batches of the small models bitscout
@@ -129,42 +136,49 @@ def train(
         best: tuple[int, EvalResult, dict[str, torch.Tensor]] | None = None
         # disable=None: a bar only on a terminal, not in logs and pipes.
         bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=None if progress else True, leave=False)
-        for epoch in bar:
-            epoch_start = time.perf_counter()
-            model.train()
-            order = torch.randperm(n, generator=generator).to(device)
-            loss_sum = 0.0
-            correct = 0
-            seen = 0
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                if idx.numel() < 2 and seen > 0:
-                    continue
-                logits = model(x_train[idx])
-                loss = F.cross_entropy(logits, y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(loss.detach()) * idx.numel()
-                correct += int((logits.detach().argmax(dim=-1) == y_train[idx]).sum())
-                seen += idx.numel()
-            val = evaluate(model, dataset.val.x, dataset.val.y, num_classes=num_classes)
-            metrics = EpochMetrics(
-                epoch=epoch,
-                train_loss=loss_sum / seen,
-                train_accuracy=correct / seen,
-                val_loss=val.loss,
-                val_accuracy=val.accuracy,
-                val_balanced_accuracy=val.balanced_accuracy,
-                seconds=time.perf_counter() - epoch_start,
-            )
-            history.append(metrics)
-            if best is None or val.accuracy > best[1].accuracy:
-                state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                best = (epoch, val, state)
-            bar.set_postfix(loss=f"{metrics.train_loss:.3f}", val_acc=f"{val.accuracy:.3f}")
-            if on_epoch is not None:
-                on_epoch(metrics)
+        interrupted = False
+        try:
+            for epoch in bar:
+                epoch_start = time.perf_counter()
+                model.train()
+                order = torch.randperm(n, generator=generator).to(device)
+                loss_sum = 0.0
+                correct = 0
+                seen = 0
+                for start in range(0, n, batch_size):
+                    idx = order[start : start + batch_size]
+                    if idx.numel() < 2 and seen > 0:
+                        continue
+                    logits = model(x_train[idx])
+                    loss = F.cross_entropy(logits, y_train[idx])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum += float(loss.detach()) * idx.numel()
+                    correct += int((logits.detach().argmax(dim=-1) == y_train[idx]).sum())
+                    seen += idx.numel()
+                val = evaluate(model, dataset.val.x, dataset.val.y, num_classes=num_classes)
+                metrics = EpochMetrics(
+                    epoch=epoch,
+                    train_loss=loss_sum / seen,
+                    train_accuracy=correct / seen,
+                    val_loss=val.loss,
+                    val_accuracy=val.accuracy,
+                    val_balanced_accuracy=val.balanced_accuracy,
+                    seconds=time.perf_counter() - epoch_start,
+                )
+                history.append(metrics)
+                if best is None or val.accuracy > best[1].accuracy:
+                    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    best = (epoch, val, state)
+                bar.set_postfix(loss=f"{metrics.train_loss:.3f}", val_acc=f"{val.accuracy:.3f}")
+                if on_epoch is not None:
+                    on_epoch(metrics)
+        except KeyboardInterrupt:
+            # Ctrl-C: keep what the finished epochs earned (the best is already copied).
+            if best is None:
+                raise
+            interrupted = True
         bar.close()
         assert best is not None  # epochs >= 1 was checked above
         best_epoch, best_val, best_state = best
@@ -175,6 +189,7 @@ def train(
             best_val=best_val,
             best_state=best_state,
             seconds=time.perf_counter() - start_time,
+            interrupted=interrupted,
         )
 
 
