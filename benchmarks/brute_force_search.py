@@ -7,8 +7,8 @@ trial per configuration. This measures that search, as ``bitscout search`` runs 
 ways side by side in one process, alternating:
 
 * ``table pass``: the trials are written finished, one journal entry each
-  (``_Search.run_table_pass``, the default);
-* ``loop``: the same search with the table pass turned off, so that every trial goes
+  (``run_search(..., table_pass=True)``, the default);
+* ``loop``: the same search with ``table_pass=False``, so that every trial goes
   through the ask / record / tell loop (about 14 journal entries a trial).
 
 It checks that both leave the same study (every trial's number, state, parameters,
@@ -94,11 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from bitscout.config import ConfigOverrides, load_config
     from bitscout.study import prepare_search
-    from bitscout.study._search import _Search
 
     widths = [int(w) for w in args.widths.split(",")]
     data_widths = [int(w) for w in args.data_widths.split(",")]
-    table_pass = _Search.run_table_pass
     walls: dict[str, list[float]] = {"table pass": [], "loop": []}
     entries: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,13 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = Path(tmp) / f"{way.replace(' ', '-')}-{r}"
                 prepared = prepare_search(load_config(config_path, ConfigOverrides(out=run_dir)))
                 size = prepared.space.distinct_size
-                _Search.run_table_pass = table_pass if way == "table pass" else (lambda self: None)  # type: ignore[method-assign]
-                try:
-                    start = time.perf_counter()
-                    result = prepared.run(progress=False, write_outputs=False)
-                    walls[way].append(time.perf_counter() - start)
-                finally:
-                    _Search.run_table_pass = table_pass  # type: ignore[method-assign]
+                start = time.perf_counter()
+                result = prepared.run(progress=False, write_outputs=False, table_pass=way == "table pass")
+                walls[way].append(time.perf_counter() - start)
                 assert result.n_unique == size, (way, result.n_unique, size)
                 entries[way] = len((run_dir / "study.journal").read_bytes().splitlines())
                 contents.setdefault(way, _contents(run_dir, result.study_name))

@@ -858,22 +858,15 @@ def _search_clocked(space: Any, evaluator: Any, strategy: str, n_trials: int, op
     from bitscout.strategies import get_strategy
     from bitscout.study import run_search
 
-    from bitscout.study._search import _Search
-
     sampler = get_strategy(strategy).make_sampler(space, seed=0, directions=["maximize"], options=options, n_trials=n_trials)
     clock = SamplerClock(sampler)
     storage = optuna.storages.InMemoryStorage()
     # Item 1 times the sampler's proposals in the loop: a brute force answered from a table
     # would otherwise write its trials without proposals (the table pass; timed apart by
     # benchmarks/brute_force_search.py).
-    table_pass = _Search.run_table_pass
-    _Search.run_table_pass = lambda self: None  # type: ignore[method-assign]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            run_search(space, sampler, evaluator, out_dir=Path(tmp), storage=storage,
-                       n_trials=n_trials, progress=False, write_outputs=False)
-    finally:
-        _Search.run_table_pass = table_pass  # type: ignore[method-assign]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_search(space, sampler, evaluator, out_dir=Path(tmp), storage=storage,
+                   n_trials=n_trials, progress=False, write_outputs=False, table_pass=False)
     study_id = storage.get_all_studies()[0]._study_id
     return clock, storage.get_all_trials(study_id, deepcopy=False)
 

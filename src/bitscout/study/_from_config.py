@@ -95,6 +95,7 @@ class PreparedSearch:
         precompute: bool = True,
         cpu_threads: int | None = 1,
         plot: PlotWriter | None = None,
+        table_pass: bool = True,
     ) -> SearchResult:
         """Run (or resume) the search the config describes; see :func:`run_search`.
 
@@ -109,6 +110,9 @@ class PreparedSearch:
         is small, and on a small machine torch's threads fight the sampler, the storage
         and other processes (measured here: 19.5 ms per digits-MLP trial on 2 threads,
         3.6 ms on 1). ``None`` keeps torch's setting. The setting is restored afterwards.
+
+        ``table_pass``: see :func:`run_search` (False: the table's trials go through the
+        loop one by one, as ``benchmarks/brute_force_search.py`` compares).
         """
         from bitscout.training import intra_op_threads
 
@@ -136,6 +140,7 @@ class PreparedSearch:
                 plot=plot,
                 # The float model once: the summary shows it and every trial's drop from it.
                 baseline=True,
+                table_pass=table_pass,
                 num_classes=self.experiment.dataset.info.num_classes,
                 class_names=tuple(self.experiment.dataset.info.class_names),
             )

@@ -619,6 +619,7 @@ def run_search(
     plot: PlotWriter | None = None,
     fsync: bool = False,
     baseline: bool = False,
+    table_pass: bool = True,
     num_classes: int | None = None,
     class_names: tuple[str, ...] = (),
 ) -> SearchResult:
@@ -649,6 +650,10 @@ def run_search(
             keep it as ``result.baseline``; it is also stored in the study
             (:func:`bitscout.study.stored_baseline`), so that the process that started
             ``--workers`` can report the float model it never evaluated.
+        table_pass: With a brute-force sampler and a :class:`TableEvaluator`, write the
+            main pass's trials finished from the table (the same trials as the loop, one
+            storage entry each); False sends every trial through the loop (to time the
+            loop's proposals, or to compare the two).
         num_classes: The data's class count, stored with the baseline (the chance-level
             warning of ``--workers`` compares the float model with ``1 / num_classes``).
         class_names: The data's class names in class order, stored likewise.
@@ -726,7 +731,7 @@ def run_search(
         if n_jobs <= 1:
             search.enter_thread()
             try:
-                if isinstance(sampler, BruteForceSampler) and isinstance(evaluator, TableEvaluator):
+                if table_pass and isinstance(sampler, BruteForceSampler) and isinstance(evaluator, TableEvaluator):
                     search.run_table_pass()
                 while search.run_one():
                     pass
