@@ -80,7 +80,8 @@ and ``mlp-int/w1``, ``mlp-int/w2``, ``mlp-int/budget`` (29). Everything is deter
 to the search's own runners (checked on random configurations when a table is built).
 
 Cache: ``.cache/sample_efficiency/`` (override with ``BITSCOUT_SUITE_CACHE``), keyed by a
-hash of each recipe, so a changed recipe never reads a stale table.
+hash of each recipe and of the scoring code the values come from, so a changed recipe or
+a changed metric never reads a stale table.
 """
 
 from __future__ import annotations
@@ -147,6 +148,18 @@ def cache_dir() -> Path:
 
 def _digest(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=None)
+def _metrics_code() -> str:
+    """A digest of the code a table's values come from: the trial's scoring (accuracy,
+    cross-entropy) and the runner that calls it. A change there (session 8 moved every
+    loss by one float32 rounding) must not let an older table be read as current."""
+    import bitscout.metrics._software as software
+    import bitscout.training._evaluate as evaluate
+    import bitscout.training._scores as scores
+
+    return _digest(*(Path(m.__file__).read_text() for m in (scores, evaluate, software)))
 
 
 # -- recipes -------------------------------------------------------------------------------
@@ -534,7 +547,7 @@ def _space(name: str) -> SearchSpace:
 def _table_path(space: str) -> Path:
     spec = SPACES[space]
     model = MODELS[spec.model]
-    key = _digest(model, {k: dict(v) for k, v in spec.choices.items()}, sorted(_METRIC_RUNNERS))
+    key = _digest(model, {k: dict(v) for k, v in spec.choices.items()}, sorted(_METRIC_RUNNERS), _metrics_code())
     return cache_dir() / f"table_{space}_{key}.npz"
 
 
@@ -753,7 +766,7 @@ def lazy_table(space: str) -> LazyTable:
     """The on-disk, lazily filled metrics of a space too large to enumerate."""
     spec = SPACES[space]
     model = MODELS[spec.model]
-    key = _digest(model, {k: dict(v) for k, v in spec.choices.items()}, "lazy")
+    key = _digest(model, {k: dict(v) for k, v in spec.choices.items()}, "lazy", _metrics_code())
     return LazyTable(space, _space(space), prepare(spec.model).runners, cache_dir() / f"lazy_{space}_{key}.bin")
 
 
